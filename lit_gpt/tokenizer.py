@@ -1,0 +1,81 @@
+"""Loading a Hugging Face tokenizer from a local folder and making sure it has `[MASK]`.
+
+Every stage (data preparation, pretraining, conversion, SFT, evaluation) goes through
+`load_tokenizer`, so the mask id is the same everywhere: with the 32000-token LLaMA-2 tokenizer
+`[MASK]` gets id 32000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from lit_gpt.cli import UserError
+
+MASK_TOKEN = "[MASK]"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+class TokenizerError(UserError, ValueError):
+    """A tokenizer folder that cannot be used; the message names the folder."""
+
+
+def load_tokenizer(tokenizer_dir: Union[str, Path], add_mask_token: bool = True, trust_remote_code: bool = False):
+    """Loads the tokenizer in `tokenizer_dir` (tokenizer.json or a sentencepiece tokenizer.model).
+
+    Only local files are read. `[MASK]` is added as a special token when it is missing.
+    """
+    from transformers import AutoTokenizer  # heavy import, kept out of `import lit_gpt`
+
+    path = Path(tokenizer_dir).expanduser()
+    if not path.is_dir():
+        raise TokenizerError(f"tokenizer directory not found: {path}")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise TokenizerError(f"{path} holds neither {' nor '.join(TOKENIZER_FILES)}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    except Exception as err:  # transformers raises many types; the user needs the folder and the cause
+        raise TokenizerError(f"could not load the tokenizer in {path}: {err}") from err
+    if add_mask_token:
+        ensure_mask_token(tokenizer)
+    return tokenizer
+
+
+def ensure_mask_token(tokenizer) -> int:
+    """Adds `[MASK]` as a special token if the tokenizer lacks it; returns its id."""
+    if MASK_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"mask_token": MASK_TOKEN})
+    elif tokenizer.mask_token != MASK_TOKEN:
+        tokenizer.mask_token = MASK_TOKEN
+    return tokenizer.convert_tokens_to_ids(MASK_TOKEN)
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """The ids every stage needs, recorded in data manifests and checkpoints."""
+
+    vocab_size: int  # including added tokens such as [MASK]
+    bos_id: int | None
+    eos_id: int
+    mask_id: int | None
+    adds_bos: bool  # whether encode(text) starts with BOS
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def tokenizer_info(tokenizer, source: Union[str, Path, None] = None) -> TokenizerInfo:
+    where = f" in {source}" if source is not None else ""
+    if tokenizer.eos_token_id is None:
+        raise TokenizerError(f"the tokenizer{where} has no EOS token, which separates documents")
+    mask_id = tokenizer.convert_tokens_to_ids(MASK_TOKEN) if MASK_TOKEN in tokenizer.get_vocab() else None
+    probe = tokenizer("a")["input_ids"]
+    adds_bos = tokenizer.bos_token_id is not None and len(probe) > 0 and probe[0] == tokenizer.bos_token_id
+    return TokenizerInfo(
+        vocab_size=len(tokenizer),
+        bos_id=tokenizer.bos_token_id,
+        eos_id=tokenizer.eos_token_id,
+        mask_id=mask_id,
+        adds_bos=adds_bos,
+    )
