@@ -1,0 +1,144 @@
+"""Reading lit checkpoints: the trainer's, upstream TinyLlama/MEAP ones, and plain state dicts.
+
+`load_lit_checkpoint` is the one loader every consumer uses (export, evaluation, `--init_from`):
+it memory-maps the file (the optimizer state of a training checkpoint is never read into RAM),
+refuses anything but tensors and plain containers, resolves the model config and checks every key
+and shape against it before anything is converted or written.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from lit_gpt.cli import UserError
+from lit_gpt.config import Config
+from lit_gpt.convert.hf import StateDictMismatch, check_keys_and_shapes
+
+# Added by torch.compile, DDP/FSDP and Fabric's module wrappers.
+WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
+# Entries of a training checkpoint that are not metadata worth carrying along.
+_NOT_META = ("model", "state_dict", "optimizer")
+
+
+def torch_load(path: Union[str, Path]) -> Any:
+    """torch.load with weights_only and mmap; every failure becomes a UserError naming the file."""
+    path = Path(path)
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            # Files written by torch.save's legacy (pre-zip) format cannot be memory-mapped.
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"{path} holds objects other than tensors and plain containers, which are not loaded for safety: {first}"
+        ) from None
+    except Exception as err:  # a truncated or foreign file: torch raises several types
+        raise UserError(f"could not read {path} as a PyTorch checkpoint: {type(err).__name__}: {err}") from None
+
+
+def strip_wrapper_prefixes(sd: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in sd.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def lit_shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of `GPT(config)`'s state dict, from a model built on the meta device (no memory)."""
+    from lit_gpt.model import GPT
+
+    with torch.device("meta"):
+        model = GPT(config, fused=False)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _split_checkpoint(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """-> (state dict, metadata) from a training checkpoint dict or a plain state dict."""
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict or a state dict")
+    for key in ("model", "state_dict"):
+        if isinstance(obj.get(key), dict):
+            meta = {k: v for k, v in obj.items() if k not in _NOT_META}
+            return obj[key], meta
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, {}
+    shown = ", ".join(sorted(map(str, obj))[:10])
+    raise UserError(f"{path} holds no model weights: no 'model' state dict and not a plain state dict (top-level keys: {shown})")
+
+
+def resolve_config(meta: dict[str, Any], model_name: Optional[str], path: Path) -> Config:
+    """The config recorded in the checkpoint, else the one `model_name` names; they must agree."""
+    recorded = meta.get("config")
+    hparams = meta.get("hparams") if isinstance(meta.get("hparams"), dict) else {}
+    if isinstance(recorded, dict):
+        try:
+            config = Config.from_dict(recorded)
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{path} records an unusable config: {err}") from None
+        if model_name is not None and model_name != config.name:
+            raise UserError(
+                f"{path} was trained as {config.name!r}, not --model_name {model_name!r} "
+                "(omit --model_name to use the recorded config)"
+            )
+        return config
+    # Upstream TinyLlama/MEAP checkpoints record only the script's scalar hyperparameters.
+    upstream_name = hparams.get("model_name") if isinstance(hparams.get("model_name"), str) else None
+    if model_name is None:
+        model_name = upstream_name
+    if model_name is None:
+        raise UserError(f"{path} records no model config: pass --model_name (e.g. tiny_LLaMA_1b_mask)")
+    if upstream_name is not None and upstream_name != model_name:
+        raise UserError(f"{path} was trained as {upstream_name!r}, not --model_name {model_name!r}")
+    try:
+        return Config.from_name(model_name)
+    except ValueError as err:
+        raise UserError(f"--model_name: {err}") from None
+
+
+def load_lit_checkpoint(path: Union[str, Path], model_name: Optional[str] = None) -> tuple[dict[str, torch.Tensor], Config, dict[str, Any]]:
+    """-> (state dict, Config, metadata) of a lit checkpoint, validated key by key and shape by shape.
+
+    Accepts the trainer's checkpoints ({"model", "optimizer", "config", "tokenizer_dir", ...}),
+    upstream TinyLlama/MEAP checkpoints ({"model", ...}, `model_name` required) and plain state dicts.
+    Wrapper prefixes (`_forward_module.`, `module.`, `_orig_mod.`) are stripped. Tensors stay
+    memory-mapped. `meta` is every other top-level entry (step counters, `tokenizer_dir`, ...).
+    Raises UserError naming the file and listing every missing/unexpected key and wrong shape.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a directory (a sharded FSDP checkpoint?): consolidate it into one file first with "
+            f"`python -m lightning.fabric.utilities.consolidate_checkpoint {path}`"
+        )
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    sd, meta = _split_checkpoint(torch_load(path), path)
+    sd = strip_wrapper_prefixes(sd)
+    if any(k.startswith(("model.layers.", "model.embed_tokens.")) for k in sd):
+        raise UserError(
+            f"{path} holds Hugging Face LLaMA weights, not a lit checkpoint: use convert/convert_safetensors.py "
+            "to turn them into safetensors, or convert/convert_hf_checkpoint.py to import them"
+        )
+    non_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if non_tensors:
+        raise UserError(f"{path}: state dict entries that are not tensors: {', '.join(non_tensors[:8])}")
+    config = resolve_config(meta, model_name, path)
+    try:
+        check_keys_and_shapes(sd, lit_shapes(config), what=f"{path} does not match model {config.name!r}")
+    except StateDictMismatch as err:
+        raise UserError(str(err)) from None
+    return sd, config, meta

@@ -1,0 +1,468 @@
+"""Lit checkpoints to Hugging Face LLaMA folders (and models in memory), and HF weights back to lit.
+
+The export writes safetensors shard by shard from the memory-mapped checkpoint, never building a
+Hugging Face model, so converting needs about the model's size in RAM (in the target dtype).
+Everything is written into a hidden folder next to the destination and renamed at the end: an
+error at any point leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import torch
+
+from lit_gpt.cli import UserError
+from lit_gpt.config import Config, find_multiple
+from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes, torch_load
+from lit_gpt.convert.hf import (
+    StateDictMismatch,
+    config_from_hf,
+    hf_config_dict,
+    hf_shapes,
+    hf_to_lit_state_dict,
+    lit_to_hf_items,
+    lit_to_hf_state_dict,
+)
+from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
+
+PathLike = Union[str, Path]
+
+DTYPES = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32, "fp32": torch.float32,
+}
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+# Files a Hugging Face model folder may hold besides the weights; copied along by convert_safetensors.
+HF_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
+                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja")
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    n_params: int
+    n_bytes: int
+    n_shards: int
+    dtype: str
+    tokenizer_saved: bool
+    seconds: float
+
+    def summary(self) -> str:
+        shards = "1 file" if self.n_shards == 1 else f"{self.n_shards} shards"
+        tok = "with tokenizer" if self.tokenizer_saved else "WITHOUT tokenizer files"
+        return (f"wrote {self.out_dir}: {self.n_params / 1e6:.1f}M parameters, {self.dtype}, "
+                f"{self.n_bytes / 1e9:.2f} GB in {shards}, {tok}, {self.seconds:.1f} s")
+
+
+# ----------------------------------------------------------------------------- small parsers
+def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise UserError(f"unknown --dtype {dtype!r}; choose bfloat16, float16 or float32")
+    return DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(size: Union[int, str]) -> int:
+    """'5GB' -> 5_000_000_000 (Hugging Face's convention: decimal units, binary with 'iB')."""
+    if isinstance(size, int):
+        value = size
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", size.upper())
+        if not m or m.group(2) not in _SIZE_UNITS:
+            raise UserError(f"--max_shard_size {size!r} is not a size like 5GB, 500MB or 2GiB")
+        value = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if value <= 0:
+        raise UserError(f"--max_shard_size must be positive, got {size!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- writing safely
+def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Path], ...]) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"--out_dir {out} is not empty; pass --overwrite to replace it")
+        for path in protected:
+            if path is not None and (path.resolve() == out.resolve() or out.resolve() in path.resolve().parents):
+                raise UserError(f"refusing to replace --out_dir {out}: it holds {path}, an input of this conversion")
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """Yields a fresh hidden folder next to `out`; on success it replaces `out`, on error it is removed."""
+    missing_parents = []
+    parent = out.parent
+    while not parent.exists():
+        missing_parents.append(parent)
+        parent = parent.parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in missing_parents:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    if out.exists():
+        retired = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, retired)
+        os.rename(staging, out)
+        shutil.rmtree(retired)
+    else:
+        os.rename(staging, out)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tensor", disable=not sys.stderr.isatty())
+
+
+def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, int]:
+    """Writes `items` ((name, shape, dtype, make_tensor) tuples) as model.safetensors, or as shards + index.
+
+    Shards are planned from the shapes, then each is materialised, written and freed in turn, so
+    memory holds at most one shard of converted tensors. Returns (number of shards, total bytes).
+    """
+    from safetensors.torch import save_file
+
+    items = list(items)
+    shards: list[list[tuple[str, torch.dtype, Any]]] = [[]]
+    shard_bytes = 0
+    total = 0
+    for name, shape, dtype, make in items:
+        size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        if shards[-1] and shard_bytes + size > max_shard_bytes:
+            shards.append([])
+            shard_bytes = 0
+        shards[-1].append((name, dtype, make))
+        shard_bytes += size
+        total += size
+    n = len(shards)
+    names = ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+    weight_map = {}
+    with _progress(len(items), "writing safetensors") as bar:
+        for file_name, shard in zip(names, shards):
+            tensors, storages = {}, set()
+            for name, dtype, make in shard:
+                tensor = make().to(dtype)
+                # safetensors refuses views into a larger storage and tensors sharing one (tied weights).
+                storage = tensor.untyped_storage()
+                if not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes or storage.data_ptr() in storages:
+                    tensor = tensor.contiguous().clone()
+                storages.add(tensor.untyped_storage().data_ptr())
+                tensors[name] = tensor
+                weight_map[name] = file_name
+            save_file(tensors, str(folder / file_name), metadata={"format": "pt"})
+            bar.update(len(shard))
+            del tensors
+    if n > 1:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    return n, total
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------- tokenizer
+def resolve_tokenizer_dir(tokenizer_dir: Optional[PathLike], meta: dict[str, Any]) -> Optional[Path]:
+    """The tokenizer given, else the one the checkpoint records, else None."""
+    if tokenizer_dir is not None:
+        return Path(tokenizer_dir).expanduser()
+    recorded = meta.get("tokenizer_dir")
+    if isinstance(recorded, str) and recorded:
+        path = Path(recorded).expanduser()
+        if not path.is_dir():
+            raise UserError(f"the checkpoint records tokenizer_dir {path}, which does not exist here: pass --tokenizer_dir")
+        return path
+    return None
+
+
+def load_matching_tokenizer(tokenizer_dir: Path, config: Config):
+    """The tokenizer, with `[MASK]` when the model has a row for it; its vocabulary must fit the model."""
+    tokenizer = load_tokenizer(tokenizer_dir, add_mask_token=False)
+    if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
+        ensure_mask_token(tokenizer)
+    if len(tokenizer) > config.padded_vocab_size:
+        raise UserError(
+            f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
+            f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?"
+        )
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------- lit -> HF
+def export_hf(
+    checkpoint_path: PathLike,
+    out_dir: PathLike,
+    *,
+    model_name: Optional[str] = None,
+    tokenizer_dir: Optional[PathLike] = None,
+    dtype: Union[str, torch.dtype] = "bfloat16",
+    max_shard_size: Union[int, str] = "5GB",
+    overwrite: bool = False,
+) -> ExportResult:
+    """Writes a folder that `AutoModelForCausalLM` and `AutoTokenizer.from_pretrained` load offline.
+
+    config.json, generation_config.json, model.safetensors (or shards + model.safetensors.index.json
+    above `max_shard_size`) and the tokenizer files with `[MASK]`. `tokenizer_dir` defaults to the
+    one the checkpoint records; without any, the folder holds no tokenizer (see `tokenizer_saved`).
+    Raises UserError, having written nothing, on any problem.
+    """
+    start = time.perf_counter()
+    torch_dtype = parse_dtype(dtype)
+    max_shard_bytes = parse_size(max_shard_size)
+    out = Path(out_dir).expanduser()
+    checkpoint_path = Path(checkpoint_path).expanduser()
+    _check_destination(out, overwrite, protected=(checkpoint_path, Path(tokenizer_dir) if tokenizer_dir else None))
+    sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
+    tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
+    _check_destination(out, overwrite, protected=(checkpoint_path, tok_dir))
+    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
+    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
+    try:
+        hf_config = hf_config_dict(config, info, dtype=dtype_name(torch_dtype))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+    from transformers import GenerationConfig, __version__ as transformers_version
+
+    with staged_dir(out) as staging:
+        _write_json(staging / "config.json", {**hf_config, "transformers_version": transformers_version})
+        GenerationConfig(bos_token_id=hf_config["bos_token_id"], eos_token_id=hf_config["eos_token_id"]).save_pretrained(staging)
+        shapes = hf_shapes(config)
+        items = ((name, shapes[name], torch_dtype, make) for name, make in lit_to_hf_items(sd, config))
+        n_shards, n_bytes = write_safetensors(items, staging, max_shard_bytes)
+        if tokenizer is not None:
+            tokenizer.model_max_length = config.block_size
+            tokenizer.save_pretrained(str(staging))
+    n_params = sum(t.numel() for t in sd.values())
+    return ExportResult(out, n_params, n_bytes, n_shards, dtype_name(torch_dtype), tokenizer is not None, time.perf_counter() - start)
+
+
+def lit_to_hf(
+    checkpoint_path: PathLike,
+    tokenizer_dir: Optional[PathLike] = None,
+    dtype: Union[str, torch.dtype, None] = None,
+    model_name: Optional[str] = None,
+):
+    """A lit checkpoint as an in-memory `transformers.LlamaForCausalLM` (eval mode) and its tokenizer.
+
+    The tokenizer is None when neither `tokenizer_dir` is given nor the checkpoint records one.
+    `dtype` None keeps the checkpoint's dtype. Weights are shared with the memory-mapped
+    checkpoint where no conversion is needed.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
+    torch_dtype = parse_dtype(dtype) if dtype is not None else sd["lm_head.weight"].dtype
+    tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
+    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
+    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
+    try:
+        hf_config = LlamaConfig(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    hf_sd = {k: v.to(torch_dtype) for k, v in lit_to_hf_state_dict(sd, config).items()}
+    # from_pretrained with a state dict skips the random initialisation a plain constructor does.
+    model = LlamaForCausalLM.from_pretrained(None, config=hf_config, state_dict=hf_sd, dtype=torch_dtype)
+    return model.eval(), tokenizer
+
+
+# ----------------------------------------------------------------------------- HF -> lit
+def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a HF folder: model.safetensors (+ index/shards) or pytorch_model.bin (+ index)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    for index_name, single, load in (
+        (SAFETENSORS_INDEX, "model.safetensors", lambda p: load_file(str(p))),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin", torch_load),
+    ):
+        if (hf_dir / index_name).is_file():
+            try:
+                weight_map = json.loads((hf_dir / index_name).read_text())["weight_map"]
+            except (ValueError, KeyError) as err:
+                raise UserError(f"{hf_dir / index_name} is not a weight index: {err}") from None
+            files = sorted(set(weight_map.values()))
+        elif (hf_dir / single).is_file():
+            files = [single]
+        else:
+            continue
+        sd = {}
+        for name in files:
+            path = hf_dir / name
+            if not path.is_file():
+                raise UserError(f"{path}, listed in {hf_dir / index_name}, does not exist")
+            try:
+                sd.update(load(path))
+            except SafetensorError as err:
+                raise UserError(f"could not read {path}: {err}") from None
+        return sd
+    raise UserError(f"{hf_dir} holds no model.safetensors, pytorch_model.bin or an index of their shards")
+
+
+def _grow_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """Appends rows equal to the mean of the existing ones (new tokens start as an average token)."""
+    extra = rows - weight.size(0)
+    if extra <= 0:
+        return weight
+    mean = weight.float().mean(dim=0, keepdim=True).to(weight.dtype)
+    return torch.cat((weight, mean.expand(extra, -1)), dim=0)
+
+
+_ARCHITECTURE_FIELDS = ("n_layer", "n_embd", "n_head", "n_query_groups", "intermediate_size", "head_size", "norm_eps", "rope_base")
+
+
+def target_config(source: Config, model_name: Optional[str], tokenizer_size: Optional[int]) -> Config:
+    """The lit config of an imported model: the named shape (which must match), with room for the tokenizer."""
+    if model_name is None:
+        base = source
+        vocab_size = tokenizer_size or source.vocab_size
+    else:
+        try:
+            base = Config.from_name(model_name)
+        except ValueError as err:
+            raise UserError(f"--model_name: {err}") from None
+        diffs = [f"{f} {getattr(source, f)} (checkpoint) vs {getattr(base, f)}" for f in _ARCHITECTURE_FIELDS
+                 if getattr(source, f) != getattr(base, f)]
+        if diffs:
+            raise UserError(f"the Hugging Face model does not have the shape of {model_name!r}: {', '.join(diffs)}")
+        vocab_size = max(base.vocab_size, tokenizer_size or 0)
+    padded = max(find_multiple(vocab_size, base.padding_multiple), source.padded_vocab_size)
+    if model_name is not None:
+        padded = max(padded, base.padded_vocab_size)
+    return Config.from_dict({**base.to_dict(), "vocab_size": vocab_size, "padded_vocab_size": padded})
+
+
+def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
+    """A Hugging Face LLaMA folder -> a lit checkpoint {"model", "config", "tokenizer_dir", "source"}.
+
+    The embedding and output grow to the named model's padded vocabulary (and to hold the folder's
+    tokenizer plus `[MASK]`); new rows are the mean of the existing ones. The written checkpoint is
+    what `load_lit_checkpoint` reads and the trainer's `--init_from` starts from. Returns a summary dict.
+    """
+    start = time.perf_counter()
+    hf_dir = Path(hf_dir).expanduser()
+    out = Path(out_path).expanduser()
+    if not (hf_dir / "config.json").is_file():
+        raise UserError(f"{hf_dir} has no config.json: not a Hugging Face model folder")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file path such as {out / 'lit_model.pth'}")
+    if out.exists() and not overwrite:
+        raise UserError(f"--out {out} exists; pass --overwrite to replace it")
+    try:
+        hf_cfg = json.loads((hf_dir / "config.json").read_text())
+        source = config_from_hf(hf_cfg, name=model_name or hf_dir.name)
+    except ValueError as err:
+        raise UserError(f"{hf_dir / 'config.json'}: {err}") from None
+    has_tokenizer = any((hf_dir / f).is_file() for f in TOKENIZER_FILES)
+    tokenizer_size = len(load_tokenizer(hf_dir)) if has_tokenizer else None
+    config = target_config(source, model_name, tokenizer_size)
+
+    try:
+        sd = hf_to_lit_state_dict(read_hf_weights(hf_dir), source)
+    except StateDictMismatch as err:
+        raise UserError(f"{hf_dir} does not match its config.json: {err}") from None
+    grown = config.padded_vocab_size - source.padded_vocab_size
+    for key in ("transformer.wte.weight", "lm_head.weight"):
+        sd[key] = _grow_rows(sd[key], config.padded_vocab_size)
+    checkpoint = {
+        "model": sd,
+        "config": config.to_dict(),
+        "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None,
+        "source": str(hf_dir.resolve()),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        torch.save(checkpoint, staging)
+        os.replace(staging, out)
+    finally:
+        staging.unlink(missing_ok=True)
+    return {
+        "out": out, "model_name": config.name, "n_params": sum(t.numel() for t in sd.values()),
+        "dtype": dtype_name(sd["lm_head.weight"].dtype), "vocab_rows_added": grown, "seconds": time.perf_counter() - start,
+    }
+
+
+# ----------------------------------------------------------------------------- pytorch_model.bin -> safetensors
+def bin_to_safetensors(
+    checkpoint_path: PathLike,
+    out_dir: PathLike,
+    *,
+    dtype: Union[str, torch.dtype, None] = None,
+    max_shard_size: Union[int, str] = "5GB",
+    overwrite: bool = False,
+) -> ExportResult:
+    """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors.
+
+    config, generation config and tokenizer files lying next to the weights are copied along.
+    `dtype` None keeps the stored dtype.
+    """
+    start = time.perf_counter()
+    src = Path(checkpoint_path).expanduser()
+    out = Path(out_dir).expanduser()
+    max_shard_bytes = parse_size(max_shard_size)
+    torch_dtype = parse_dtype(dtype) if dtype is not None else None
+    if not src.exists():
+        raise UserError(f"--checkpoint_path {src} does not exist")
+    _check_destination(out, overwrite, protected=(src,))
+    if src.is_dir():
+        sd, folder = read_hf_weights(src), src
+    else:
+        obj, folder = torch_load(src), src.parent
+        sd = obj["model"] if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f"{src} is not a state dict of tensors")
+    sd = strip_wrapper_prefixes(sd)
+    if any(k.startswith("transformer.h.") for k in sd):
+        raise UserError(f"{src} holds lit weights, not Hugging Face ones: use convert/convert_lit_checkpoint.py")
+    floats = {v.dtype for v in sd.values() if v.is_floating_point()}
+    if torch_dtype is None and len(floats) > 1:
+        raise UserError(f"{src} mixes dtypes ({', '.join(sorted(map(dtype_name, floats)))}): pass --dtype")
+    out_dtype = torch_dtype or (floats.pop() if floats else torch.float32)
+    side_files = [folder / f for f in HF_SIDE_FILES if (folder / f).is_file()]
+    with staged_dir(out) as staging:
+        # Integer buffers keep their dtype; only floating weights are cast.
+        items = [(k, tuple(v.shape), out_dtype if v.is_floating_point() else v.dtype, (lambda v=v: v)) for k, v in sd.items()]
+        n_shards, n_bytes = write_safetensors(items, staging, max_shard_bytes)
+        for path in side_files:
+            shutil.copy2(path, staging / path.name)
+        if torch_dtype is not None and (staging / "config.json").is_file():
+            config = json.loads((staging / "config.json").read_text())
+            config.update(torch_dtype=dtype_name(torch_dtype), dtype=dtype_name(torch_dtype))
+            _write_json(staging / "config.json", config)
+    has_tokenizer = any((out / f).is_file() for f in TOKENIZER_FILES)
+    n_params = sum(t.numel() for t in sd.values())
+    return ExportResult(out, n_params, n_bytes, n_shards, dtype_name(out_dtype), has_tokenizer, time.perf_counter() - start)
+
