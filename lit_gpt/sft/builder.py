@@ -1,0 +1,147 @@
+"""Turning one tokenized instruction/answer pair into MEAP training examples (SPEC §3).
+
+Pure token-level code: no tokenizer, no model. The data collator calls it every time a sample
+is drawn, so the masked positions change from epoch to epoch.
+
+Labels follow the Hugging Face convention: same length as `input_ids`, the model shifts them,
+`IGNORE_INDEX` (-100) marks positions without loss. A masked copy therefore labels position p
+with the original token x_p while its input at p is `[MASK]`: the model predicts x_p from the
+copy's prefix, and in "concat" mode also from the unmasked original before it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+IGNORE_INDEX = -100
+MEAP_MODES = ("concat", "separate", "ntp")
+
+# (token ids, is_answer): a rendered conversation, prompt and answer parts in order.
+TokenSegment = Tuple[Sequence[int], bool]
+
+
+def mask_count(mask_ratio: float, n_answer: int) -> int:
+    """floor(mask_ratio * n_answer), robust to float error (0.29 * 100 is 28.999999999999996)."""
+    return math.floor(mask_ratio * n_answer + 1e-9)
+
+
+def build_meap_example(
+    prompt_ids: Sequence[int],
+    answer_ids: Sequence[int],
+    *,
+    mode: str,
+    mask_ratio: float,
+    mask_token_id: Optional[int],
+    eos_token_id: int,
+    max_length: int,
+    min_answer_tokens: int = 50,
+    generator: Optional[torch.Generator] = None,
+) -> list[dict]:
+    """The training examples for one prompt/answer pair, each `{"input_ids", "labels"}` (lists).
+
+    - "ntp": one example, prompt + answer + EOS; the answer and EOS are labeled.
+    - "concat" (the paper): the ntp example followed by a masked copy (prompt + answer with
+      `floor(mask_ratio * len(answer))` answer positions replaced by `mask_token_id` + EOS) in one
+      sequence. In the copy only the masked positions are labeled, each with the original token.
+    - "separate" (the upstream code): the ntp example and the masked copy as two examples.
+
+    Answers shorter than `min_answer_tokens` get no copy. Everything is cut to `max_length`
+    from the right, so the prompt's start survives. In "concat" mode the original keeps its ntp
+    length and the copy gets the room left over, cut at the same position as a prefix of the
+    original: copy position j always copies original position j. A copy left without a masked
+    answer token is not emitted; an example left without any labeled token is dropped, so the
+    result may be empty.
+    """
+    return build_meap_example_from_segments(
+        [(prompt_ids, False), (answer_ids, True)],
+        mode=mode,
+        mask_ratio=mask_ratio,
+        mask_token_id=mask_token_id,
+        eos_token_id=eos_token_id,
+        max_length=max_length,
+        min_answer_tokens=min_answer_tokens,
+        generator=generator,
+    )
+
+
+def build_meap_example_from_segments(
+    segments: Sequence[TokenSegment],
+    *,
+    mode: str,
+    mask_ratio: float,
+    mask_token_id: Optional[int],
+    eos_token_id: int,
+    max_length: int,
+    min_answer_tokens: int = 50,
+    generator: Optional[torch.Generator] = None,
+) -> list[dict]:
+    """`build_meap_example` for a multi-turn conversation given as (ids, is_answer) segments.
+
+    Every answer segment (each assistant turn) is labeled in the ntp part; the answer length that
+    `min_answer_tokens` and `mask_ratio` refer to is the total over all assistant turns, and the
+    copy's masks are drawn uniformly among all answer positions. One EOS closes the sequence.
+    """
+    _check_arguments(mode, mask_ratio, mask_token_id, max_length, min_answer_tokens)
+    tokens: list[int] = []
+    answer_positions: list[int] = []
+    for ids, is_answer in segments:
+        if is_answer:
+            answer_positions.extend(range(len(tokens), len(tokens) + len(ids)))
+        tokens.extend(int(t) for t in ids)
+    tokens.append(int(eos_token_id))
+
+    ntp_length = min(len(tokens), max_length)
+    ntp_ids = tokens[:ntp_length]
+    ntp_labels = [IGNORE_INDEX] * ntp_length
+    for p in answer_positions:
+        if p >= ntp_length:
+            break
+        ntp_labels[p] = tokens[p]
+    if ntp_length == len(tokens):
+        ntp_labels[-1] = tokens[-1]  # EOS, kept only when nothing was cut
+    if all(label == IGNORE_INDEX for label in ntp_labels):
+        return []  # the prompt fills max_length: nothing to learn from
+
+    ntp = {"input_ids": ntp_ids, "labels": ntp_labels}
+    if mode == "ntp" or len(answer_positions) < min_answer_tokens:
+        return [ntp]
+    copy_room = max_length - ntp_length if mode == "concat" else max_length
+    copy = _masked_copy(tokens, answer_positions, copy_room, mask_ratio, mask_token_id, generator)
+    if copy is None:
+        return [ntp]
+    if mode == "concat":
+        return [{"input_ids": ntp_ids + copy["input_ids"], "labels": ntp_labels + copy["labels"]}]
+    return [ntp, copy]
+
+
+def _masked_copy(tokens, answer_positions, room, mask_ratio, mask_token_id, generator) -> Optional[dict]:
+    """The first `room` tokens with a fraction of their answer positions masked, or None."""
+    length = min(len(tokens), room)
+    candidates = [p for p in answer_positions if p < length]
+    n_masked = mask_count(mask_ratio, len(candidates))
+    if n_masked == 0:
+        return None
+    chosen = torch.randperm(len(candidates), generator=generator)[:n_masked].tolist()
+    input_ids = list(tokens[:length])
+    labels = [IGNORE_INDEX] * length
+    for i in chosen:
+        p = candidates[i]
+        input_ids[p] = mask_token_id
+        labels[p] = tokens[p]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def _check_arguments(mode, mask_ratio, mask_token_id, max_length, min_answer_tokens) -> None:
+    if mode not in MEAP_MODES:
+        raise ValueError(f"unknown MEAP mode {mode!r}; known: {', '.join(MEAP_MODES)}")
+    if not 0.0 <= mask_ratio <= 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
+    if mode != "ntp" and mask_token_id is None:
+        raise ValueError(f"MEAP mode {mode!r} needs a mask token id")
+    if max_length < 1:
+        raise ValueError(f"max_length must be positive, got {max_length}")
+    if min_answer_tokens < 0:
+        raise ValueError(f"min_answer_tokens must be >= 0, got {min_answer_tokens}")

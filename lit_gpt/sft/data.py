@@ -1,0 +1,352 @@
+"""SFT data: local Alpaca/ShareGPT JSON(L) files -> cached token segments -> MEAP batches.
+
+Records are tokenized once (and cached by `datasets`) into the token ids of the rendered
+conversation plus a per-token answer flag. The masks are not cached: `MEAPCollator` calls the
+builder each time a sample is drawn, so every epoch sees new masked positions.
+
+Tokenization: the whole rendered conversation is tokenized in one call, and each token belongs to
+the segment holding its last character (fast tokenizers report character offsets). The tokens
+are thus those the tokenizer gives the full text, and a prompt ending "ASSISTANT:" is tokenized
+as at inference; an answer's leading space goes with the answer's first word.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from lit_gpt.cli import UserError
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
+from lit_gpt.sft.templates import Template
+
+DATA_SUFFIXES = (".json", ".jsonl")
+ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
+
+
+def find_data_files(file: Optional[str], directory: Optional[str], what: str) -> list[Path]:
+    """The JSON/JSONL files given by `--{what}_file` and/or found under `--{what}_file_dir`."""
+    files: list[Path] = []
+    if file:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise UserError(f"--{what}_file: file not found: {path}")
+        files.append(path)
+    if directory:
+        root = Path(directory).expanduser()
+        if not root.is_dir():
+            raise UserError(f"--{what}_file_dir: directory not found: {root}")
+        found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES)
+        if not found:
+            raise UserError(f"--{what}_file_dir: no .json or .jsonl files under {root}")
+        files.extend(found)
+    return files
+
+
+def record_to_messages(record: dict, source: str, index: int) -> Optional[list[dict]]:
+    """The conversation in an Alpaca-style or ShareGPT-style record.
+
+    Returns None for a conversation with no usable user/assistant exchange (leading assistant
+    messages and a trailing user message are dropped first); raises UserError for a record in
+    neither format. `index` counts records from 1 in `source`.
+    """
+    where = f"{source}: record {index}"
+    conversation = record.get("conversations")
+    if conversation is None:
+        conversation = record.get("messages")
+    system = record.get("system") or record.get("system_prompt") or None
+    if conversation is not None:  # an empty one is unusable, not an error: ShareGPT dumps hold some
+        messages = []
+        for turn in conversation:
+            if not isinstance(turn, dict):
+                raise UserError(f"{where}: a conversation turn is not an object: {turn!r}")
+            role = turn.get("from") or turn.get("role")
+            # files mixing {from, value} and {role, content} turns load with all four keys, some None
+            content = turn.get("value") if turn.get("value") is not None else turn.get("content")
+            if role not in ROLES:
+                raise UserError(f"{where}: unknown speaker {role!r}; known: {', '.join(ROLES)}")
+            if not isinstance(content, str):
+                raise UserError(f"{where}: a {role} turn has no text")
+            messages.append({"role": ROLES[role], "content": content})
+        if messages and messages[0]["role"] == "system":
+            system = messages.pop(0)["content"]
+        while messages and messages[0]["role"] != "user":
+            messages.pop(0)
+        while messages and messages[-1]["role"] != "assistant":
+            messages.pop()
+        alternating = all(m["role"] == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(messages))
+        if not messages or not alternating:
+            return None
+    elif record.get("instruction") is not None and record.get("output") is not None:
+        messages = [
+            {"role": "user", "content": str(record["instruction"]), "input": str(record.get("input") or "")},
+            {"role": "assistant", "content": str(record["output"])},
+        ]
+    elif record.get("instruction") is not None:
+        raise UserError(f"{where} has an instruction but no output")
+    else:
+        raise UserError(f"{where} has neither instruction/output nor conversations")
+    if system:
+        messages.insert(0, {"role": "system", "content": str(system)})
+    return messages
+
+
+def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered segments and, per token, 1 where it belongs to an answer."""
+    if getattr(tokenizer, "is_fast", False):
+        text = "".join(s.text for s in segments)
+        ends = list(itertools.accumulate(len(s.text) for s in segments))
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(encoding["input_ids"])
+        flags = []
+        for start, end in encoding["offset_mapping"]:
+            last_char = end - 1 if end > start else start
+            segment = min(bisect.bisect_right(ends, last_char), len(segments) - 1)
+            flags.append(int(segments[segment].is_answer))
+    else:  # tokenizers without offsets: tokenize piece by piece
+        ids, flags = [], []
+        for s in segments:
+            piece = tokenizer(s.text, add_special_tokens=False)["input_ids"]
+            ids.extend(piece)
+            flags.extend([int(s.is_answer)] * len(piece))
+    if bos_id is not None:
+        ids, flags = [bos_id] + ids, [0] + flags
+    return ids, flags
+
+
+def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source):
+    out = {"input_ids": [], "is_answer": [], "n_tokens": [], "n_answer": [], "first_label": [], "usable": []}
+    columns = list(batch)
+    for index, values in zip(indices, zip(*(batch[c] for c in columns))):
+        messages = record_to_messages(dict(zip(columns, values)), source, index + 1)
+        if messages is None:
+            ids, flags = [], []
+        else:
+            ids, flags = tokenize_conversation(template.render(messages, tokenizer.eos_token, system_prompt), tokenizer, bos_id)
+        out["input_ids"].append(ids)
+        out["is_answer"].append(flags)
+        out["n_tokens"].append(len(ids))
+        out["n_answer"].append(sum(flags))
+        # the first labeled position: the first answer token, else the EOS the builder appends
+        out["first_label"].append(flags.index(1) if 1 in flags else len(ids))
+        out["usable"].append(messages is not None)
+    return out
+
+
+def tokenize_files(
+    files: Sequence[Path],
+    tokenizer,
+    template: Template,
+    *,
+    system_prompt: Optional[str] = None,
+    max_records: Optional[int] = None,
+    cache_dir: Optional[str] = None,
+    num_proc: Optional[int] = None,
+    overwrite_cache: bool = False,
+):
+    """Loads `files` with `datasets` and tokenizes every record (cached). Returns a `datasets.Dataset`."""
+    import datasets
+
+    from lit_gpt.tokenizer import tokenizer_info
+
+    info = tokenizer_info(tokenizer)
+    parts = []
+    remaining = max_records
+    for path in files:
+        if remaining is not None and remaining <= 0:
+            break
+        try:
+            raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache_dir)
+        except Exception as err:  # datasets wraps pyarrow/json errors in several types
+            raise UserError(f"could not read {path} as JSON or JSON lines: {_first_line(err)}") from err
+        if remaining is not None:
+            raw = raw.select(range(min(remaining, len(raw))))
+            remaining -= len(raw)
+        parts.append(
+            raw.map(
+                _tokenize_batch,
+                batched=True,
+                with_indices=True,
+                remove_columns=raw.column_names,
+                num_proc=num_proc,
+                load_from_cache_file=not overwrite_cache,
+                fn_kwargs=dict(
+                    tokenizer=tokenizer,
+                    template=template,
+                    system_prompt=system_prompt,
+                    bos_id=info.bos_id if info.adds_bos else None,
+                    source=str(path),
+                ),
+                desc=f"Tokenizing {path.name}",
+            )
+        )
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def _first_line(err: BaseException) -> str:
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+@dataclass
+class DataSummary:
+    """What happened to the records of one split before training."""
+
+    records: int = 0
+    unusable: int = 0  # conversations without a user/assistant exchange
+    dropped: int = 0  # the prompt fills model_max_length, no labeled token is left
+    cut: int = 0  # longer than model_max_length: cut from the right
+    copy_eligible: int = 0  # answer long enough for a masked copy
+    examples: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.examples} examples from {self.records} records "
+            f"({self.unusable} without a user/assistant exchange, {self.dropped} dropped because the prompt "
+            f"fills model_max_length, {self.cut} cut to model_max_length, {self.copy_eligible} long enough for a masked copy)"
+        )
+
+
+def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
+    """Drops unusable records and those whose prompt leaves no labeled token; returns (dataset, summary)."""
+    usable = list(tokenized["usable"])
+    first_label = list(tokenized["first_label"])
+    n_answer = list(tokenized["n_answer"])
+    lengths = [n + 1 for n in tokenized["n_tokens"]]  # + the EOS the builder appends
+    keep = [i for i in range(len(usable)) if usable[i] and first_label[i] < max_length]
+    summary = DataSummary(
+        records=len(usable),
+        unusable=sum(1 for u in usable if not u),
+        dropped=sum(1 for i in range(len(usable)) if usable[i] and first_label[i] >= max_length),
+        cut=sum(1 for i in keep if lengths[i] > max_length),
+        copy_eligible=sum(1 for i in keep if n_answer[i] >= min_answer_tokens),
+        examples=len(keep),
+    )
+    return tokenized.select(keep).select_columns(["input_ids", "is_answer"]), summary
+
+
+class SFTDataset(torch.utils.data.Dataset):
+    """Plain-python view of a tokenized split, so the Trainer passes samples to the collator untouched.
+
+    Items are `{"input_ids", "is_answer", "ntp_only"}`: `input_ids` without the final EOS and
+    masks, which the collator adds; the key name lets `--group_by_length` measure samples.
+    """
+
+    def __init__(self, tokenized, ntp_only: bool = False):
+        self.data = tokenized
+        self.ntp_only = ntp_only  # validation: plain NTP loss, comparable across MEAP modes
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.data[int(index)]
+        return {"input_ids": row["input_ids"], "is_answer": row["is_answer"], "ntp_only": self.ntp_only}
+
+
+class MEAPCollator:
+    """Builds MEAP examples from tokenized samples (fresh masks every draw) and pads them into a batch.
+
+    In "separate" mode a batch of B samples holds up to 2B sequences (each sample's original and
+    its masked copy), so a step sees the same samples as in "concat" mode.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        mask_ratio: float,
+        mask_token_id: Optional[int],
+        eos_token_id: int,
+        pad_token_id: int,
+        max_length: int,
+        min_answer_tokens: int = 50,
+        seed: int = 0,
+        pad_to_multiple_of: Optional[int] = None,
+    ):
+        self.mode = mode
+        self.mask_ratio = mask_ratio
+        self.mask_token_id = mask_token_id
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
+        self.max_length = max_length
+        self.min_answer_tokens = min_answer_tokens
+        self.seed = seed
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.stats = {"samples": 0, "sequences": 0, "masked_copies": 0, "dropped": 0}
+        self._generator: Optional[torch.Generator] = None
+        self._generator_key: Optional[int] = None
+
+    def generator(self) -> torch.Generator:
+        # DataLoader workers get a fresh copy of this collator every epoch, so a worker seeds from
+        # its per-epoch worker seed; the main process keeps one generator through all epochs.
+        worker = torch.utils.data.get_worker_info()
+        key = worker.seed if worker is not None else -1
+        if self._generator is None or key != self._generator_key:
+            self._generator = torch.Generator()
+            self._generator.manual_seed(hash((self.seed, self.rank, key)) & (2**62 - 1))
+            self._generator_key = key
+        return self._generator
+
+    def __call__(self, features: Sequence[dict]) -> dict:
+        examples = []
+        for feature in features:
+            segments = [
+                (list(ids for ids, _ in group), bool(flag))
+                for flag, group in itertools.groupby(zip(feature["input_ids"], feature["is_answer"]), key=lambda x: x[1])
+            ]
+            built = build_meap_example_from_segments(
+                segments,
+                mode="ntp" if feature.get("ntp_only") else self.mode,
+                mask_ratio=self.mask_ratio,
+                mask_token_id=self.mask_token_id,
+                eos_token_id=self.eos_token_id,
+                max_length=self.max_length,
+                min_answer_tokens=self.min_answer_tokens,
+                generator=self.generator(),
+            )
+            self.stats["samples"] += 1
+            self.stats["dropped"] += not built
+            self.stats["masked_copies"] += sum(_has_masked_target(e, self.mask_token_id) for e in built)
+            examples.extend(built)
+        if not examples:
+            raise ValueError("every sample of this batch was dropped: no labeled token within max_length")
+        self.stats["sequences"] += len(examples)
+        return pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
+
+
+def _has_masked_target(example: dict, mask_token_id: Optional[int]) -> bool:
+    return any(i == mask_token_id and l != IGNORE_INDEX for i, l in zip(example["input_ids"], example["labels"]))
+
+
+def pad_batch(examples: Sequence[dict], pad_token_id: int, pad_to_multiple_of: Optional[int] = None) -> dict:
+    """Right-pads `input_ids` with `pad_token_id` and `labels` with -100; builds `attention_mask`."""
+    length = max(len(e["input_ids"]) for e in examples)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    input_ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example["input_ids"])
+        input_ids[row, :n] = torch.tensor(example["input_ids"], dtype=torch.long)
+        labels[row, :n] = torch.tensor(example["labels"], dtype=torch.long)
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

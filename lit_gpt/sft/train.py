@@ -1,0 +1,384 @@
+"""MEAP supervised fine-tuning of a Hugging Face causal LM with `transformers.Trainer` (SPEC §3).
+
+Every `TrainingArguments` option works (--num_train_epochs, --bf16, --gradient_checkpointing,
+--deepspeed, --fsdp, ...) next to the model, data, MEAP and LoRA arguments below. The output
+folder holds the model and the tokenizer (with `[MASK]`), loadable with `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from lit_gpt.cli import UserError
+from lit_gpt.sft.builder import MEAP_MODES
+from lit_gpt.sft.templates import TEMPLATES, get_template
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."}
+    )
+    tokenizer_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Local tokenizer folder; defaults to the model folder."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run Python code shipped inside the model folder (off unless asked)."}
+    )
+    torch_dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 autocast; "
+            "bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the checkpoint's dtype. "
+            f"One of {', '.join(DTYPES)}."
+        },
+    )
+    attn_implementation: Optional[str] = field(
+        default=None, metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2, ... (default: transformers' choice)."}
+    )
+
+    def __post_init__(self):
+        if self.torch_dtype not in DTYPES:
+            raise UserError(f"--torch_dtype {self.torch_dtype!r}: choose one of {', '.join(DTYPES)}")
+
+
+@dataclass
+class DataArguments:
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: one .json or .jsonl file."})
+    train_file_dir: Optional[str] = field(default=None, metadata={"help": "Training data: every .json/.jsonl file under this folder."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data: one .json or .jsonl file."})
+    validation_file_dir: Optional[str] = field(default=None, metadata={"help": "Validation data: every .json/.jsonl file under this folder."})
+    validation_split_percentage: float = field(
+        default=0.0, metadata={"help": "Without validation files: hold out this percentage of the training records."}
+    )
+    template_name: str = field(default="vicuna", metadata={"help": f"Prompt template: {', '.join(sorted(TEMPLATES))}."})
+    system_prompt: Optional[str] = field(
+        default=None, metadata={"help": "System prompt for records without one (default: the template's)."}
+    )
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training records."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation records."})
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches the tokenized data."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the cache."})
+
+    def __post_init__(self):
+        get_template(self.template_name)  # fails early, listing the known templates
+        if not self.train_file and not self.train_file_dir:
+            raise UserError("no training data: give --train_file or --train_file_dir")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise UserError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}")
+        if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
+            raise UserError("give either --validation_file/--validation_file_dir or --validation_split_percentage, not both")
+
+
+@dataclass
+class MEAPArguments:
+    meap_mode: str = field(
+        default="concat",
+        metadata={"help": "concat: masked copy appended to each sample (the paper); separate: masked copy as its "
+                  "own sequence (the upstream code); ntp: plain next-token prediction."},
+    )
+    mask_ratio: float = field(default=0.1, metadata={"help": "Fraction of answer tokens masked in the copy."})
+    min_answer_tokens: int = field(default=50, metadata={"help": "Answers shorter than this get no masked copy."})
+    model_max_length: int = field(default=4096, metadata={"help": "Longest training sequence (original + copy in concat mode)."})
+    pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
+
+    def __post_init__(self):
+        if self.meap_mode not in MEAP_MODES:
+            raise UserError(f"--meap_mode {self.meap_mode!r}: choose one of {', '.join(MEAP_MODES)}")
+        if not 0 <= self.mask_ratio <= 1:
+            raise UserError(f"--mask_ratio must be in [0, 1], got {self.mask_ratio}")
+        if self.min_answer_tokens < 0:
+            raise UserError(f"--min_answer_tokens must be >= 0, got {self.min_answer_tokens}")
+        if self.model_max_length < 2:
+            raise UserError(f"--model_max_length must be >= 2, got {self.model_max_length}")
+
+
+@dataclass
+class LoraArguments:
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (needs `pip install peft`)."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear (every linear but the head)."}
+    )
+    lora_merge: bool = field(
+        default=True, metadata={"help": "Also save the merged full model in output_dir (the adapter goes to output_dir/adapter)."}
+    )
+
+
+@dataclass
+class SFTResult:
+    output_dir: Path
+    train_summary: object
+    eval_summary: object
+    collator_stats: dict
+    log_history: list
+
+
+def parse_arguments(argv: Optional[Sequence[str]] = None):
+    """(ModelArguments, DataArguments, MEAPArguments, LoraArguments, TrainingArguments) from the command line."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    class Parser(HfArgumentParser):
+        def error(self, message):  # argparse would print the whole TrainingArguments usage first
+            raise UserError(message)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--output_dir", "--output-dir")
+    if probe.parse_known_args(argv)[0].output_dir is None and not {"-h", "--help"} & set(argv):
+        raise UserError("--output_dir is required")
+    parser = Parser((ModelArguments, DataArguments, MEAPArguments, LoraArguments, TrainingArguments))
+    try:
+        *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # TrainingArguments validates its combinations with ValueError
+        raise UserError(str(err).strip().splitlines()[0]) from None
+    if remaining:
+        raise UserError(f"unknown arguments: {' '.join(remaining)}")
+    model_args, data_args, meap_args, lora_args, training_args = parsed
+    if model_args.model_name_or_path is None:
+        raise UserError("--model_name_or_path is required")
+    # Our samples are python objects the collator reads; the Trainer must pass them through.
+    training_args.remove_unused_columns = False
+    return model_args, data_args, meap_args, lora_args, training_args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
+    parsed = parse_arguments(argv)
+    if not sys.stderr.isatty():  # progress bars only on an interactive terminal
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+        parsed[-1].disable_tqdm = True  # the Trainer still prints its log lines
+    return run(*parsed)
+
+
+def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult:
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer
+
+    from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
+    from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
+
+    output_dir = Path(training_args.output_dir)
+    resume = _resolve_resume(training_args.resume_from_checkpoint, output_dir)
+    model_dir = _local_model_dir(model_args.model_name_or_path)
+    train_files = find_data_files(data_args.train_file, data_args.train_file_dir, "train")
+    eval_files = find_data_files(data_args.validation_file, data_args.validation_file_dir, "validation")
+    template = get_template(data_args.template_name)
+    eval_strategy = getattr(training_args.eval_strategy, "value", training_args.eval_strategy)
+    if eval_strategy != "no" and not eval_files and not data_args.validation_split_percentage:
+        raise UserError(f"--eval_strategy {eval_strategy} needs --validation_file, --validation_file_dir "
+                        "or --validation_split_percentage")
+
+    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_dir, trust_remote_code=model_args.trust_remote_code)
+    if tokenizer.pad_token is None:  # padding is never attended to nor labeled; EOS is a safe filler
+        tokenizer.pad_token = tokenizer.eos_token
+    info = tokenizer_info(tokenizer, model_args.tokenizer_name_or_path or model_dir)
+    main_process = training_args.process_index == 0
+    missing = [t for t in template.special_tokens if t not in tokenizer.get_vocab()]
+    if missing and main_process:
+        print(f"warning: template {template.name!r} writes {', '.join(missing)}, which this tokenizer splits into "
+              "ordinary tokens", file=sys.stderr)
+
+    with training_args.main_process_first(desc="tokenizing the SFT data"):
+        train_data, train_summary, eval_data, eval_summary = _prepare_data(
+            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed
+        )
+    if main_process:
+        print(f"train data: {train_summary}")
+        if eval_summary is not None:
+            print(f"validation data: {eval_summary}")
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir),
+        local_files_only=True,
+        trust_remote_code=model_args.trust_remote_code,
+        dtype=model_args.torch_dtype if model_args.torch_dtype == "auto" else getattr(torch, model_args.torch_dtype),
+        **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
+    )
+    added = resize_embeddings_with_mean(model, len(tokenizer))
+    if added and main_process:
+        print(f"added {added} embedding rows (the mean of the existing rows) for {len(tokenizer)} tokens")
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions and meap_args.model_max_length > max_positions and main_process:
+        print(f"warning: --model_max_length {meap_args.model_max_length} exceeds the model's "
+              f"max_position_embeddings {max_positions}", file=sys.stderr)
+    if training_args.gradient_checkpointing:
+        model.config.use_cache = False
+    if lora_args.use_lora:
+        model = _wrap_with_lora(model, lora_args, info.mask_id, training_args.gradient_checkpointing)
+
+    collator = MEAPCollator(
+        mode=meap_args.meap_mode,
+        mask_ratio=meap_args.mask_ratio,
+        mask_token_id=info.mask_id,
+        eos_token_id=info.eos_id,
+        pad_token_id=tokenizer.pad_token_id,
+        max_length=meap_args.model_max_length,
+        min_answer_tokens=meap_args.min_answer_tokens,
+        seed=training_args.seed,
+        pad_to_multiple_of=meap_args.pad_to_multiple_of,
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=SFTDataset(train_data),
+        eval_dataset=SFTDataset(eval_data, ntp_only=True) if eval_data is not None else None,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    _save(trainer, tokenizer, output_dir, lora_args, training_args)
+    if main_process:
+        stats = collator.stats
+        print(f"collator: {stats['samples']} samples drawn (training and validation) -> {stats['sequences']} "
+              f"sequences, {stats['masked_copies']} with a masked copy, {stats['dropped']} dropped "
+              "(counted in this process; DataLoader workers keep their own counts)")
+        print(f"saved the model and the tokenizer (with [MASK] = id {info.mask_id}) to {output_dir}")
+    return SFTResult(output_dir, train_summary, eval_summary, dict(collator.stats), list(trainer.state.log_history))
+
+
+def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed):
+    from lit_gpt.sft.data import select_trainable, tokenize_files
+
+    def tokenize(files, max_records):
+        return tokenize_files(
+            files,
+            tokenizer,
+            template,
+            system_prompt=data_args.system_prompt,
+            max_records=max_records,
+            cache_dir=data_args.cache_dir,
+            num_proc=data_args.preprocessing_num_workers,
+            overwrite_cache=data_args.overwrite_cache,
+        )
+
+    def trainable(tokenized, what):
+        data, summary = select_trainable(
+            tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens
+        )
+        if len(data) == 0:
+            raise UserError(f"no usable {what} example: {summary}")
+        return data, summary
+
+    tokenized = tokenize(train_files, data_args.max_train_samples)
+    eval_tokenized = None
+    if eval_files:
+        eval_tokenized = tokenize(eval_files, data_args.max_eval_samples)
+    elif data_args.validation_split_percentage:
+        n_eval = max(1, round(len(tokenized) * data_args.validation_split_percentage / 100))
+        if n_eval >= len(tokenized):
+            raise UserError(f"--validation_split_percentage {data_args.validation_split_percentage} leaves no "
+                            f"training record out of {len(tokenized)}")
+        split = tokenized.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+        tokenized, eval_tokenized = split["train"], split["test"]
+        if data_args.max_eval_samples is not None:
+            eval_tokenized = eval_tokenized.select(range(min(data_args.max_eval_samples, len(eval_tokenized))))
+    train_data, train_summary = trainable(tokenized, "training")
+    if eval_tokenized is None:
+        return train_data, train_summary, None, None
+    eval_data, eval_summary = trainable(eval_tokenized, "validation")
+    return train_data, train_summary, eval_data, eval_summary
+
+
+def resize_embeddings_with_mean(model, vocab_size: int) -> int:
+    """Grows the input (and untied output) embeddings to `vocab_size` rows; new rows = mean of the old.
+
+    A mean row leaves the next-token distribution nearly unchanged (the new token's logit is the
+    average logit) and gives `[MASK]` a neutral input vector. Returns the number of rows added.
+    """
+    import torch
+
+    old = model.get_input_embeddings().weight.shape[0]
+    if vocab_size <= old:
+        return 0
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    with torch.no_grad():
+        matrices = [model.get_input_embeddings().weight]
+        output = model.get_output_embeddings()
+        if output is not None and output.weight is not matrices[0]:
+            matrices.append(output.weight)
+        for weight in matrices:
+            weight[old:] = weight[:old].mean(dim=0, keepdim=True).to(weight.dtype)
+        if output is not None and getattr(output, "bias", None) is not None and output.bias.shape[0] > old:
+            output.bias[old:] = output.bias[:old].mean()
+    return vocab_size - old
+
+
+def _wrap_with_lora(model, lora_args, mask_id, gradient_checkpointing):
+    try:
+        import peft
+    except ImportError:
+        raise UserError("--use_lora needs the peft package: pip install peft") from None
+    targets = lora_args.lora_target_modules
+    config = peft.LoraConfig(
+        task_type="CAUSAL_LM",
+        r=lora_args.lora_r,
+        lora_alpha=lora_args.lora_alpha,
+        lora_dropout=lora_args.lora_dropout,
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+        # the new [MASK] row is otherwise frozen at its initial mean value
+        trainable_token_indices=[mask_id] if mask_id is not None else None,
+    )
+    if gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    model = peft.get_peft_model(model, config)
+    model.print_trainable_parameters()
+    return model
+
+
+def _save(trainer, tokenizer, output_dir: Path, lora_args, training_args) -> None:
+    if not lora_args.use_lora:
+        trainer.save_model(str(output_dir))
+    else:
+        trainer.save_model(str(output_dir / "adapter"))
+        if lora_args.lora_merge and trainer.is_world_process_zero():
+            if training_args.fsdp:
+                print("note: the LoRA adapter of an FSDP run is saved unmerged in", output_dir / "adapter")
+            else:
+                merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+                merged.save_pretrained(str(output_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+
+
+def _local_model_dir(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise UserError(f"--model_name_or_path: no such local folder: {path} (nothing is downloaded)")
+    if not (path / "config.json").is_file():
+        raise UserError(f"--model_name_or_path: {path} has no config.json: not a Hugging Face model folder")
+    return path
+
+
+def _resolve_resume(resume: Optional[str], output_dir: Path) -> Optional[str]:
+    """The checkpoint to resume from; refuses to train over a finished model or existing checkpoints."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume is None or str(resume).lower() == "false":
+        if output_dir.is_dir():
+            existing = [p.name for p in output_dir.iterdir()
+                        if p.name in ("config.json", "model.safetensors", "adapter") or p.name.startswith("checkpoint-")]
+            if existing:
+                raise UserError(f"--output_dir {output_dir} already holds {', '.join(sorted(existing))}; "
+                                "pass --resume_from_checkpoint true to continue, or choose a new --output_dir")
+        return None
+    if str(resume).lower() in ("true", "last"):
+        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if last is None:
+            raise UserError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {output_dir}")
+        return last
+    if not Path(resume).is_dir():
+        raise UserError(f"--resume_from_checkpoint: no such checkpoint folder: {resume}")
+    return str(resume)

@@ -1,0 +1,202 @@
+"""MEAP-SFT end to end on CPU: a tiny random LlamaForCausalLM and a tokenizer trained in the test."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_gpt.cli import UserError
+from lit_gpt.sft.train import main, resize_embeddings_with_mean
+
+REPO = Path(__file__).resolve().parents[1]
+ANSWER = "the quick brown fox jumps over the lazy dog and the cat sleeps in the warm sun all day long"
+RECORDS = [
+    {"instruction": "Tell me about the fox.", "input": "", "output": ANSWER},
+    {"instruction": "Repeat after me.", "input": "the cat sleeps", "output": "the cat sleeps"},
+    {"conversations": [{"from": "human", "value": "Who sleeps?"}, {"from": "gpt", "value": "the cat sleeps"},
+                       {"from": "human", "value": "And the fox?"}, {"from": "gpt", "value": ANSWER}]},
+    {"instruction": "Where is the dog?", "input": "", "output": "the lazy dog is in the warm sun"},
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A 32-wide model gains nothing from threads, and on a shared CPU they spin-wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_llama_vocab_config(vocab_size):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
+        bos_token_id=1, eos_token_id=2, pad_token_id=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A byte-level BPE trained on a few sentences (no [MASK] yet) and a random 2-layer Llama."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [ANSWER, "USER: ASSISTANT: Tell me about the fox. Repeat after me. Who sleeps? Where is the dog?",
+              "A chat between a curious user and an artificial intelligence assistant."] * 5
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    ))
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    assert tokenizer.eos_token_id == 2 and "[MASK]" not in tokenizer.get_vocab()
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    LlamaForCausalLM(tiny_llama_vocab_config(len(tokenizer))).save_pretrained(folder)
+    return folder
+
+
+def base_vocab_size(model_dir):
+    return json.loads((model_dir / "config.json").read_text())["vocab_size"]
+
+
+@pytest.fixture()
+def train_file(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS * 4))
+    return path
+
+
+def args(model_dir, train_file, out, *extra):
+    return [
+        "--model_name_or_path", str(model_dir), "--train_file", str(train_file), "--output_dir", str(out),
+        "--cache_dir", str(Path(out).parent / "datasets_cache"), "--template_name", "vicuna",
+        "--meap_mode", "concat", "--mask_ratio", "0.2", "--min_answer_tokens", "10", "--model_max_length", "256",
+        "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_strategy", "no",
+        "--disable_tqdm", "true", "--dataloader_pin_memory", "false", *extra,
+    ]
+
+
+def test_three_steps_write_a_model_from_pretrained_loads(model_dir, train_file, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "out"
+    result = main(args(model_dir, train_file, out, "--max_steps", "3", "--validation_split_percentage", "25",
+                       "--eval_strategy", "steps", "--eval_steps", "3"))
+    assert [h["step"] for h in result.log_history if "loss" in h] == [1, 2, 3]
+    assert any("eval_loss" in h for h in result.log_history)
+    assert result.train_summary.examples == 12 and result.eval_summary.examples == 4
+    assert result.collator_stats["masked_copies"] > 0
+    base_vocab = base_vocab_size(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    mask_id = tokenizer.convert_tokens_to_ids("[MASK]")
+    assert mask_id == base_vocab and len(tokenizer) == base_vocab + 1
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.get_input_embeddings().weight.shape[0] == base_vocab + 1
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 5, mask_id, 7]])).logits
+    assert logits.shape == (1, 4, base_vocab + 1) and torch.isfinite(logits).all()
+
+
+def test_loss_falls_on_a_repeated_dataset(model_dir, train_file, tmp_path):
+    result = main(args(model_dir, train_file, tmp_path / "out", "--max_steps", "20", "--learning_rate", "1e-2",
+                       "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--seed", "1"))
+    losses = [h["loss"] for h in result.log_history if "loss" in h]
+    assert len(losses) == 20
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.5 * first, losses
+
+
+def test_resize_with_mean():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_vocab_config(50))
+    old_in = model.get_input_embeddings().weight.detach().clone()
+    old_out = model.get_output_embeddings().weight.detach().clone()
+    assert resize_embeddings_with_mean(model, 53) == 3
+    new_in, new_out = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert new_in.shape == (53, 32) and new_out.shape == (53, 32)
+    torch.testing.assert_close(new_in[:50], old_in, rtol=0, atol=0)
+    torch.testing.assert_close(new_out[:50], old_out, rtol=0, atol=0)
+    for row in range(50, 53):
+        torch.testing.assert_close(new_in[row], old_in.sum(0) / 50)
+        torch.testing.assert_close(new_out[row], old_out.sum(0) / 50)
+    assert resize_embeddings_with_mean(model, 53) == 0 and resize_embeddings_with_mean(model, 40) == 0
+
+
+def test_lora_saves_an_adapter_and_a_merged_model(model_dir, train_file, tmp_path):
+    pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    main(args(model_dir, train_file, out, "--max_steps", "2", "--use_lora", "--lora_r", "4", "--learning_rate", "1e-2"))
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    rows, base_rows = merged.get_input_embeddings().weight, base.get_input_embeddings().weight
+    n = base_vocab_size(model_dir)
+    torch.testing.assert_close(rows[:n], base_rows)  # frozen base rows
+    assert not torch.allclose(rows[n], base_rows.mean(0))  # the [MASK] row is trained
+
+
+def test_lora_without_peft_is_a_user_error(model_dir, train_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(UserError, match="--use_lora needs the peft package"):
+        main(args(model_dir, train_file, tmp_path / "out", "--max_steps", "1", "--use_lora"))
+
+
+def test_bad_input_is_one_clear_error(model_dir, train_file, tmp_path):
+    out = tmp_path / "out"
+    cases = [
+        (["--train_file", str(tmp_path / "nope.jsonl")], r"--train_file: file not found: .*nope.jsonl"),
+        (["--template_name", "vicunaa"], r"unknown template 'vicunaa'; known templates: alpaca, chatml, llama3, vicuna"),
+        (["--meap_mode", "mlm"], r"--meap_mode 'mlm': choose one of concat, separate, ntp"),
+        (["--model_name_or_path", str(tmp_path / "no_model")], r"no such local folder"),
+        (["--no_such_option", "1"], r"unknown arguments: --no_such_option 1"),
+        (["--mask_ratio", "x"], r"argument --mask_ratio.*: invalid float value: .x."),
+        (["--eval_strategy", "steps"], r"--eval_strategy steps needs --validation_file"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(UserError, match=message):
+            main(args(model_dir, train_file, out, *extra))
+    with pytest.raises(UserError, match="--output_dir is required"):
+        main(["--model_name_or_path", str(model_dir), "--train_file", str(train_file)])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(RECORDS[0]) + "\n" + json.dumps({"text": "no instruction"}) + "\n")
+    with pytest.raises(UserError, match=r"bad.jsonl: record 2 has neither instruction/output nor conversations"):
+        main(args(model_dir, bad, out))
+    assert not out.exists()
+
+
+def test_existing_output_is_not_overwritten(model_dir, train_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="already holds config.json; pass --resume_from_checkpoint"):
+        main(args(model_dir, train_file, out, "--max_steps", "1"))
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_entry_point_exits_with_one_line(model_dir, tmp_path):
+    data = tmp_path / "bad.json"
+    data.write_text(json.dumps([RECORDS[0], {"conversation": []}]))
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO / "MEAP-SFT" / "sft.py"), *args(model_dir, data, tmp_path / "o")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad.json: record 2 has neither instruction/output nor conversations" in errors[0], proc.stderr
+    assert not (tmp_path / "o").exists()
