@@ -1,0 +1,139 @@
+"""Text to hide needles in: a local corpus (plain text, JSON lines, C4 `json.gz`) or generated filler.
+
+The needle-in-a-haystack task reads real prose from the user's disk. Without one it falls back to the
+project's sample corpus (`data/sample/*.json.gz`, C4 lines), then to sentences made from the
+`wonderwords` word lists with a seeded RNG, so the evaluation never needs the network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from lit_gpt.cli import UserError
+
+# The filler of the passkey test (Landmark Attention, LongLoRA): repetitive, so only the passkey
+# carries information.
+PASSKEY_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
+DEFAULT_CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+
+
+@dataclass
+class Corpus:
+    """Documents to draw haystack text from; `source` says where they came from (for results.json)."""
+
+    documents: list[str]
+    source: str
+
+    def text(self, rng: random.Random, n_chars: int) -> str:
+        """At least `n_chars` characters of consecutive documents from a random start, cycling."""
+        start = rng.randrange(len(self.documents))
+        parts, size, i = [], 0, start
+        while size < n_chars:
+            doc = self.documents[i % len(self.documents)]
+            parts.append(doc)
+            size += len(doc) + 2
+            i += 1
+        return "\n\n".join(parts)
+
+
+def _corpus_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(CORPUS_SUFFIXES))
+        if not files:
+            raise UserError(f"haystack folder {path} holds no {', '.join(CORPUS_SUFFIXES)} files")
+        return files
+    if not path.is_file():
+        raise UserError(f"haystack file not found: {path}")
+    if not path.name.endswith(CORPUS_SUFFIXES):
+        raise UserError(f"haystack file {path} is not one of {', '.join(CORPUS_SUFFIXES)}")
+    return [path]
+
+
+def _read_documents(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            if path.name.endswith(".txt"):
+                yield f.read()
+                return
+            first = f.read(1)
+            f.seek(0)
+            if path.name.endswith(".json") and first == "[":  # one JSON list instead of JSON lines
+                records = enumerate(json.load(f), 1)
+            else:
+                records = ((n, json.loads(line)) for n, line in enumerate(f, 1) if line.strip())
+            for n, record in records:
+                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                    raise UserError(f"{path} record {n} has no 'text' string")
+                yield record["text"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as err:
+        raise UserError(f"could not read haystack file {path}: {err}") from err
+
+
+def load_corpus(path: Union[str, Path], max_chars: int = 4_000_000) -> Corpus:
+    """Reads documents from a file or folder until `max_chars` characters are collected."""
+    path = Path(path).expanduser()
+    documents, size = [], 0
+    for file in _corpus_files(path):
+        for doc in _read_documents(file):
+            doc = doc.strip()
+            if doc:
+                documents.append(doc)
+                size += len(doc)
+            if size >= max_chars:
+                break
+        if size >= max_chars:
+            break
+    if not documents:
+        raise UserError(f"haystack {path} holds no text")
+    return Corpus(documents, str(path))
+
+
+def default_corpus(max_chars: int = 4_000_000) -> Optional[Corpus]:
+    """The project's sample corpus, or None when it is not there."""
+    if DEFAULT_CORPUS_DIR.is_dir() and any(DEFAULT_CORPUS_DIR.glob("*.json.gz")):
+        return load_corpus(DEFAULT_CORPUS_DIR, max_chars)
+    return None
+
+
+@lru_cache(maxsize=None)
+def word_list(kind: str) -> tuple[str, ...]:
+    """Plain lowercase words from the wonderwords lists: 'noun', 'verb' or 'adjective'."""
+    from importlib.resources import files
+
+    text = (files("wonderwords.assets") / f"{kind}list.txt").read_text(encoding="utf-8")
+    return tuple(w for w in text.split() if w.isalpha() and w.islower())
+
+
+_SENTENCES = (
+    "The {adj} {noun} can {verb} the {noun2}.",
+    "A {noun} will {verb} every {adj} {noun2}.",
+    "Nobody saw the {noun} {verb} the {adj} {noun2} yesterday.",
+    "Some {adj} {noun} may {verb} a {noun2} before noon.",
+)
+
+
+def generated_text(rng: random.Random, n_chars: int) -> str:
+    """Random grammatical sentences from the wonderwords lists (the fallback haystack)."""
+    nouns, verbs, adjectives = word_list("noun"), word_list("verb"), word_list("adjective")
+    parts, size = [], 0
+    while size < n_chars:
+        template = rng.choice(_SENTENCES)
+        sentence = template.format(
+            adj=rng.choice(adjectives), noun=rng.choice(nouns), noun2=rng.choice(nouns), verb=rng.choice(verbs)
+        )
+        parts.append(sentence)
+        size += len(sentence) + 1
+    return " ".join(parts)
+
+
+def repeated_text(unit: str, n_chars: int) -> str:
+    return unit * (n_chars // len(unit) + 1)

@@ -1,0 +1,131 @@
+"""Loading the model under evaluation: a Hugging Face folder or a lit checkpoint (`.pth`).
+
+Only local files are read. Both kinds end up as a Hugging Face causal LM, so decoding and
+lm-evaluation-harness see the same model; a lit checkpoint is converted in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from lit_gpt.cli import UserError
+from lit_gpt.tokenizer import TOKENIZER_FILES, load_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used, so a bad path fails in one line before the heavy imports.
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel in eval mode, on `device`
+    tokenizer: Any  # padding on the left, with a pad token
+    device: "torch.device"
+    dtype: "torch.dtype"
+    source: str  # "hf" or "lit"
+
+    @property
+    def max_positions(self) -> Optional[int]:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+
+def resolve_device(device: str = "auto") -> "torch.device":
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device} was asked for but no CUDA device is available")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise UserError(f"unknown --device {device!r}") from err
+
+
+def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
+    import torch
+
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPES:
+        raise UserError(f"unknown --dtype {dtype!r}; choose auto, {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def prepare_tokenizer_for_batching(tokenizer) -> None:
+    """Left padding so every row's last prompt token is the last column; EOS pads when nothing else does."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def load_lit_as_hf(checkpoint_path: Union[str, Path], tokenizer_dir: Union[str, Path, None], dtype: Optional["torch.dtype"] = None):
+    """A lit checkpoint as a `LlamaForCausalLM` + tokenizer, through `lit_gpt.convert` (which checks
+    every key and shape). `tokenizer_dir` None uses the tokenizer the checkpoint records."""
+    import torch
+
+    from lit_gpt.convert.export import lit_to_hf
+
+    model, tokenizer = lit_to_hf(checkpoint_path, tokenizer_dir=tokenizer_dir, dtype=dtype or torch.float32)
+    if tokenizer is None:
+        raise UserError(f"{checkpoint_path} records no tokenizer: pass --tokenizer_dir")
+    return model, tokenizer
+
+
+def check_model_path(model_path: Union[str, Path], tokenizer_dir: Union[str, Path, None] = None) -> Path:
+    """Fails early, in one line, on a path that is neither a HF model folder nor a lit checkpoint."""
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise UserError(f"model not found: {path}")
+    if path.is_file():
+        if path.suffix != ".pth":
+            raise UserError(f"{path} is neither a Hugging Face folder nor a lit checkpoint (.pth)")
+        # Without --tokenizer_dir the tokenizer the checkpoint records is used.
+        if tokenizer_dir and not _has_tokenizer(Path(tokenizer_dir).expanduser()):
+            raise UserError(f"no tokenizer in {tokenizer_dir} for lit checkpoint {path.name}")
+    elif not (path / "config.json").is_file():
+        lit = sorted(p.name for p in path.glob("*.pth"))
+        hint = f"; it holds lit checkpoints, pass one of them: {', '.join(lit[:5])}" if lit else ""
+        raise UserError(f"{path} has no config.json, so it is not a Hugging Face model folder{hint}")
+    return path
+
+
+def load_model(
+    model_path: Union[str, Path],
+    *,
+    tokenizer_dir: Union[str, Path, None] = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Loads a Hugging Face folder (config.json) or a lit checkpoint file (.pth) for greedy decoding."""
+    path = check_model_path(model_path, tokenizer_dir)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if path.is_file():
+        model, tokenizer = load_lit_as_hf(path, Path(tokenizer_dir).expanduser() if tokenizer_dir else None, torch_dtype)
+        source = "lit"
+    else:
+        from transformers import AutoModelForCausalLM
+
+        tokenizer = load_tokenizer(tokenizer_dir or path, add_mask_token=False, trust_remote_code=trust_remote_code)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+        except (OSError, ValueError) as err:
+            raise UserError(f"could not load the Hugging Face model in {path}: {err}") from err
+        source = "hf"
+    prepare_tokenizer_for_batching(tokenizer)
+    model.to(torch_device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, device=torch_device, dtype=torch_dtype, source=source)

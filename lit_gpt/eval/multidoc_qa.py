@@ -1,0 +1,265 @@
+"""Multi-document question answering with the gold document moved across positions (lost in the middle).
+
+    python -m lit_gpt.eval.multidoc_qa --model_dir DIR \\
+        --input_path nq-open-20_total_documents_gold_at_0.jsonl.gz --gold_positions 0,4,9,14,19 --out_dir OUT
+
+Each input line holds `question`, `answers` (list) and `ctxs` (list of {title, text, isgold, hasanswer}),
+as in the lost-in-the-middle release. The gold document (isgold, else the first with hasanswer) is
+taken out and put back at each requested position among the others; the prompt is the paper's QA
+instruction; decoding is greedy; the first line of the answer is scored by best-subspan exact match.
+Writes OUT/results.json and OUT/accuracy_by_position.png.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shlex
+import sys
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from lit_gpt.cli import UserError, exit_on_user_error
+from lit_gpt.eval import options
+from lit_gpt.eval.scoring import METRICS, first_line, score
+
+QA_INSTRUCTION = (
+    "Write a high-quality answer for the given question using only the provided search results "
+    "(some of which might be irrelevant)."
+)
+OUTPUT_FILES = ("results.json", "accuracy_by_position.png")
+
+
+@dataclass
+class QAExample:
+    line: int
+    question: str
+    answers: list[str]
+    gold: dict
+    distractors: list[dict]
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
+
+
+def read_examples(path: str | Path, limit: Optional[int] = None) -> list[QAExample]:
+    """Reads lost-in-the-middle JSON lines; errors name the file and line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"input file not found: {path}")
+    examples = []
+    try:
+        with _open(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{path} line {n} is not JSON: {err}") from err
+                examples.append(_example(record, path, n))
+                if limit is not None and len(examples) >= limit:
+                    break
+    except (OSError, UnicodeDecodeError, EOFError) as err:
+        raise UserError(f"could not read {path}: {err}") from err
+    if not examples:
+        raise UserError(f"{path} holds no examples")
+    return examples
+
+
+def _example(record: dict, path: Path, n: int) -> QAExample:
+    where = f"{path} line {n}"
+    if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+        raise UserError(f"{where} has no 'question' string")
+    answers = record.get("answers")
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise UserError(f"{where} has no 'answers' list of strings")
+    ctxs = record.get("ctxs")
+    if not isinstance(ctxs, list) or not ctxs or not all(isinstance(c, dict) and "text" in c for c in ctxs):
+        raise UserError(f"{where} has no 'ctxs' list of documents with 'text'")
+    gold_index = next((i for i, c in enumerate(ctxs) if c.get("isgold")), None)
+    if gold_index is None:
+        gold_index = next((i for i, c in enumerate(ctxs) if c.get("hasanswer")), None)
+    if gold_index is None:
+        raise UserError(f"{where} has no gold document (no ctx with isgold or hasanswer)")
+    distractors = [c for i, c in enumerate(ctxs) if i != gold_index]
+    return QAExample(n, record["question"], answers, ctxs[gold_index], distractors)
+
+
+def arrange(example: QAExample, gold_position: int, num_documents: Optional[int] = None) -> list[dict]:
+    """The documents in prompt order: `num_documents - 1` distractors with the gold one at `gold_position`."""
+    total = num_documents or len(example.distractors) + 1
+    if total - 1 > len(example.distractors):
+        raise UserError(f"line {example.line} has {len(example.distractors) + 1} documents, fewer than {total}")
+    if not 0 <= gold_position < total:
+        raise UserError(f"gold position {gold_position} is outside 0..{total - 1} ({total} documents)")
+    documents = list(example.distractors[: total - 1])
+    documents.insert(gold_position, example.gold)
+    return documents
+
+
+def qa_prompt(question: str, documents: Sequence[dict]) -> str:
+    """The lost-in-the-middle QA prompt; documents are numbered from 1."""
+    results = "\n".join(
+        f"Document [{i}](Title: {doc.get('title') or ''}) {doc['text']}" for i, doc in enumerate(documents, 1)
+    )
+    return f"{QA_INSTRUCTION}\n\n{results}\n\nQuestion: {question}\nAnswer:"
+
+
+def default_gold_positions(num_documents: int) -> list[int]:
+    """0, 4, 9, 14, ... and the last position: the paper's sweep (0,4,9 for 10 documents; 0,4,9,14,19 for 20)."""
+    return sorted({0, *range(4, num_documents, 5), num_documents - 1})
+
+
+@dataclass
+class MultiDocSettings:
+    model_dir: str
+    input_path: str
+    out_dir: str
+    gold_positions: Optional[list[int]] = None  # None: default_gold_positions
+    num_documents: Optional[int] = None  # None: all documents of each line
+    limit: Optional[int] = None
+    max_new_tokens: int = 100
+    metric: str = "best_subspan_em"
+    chat_template: bool = False
+    batch_size: int = 8
+    tokenizer_dir: Optional[str] = None
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    overwrite: bool = False
+
+
+def _encode(tokenizer, prompt: str, chat_template: bool) -> list[int]:
+    if not chat_template:
+        return list(tokenizer(prompt)["input_ids"])
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("--chat_template was given but the tokenizer has no chat template")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -> dict:
+    from lit_gpt.eval.generation import greedy_generate
+    from lit_gpt.eval.models import check_model_path, load_model
+    from lit_gpt.eval.plots import plot_accuracy_by_position
+
+    if settings.metric not in METRICS:
+        raise UserError(f"unknown metric {settings.metric!r}; choose one of {', '.join(METRICS)}")
+    check_model_path(settings.model_dir, settings.tokenizer_dir)
+    examples = read_examples(settings.input_path, settings.limit)
+    num_documents = settings.num_documents or len(examples[0].distractors) + 1
+    positions = settings.gold_positions if settings.gold_positions is not None else default_gold_positions(num_documents)
+    positions = sorted(set(positions))
+    jobs = [(ex, pos, arrange(ex, pos, settings.num_documents)) for pos in positions for ex in examples]
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+
+    loaded = load_model(
+        settings.model_dir,
+        tokenizer_dir=settings.tokenizer_dir,
+        device=settings.device,
+        dtype=settings.dtype,
+        trust_remote_code=settings.trust_remote_code,
+    )
+    prompts = [_encode(loaded.tokenizer, qa_prompt(ex.question, docs), settings.chat_template) for ex, _, docs in jobs]
+    generations = greedy_generate(
+        loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size, desc="multidoc QA"
+    )
+    records, by_position = [], defaultdict(list)
+    for (ex, pos, docs), ids, generation in zip(jobs, prompts, generations):
+        scores = score(generation, ex.answers)
+        by_position[pos].append(scores[settings.metric])
+        records.append(
+            {
+                "line": ex.line,
+                "gold_position": pos,
+                "num_documents": len(docs),
+                "prompt_tokens": len(ids),
+                "question": ex.question,
+                "answers": ex.answers,
+                "predicted": first_line(generation),
+                "generation": generation,
+                "correct": scores[settings.metric],
+                "scores": scores,
+            }
+        )
+    accuracy = {str(pos): sum(v) / len(v) for pos, v in sorted(by_position.items())}
+    results = {
+        "task": "multidoc_qa",
+        "model": str(Path(settings.model_dir).expanduser().resolve()),
+        "settings": {
+            **asdict(settings),
+            "gold_positions": positions,
+            "num_documents": num_documents,
+            "examples": len(examples),
+            "model_source": loaded.source,
+            "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "max_position_embeddings": loaded.max_positions,
+            "longest_prompt_tokens": max(len(p) for p in prompts),
+            "command": command,
+        },
+        "accuracy": {
+            "metric": settings.metric,
+            "by_gold_position": accuracy,
+            "overall": sum(r["correct"] for r in records) / len(records),
+            "n": len(records),
+        },
+        "records": records,
+    }
+    options.write_json(out_dir / "results.json", results)
+    plot_accuracy_by_position(
+        {int(k): v for k, v in accuracy.items()},
+        out_dir / "accuracy_by_position.png",
+        title=f"{num_documents}-document QA: {Path(settings.model_dir).name}",
+        label=Path(settings.model_dir).name,
+    )
+    return results
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> MultiDocSettings:
+    parser = options.ArgumentParser(prog="python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
+    options.add_model_arguments(parser)
+    parser.add_argument("--input_path", required=True, help="lost-in-the-middle .jsonl or .jsonl.gz")
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--gold_positions", type=options.comma_list(_position), default=None, help="0-based; default 0,4,9,...,last")
+    parser.add_argument("--num_documents", type=options.positive_int, default=None, help="gold + first N-1 distractors")
+    parser.add_argument("--limit", type=options.positive_int, default=None, help="only the first N questions")
+    parser.add_argument("--max_new_tokens", type=options.positive_int, default=100)
+    parser.add_argument("--metric", choices=list(METRICS), default="best_subspan_em")
+    parser.add_argument("--chat_template", action="store_true", help="wrap the prompt in the tokenizer's chat template")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    return MultiDocSettings(**vars(parser.parse_args(argv)))
+
+
+def _position(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"gold position {text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"gold position {value} is negative (positions start at 0)")
+    return value
+
+
+@exit_on_user_error
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_args(argv)
+    results = run_multidoc_qa(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.multidoc_qa", *argv]))
+    acc = results["accuracy"]
+    print(f"multi-document QA ({acc['metric']}, {results['settings']['num_documents']} documents) of {settings.model_dir}")
+    for pos, value in acc["by_gold_position"].items():
+        print(f"  gold at {int(pos) + 1:>3}: {100 * value:5.1f}%")
+    print(f"  overall    : {100 * acc['overall']:5.1f}%  ({acc['n']} prompts)")
+    print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'accuracy_by_position.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""What the evaluation entry points share: argument parsing that fails in one line, and output files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+from lit_gpt.cli import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are a UserError: one line on stderr and exit code 2, no usage dump."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
+    parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's folder)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    parser.add_argument("--batch_size", type=positive_int, default=8)
+    parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def token_count(text: str) -> int:
+    """'4096', '4k' (4096) or '128K' (131072)."""
+    text = text.strip()
+    scale = 1024 if text[-1:] in ("k", "K") else 1
+    try:
+        value = int(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tokens") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of tokens")
+    return value
+
+
+def comma_list(item_type):
+    def parse(text: str) -> list:
+        items = [part for part in text.split(",") if part.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("empty list")
+        return [item_type(part) for part in items]
+
+    return parse
+
+
+def depth(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"depth {text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"depth {value:g} is outside [0, 1] (0 = start of the context, 1 = end)")
+    return value
+
+
+def prepare_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: bool) -> Path:
+    """Creates `out_dir`; refuses to replace earlier results unless `overwrite`."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out_dir {out} exists and is not a folder")
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{out} already holds {', '.join(existing)}; choose another --out_dir or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: Union[str, Path], data: Any) -> Path:
+    """Writes through a temporary file so an interrupted run never leaves half a results.json."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,246 @@
+"""Passkey, needle-in-a-haystack and key-value retrieval over context lengths x needle depths.
+
+    python -m lit_gpt.eval.retrieval --model_dir DIR --task niah \\
+        --context_lengths 1024,2048,4096 --depths 0,0.25,0.5,0.75,1 --samples 20 --out_dir OUT
+
+Prompts are generated offline (`lit_gpt.eval.prompts`), decoded greedily in batches, and scored
+against the needle's value. Writes OUT/results.json (accuracy per length and depth, per length,
+per depth, overall, every setting, and one record per prompt) and OUT/heatmap.png.
+"""
+
+from __future__ import annotations
+
+import shlex
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from lit_gpt.cli import UserError, exit_on_user_error
+from lit_gpt.eval import options
+from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
+from lit_gpt.eval.scoring import METRICS, first_line, score
+
+DEFAULT_MAX_NEW_TOKENS = {"passkey": 16, "niah": 24, "kv": 64}
+# Numbers are matched as substrings (RULER); UUIDs with lost in the middle's best-subspan EM.
+DEFAULT_METRIC = {"passkey": "substring", "niah": "substring", "kv": "best_subspan_em"}
+OUTPUT_FILES = ("results.json", "heatmap.png")
+
+
+@dataclass
+class RetrievalSettings:
+    model_dir: str
+    task: str
+    context_lengths: list[int]
+    depths: list[float]
+    samples: int = 20
+    out_dir: str = "out/retrieval"
+    seed: int = 0
+    batch_size: int = 8
+    max_new_tokens: Optional[int] = None  # None: DEFAULT_MAX_NEW_TOKENS[task]
+    metric: Optional[str] = None  # None: DEFAULT_METRIC[task]
+    haystack_file: Optional[str] = None
+    tokenizer_dir: Optional[str] = None
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        bad = [d for d in self.depths if not 0.0 <= d <= 1.0]
+        if bad:
+            raise UserError(f"depth {bad[0]:g} is outside [0, 1]")
+        if not self.context_lengths or not self.depths or self.samples <= 0:
+            raise UserError("context lengths, depths and samples must not be empty")
+        self.max_new_tokens = self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.task]
+        self.metric = self.metric or DEFAULT_METRIC[self.task]
+        if self.metric not in METRICS:
+            raise UserError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        self.context_lengths = sorted(set(self.context_lengths))
+        self.depths = sorted(set(self.depths))
+
+
+def depth_key(depth: float) -> str:
+    return f"{depth:g}"
+
+
+def _mean(values: Sequence[bool]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def score_prompts(prompts: Sequence[RetrievalPrompt], generations: Sequence[str], metric: str) -> list[dict]:
+    """One record per prompt: where the needle was, what was expected and generated, and the scores."""
+    records = []
+    for prompt, generation in zip(prompts, generations):
+        scores = score(generation, prompt.answer)
+        records.append(
+            {
+                "context_length": prompt.context_length,
+                "depth": prompt.depth,
+                "sample": prompt.sample_index,
+                "prompt_tokens": prompt.prompt_tokens,
+                "needle_position": prompt.needle_start,
+                "needle_end": prompt.needle_end,
+                "context_start": prompt.context_start,
+                "context_end": prompt.context_end,
+                "needle_depth": round(prompt.needle_depth, 4),
+                "key": prompt.key,
+                "expected": prompt.answer,
+                "predicted": first_line(generation),
+                "generation": generation,
+                "correct": scores[metric],
+                "scores": scores,
+            }
+        )
+    return records
+
+
+def summarize(records: Sequence[dict], metric: str) -> dict:
+    """Accuracy by length and depth, by length, by depth, overall; plus overall per metric."""
+    by_cell, by_length, by_depth = defaultdict(list), defaultdict(list), defaultdict(list)
+    for r in records:
+        by_cell[(r["context_length"], r["depth"])].append(r["scores"][metric])
+        by_length[r["context_length"]].append(r["scores"][metric])
+        by_depth[r["depth"]].append(r["scores"][metric])
+    grid: dict[str, dict[str, float]] = defaultdict(dict)
+    for (length, depth), values in sorted(by_cell.items()):
+        grid[str(length)][depth_key(depth)] = _mean(values)
+    return {
+        "metric": metric,
+        "overall": _mean([r["scores"][metric] for r in records]),
+        "by_length": {str(k): _mean(v) for k, v in sorted(by_length.items())},
+        "by_depth": {depth_key(k): _mean(v) for k, v in sorted(by_depth.items())},
+        "by_length_depth": dict(grid),
+        "overall_by_metric": {name: _mean([r["scores"][name] for r in records]) for name in METRICS},
+        "n": len(records),
+    }
+
+
+def format_table(accuracy: dict, title: str = "") -> str:
+    """Accuracy (%) with a row per length, a column per depth, and the means."""
+    depths = list(accuracy["by_depth"])
+    head = f"{'length':>8} | " + " ".join(f"{float(d) * 100:>6g}%" for d in depths) + " |   mean"
+    lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
+    for length, row in accuracy["by_length_depth"].items():
+        cells = " ".join(f"{100 * row[d]:>7.1f}" if d in row else f"{'':>7}" for d in depths)
+        lines.append(f"{length:>8} | {cells} | {100 * accuracy['by_length'][length]:>6.1f}")
+    lines.append("-" * len(head))
+    cells = " ".join(f"{100 * accuracy['by_depth'][d]:>7.1f}" for d in depths)
+    lines.append(f"{'mean':>8} | {cells} | {100 * accuracy['overall']:>6.1f}")
+    return "\n".join(lines)
+
+
+def _haystack(settings: RetrievalSettings):
+    """(corpus or None, a description for results.json)."""
+    from lit_gpt.eval.haystack import default_corpus, load_corpus
+
+    if settings.task == "passkey":
+        return None, "passkey filler (repeated sentences)"
+    if settings.task == "kv":
+        return None, "random UUID key-value pairs"
+    max_chars = max(4_000_000, 16 * max(settings.context_lengths))
+    corpus = load_corpus(settings.haystack_file, max_chars) if settings.haystack_file else default_corpus(max_chars)
+    if corpus is None:
+        return None, "generated sentences (wonderwords word lists)"
+    return corpus, corpus.source
+
+
+def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
+    """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
+    from lit_gpt.eval.generation import greedy_generate
+    from lit_gpt.eval.models import check_model_path, load_model
+    from lit_gpt.eval.plots import plot_heatmap
+
+    check_model_path(settings.model_dir, settings.tokenizer_dir)
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    if settings.task != "niah" and settings.haystack_file:
+        print(f"warning: --haystack_file is only used by task niah, not {settings.task}", file=sys.stderr)
+    corpus, haystack = _haystack(settings)
+    loaded = load_model(
+        settings.model_dir,
+        tokenizer_dir=settings.tokenizer_dir,
+        device=settings.device,
+        dtype=settings.dtype,
+        trust_remote_code=settings.trust_remote_code,
+    )
+    longest = max(settings.context_lengths) + settings.max_new_tokens
+    if loaded.max_positions and longest > loaded.max_positions:
+        print(
+            f"warning: {longest} tokens (longest prompt + answer) exceed the model's "
+            f"max_position_embeddings {loaded.max_positions}",
+            file=sys.stderr,
+        )
+
+    start = time.perf_counter()
+    prompts = build_prompts(
+        loaded.tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples, settings.seed, corpus
+    )
+    prompt_seconds = time.perf_counter() - start
+    generations = greedy_generate(
+        loaded.model,
+        loaded.tokenizer,
+        [p.input_ids for p in prompts],
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size,
+        desc=f"{settings.task}",
+    )
+    decode_seconds = time.perf_counter() - start - prompt_seconds
+    records = score_prompts(prompts, generations, settings.metric)
+    accuracy = summarize(records, settings.metric)
+    results = {
+        "task": settings.task,
+        "model": str(Path(settings.model_dir).expanduser().resolve()),
+        "settings": {
+            **asdict(settings),
+            "model_source": loaded.source,
+            "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "haystack": haystack,
+            "max_position_embeddings": loaded.max_positions,
+            "command": command,
+        },
+        "accuracy": accuracy,
+        "timing": {"prompt_seconds": round(prompt_seconds, 2), "decode_seconds": round(decode_seconds, 2)},
+        "records": records,
+    }
+    options.write_json(out_dir / "results.json", results)
+    grid = {int(k): {float(d): v for d, v in row.items()} for k, row in accuracy["by_length_depth"].items()}
+    title = f"{settings.task}: {Path(settings.model_dir).name} ({settings.metric} {100 * accuracy['overall']:.1f}%)"
+    plot_heatmap(grid, out_dir / "heatmap.png", title=title)
+    return results
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> RetrievalSettings:
+    parser = options.ArgumentParser(prog="python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
+    options.add_model_arguments(parser)
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024, 2048, 4096])
+    parser.add_argument("--depths", type=options.comma_list(options.depth), default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--samples", type=options.positive_int, default=20, help="prompts per length and depth")
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_new_tokens", type=options.positive_int, default=None)
+    parser.add_argument("--metric", choices=list(METRICS), default=None, help="default: substring, best_subspan_em for kv")
+    parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    return RetrievalSettings(**vars(parser.parse_args(argv)))
+
+
+@exit_on_user_error
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_args(argv)
+    results = run_retrieval(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.retrieval", *argv]))
+    title = f"{settings.task} accuracy (%, {settings.metric}) of {settings.model_dir}"
+    print(format_table(results["accuracy"], title))
+    print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'heatmap.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

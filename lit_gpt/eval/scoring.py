@@ -1,0 +1,66 @@
+"""Answer matching for generated text.
+
+- `exact_match`: the normalized prediction equals a normalized answer (SQuAD normalization:
+  lowercase, no punctuation, no articles, single spaces).
+- `substring_match`: an answer occurs in the prediction, ignoring case (RULER's string match).
+- `best_subspan_em`: a normalized answer occurs in the normalized prediction (lost in the middle).
+
+Generations run on past the answer, so predictions are first cut to their first non-empty line.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Callable, Iterable, Union
+
+Answers = Union[str, Iterable[str]]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def _as_list(answers: Answers) -> list[str]:
+    return [answers] if isinstance(answers, str) else list(answers)
+
+
+def normalize_answer(text: str) -> str:
+    text = text.lower().translate(_PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def first_line(generation: str) -> str:
+    """The first non-empty line of a generation, stripped."""
+    for line in generation.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def exact_match(prediction: str, answers: Answers) -> bool:
+    normalized = normalize_answer(prediction)
+    return any(normalized == normalize_answer(answer) for answer in _as_list(answers))
+
+
+def substring_match(prediction: str, answers: Answers) -> bool:
+    lowered = prediction.lower()
+    return any(answer and answer.lower() in lowered for answer in _as_list(answers))
+
+
+def best_subspan_em(prediction: str, answers: Answers) -> bool:
+    normalized = normalize_answer(prediction)
+    return any(normalize_answer(answer) in normalized for answer in _as_list(answers) if normalize_answer(answer))
+
+
+METRICS: dict[str, Callable[[str, Answers], bool]] = {
+    "exact": exact_match,
+    "substring": substring_match,
+    "best_subspan_em": best_subspan_em,
+}
+
+
+def score(generation: str, answers: Answers) -> dict[str, bool]:
+    """Every metric on the first line of `generation`."""
+    prediction = first_line(generation)
+    return {name: metric(prediction, answers) for name, metric in METRICS.items()}
