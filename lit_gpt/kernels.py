@@ -2,15 +2,20 @@
 
 Each public function takes tensors and returns tensors; none owns parameters, so the model's
 parameter names never depend on which kernel runs. A fused implementation (Liger-Kernel's Triton
-kernels, flash-attn) is used only when it is installed, the tensors are on CUDA and the caller
-allows it; otherwise the PyTorch reference below runs. The references are what the tests compare
-the fused versions against.
+kernels, flash-attn) is used only when it imports, the tensors are on CUDA and the caller allows
+it; otherwise the PyTorch reference below runs. The references are what the tests compare the
+fused versions against, and what `torch.compile` fuses by itself (see `lit_gpt.compile`).
+
+The Liger calls follow liger-kernel 0.8.5 (`liger_kernel/ops/rms_norm.py`, `rope.py`,
+`swiglu.py`); their argument lists have been stable since 0.5.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +24,21 @@ import torch.nn.functional as F
 @functools.lru_cache(maxsize=None)
 def package_available(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def importable(module: str) -> bool:
+    # Installed is not enough: a Triton or CUDA mismatch only shows at import. Try once, warn
+    # once, and let every caller fall back to the reference instead of failing mid-run.
+    top = module.split(".")[0]
+    if not package_available(top):
+        return False
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 - any import failure means "not usable here"
+        warnings.warn(f"{module} is installed but does not import ({error!r}); using PyTorch kernels")
+        return False
+    return True
 
 
 def liger_available() -> bool:
@@ -30,8 +50,33 @@ def flash_attn_available() -> bool:
 
 
 def use_fused(x: torch.Tensor, allowed: bool) -> bool:
-    """Fused kernels run only on CUDA tensors, and only where Liger-Kernel is importable."""
-    return allowed and x.is_cuda and liger_available()
+    """Fused kernels run only on CUDA tensors, and only where Liger-Kernel imports."""
+    return allowed and x.is_cuda and liger_available() and importable("liger_kernel.ops")
+
+
+def use_flash_attn(q: torch.Tensor, allowed: bool) -> bool:
+    return (
+        allowed
+        and q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+        and flash_attn_available()
+        and importable("flash_attn")
+    )
+
+
+def active_kernels(device: torch.device, fused: bool = True) -> dict[str, str]:
+    """Which implementation each kernel uses for tensors on `device` (for logs and benchmarks)."""
+    probe = torch.empty(0, device=device)
+    liger = use_fused(probe, fused)
+    flash = use_flash_attn(probe.to(torch.bfloat16), fused)
+    liger_loss = liger and importable("liger_kernel.transformers.functional")
+    return {
+        "rms_norm": "liger" if liger else "torch",
+        "rope": "liger" if liger else "torch",
+        "swiglu": "liger" if liger else "torch",
+        "attention": "flash_attn" if flash else "torch_sdpa",
+        "loss": "liger_fused_linear_ce" if liger_loss else "chunked_linear_ce",
+    }
 
 
 # ----------------------------------------------------------------------------- RMSNorm
@@ -46,9 +91,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, fused: bool = Tr
     if use_fused(x, fused):
         from liger_kernel.ops.rms_norm import LigerRMSNormFunction
 
-        # casting_mode "llama": compute in fp32, cast to the input dtype before the weight multiply,
-        # matching transformers' LlamaRMSNorm.
-        return LigerRMSNormFunction.apply(x, weight, eps, 0.0, "llama", False)
+        # (X, W, eps, offset, casting_mode, in_place). "llama": the inverse RMS in fp32, as
+        # transformers' LlamaRMSNorm. in_place: backward writes dX over dY, as Liger's own
+        # LlamaRMSNorm replacement does; every norm output in the model has a single consumer,
+        # so nothing else reads that dY.
+        return LigerRMSNormFunction.apply(x, weight, eps, 0.0, "llama", True)
     return rms_norm_reference(x, weight, eps)
 
 
@@ -73,15 +120,20 @@ def apply_rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) 
 def apply_rope(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fused: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """q: (B, n_head, T, hs), k: (B, n_query_groups, T, hs), cos/sin: (T, hs)."""
+    """q: (B, n_head, T, hs), k: (B, n_query_groups, T, hs), cos/sin: (T, hs).
+
+    Fused path: Liger rotates a (B, T, heads, hs)-contiguous tensor in place. When q (or k) is
+    already the transposed view of such a tensor, as the model's q is (a fresh reshape of the
+    qkv projection), that tensor itself is overwritten and no copy is made; otherwise Liger
+    rotates a copy. Callers therefore pass tensors they do not read again, like the model does.
+    """
     if use_fused(q, fused) and q.size(2) == cos.size(0):
         from liger_kernel.ops.rope import LigerRopeFunction
 
-        # Liger takes (B, heads, T, hs) and cos/sin of shape (1, T, hs); it rotates in place on
-        # contiguous copies, so hand it contiguous tensors.
-        return LigerRopeFunction.apply(
-            q.contiguous(), k.contiguous(), cos.unsqueeze(0).to(q.dtype), sin.unsqueeze(0).to(q.dtype)
-        )
+        # (q, k, cos, sin) with cos/sin (1, T, hs): a view, no copy. Up to liger-kernel 0.6.3 a
+        # 2-D cos was read as a batch of T rows, hence the explicit batch dim. cos/sin stay fp32:
+        # Liger then rotates in fp32 and stores in q's dtype, as the reference does.
+        return LigerRopeFunction.apply(q, k, cos.unsqueeze(0), sin.unsqueeze(0))
     return apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
 
 
@@ -94,6 +146,7 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor, fused: bool = True) -> torch.Te
     if use_fused(gate, fused):
         from liger_kernel.ops.swiglu import LigerSiLUMulFunction
 
+        # Saves only gate and up for backward (the reference also keeps silu(gate)).
         return LigerSiLUMulFunction.apply(gate, up)
     return swiglu_reference(gate, up)
 
@@ -103,12 +156,13 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: b
     """Causal self-attention over a full sequence.
 
     q: (B, n_head, T, hs); k, v: (B, n_query_groups, T, hs). Returns (B, n_head, T, hs).
-    Grouped K/V are never repeated in memory: flash-attn and SDPA (enable_gqa) read them per group.
+    Grouped K/V are never repeated in memory: flash-attn and SDPA (enable_gqa) read them per
+    group; query head h uses group h // (n_head // n_query_groups) in both.
     """
-    if fused and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and flash_attn_available():
+    if use_flash_attn(q, fused):
         from flash_attn import flash_attn_func
 
-        # flash-attn wants (B, T, heads, hs).
+        # flash_attn_func(q, k, v, dropout_p, softmax_scale, causal) wants (B, T, heads, hs).
         y = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=True)
         return y.transpose(1, 2)
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=q.size(1) != k.size(1))

@@ -64,9 +64,11 @@ class CausalSelfAttention(nn.Module):
         B, T, _ = x.shape
         c = self.config
         qkv = self.attn(x).view(B, T, c.n_query_groups, c.q_per_kv + 2, c.head_size)
-        q = qkv[:, :, :, : c.q_per_kv].reshape(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = qkv[:, :, :, c.q_per_kv].transpose(1, 2)  # (B, ng, T, hs)
-        v = qkv[:, :, :, c.q_per_kv + 1].transpose(1, 2)  # (B, ng, T, hs)
+        # One split (not three slices) so backward writes the qkv gradient once.
+        q, k, v = qkv.split((c.q_per_kv, 1, 1), dim=3)
+        q = q.reshape(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
+        v = v.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
         q, k = kernels.apply_rope(q, k, cos, sin, fused=self.fused)
 
         if input_pos is None:

@@ -1,0 +1,102 @@
+"""Training-step throughput: kernel sets x (MEAP, NTP), against Hugging Face (+ Liger).
+
+    python scripts/benchmark.py --model_name tiny_LLaMA_1b --micro_batch_size 8 --seq_len 2048 \
+        --steps 10 --json out/bench_1b.json [--variants eager fused compile hf hf_liger] \
+        [--precision bf16-mixed|bf16-true|32-true]
+
+--micro_batch_size auto searches the largest micro batch that fits (CUDA). Prints a table
+(tokens/s, TFLOP/s, fraction of the measured bf16 matmul rate, peak memory, host syncs per step)
+and writes every number, the card, versions, date and this command to --json.
+See docs/PERFORMANCE.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from lit_gpt.cli import UserError, exit_on_user_error
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from lit_gpt.benchmark import PRECISIONS, VARIANTS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name", required=True, help="shape from lit_gpt/config.py, e.g. tiny_LLaMA_1b")
+    parser.add_argument("--micro_batch_size", required=True, help="sequences per step, or 'auto' (largest that fits, CUDA)")
+    parser.add_argument("--seq_len", type=int, required=True, help="tokens per sequence T")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration and mask ratio")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--grad_accum", type=int, default=1, help="micro batches per optimizer step")
+    parser.add_argument("--json", required=True, help="where to write the results")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="configurations, in order")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="default: bf16-mixed on CUDA, 32-true on CPU")
+    parser.add_argument("--mask_ratio", type=float, default=0.15, help="MEAP mask ratio compared with 0 (NTP)")
+    parser.add_argument("--compile_backend", default="inductor", help="torch.compile backend of the compile variant")
+    parser.add_argument("--compile_mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
+    parser.add_argument("--matmul_size", type=int, default=None, help="n of the n^3 bf16 matmul; default 8192 on CUDA, 256 on CPU")
+    parser.add_argument("--device", default=None, help="cuda or cpu; default cuda when available")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from lit_gpt.benchmark import BenchSettings, format_table, run_benchmark
+    from lit_gpt.config import name_to_config
+
+    out = Path(args.json)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"--json {out} exists (add --overwrite to replace it)")
+    if args.model_name not in name_to_config:
+        raise UserError(f"--model_name {args.model_name!r}: unknown; known: {', '.join(sorted(name_to_config))}")
+    if args.micro_batch_size == "auto":
+        micro_batch_size = None
+    elif args.micro_batch_size.isdigit() and int(args.micro_batch_size) > 0:
+        micro_batch_size = int(args.micro_batch_size)
+    else:
+        raise UserError(f"--micro_batch_size {args.micro_batch_size!r}: a positive integer or 'auto'")
+    for name in ("seq_len", "steps", "grad_accum"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} {getattr(args, name)}: must be >= 1")
+    if args.warmup < 0:
+        raise UserError(f"--warmup {args.warmup}: must be >= 0")
+    if not 0 < args.mask_ratio < 1:
+        raise UserError(f"--mask_ratio {args.mask_ratio}: must be in (0, 1)")
+    if micro_batch_size is None:
+        import torch
+
+        if args.device == "cpu" or not torch.cuda.is_available():
+            raise UserError("--micro_batch_size auto needs CUDA; give a number on CPU")
+
+    settings = BenchSettings(
+        model_name=args.model_name, micro_batch_size=micro_batch_size, seq_len=args.seq_len, steps=args.steps,
+        warmup=args.warmup, grad_accum=args.grad_accum, precision=args.precision, variants=tuple(args.variants),
+        mask_ratio=args.mask_ratio, compile_backend=args.compile_backend, compile_mode=args.compile_mode,
+        matmul_size=args.matmul_size, device=args.device,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(report: dict) -> None:
+        # Rewritten after every configuration ("complete": false until the end), atomically, so
+        # a run that is cut short keeps what it measured and a reader never sees half a file.
+        partial = out.with_name(out.name + ".partial")
+        partial.write_text(json.dumps(report, indent=2) + "\n")
+        partial.replace(out)
+
+    command = shlex.join([os.path.basename(sys.executable), *sys.argv])
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    report = run_benchmark(settings, command=command, progress=progress, on_update=write)
+    write(report)
+    print(format_table(report))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
