@@ -1,0 +1,24 @@
+"""MEAP pretraining with Lightning Fabric.
+
+args.py      every setting (PretrainArgs), with its meaning and default, and its validation
+recipe.py    data-only recipe files (pretrained/*.py) and the command line over them
+data.py      the batches of each step, read by position from one global stream, masked when collated
+step.py      train_step: one optimizer step (the unit the performance work measures)
+schedule.py  get_lr: linear warmup, cosine decay
+checkpoint.py  step-XXXXXXXX.pth files: save, prune, find, load, RNG state
+metrics.py   metrics.csv, tensorboard/wandb, throughput and MFU, progress
+train.py     setup (plan_run, build_fabric) -> main -> fit, validate
+"""
+
+from lit_gpt.pretrain.args import PretrainArgs
+
+__all__ = ["PretrainArgs", "pretrain"]
+
+
+def __getattr__(name):
+    # The trainer pulls in lightning; keep `import lit_gpt.pretrain` light for recipe checks.
+    if name == "pretrain":
+        from lit_gpt.pretrain.train import pretrain
+
+        return pretrain
+    raise AttributeError(name)

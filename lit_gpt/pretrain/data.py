@@ -1,0 +1,152 @@
+"""Training and validation batches, read by position from one global stream of blocks.
+
+Every process opens the same `PackedDataset` as a single stream (num_processes=1) and reads only
+its own blocks by position, so nothing is read twice. Optimizer step s of a run consumes the
+global_batch_size blocks starting at `position(s)`; inside the step, the micro batch with global
+index j = micro_step * world_size + rank takes the j-th run of micro_batch_size blocks. The same
+index seeds its MEAP mask (`lit_gpt.meap.mask_seed`), so the blocks and masks of a step do not
+depend on the number of processes, and a resumed run jumps straight to its position.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from lit_gpt.cli import UserError
+from lit_gpt.meap import MEAPCollator
+from lit_gpt.packed_dataset import PackedDataset, find_chunk_files, read_header
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), each (B, T) int64
+
+
+def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, shuffle: bool, wrap: bool,
+                setting: str) -> PackedDataset:
+    """The chunk files `{prefix}*.bin` in data_dir as one stream; errors name the setting."""
+    try:
+        files = find_chunk_files(data_dir, prefix)
+    except UserError as err:
+        raise UserError(f"--{setting}: {err}") from None
+    largest = max(read_header(f).chunk_size for f in files)
+    if largest < block_size + 1:
+        raise UserError(
+            f"--block_size {block_size}: the chunks in {data_dir} hold {largest} tokens, fewer than the "
+            f"{block_size + 1} a training sequence needs (prepare the data with a larger --chunk_size)"
+        )
+    return PackedDataset(files, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
+
+
+def check_data_tokenizer(data_dir: str | Path, tokenizer, setting: str) -> None:
+    """Stops a run whose chunks were prepared with another tokenizer than --tokenizer_dir, using the
+    fingerprint prepare_c4.py records in manifest.json (skipped when there is no manifest)."""
+    from lit_gpt.prepare import MANIFEST, tokenizer_fingerprint
+
+    path = Path(data_dir).expanduser() / MANIFEST
+    try:
+        recorded = json.loads(path.read_text())["tokenizer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(recorded, dict) or "fingerprint" not in recorded:
+        return
+    if recorded["fingerprint"] != tokenizer_fingerprint(tokenizer):
+        raise UserError(
+            f"--{setting} {data_dir} was prepared with the tokenizer in {recorded.get('path', '?')} "
+            f"({recorded.get('vocab_size', '?')} tokens), which differs from --tokenizer_dir's "
+            f"({len(tokenizer)} tokens): pass the tokenizer the data was prepared with"
+        )
+
+
+class TrainBatches:
+    """The micro batches of each optimizer step for one process, masked in the collate step."""
+
+    def __init__(
+        self,
+        dataset: PackedDataset,
+        collator: MEAPCollator,
+        micro_batch_size: int,
+        grad_accum: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.dataset = dataset
+        self.collator = collator
+        self.micro_batch_size = micro_batch_size
+        self.grad_accum = grad_accum
+        self.rank = rank
+        self.world_size = world_size
+        self.global_batch_size = micro_batch_size * grad_accum * world_size
+        # Stream position of step `start_step`; a resume moves both.
+        self.start_step = 0
+        self.start_position = 0
+
+    def position(self, step: int) -> int:
+        """Stream position of the first block of optimizer step `step` (0-based)."""
+        return self.start_position + (step - self.start_step) * self.global_batch_size
+
+    def micro_batch(self, step: int, micro_step: int) -> Batch:
+        index = micro_step * self.world_size + self.rank
+        first = self.position(step) + index * self.micro_batch_size
+        blocks = [self.dataset.sample_at(p) for p in range(first, first + self.micro_batch_size)]
+        return self.collator(blocks, step, micro_step, self.rank, self.world_size)
+
+    def step_batches(self, step: int) -> list[Batch]:
+        """The grad_accum micro batches (on the CPU) of optimizer step `step`."""
+        return [self.micro_batch(step, i) for i in range(self.grad_accum)]
+
+    def state_dict(self, step: int) -> dict:
+        """The stream's state at the start of step `step`: all a resume needs (the same on every rank)."""
+        self.dataset.consumed = self.position(step)
+        return {"step": step, "stream": self.dataset.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.dataset.load_state_dict(state["stream"])
+            step = int(state["step"])
+        except (KeyError, TypeError) as err:
+            raise UserError(f"the checkpoint's data state is incomplete: {err}") from None
+        self.start_step, self.start_position = step, self.dataset.consumed
+
+
+class ValBatches:
+    """The first `eval_iters` micro batches of the validation stream, split over the processes,
+    never masked.
+
+    Every process gets the same number of full batches (FSDP needs every rank in every forward):
+    eval_iters // world_size (at least 1), fewer when the validation data is short. So the same
+    sequences are evaluated whatever the number of processes (when it divides eval_iters).
+    """
+
+    def __init__(self, dataset: PackedDataset, micro_batch_size: int, eval_iters: int, rank: int = 0,
+                 world_size: int = 1):
+        self.dataset = dataset
+        self.micro_batch_size = micro_batch_size
+        self.rank = rank
+        self.world_size = world_size
+        available = dataset.blocks_per_epoch // (micro_batch_size * world_size)
+        self.num_batches = min(max(1, eval_iters // world_size), available)
+        self._collate = MEAPCollator(mask_ratio=0.0, mask_token_id=None)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        for i in range(self.num_batches):
+            first = (i * self.world_size + self.rank) * self.micro_batch_size
+            blocks = [self.dataset.sample_at(p) for p in range(first, first + self.micro_batch_size)]
+            yield self._collate(blocks, 0, 0)
+
+
+def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, block_size: int,
+                    seed: int) -> Optional[PackedDataset]:
+    """The validation stream; None (validation skipped) when val_data_dir is unset and
+    train_data_dir has no `{prefix}*.bin`. An explicit val_data_dir without them is an error."""
+    if data_dir is None:
+        if not any(Path(train_data_dir).expanduser().glob(f"{prefix}*.bin")):
+            return None
+        data_dir, setting = train_data_dir, "train_data_dir"
+    else:
+        setting = "val_data_dir"
+    return open_stream(data_dir, prefix, block_size, seed, shuffle=False, wrap=False, setting=setting)

@@ -1,0 +1,211 @@
+"""What a run reports: metrics.csv (always), tensorboard or wandb (when asked), throughput and MFU,
+and a progress bar on an interactive terminal (plain lines otherwise)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from lit_gpt.cli import UserError
+
+COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s")
+
+# Dense bf16 tensor-core peak of one device, TFLOP/s (vendor data sheets). Matched by substring of
+# torch.cuda.get_device_name(), first match wins, so the more specific names come first.
+PEAK_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("GH200", 989.0),
+    ("H200", 989.0),
+    ("H100", 989.0),
+    ("H800", 989.0),
+    ("H20", 148.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+    ("A6000", 155.0),
+)
+
+
+def peak_tflops(device_name: str, precision: str, override: Optional[float] = None) -> Optional[float]:
+    """Peak TFLOP/s for MFU: the override, else the bf16 table for 16-bit precisions, else None."""
+    if override is not None:
+        return override
+    if not any(tag in precision for tag in ("bf16", "16-")):
+        return None
+    for tag, tflops in PEAK_BF16_TFLOPS:
+        if tag in device_name:
+            return tflops
+    return None
+
+
+def check_logger_available(logger: str) -> None:
+    import importlib.util
+
+    needs = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(logger)
+    if needs and importlib.util.find_spec(needs) is None:
+        raise UserError(f"--logger {logger} needs the {needs} package: pip install {needs}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # exact: resumed runs are compared bit for bit
+    return str(value)
+
+
+class MetricsLog:
+    """metrics.csv in out_dir plus the optional logger. Use on rank 0 only.
+
+    A fresh run moves an existing metrics.csv aside (metrics.N.csv); a resumed run keeps the rows
+    up to the checkpoint's step and appends, so the file reads as one uninterrupted run.
+    """
+
+    def __init__(self, out_dir: Path, logger: str = "csv", resume_step: Optional[int] = None,
+                 run_name: Optional[str] = None, config: Optional[dict] = None):
+        self.path = Path(out_dir) / "metrics.csv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows: list[dict[str, str]] = []
+        if self.path.exists():
+            if resume_step is None:
+                n = 1
+                while (aside := self.path.with_name(f"metrics.{n}.csv")).exists():
+                    n += 1
+                os.replace(self.path, aside)
+            else:
+                with open(self.path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+        tmp = self.path.with_name(".metrics.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        self._external = None
+        self._kind = logger
+        if logger == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._external = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
+        elif logger == "wandb":
+            import wandb
+
+            id_file = Path(out_dir) / "wandb_run_id.txt"
+            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            id_file.write_text(run_id)
+            self._external = wandb.init(
+                project=config.get("wandb_project", "meap") if config else "meap",
+                name=run_name, id=run_id, resume="allow", config=config, dir=str(out_dir),
+            )
+
+    def log(self, row: dict[str, Any]) -> None:
+        self._writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self._file.flush()
+        step = int(row["step"])
+        values = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float)) and v is not None}
+        if self._kind == "tensorboard":
+            for key, value in values.items():
+                self._external.add_scalar(key, value, step)
+        elif self._kind == "wandb":
+            self._external.log(values, step=step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._kind == "tensorboard":
+            self._external.close()
+        elif self._kind == "wandb":
+            self._external.finish()
+
+
+class Throughput:
+    """Tokens/s and MFU between two log points (wall clock, so data time counts too)."""
+
+    def __init__(self, flops_per_token: float, world_size: int, peak: Optional[float]):
+        self.flops_per_token = flops_per_token
+        self.world_size = world_size
+        self.peak = peak
+        self.reset(0, 0)
+
+    def reset(self, step: int, tokens: int) -> None:
+        self._t, self._step, self._tokens = time.perf_counter(), step, tokens
+
+    def update(self, step: int, tokens: int) -> tuple[float, Optional[float], float]:
+        """-> (tokens/s over all processes, MFU or None, seconds per step) since the last update."""
+        now = time.perf_counter()
+        dt = max(now - self._t, 1e-9)
+        tokens_per_sec = (tokens - self._tokens) / dt
+        sec_per_step = dt / max(step - self._step, 1)
+        mfu = None
+        if self.peak:
+            mfu = tokens_per_sec * self.flops_per_token / (self.peak * 1e12 * self.world_size)
+        self._t, self._step, self._tokens = now, step, tokens
+        return tokens_per_sec, mfu, sec_per_step
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def format_train_line(row: dict[str, Any], total_steps: int, eta_s: float) -> str:
+    parts = [
+        f"step {row['step']}/{total_steps}",
+        f"loss {row['loss']:.4f}",
+        f"lr {row['lr']:.2e}",
+    ]
+    if row.get("grad_norm") is not None:
+        parts.append(f"grad_norm {row['grad_norm']:.3f}")
+    parts.append(f"{row['tokens_per_sec'] / 1000:.1f}k tok/s")
+    if row.get("mfu") is not None:
+        parts.append(f"MFU {row['mfu']:.1%}")
+    parts.append(f"ETA {format_duration(eta_s)}")
+    return " | ".join(parts)
+
+
+class Progress:
+    """A tqdm bar with ETA on an interactive terminal (rank 0); plain printed lines otherwise."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.interactive = enabled and sys.stderr.isatty()
+        self.enabled = enabled
+        self._bar = None
+        if self.interactive:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def report(self, line: str, postfix: Optional[dict] = None) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if postfix:
+                self._bar.set_postfix(postfix, refresh=False)
+            else:
+                self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

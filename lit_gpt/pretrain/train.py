@@ -1,0 +1,456 @@
+"""MEAP pretraining: `setup` (check everything, build Fabric) -> `main` (model, optimizer, data,
+resume) -> `fit` (the loop), with `validate` beside it.
+
+Usage from Python: `pretrain(PretrainArgs(...))`; from the shell: MEAP-Pretrain/pretrain.py.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from lit_gpt.cli import UserError
+from lit_gpt.config import Config
+from lit_gpt.meap import MEAPCollator
+from lit_gpt.model import GPT, Block, count_parameters, flops_per_token
+from lit_gpt.packed_dataset import PackedDataset
+from lit_gpt.pretrain import checkpoint as ckpt
+from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
+from lit_gpt.pretrain.data import TrainBatches, ValBatches, check_data_tokenizer, find_val_stream, open_stream
+from lit_gpt.pretrain.metrics import (
+    MetricsLog,
+    Progress,
+    Throughput,
+    check_logger_available,
+    format_duration,
+    format_train_line,
+    peak_tflops,
+)
+from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
+from lit_gpt.pretrain.step import train_step
+from lit_gpt.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the run stops without saving."""
+
+
+@dataclass
+class RunPlan:
+    """Everything `setup` resolved and checked before any process starts training."""
+
+    args: PretrainArgs
+    config: Config
+    tokenizer: TokenizerInfo
+    accelerator: str
+    devices: int
+    precision: str
+    world_size: int
+    grad_accum: int
+    total_steps: int
+    warmup_steps: int
+    resume_path: Optional[Path]
+    train_stream: PackedDataset
+    val_stream: Optional[PackedDataset]
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.args.global_batch_size * self.config.block_size
+
+
+# ----------------------------------------------------------------------------- setup
+def model_config(args: PretrainArgs, vocab_size: int) -> Config:
+    overrides = dict(args.model_overrides)
+    if args.block_size is not None:
+        overrides["block_size"] = args.block_size
+    if args.vocab_from_tokenizer:
+        overrides["vocab_size"] = vocab_size
+    try:
+        return Config.from_name(args.model_name, **overrides)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"--model_name {args.model_name} with --model_overrides {args.model_overrides}: {err}") from None
+
+
+def _resolve_hardware(args: PretrainArgs) -> tuple[str, int, str]:
+    cuda = torch.cuda.is_available()
+    accelerator = args.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if cuda else "cpu"
+    accelerator = "cuda" if accelerator == "gpu" else accelerator
+    if accelerator == "cuda" and not cuda:
+        raise UserError("--accelerator cuda: no CUDA device is available")
+    devices = args.devices
+    if devices == -1:
+        devices = torch.cuda.device_count() if accelerator == "cuda" else 1
+    precision = args.precision or ("bf16-mixed" if accelerator == "cuda" else "32-true")
+    if accelerator == "cpu" and precision == "16-mixed":
+        raise UserError("--precision 16-mixed needs a GPU (use bf16-mixed or 32-true on CPU)")
+    return accelerator, devices, precision
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out_dir {out_dir}: cannot create it: {err.strerror or err}") from None
+    if not out_dir.is_dir():
+        raise UserError(f"--out_dir {out_dir} is not a directory")
+
+
+def plan_run(args: PretrainArgs) -> RunPlan:
+    """Checks every input (settings, tokenizer, data, out_dir, resume) and resolves the run.
+
+    Runs before any process is launched, so bad input stops the run with one line.
+    """
+    validate_args(args)
+    check_logger_available(args.logger)
+    accelerator, devices, precision = _resolve_hardware(args)
+    world_size = devices * args.num_nodes
+    grad_accum = check_batch_layout(args, world_size)
+    if args.strategy == "fsdp" and accelerator == "cpu":
+        raise UserError("--strategy fsdp needs GPUs (FSDP is not available on CPU): use --strategy ddp")
+    if args.checkpoint_format == "sharded" and not _uses_fsdp(args, accelerator, world_size):
+        raise UserError("--checkpoint_format sharded needs FSDP (--strategy fsdp or several GPUs)")
+
+    tokenizer = load_tokenizer(args.tokenizer_dir)
+    info = tokenizer_info(tokenizer, args.tokenizer_dir)
+    config = model_config(args, info.vocab_size)
+    if info.vocab_size > config.padded_vocab_size or (info.mask_id or 0) >= config.padded_vocab_size:
+        raise UserError(
+            f"--tokenizer_dir {args.tokenizer_dir}: {info.vocab_size} tokens with [MASK] (id {info.mask_id}) do not fit "
+            f"the model's vocabulary of {config.padded_vocab_size} ({config.name}); no room for [MASK] "
+            "(set vocab_from_tokenizer or a larger vocab_size in model_overrides)"
+        )
+    if args.mask_ratio > 0 and info.mask_id is None:
+        raise UserError(f"--tokenizer_dir {args.tokenizer_dir}: the tokenizer has no [MASK] token")
+
+    T = config.block_size
+    train_stream = open_stream(args.train_data_dir, args.train_prefix, T, args.seed, shuffle=True, wrap=True,
+                               setting="train_data_dir")
+    check_data_tokenizer(args.train_data_dir, tokenizer, "train_data_dir")
+    val_stream = None
+    if args.eval_iters > 0:
+        val_stream = find_val_stream(args.val_data_dir, args.train_data_dir, args.val_prefix, T, args.seed)
+        if val_stream is not None and args.val_data_dir is not None:
+            check_data_tokenizer(args.val_data_dir, tokenizer, "val_data_dir")
+
+    tokens_per_step = args.global_batch_size * T
+    budgets = [args.max_steps] if args.max_steps else []
+    if args.max_tokens:
+        budgets.append(math.ceil(args.max_tokens / tokens_per_step))
+    total_steps = min(budgets)
+    out_dir = Path(args.out_dir)
+    resume_path = ckpt.resolve_resume(args.resume, out_dir)
+    _check_out_dir(out_dir)
+    return RunPlan(
+        args=args, config=config, tokenizer=info, accelerator=accelerator, devices=devices, precision=precision,
+        world_size=world_size, grad_accum=grad_accum, total_steps=total_steps,
+        warmup_steps=warmup_steps_for(total_steps, args.warmup_fraction, args.warmup_steps),
+        resume_path=resume_path, train_stream=train_stream, val_stream=val_stream,
+    )
+
+
+def _uses_fsdp(args: PretrainArgs, accelerator: str, world_size: int) -> bool:
+    return args.strategy == "fsdp" or (args.strategy == "auto" and accelerator == "cuda" and world_size > 1)
+
+
+def build_fabric(plan: RunPlan):
+    import lightning as L
+    from lightning.fabric.strategies import DDPStrategy, FSDPStrategy
+
+    args = plan.args
+    if _uses_fsdp(args, plan.accelerator, plan.world_size):
+        strategy: Any = FSDPStrategy(
+            auto_wrap_policy={Block},
+            activation_checkpointing_policy={Block} if args.activation_checkpointing else None,
+            sharding_strategy=args.fsdp_sharding,
+            state_dict_type=args.checkpoint_format,
+            limit_all_gathers=True,
+        )
+    elif args.strategy == "ddp" or plan.world_size > 1:
+        strategy = DDPStrategy()
+    else:
+        strategy = "auto"
+    return L.Fabric(
+        accelerator=plan.accelerator,
+        devices=plan.devices,
+        num_nodes=args.num_nodes,
+        strategy=strategy,
+        precision=plan.precision,
+    )
+
+
+def pretrain(args: PretrainArgs) -> int:
+    """Runs (or resumes) a pretraining run; returns the process exit code (0 when done)."""
+    plan = plan_run(args)
+    fabric = build_fabric(plan)
+    fabric.launch()
+    return main(fabric, plan)
+
+
+# ----------------------------------------------------------------------------- main
+def _apply_activation_checkpointing(model: torch.nn.Module) -> None:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+    apply_activation_checkpointing(model, check_fn=lambda m: isinstance(m, Block))
+
+
+def main(fabric, plan: RunPlan) -> int:
+    args, config = plan.args, plan.config
+    fabric.seed_everything(args.seed, verbose=False)
+    with fabric.init_module(empty_init=False):
+        model = GPT(config, fused=args.fused_kernels)
+    if args.compile:
+        from lit_gpt import compile as block_compile
+
+        block_compile.compile_blocks(model)  # in place, before wrapping: parameter names stay the same
+    if args.activation_checkpointing and not _uses_fsdp(args, plan.accelerator, plan.world_size):
+        _apply_activation_checkpointing(model)
+    model = fabric.setup(model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+        betas=(args.beta1, args.beta2),
+        fused=fabric.device.type == "cuda",
+    )
+    optimizer = fabric.setup_optimizers(optimizer)
+
+    collator = MEAPCollator(
+        mask_ratio=args.mask_ratio,
+        mask_token_id=plan.tokenizer.mask_id,
+        seed=args.seed,
+        span=args.mask_span,
+        shared_across_batch=args.mask_shared_across_batch,
+    )
+    train = TrainBatches(plan.train_stream, collator, args.micro_batch_size, plan.grad_accum,
+                         fabric.global_rank, fabric.world_size)
+    val = None
+    if plan.val_stream is not None:
+        val = ValBatches(plan.val_stream, args.micro_batch_size, args.eval_iters, fabric.global_rank, fabric.world_size)
+    elif args.eval_iters > 0:
+        fabric.print(f"no {args.val_prefix}*.bin in {args.train_data_dir}: validation is skipped (set --val_data_dir)")
+
+    start_step = start_tokens = 0
+    if plan.resume_path is not None:
+        state = ckpt.load_checkpoint(fabric, plan.resume_path, model, optimizer)
+        start_step, start_tokens = int(state["step"]), int(state["tokens"])
+        train.load_state_dict(state["data"])
+        rng = state.get("rng") or []
+        if rng:
+            ckpt.restore_rng(rng[min(fabric.global_rank, len(rng) - 1)])
+        fabric.print(f"resumed from {plan.resume_path} at step {start_step}")
+
+    n_params = count_parameters(config)  # the module's own count would be a shard's under FSDP
+    fabric.print(
+        f"{config.name}: {n_params / 1e6:.1f}M parameters, block {config.block_size}, vocab {config.padded_vocab_size} | "
+        f"{plan.world_size} x {plan.accelerator} ({plan.precision}) | global batch {args.global_batch_size} = "
+        f"{plan.world_size} x {args.micro_batch_size} x {plan.grad_accum} accumulation | {plan.total_steps} steps, "
+        f"{plan.total_steps * plan.tokens_per_step / 1e6:.1f}M tokens | mask_ratio {args.mask_ratio}"
+        + (f", span {args.mask_span}" if args.mask_span > 1 else "")
+    )
+    return fit(fabric, plan, model, optimizer, train, val, start_step, start_tokens)
+
+
+# ----------------------------------------------------------------------------- fit
+class StopSignals:
+    """Turns SIGTERM/SIGUSR1 (SLURM preemption, scancel, time limits) into a request to save and stop."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+        try:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _to_device(fabric, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    if fabric.device.type == "cuda":
+        return tuple(t.pin_memory().to(fabric.device, non_blocking=True) for t in batch)
+    return tuple(t.to(fabric.device) for t in batch)
+
+
+def _step_to_device(fabric, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One host-to-device copy per step (not two per micro batch), split back into micro batches."""
+    inputs, targets = _to_device(fabric, (torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])))
+    return list(zip(inputs.unbind(0), targets.unbind(0)))
+
+
+@torch.no_grad()
+def validate(fabric, model: torch.nn.Module, val: ValBatches) -> float:
+    """Mean loss on unmasked validation batches, averaged over processes."""
+    model.eval()
+    total = torch.zeros((), device=fabric.device)
+    for batch in val:
+        inputs, targets = _to_device(fabric, batch)
+        total += model(inputs, targets=targets).float()
+    model.train()
+    return float(fabric.all_reduce(total / max(len(val), 1), reduce_op="mean").item())
+
+
+def _any_process(fabric, flag: torch.Tensor | bool) -> bool:
+    """Whether the flag is set on any process (a collective when there are several)."""
+    if isinstance(flag, bool) and fabric.world_size == 1:
+        return flag  # no device round trip, so checking it every step costs nothing
+    tensor = torch.as_tensor(float(flag) if isinstance(flag, bool) else flag, device=fabric.device).float().clone()
+    if fabric.world_size > 1:
+        tensor = fabric.all_reduce(tensor, reduce_op="sum")
+    return bool(tensor.item() > 0)
+
+
+def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optional[ValBatches], start_step: int = 0,
+        start_tokens: int = 0) -> int:
+    args, config = plan.args, plan.config
+    out_dir = Path(args.out_dir)
+    rank_zero = fabric.is_global_zero
+    end_step = min(plan.total_steps, args.stop_step) if args.stop_step else plan.total_steps
+    log = None
+    if rank_zero:
+        log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
+                         run_name=args.run_name or out_dir.name, config=args.to_dict())
+    device_name = torch.cuda.get_device_name(fabric.device) if fabric.device.type == "cuda" else "cpu"
+    peak = peak_tflops(device_name, plan.precision, args.peak_tflops)
+    throughput = Throughput(flops_per_token(config, config.block_size), fabric.world_size, peak)
+    progress = Progress(plan.total_steps, start_step, enabled=rank_zero)
+    signals = StopSignals()
+    nonfinite = torch.zeros((), device=fabric.device)
+    last_saved = plan.resume_path
+    val_loss = None
+    started = time.perf_counter()
+
+    def tokens_at(step: int) -> int:
+        # Counted from the checkpoint, so a resume with another global batch size stays exact.
+        return start_tokens + (step - start_step) * plan.tokens_per_step
+
+    def check_finite(step: int, loss: Optional[float] = None) -> None:
+        if _any_process(fabric, nonfinite) or (loss is not None and not math.isfinite(loss)):
+            where = f"; the last good checkpoint is {last_saved}" if last_saved else "; no checkpoint was saved"
+            raise TrainingDiverged(
+                f"the training loss or gradient norm became NaN/inf by step {step}: stopping{where} "
+                "(lower --learning_rate or raise --warmup_fraction, then --resume it)"
+            )
+
+    def save(step: int) -> None:
+        nonlocal last_saved
+        check_finite(step)
+        path = ckpt.checkpoint_path(out_dir, step)
+        state = {
+            "model": model,
+            "optimizer": optimizer,
+            "step": step,
+            "tokens": tokens_at(step),
+            "data": train.state_dict(step),
+            "rng": ckpt.gather_rng(fabric),
+            "config": config.to_dict(),
+            "tokenizer_dir": str(Path(args.tokenizer_dir).expanduser().resolve()),
+            "tokenizer": plan.tokenizer.to_dict(),
+            "mask_id": plan.tokenizer.mask_id,
+            "eos_id": plan.tokenizer.eos_id,
+            "args": args.to_dict(),
+            "format_version": ckpt.FORMAT_VERSION,
+        }
+        ckpt.save_checkpoint(fabric, path, state)
+        if rank_zero:
+            ckpt.prune_checkpoints(out_dir, args.keep_last)
+        last_saved = path
+        progress.report(f"saved {path}")
+
+    def run_validation(step: int) -> None:
+        nonlocal val_loss
+        val_loss = validate(fabric, model, val)
+        ppl = math.exp(min(val_loss, 80.0))
+        if rank_zero:
+            log.log({"step": step, "tokens": tokens_at(step), "val_loss": val_loss, "val_ppl": ppl,
+                     "elapsed_s": round(time.perf_counter() - started, 3)})
+        progress.report(f"step {step}: val loss {val_loss:.4f}, val ppl {ppl:.2f}")
+
+    step = start_step
+    throughput.reset(step, tokens_at(step))
+    exit_code = 0
+    # The next step's batches are read and masked in a background thread while this one runs.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meap-data")
+    upcoming = prefetch.submit(train.step_batches, step) if step < end_step else None
+    try:
+        if step >= plan.total_steps:
+            fabric.print(f"nothing to do: the run already reached its last step {plan.total_steps}")
+        while step < end_step:
+            lr = get_lr(step, max_lr=args.learning_rate, min_lr=args.min_lr,
+                        warmup_steps=plan.warmup_steps, total_steps=plan.total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batches = _step_to_device(fabric, upcoming.result())
+            upcoming = prefetch.submit(train.step_batches, step + 1) if step + 1 < end_step else None
+            result = train_step(fabric, model, optimizer, batches, args.grad_clip)
+            step += 1
+            bad = ~torch.isfinite(result.loss)
+            if result.grad_norm is not None:
+                bad = bad | ~torch.isfinite(result.grad_norm)
+            nonfinite = torch.maximum(nonfinite, bad.float())
+            progress.advance()
+            last = step == end_step
+
+            if step % args.log_interval == 0 or last:
+                loss = float(fabric.all_reduce(result.loss, reduce_op="mean").item())
+                check_finite(step, loss)
+                tokens_per_sec, mfu, sec_per_step = throughput.update(step, tokens_at(step))
+                row = {
+                    "step": step, "tokens": tokens_at(step), "loss": loss, "lr": lr,
+                    "grad_norm": float(result.grad_norm.item()) if result.grad_norm is not None else None,
+                    "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
+                    "elapsed_s": round(time.perf_counter() - started, 3),
+                }
+                if rank_zero:
+                    log.log(row)
+                line = format_train_line(row, plan.total_steps, (plan.total_steps - step) * sec_per_step)
+                progress.report(line, postfix={"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
+
+            if val is not None and len(val) and (step % args.eval_interval == 0 or step == plan.total_steps):
+                run_validation(step)
+                throughput.reset(step, tokens_at(step))  # validation time is not training throughput
+
+            stop_requested = (fabric.world_size == 1 or step % args.log_interval == 0 or last) and _any_process(
+                fabric, signals.received is not None
+            )
+            if step % args.save_interval == 0 or last or stop_requested:
+                save(step)
+                throughput.reset(step, tokens_at(step))
+            if stop_requested:
+                sig = signals.received or signal.SIGTERM
+                fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {step}; "
+                             f"checkpoint {last_saved}; continue with --resume auto")
+                exit_code = 128 + int(sig)
+                break
+    finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
+        signals.restore()
+        progress.close()
+        if log is not None:
+            log.close()
+
+    if exit_code == 0 and step > start_step:
+        elapsed = time.perf_counter() - started
+        verb = "done" if step >= plan.total_steps else "paused (--stop_step; continue with --resume auto)"
+        summary = f"{verb}: step {step}/{plan.total_steps}, {tokens_at(step) / 1e6:.1f}M tokens in {format_duration(elapsed)}"
+        if val_loss is not None:
+            summary += f" | final val loss {val_loss:.4f} (ppl {math.exp(min(val_loss, 80.0)):.2f})"
+        summary += f" | checkpoint {last_saved} | metrics {out_dir / 'metrics.csv'}"
+        fabric.print(summary)
+    return exit_code

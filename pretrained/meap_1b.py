@@ -1,0 +1,10 @@
+"""MEAP, 1.1B parameters (TinyLlama shape with [MASK]), the paper's full 200B tokens of C4.
+
+The other 1B recipes derive from this one: token budgets (meap_1b_20b ... 200b), mask ratios
+(meap_1b_mask0.05 ... 0.2), span masking (meap_1b_span5, meap_1b_span50) and the NTP baseline.
+"""
+
+base = "_base.py"
+model_name = "tiny_LLaMA_1b_mask"
+max_tokens = 200_000_000_000
+out_dir = "out/meap_1b_mask0.15"

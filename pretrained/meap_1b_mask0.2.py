@@ -1,0 +1,5 @@
+"""MEAP-1.1B with mask ratio 0.2 (the paper's mask-ratio ablation)."""
+
+base = "meap_1b.py"
+mask_ratio = 0.2
+out_dir = "out/meap_1b_mask0.2"

@@ -1,0 +1,5 @@
+"""MEAP-1.1B masking contiguous spans of 5 tokens (the paper's span ablation), same ratio 0.15."""
+
+base = "meap_1b.py"
+mask_span = 5
+out_dir = "out/meap_1b_span5_mask0.15"

@@ -1,0 +1,5 @@
+"""MEAP-1.1B masking contiguous spans of 50 tokens (the paper's span ablation), same ratio 0.15."""
+
+base = "meap_1b.py"
+mask_span = 50
+out_dir = "out/meap_1b_span50_mask0.15"

@@ -1,0 +1,5 @@
+"""NTP baseline for meap_0.3b_5b: identical data order, seed and schedule, nothing masked."""
+
+base = "meap_0.3b_5b.py"
+mask_ratio = 0.0
+out_dir = "out/ntp_0.3b_5b"
