@@ -1,0 +1,35 @@
+"""Regenerate the embedded sample corpus (data/sample/*.json.gz, C4-shaped, rich in facts).
+
+    python data_process/make_sample_corpus.py --out_dir data/sample
+    python data_process/train_tokenizer.py --source_path data/sample --out_dir data/tokenizer
+
+The defaults reproduce the committed files byte for byte (given the same wonderwords word lists).
+"""
+
+import argparse
+
+from lit_gpt.cli import UserError, exit_on_user_error
+from lit_gpt.sample_corpus import make_sample_corpus
+
+
+@exit_on_user_error
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--train_chars", type=int, default=5_000_000, help="characters of training text")
+    parser.add_argument("--val_chars", type=int, default=250_000, help="characters of validation text")
+    parser.add_argument("--train_files", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args(argv)
+    if min(args.train_chars, args.val_chars, args.train_files) <= 0:
+        raise UserError("--train_chars, --val_chars and --train_files must be positive")
+    try:
+        paths = make_sample_corpus(args.out_dir, args.train_chars, args.val_chars, args.train_files, args.seed)
+    except OSError as err:
+        raise UserError(f"cannot write to {args.out_dir}: {err.strerror or err}") from None
+    for path in paths:
+        print(f"{path} ({path.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()
