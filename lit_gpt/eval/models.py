@@ -67,6 +67,9 @@ def prepare_tokenizer_for_batching(tokenizer) -> None:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # Haystack text is tokenized in pieces longer than the model's context on purpose; prompt
+    # lengths are checked against the model's max_positions, so the tokenizer's warning is noise.
+    tokenizer.model_max_length = int(1e30)
 
 
 def load_lit_as_hf(checkpoint_path: Union[str, Path], tokenizer_dir: Union[str, Path, None], dtype: Optional["torch.dtype"] = None):
