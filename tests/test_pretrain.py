@@ -370,3 +370,35 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     assert result.stderr == "error: --mask_ratio 1.5: must be in [0, 1)\n" or (
         "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     ), result.stderr
+
+
+# ----------------------------------------------------------------------------- --init_from
+def test_init_from_starts_from_the_given_weights_and_refuses_another_shape(data, tmp_path, capsys):
+    corpus, tokenizer = data
+    first = tmp_path / "first"
+    assert run(data, first, max_steps=8, save_interval=8) == 0
+    source = first / "step-00000008.pth"
+    trained = torch.load(source, weights_only=True)
+
+    # Logging every step with lr 0: the first logged loss is the source model's own loss on the
+    # step's blocks, computed here independently with GPT + F.cross_entropy.
+    second = tmp_path / "second"
+    assert run(data, second, max_steps=1, learning_rate=1e-12, min_lr=0.0, log_interval=1, mask_ratio=0.0,
+               init_from=str(source)) == 0
+    model = GPT(Config.from_dict(trained["config"]))
+    model.load_state_dict(trained["model"])
+    settings = tiny_settings(corpus, tokenizer, second)
+    stream = PackedDataset(sorted(corpus.glob("c4_*.bin")), BLOCK, seed=settings["seed"], shuffle=True, wrap=True)
+    blocks = torch.stack([stream.sample_at(i) for i in range(settings["global_batch_size"])]).long()
+    with torch.no_grad():
+        logits = model(blocks[:, :-1])
+    expected = F.cross_entropy(logits.flatten(0, 1), blocks[:, 1:].flatten()).item()
+    assert math.isclose(float(train_losses(second)[1]), expected, rel_tol=1e-5)
+
+    # A checkpoint of another shape stops the run before it starts, naming both models.
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(corpus, tokenizer, tmp_path / "third", init_from=str(source),
+                                            model_overrides={**TINY_MODEL, "n_layer": 3})))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --init_from") and "missing keys" in err and err.count("\n") == 1

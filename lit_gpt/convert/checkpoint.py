@@ -118,6 +118,14 @@ def load_lit_checkpoint(path: Union[str, Path], model_name: Optional[str] = None
     memory-mapped. `meta` is every other top-level entry (step counters, `tokenizer_dir`, ...).
     Raises UserError naming the file and listing every missing/unexpected key and wrong shape.
     """
+    sd, meta = read_lit_state_dict(path)
+    config = resolve_config(meta, model_name, Path(path).expanduser())
+    check_state_dict(sd, config, what=f"{Path(path).expanduser()} does not match model {config.name!r}")
+    return sd, config, meta
+
+
+def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """-> (state dict, metadata) of a lit checkpoint file, not yet checked against a model shape."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(
@@ -136,9 +144,12 @@ def load_lit_checkpoint(path: Union[str, Path], model_name: Optional[str] = None
     non_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if non_tensors:
         raise UserError(f"{path}: state dict entries that are not tensors: {', '.join(non_tensors[:8])}")
-    config = resolve_config(meta, model_name, path)
+    return sd, meta
+
+
+def check_state_dict(sd: dict[str, torch.Tensor], config: Config, what: str) -> None:
+    """UserError `what: ...` listing every missing/unexpected key and wrong shape against `GPT(config)`."""
     try:
-        check_keys_and_shapes(sd, lit_shapes(config), what=f"{path} does not match model {config.name!r}")
+        check_keys_and_shapes(sd, lit_shapes(config), what=what)
     except StateDictMismatch as err:
         raise UserError(str(err)) from None
-    return sd, config, meta

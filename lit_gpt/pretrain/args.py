@@ -105,6 +105,12 @@ class PretrainArgs:
     checkpoint_format: str = _setting(
         "full", "full: one step-XXXXXXXX.pth file; sharded: a folder of FSDP shards (FSDP only)", "output"
     )
+    init_from: Optional[str] = _setting(
+        None,
+        "start from the weights of this lit checkpoint (e.g. TinyLlama imported with convert/convert_hf_checkpoint.py); "
+        "optimizer, step and data position start fresh; ignored when resuming",
+        "output",
+    )
     resume: Optional[str] = _setting(
         None, "auto = the newest checkpoint in out_dir (a fresh start if none), or a checkpoint path", "output"
     )

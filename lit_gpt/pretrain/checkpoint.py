@@ -132,3 +132,16 @@ def gather_rng(fabric) -> list[dict[str, Any]]:
     gathered: list[Any] = [None] * fabric.world_size
     torch.distributed.all_gather_object(gathered, mine)
     return gathered
+
+
+def load_initial_weights(path: str, config) -> dict[str, torch.Tensor]:
+    """The weights `--init_from` names (memory-mapped), checked key by key and shape by shape
+    against the run's model, so a mismatch stops the run before it starts."""
+    from lit_gpt.convert.checkpoint import check_state_dict, read_lit_state_dict
+
+    sd, meta = read_lit_state_dict(path)
+    recorded = meta.get("config", {}).get("name") if isinstance(meta.get("config"), dict) else None
+    held = f" (it holds {recorded!r})" if recorded else ""
+    check_state_dict(sd, config, what=f"--init_from {path} does not fit the run's model {config.name!r}{held}; "
+                                      "choose --model_name / --model_overrides to match")
+    return sd

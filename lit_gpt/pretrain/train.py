@@ -148,6 +148,8 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     total_steps = min(budgets)
     out_dir = Path(args.out_dir)
     resume_path = ckpt.resolve_resume(args.resume, out_dir)
+    if args.init_from and resume_path is None:
+        ckpt.load_initial_weights(args.init_from, config)  # fails here, before launch, on a mismatch
     _check_out_dir(out_dir)
     return RunPlan(
         args=args, config=config, tokenizer=info, accelerator=accelerator, devices=devices, precision=precision,
@@ -207,6 +209,9 @@ def main(fabric, plan: RunPlan) -> int:
     fabric.seed_everything(args.seed, verbose=False)
     with fabric.init_module(empty_init=False):
         model = GPT(config, fused=args.fused_kernels)
+    if args.init_from and plan.resume_path is None:
+        model.load_state_dict(ckpt.load_initial_weights(args.init_from, config))
+        fabric.print(f"initialised the weights from {args.init_from}")
     if args.compile:
         from lit_gpt import compile as block_compile
 
