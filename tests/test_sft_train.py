@@ -200,3 +200,29 @@ def test_entry_point_exits_with_one_line(model_dir, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "bad.json: record 2 has neither instruction/output nor conversations" in errors[0], proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_converted_lit_checkpoint_fine_tunes(model_dir, train_file, tmp_path):
+    """lit pretraining output -> convert -> MEAP-SFT: the padded vocabulary (with [MASK]) is kept."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lit_gpt.config import Config
+    from lit_gpt.convert.export import export_hf
+    from lit_gpt.model import GPT
+
+    base_vocab = base_vocab_size(model_dir)
+    config = Config(name="lit_tiny", block_size=256, vocab_size=base_vocab + 1, padding_multiple=16, n_layer=2,
+                    n_embd=32, n_head=4, n_query_groups=2, intermediate_size=64)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "step-00000010.pth"
+    torch.save({"model": GPT(config).state_dict(), "config": config.to_dict(), "tokenizer_dir": str(model_dir)}, checkpoint)
+    hf_dir = tmp_path / "hf"
+    export_hf(checkpoint, hf_dir, dtype="float32")
+
+    out = tmp_path / "sft"
+    result = main(args(hf_dir, train_file, out, "--max_steps", "2"))
+    assert [h["step"] for h in result.log_history if "loss" in h] == [1, 2]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.convert_tokens_to_ids("[MASK]") == base_vocab
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.get_input_embeddings().weight.shape[0] == config.padded_vocab_size
