@@ -3,6 +3,7 @@ import json
 import math
 import shutil
 import os
+import random
 import signal
 import subprocess
 from pathlib import Path
@@ -28,6 +29,7 @@ from pretrain_helpers import (
     to_argv,
     train_losses,
     val_losses,
+    write_chunk,
 )
 
 RECIPES = sorted((REPO / "pretrained").glob("*.py"))
@@ -232,6 +234,73 @@ def test_signal_saves_a_checkpoint_and_stops(data, tmp_path, monkeypatch):
     assert max(train_losses(out)) == 10
 
 
+# ----------------------------------------------------------------------------- mixing prefixes
+@pytest.fixture(scope="module")
+def mixed_data(data, tmp_path_factory):
+    """The corpus plus a second prefix `wiki` of 2 files x 16 blocks of another token pattern."""
+    corpus = shutil.copytree(data[0], tmp_path_factory.mktemp("mixed") / "corpus")
+    rng = random.Random(1)
+    for i in range(2):  # random tokens among 5: every block unique and unlike a c4 document
+        write_chunk(corpus / f"wiki_{i:010d}.bin", [rng.randrange(3, 8) for _ in range((BLOCK + 1) * 16)])
+    return corpus, data[1]
+
+
+def _blocks_by_source(corpus: Path) -> dict[tuple, str]:
+    """Every block of every chunk file, read from the bytes (SPEC.md §4), with its prefix."""
+    blocks = {}
+    for path in sorted(corpus.glob("*.bin")):
+        tokens = torch.frombuffer(bytearray(path.read_bytes()[24:]), dtype=torch.int16).tolist()
+        n = BLOCK + 1
+        for i in range(len(tokens) // n):
+            blocks[tuple(tokens[i * n : (i + 1) * n])] = path.name.split("_")[0]
+    assert len(blocks) == 64 + 32 + 8  # every block unique: c4, wiki, validation
+    return blocks
+
+
+def test_weighted_prefix_mix_follows_the_weights(mixed_data, tmp_path):
+    from lit_gpt.pretrain.train import plan_run
+
+    corpus, tokenizer = mixed_data
+    plan = plan_run(PretrainArgs(**tiny_settings(corpus, tokenizer, tmp_path / "out", train_prefix="c4:0.7, wiki:0.3")))
+    sources = _blocks_by_source(corpus)
+    stream = plan.train_stream
+    seen = [tuple(stream.sample_at(p).tolist()) for p in range(20_000)]
+    names = [sources[block] for block in seen]
+    assert set(names) == {"c4", "wiki"}
+    assert abs(names.count("wiki") / len(names) - 0.3) < 0.01
+    assert abs(names[:1000].count("wiki") / 1000 - 0.3) < 0.05
+    # Each source's blocks: every one once per epoch of that source (64 c4 blocks, 32 wiki blocks).
+    wiki = [block for block, name in zip(seen, names) if name == "wiki"]
+    assert sorted(wiki[:32]) == sorted(b for b, n in sources.items() if n == "wiki")
+    assert sorted(wiki[32:64]) == sorted(wiki[:32])
+    # The same stream (a pure function of the seed) whatever opens it.
+    again = plan_run(PretrainArgs(**tiny_settings(corpus, tokenizer, tmp_path / "out", train_prefix="c4:7,wiki:3")))
+    assert all(torch.equal(again.train_stream.sample_at(p), torch.tensor(seen[p])) for p in range(0, 20_000, 97))
+
+
+def test_resume_with_a_prefix_mix_reproduces_the_uninterrupted_run(mixed_data, tmp_path, monkeypatch):
+    from lit_gpt.packed_dataset import CombinedDataset
+
+    corpus, tokenizer = mixed_data
+    settings = dict(max_steps=10, save_interval=3, eval_interval=5, keep_last=0, train_prefix="c4:0.6,wiki:0.4")
+
+    def mixed_run(out, **changes):
+        return pretrain(PretrainArgs(**tiny_settings(corpus, tokenizer, out, **settings, **changes)))
+
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert mixed_run(full) == 0
+    assert mixed_run(split, stop_step=5) == 0
+    positions = []
+    original = CombinedDataset.sample_at
+    monkeypatch.setattr(CombinedDataset, "sample_at", lambda self, p: positions.append(p) or original(self, p))
+    assert mixed_run(split, resume="auto") == 0
+    assert min(positions) == 5 * 8  # jumped to step 6's first block
+    assert train_losses(split) == train_losses(full)
+    state = torch.load(split / "step-00000010.pth", weights_only=True)["data"]["stream"]
+    assert state["kind"] == "CombinedDataset" and state["sources"] == ["c4", "wiki"]
+    assert sum(d["consumed"] for d in state["datasets"]) == 10 * 8
+
+
 def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, capsys):
     out = tmp_path / "diverged"
     argv = to_argv(tiny_settings(*data, out, learning_rate=1e30, min_lr=0.0, warmup_steps=0, save_interval=1,
@@ -322,6 +391,13 @@ BAD_INPUTS = {
     "missing_resume": (dict(resume="{tmp}/nope.pth"), "no such checkpoint"),
     "no_budget": (dict(max_steps="none"), "set a budget"),
     "data_from_other_tokenizer": (dict(train_data_dir="{other_corpus}"), "was prepared with the tokenizer in /elsewhere"),
+    "mix_without_weight": (dict(train_prefix="c4:0.7,wiki"), "--train_prefix 'c4:0.7,wiki': entry 'wiki' is not prefix:weight"),
+    "mix_bad_weight": (dict(train_prefix="c4:0.7,wiki:x"), "weight 'x' of 'wiki' is not a number"),
+    "mix_negative_weight": (dict(train_prefix="c4:1,wiki:-1"), "must be a non-negative number"),
+    "mix_zero_weights": (dict(train_prefix="c4:0,wiki:0"), "--train_prefix 'c4:0,wiki:0': the weights sum to 0"),
+    "mix_twice": (dict(train_prefix="c4:1,c4:2"), "prefix 'c4' appears twice"),
+    "mix_missing_prefix": (dict(train_prefix="c4:0.5,wiki:0.5"), "no chunk files wiki*.bin"),
+    "mix_overlapping_prefixes": (dict(train_prefix="c4:0.5,c4_0000000001:0.5"), "matches both 'c4' and 'c4_0000000001'"),
 }
 if importlib.util.find_spec("tensorboard") is None:
     BAD_INPUTS["logger_not_installed"] = (dict(logger="tensorboard"), "pip install tensorboard")

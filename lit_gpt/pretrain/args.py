@@ -8,6 +8,7 @@ with one line naming the setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -50,7 +51,13 @@ class PretrainArgs:
     )
     # --- data
     train_data_dir: str = _setting("data/c4_bin", "folder with the packed training chunks", "data")
-    train_prefix: str = _setting("c4", "file prefix of the training chunks in train_data_dir", "data")
+    train_prefix: str = _setting(
+        "c4",
+        "file prefix of the training chunks in train_data_dir, or a mix of prefixes with weights "
+        "'c4:0.7,wiki:0.3' (normalised to sum 1; each sequence is drawn from one prefix, deterministically "
+        "from the seed and its position)",
+        "data",
+    )
     val_data_dir: Optional[str] = _setting(
         None, "folder with the validation chunks; default: train_data_dir (validation is skipped if it has none)", "data"
     )
@@ -182,6 +189,44 @@ def validate_args(args: PretrainArgs) -> None:
         raise bad("peak_tflops", "must be > 0")
     if not isinstance(args.model_overrides, dict):
         raise bad("model_overrides", "must be a dict of Config fields")
+    parse_data_mix(args.train_prefix)
+
+
+def parse_data_mix(text: str, setting: str = "train_prefix") -> list[tuple[str, float]]:
+    """`c4` -> [("c4", 1.0)]; `c4:0.7,wiki:0.3` -> [("c4", 0.7), ("wiki", 0.3)], weights normalised.
+
+    One string for the command line and recipes alike, so a recipe's mix replaces its base's
+    whole (a dict would be merged key by key).
+    """
+
+    def bad(why: str) -> UserError:
+        return UserError(f"--{setting} {text!r}: {why}")
+
+    example = "a prefix (c4) or prefixes with weights (c4:0.7,wiki:0.3)"
+    if not isinstance(text, str) or not text.strip():
+        raise bad(f"expected {example}")
+    entries = [entry.strip() for entry in text.split(",")]
+    if len(entries) == 1 and ":" not in entries[0]:
+        return [(entries[0], 1.0)]
+    mix: list[tuple[str, float]] = []
+    for entry in entries:
+        prefix, colon, weight = entry.rpartition(":")
+        prefix = prefix.strip()
+        if not colon or not prefix:
+            raise bad(f"entry {entry!r} is not prefix:weight; expected {example}")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise bad(f"weight {weight.strip()!r} of {prefix!r} is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise bad(f"weight {weight.strip()!r} of {prefix!r} must be a non-negative number")
+        if prefix in (p for p, _ in mix):
+            raise bad(f"prefix {prefix!r} appears twice")
+        mix.append((prefix, value))
+    total = sum(w for _, w in mix)
+    if total <= 0:
+        raise bad("the weights sum to 0")
+    return [(prefix, w / total) for prefix, w in mix]
 
 
 def check_batch_layout(args: PretrainArgs, world_size: int) -> int:

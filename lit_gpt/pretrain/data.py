@@ -1,7 +1,9 @@
 """Training and validation batches, read by position from one global stream of blocks.
 
-Every process opens the same `PackedDataset` as a single stream (num_processes=1) and reads only
-its own blocks by position, so nothing is read twice. Optimizer step s of a run consumes the
+Every process opens the same stream (num_processes=1): a `PackedDataset`, or a `CombinedDataset`
+mixing several file prefixes by weight (`--train_prefix c4:0.7,wiki:0.3`), whose choice of prefix
+for each position is itself a function of (seed, position). Each process reads only its own
+blocks by position, so nothing is read twice. Optimizer step s of a run consumes the
 global_batch_size blocks starting at `position(s)`; inside the step, the micro batch with global
 index j = micro_step * world_size + rank takes the j-th run of micro_batch_size blocks. The same
 index seeds its MEAP mask (`lit_gpt.meap.mask_seed`), so the blocks and masks of a step do not
@@ -12,20 +14,48 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
 from lit_gpt.cli import UserError
 from lit_gpt.meap import MEAPCollator
-from lit_gpt.packed_dataset import PackedDataset, find_chunk_files, read_header
+from lit_gpt.packed_dataset import CombinedDataset, PackedDataset, find_chunk_files, read_header
+from lit_gpt.pretrain.args import parse_data_mix
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), each (B, T) int64
+Stream = Union[PackedDataset, CombinedDataset]
 
 
 def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, shuffle: bool, wrap: bool,
-                setting: str) -> PackedDataset:
-    """The chunk files `{prefix}*.bin` in data_dir as one stream; errors name the setting."""
+                setting: str) -> Stream:
+    """The chunk files `{prefix}*.bin` in data_dir as one stream; errors name the setting.
+
+    `prefix` may be a weighted mix, `c4:0.7,wiki:0.3` (see `parse_data_mix`): then a
+    `CombinedDataset` over one `PackedDataset` per prefix, all with the same seed.
+    """
+    mix = parse_data_mix(prefix)
+    files = [_chunk_files(data_dir, name, block_size, setting) for name, _ in mix]
+    owner: dict[Path, str] = {}
+    for (name, _), paths in zip(mix, files):
+        for path in paths:
+            if path in owner:  # `c4` also globs `c4_news*.bin`
+                raise UserError(
+                    f"--train_prefix {prefix!r}: {path} matches both {owner[path]!r} and {name!r}; "
+                    "every chunk file must belong to one prefix (rename the files or the prefixes)"
+                )
+            owner[path] = name
+    streams = [
+        PackedDataset(paths, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
+        for paths in files
+    ]
+    if len(streams) == 1:
+        return streams[0]
+    return CombinedDataset(streams, [weight for _, weight in mix], seed=seed, names=[name for name, _ in mix])
+
+
+def _chunk_files(data_dir: str | Path, prefix: str, block_size: int, setting: str) -> list[Path]:
+    """The files of one prefix, checked to hold at least one training sequence."""
     try:
         files = find_chunk_files(data_dir, prefix)
     except UserError as err:
@@ -33,10 +63,10 @@ def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, s
     largest = max(read_header(f).chunk_size for f in files)
     if largest < block_size + 1:
         raise UserError(
-            f"--block_size {block_size}: the chunks in {data_dir} hold {largest} tokens, fewer than the "
-            f"{block_size + 1} a training sequence needs (prepare the data with a larger --chunk_size)"
+            f"--block_size {block_size}: the chunks {prefix}*.bin in {data_dir} hold {largest} tokens, fewer than "
+            f"the {block_size + 1} a training sequence needs (prepare the data with a larger --chunk_size)"
         )
-    return PackedDataset(files, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
+    return files
 
 
 def check_data_tokenizer(data_dir: str | Path, tokenizer, setting: str) -> None:
@@ -64,7 +94,7 @@ class TrainBatches:
 
     def __init__(
         self,
-        dataset: PackedDataset,
+        dataset: Stream,
         collator: MEAPCollator,
         micro_batch_size: int,
         grad_accum: int,
@@ -149,4 +179,5 @@ def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, b
         data_dir, setting = train_data_dir, "train_data_dir"
     else:
         setting = "val_data_dir"
-    return open_stream(data_dir, prefix, block_size, seed, shuffle=False, wrap=False, setting=setting)
+    files = _chunk_files(data_dir, prefix, block_size, setting)
+    return PackedDataset(files, block_size, seed=seed, shuffle=False, wrap=False, num_processes=1, process_rank=0)
