@@ -1,7 +1,8 @@
 """C4 JSON lines (.json.gz, .json, .jsonl) to packed token chunks, in parallel and resumably.
 
-Each source file is one task for a worker process: read lines, encode documents in batches with
-the fast tokenizer, append EOS to each, and pack them into chunk files named after the source
+Each source file is one task for a worker process: read lines, encode documents in batches (a
+LLaMA-style sentencepiece BPE through an exact cache of words, `WordCacheBPE`; other tokenizers with
+the Rust tokenizer), append EOS to each, and pack them into chunk files named after the source
 (`{prefix}_{source-stem}_{index:010d}.bin`), so names are deterministic and no two sources share
 one. A source counts as done once `manifest.json` in the destination records it; a re-run skips
 it. Chunks are written under a temporary name and renamed when complete.
@@ -29,14 +30,15 @@ import numpy as np
 
 from lit_gpt.cli import UserError
 from lit_gpt.packed_dataset import MAGIC, VERSION, PackedDatasetBuilder, token_dtype
+from lit_gpt.token_encoding import BatchEncoder
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
 try:  # several times faster than json on C4 lines; optional
     import orjson
 
-    _json_loads = orjson.loads
+    _json_loads, _STDLIB_JSON = orjson.loads, False
 except ImportError:  # pragma: no cover - depends on the environment
-    _json_loads = json.loads
+    _json_loads, _STDLIB_JSON = json.loads, True
 
 DEFAULT_CHUNK_SIZE = 2049 * 1024  # (block_size 2048 + 1) * 1024, as upstream
 SOURCE_SUFFIXES = (".json.gz", ".jsonl.gz", ".json", ".jsonl")
@@ -269,59 +271,15 @@ def iter_records(path: Path, on_bytes: Callable[[int], None] = lambda n: None) -
         raise PrepareError(f"cannot read {path}: {err.strerror or err}") from None
 
 
-class BatchEncoder:
-    """Encodes lists of documents to one flat token array, each document followed by EOS.
-
-    Text is never parsed for special tokens: a web page that contains "[MASK]" or "</s>" keeps it
-    as text (as upstream's sentencepiece encoding did), so only the trainer puts masks in inputs.
-    Goes straight to the Rust tokenizer (`encode_batch_fast`, no offsets) when that gives the same
-    ids as `tokenizer(texts, split_special_tokens=True)`, checked on a probe at start; otherwise
-    calls the latter.
-    """
-
-    PROBE = ["Hello world!", "  Leading spaces,\ttabs\nand newlines. ", "naïve café — 1234 ünïcödé", "",
-             "literal [MASK], </s> and <s> stay text"]
-
-    def __init__(self, tokenizer, dtype):
-        self.tokenizer = tokenizer
-        self.dtype = dtype
-        self.eos = tokenizer_info(tokenizer).eos_id
-        reference = [list(ids) for ids in encode_as_text(tokenizer, self.PROBE)]
-        self.backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
-        if self.backend is not None:
-            self.backend.encode_special_tokens = True
-            if [e.ids for e in self.backend.encode_batch_fast(self.PROBE)] != reference:
-                self.backend = None
-        # A tokenizer whose encode already ends with EOS must not get a second one.
-        self.append_eos = not (reference[0] and reference[0][-1] == self.eos)
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        if self.backend is not None:
-            encoded = (encoding.ids for encoding in self.backend.encode_batch_fast(texts, add_special_tokens=True))
-        else:
-            encoded = encode_as_text(self.tokenizer, texts)
-        flat: list[int] = []
-        for ids in encoded:
-            flat += ids
-            if self.append_eos:
-                flat.append(self.eos)
-        return np.array(flat, dtype=self.dtype)
-
-
-def encode_as_text(tokenizer, texts: list[str]) -> list[list[int]]:
-    """`tokenizer(texts)` with special-token strings in the text treated as plain text."""
-    return tokenizer(texts, split_special_tokens=True, return_attention_mask=False)["input_ids"]
-
-
 # --------------------------------------------------------------------------- one source file (in a worker)
 
 _worker: dict = {}
 
 
-def _init_worker(tokenizer, dtype, events, single_thread: bool) -> None:
+def _init_worker(encoder: "BatchEncoder", events, single_thread: bool) -> None:
     if single_thread:  # the processes are the parallelism; Rust threads on top only contend
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _worker.update(encoder=BatchEncoder(tokenizer, dtype), events=events)
+    _worker.update(encoder=encoder, events=events)
 
 
 def _emit(kind: str, *payload) -> None:
@@ -354,7 +312,7 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
     try:
         for number, record in iter_records(source.path, on_bytes=lambda n: _emit("progress", n, 0, 0)):
             text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str):
+            if not isinstance(text, str) or (_STDLIB_JSON and not _is_unicode(text)):
                 reason = _why_skipped(record)
                 if strict:
                     raise PrepareError(f"{source.path}:{number}: {reason} (--strict)")
@@ -386,7 +344,18 @@ def _why_skipped(record) -> str:
         return f"a JSON {type(record).__name__}, not an object"
     if "text" not in record:
         return "no 'text' field"
+    if isinstance(record["text"], str):
+        return "'text' holds an unpaired surrogate escape, not Unicode text"
     return f"'text' is a {type(record['text']).__name__}, not a string"
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a str with lone surrogates, which json (unlike orjson) lets through from "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -460,6 +429,7 @@ def prepare(
 
     workers = min(num_workers or os.cpu_count() or 1, len(todo))
     failures: list[str] = []
+    encoder = BatchEncoder(tokenizer, dtype)  # built once: the workers inherit (or unpickle) it
 
     def record(result: SourceResult) -> None:
         manifest["sources"][result.key] = result.manifest_entry()
@@ -475,7 +445,7 @@ def prepare(
     try:
         if workers == 1:
             # In-process: one source at a time, the Rust tokenizer's threads are the parallelism.
-            _init_worker(tokenizer, dtype, monitor, single_thread=False)
+            _init_worker(encoder, monitor, single_thread=False)
             for source in todo:
                 try:
                     record(prepare_source(source, destination, chunk_size, strict))
@@ -485,7 +455,7 @@ def prepare(
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             events = context.Queue()
             with ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_init_worker, initargs=(tokenizer, dtype, events, True)
+                workers, mp_context=context, initializer=_init_worker, initargs=(encoder, events, True)
             ) as pool:
                 pending: dict[Future, Source] = {
                     pool.submit(prepare_source, s, destination, chunk_size, strict): s for s in todo

@@ -29,6 +29,20 @@ DOCS = [
 ]
 
 
+# Texts where tokenizers differ: whitespace runs, marks, digits, scripts, emoji, special-token strings.
+TRICKY = [
+    "", " ", "  ", "\n", "\t", "Hello world!", "  two leading spaces", "trailing spaces   ", "a  b   c    d     e",
+    " " * 40 + "x" + " " * 41, "tabs\t\tand\t\t\tmore\t", "new\nlines\n\n\nand\r\nCRLF\r", " \n \t \u3000 \u00a0 ",
+    "naïve café — ünïcödé, Ångström, ﬁ ligature, e\u0301 combining", "emoji 🦙🤖, ZWJ 👩‍👩‍👧, flags 🇩🇪, skin 👍🏽",
+    "日本語のテキスト、中文字符 and 한국어; עברית and العربية", "Zalgo: Z̵̡̢a̷͎l̸g̶o̵", "\x00\x01\x0b\x0c\x7f\u2028\u2029\ufeff",
+    "digits 3.14159 and 2,000,000 and 0x1F 007 1st 2nd", "12345678901234567890", "literal </s> and <s> and <unk>",
+    "[MASK]", "a[MASK]b [MASK] [MASK][MASK] </s></s>", "<0x0A> <0xFF>", "▁", "▁▁▁", "▁already ▁marked▁▁ words ▁",
+    " ▁ ▁▁ ▁", "supercalifragilisticexpialidocious" * 20, "x" * 5000, "ab" * 3000, "https://example.com/a?b=c&d=e#f",
+    "def f(x):\n    return x ** 2  # comment\n", "{\"json\": [1, 2, 3]}", "C'est l'été. Don't, can't, won't.",
+    "Mr. O'Neil paid $1,234.56 (approx. €1.100) on 2019-04-25T12:57:54Z.",
+]
+
+
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer")
@@ -150,12 +164,15 @@ def test_llama_style_sentencepiece_tokenizer(tmp_path):
     tok_dir.mkdir()
     shutil.copy(model, tok_dir / "tokenizer.model")
     src, dst = tmp_path / "src", tmp_path / "dst"
-    write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
-    prepare(src, dst, tok_dir, chunk_size=64, num_workers=1, log=quiet)
+    docs = DOCS + TRICKY  # through JSON, two worker processes and the word cache
+    write_lines(src / "c4-train.00000-of-00002.json.gz", c4_lines(docs))
+    write_lines(src / "c4-train.00001-of-00002.json.gz", c4_lines(docs[::-1]))
+    prepare(src, dst, tok_dir, chunk_size=64, num_workers=2, log=quiet)
     reference = AutoTokenizer.from_pretrained(str(tok_dir))
-    stream, files = stream_of(dst, "c4_c4-train.00000-of-00001")
-    want = expected_stream(reference, DOCS)
-    assert stream.tolist() == want + [reference.eos_token_id] * (len(files) * 64 - len(want))
+    for name, texts in [("00000", docs), ("00001", docs[::-1])]:
+        stream, files = stream_of(dst, f"c4_c4-train.{name}-of-00002")
+        want = expected_stream(reference, texts)
+        assert stream.tolist() == want + [reference.eos_token_id] * (len(files) * 64 - len(want))
     manifest = json.loads((dst / "manifest.json").read_text())
     assert manifest["tokenizer"]["mask_id"] == 32000 and manifest["tokenizer"]["eos_id"] == 2
 
@@ -175,6 +192,23 @@ def test_malformed_lines_are_skipped_counted_and_reported(tmp_path, tokenizer_di
     assert stream[: len(want)].tolist() == want
     entry = json.loads((dst / "manifest.json").read_text())["sources"]["c4-train.00000-of-00001.json.gz"]
     assert entry["skipped_lines"] == 4
+
+
+def test_unpaired_surrogates_are_skipped_without_orjson(tmp_path, tokenizer_dir, hf_tokenizer, monkeypatch):
+    """json (unlike orjson) decodes "\\ud800" into a str no tokenizer accepts: that record is bad input."""
+    import lit_gpt.prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module, "_json_loads", json.loads)
+    monkeypatch.setattr(prepare_module, "_STDLIB_JSON", True)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_lines(src / "c4-train.00000-of-00001.json", c4_lines(["first", "bad \ud800 half", "last"]))
+    logged = []
+    summary = prepare(src, dst, tokenizer_dir, chunk_size=16, num_workers=1, log=logged.append)
+    assert summary.skipped_lines == 1 and summary.documents == 2
+    assert any(":2: 'text' holds an unpaired surrogate" in line for line in logged)
+    stream, _ = stream_of(dst, "c4_c4-train.00000-of-00001")
+    want = expected_stream(hf_tokenizer, ["first", "last"])
+    assert stream[: len(want)].tolist() == want
 
 
 def test_split_and_prefixes(tmp_path, tokenizer_dir):
@@ -337,3 +371,144 @@ def test_chunks_left_by_a_killed_run_are_replaced(tmp_path, tokenizer_dir, hf_to
     (dst / "c4_c4-train.00000-of-00001_0000000999.bin").write_bytes(b"stale")
     prepare(src, dst, tokenizer_dir, chunk_size=32, num_workers=1, log=quiet)
     assert {p.name: p.read_bytes() for p in dst.glob("*.bin")} == good
+
+
+# ----------------------------------------------------------------------------- the word-cache fast path
+
+
+def fuzz_texts(count: int, seed: int = 0) -> list[str]:
+    """Random texts built from the pieces where tokenizers differ: spaces, marks, digits, scripts, specials."""
+    import random
+
+    pieces = [" ", "  ", "   ", "\n", "\t", "\r\n", "▁", "▁▁", "a", "e", "t", "th", "the", "The", "ing", "er", ".", ",",
+              "'", "-", "0", "7", "42", "é", "ü", "ß", "日", "本", "🦙", "👩‍👩‍👧", "\u0301", "\u200b", "\x00", "</s>",
+              "<s>", "[MASK]", "<unk>", "<0x0A>", "http://", "world", "hello", "Hello", "xyzzy", "\u3000"]
+    rng = random.Random(seed)
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(count)]
+
+
+def reference_stream(tokenizer, texts, eos):
+    """What the encoder must return: the plain tokenizer call on each text, then EOS, concatenated."""
+    ids = []
+    for text in texts:
+        ids += tokenizer(text, split_special_tokens=True)["input_ids"] + [eos]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def llama_tokenizer(tmp_path_factory):
+    mistral_common = pytest.importorskip("mistral_common")
+    model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    if not model.is_file():
+        pytest.skip("mistral-common without its tokenizer.model.v1")
+    tok_dir = tmp_path_factory.mktemp("llama_tok")
+    shutil.copy(model, tok_dir / "tokenizer.model")
+    from lit_gpt.tokenizer import load_tokenizer
+
+    return load_tokenizer(tok_dir)
+
+
+def test_word_cache_gives_the_tokenizer_ids_on_tricky_texts(llama_tokenizer):
+    """The LLaMA-style tokenizer takes the word-cache path, and it gives exactly the tokenizer's ids."""
+    from lit_gpt.token_encoding import BatchEncoder
+
+    encoder = BatchEncoder(llama_tokenizer, np.uint16)
+    assert encoder.method == "word cache", encoder.why_not_word_cache
+    eos = llama_tokenizer.eos_token_id
+    fuzz = fuzz_texts(400)
+    for batch in (TRICKY, fuzz[:200], TRICKY[::-1] + fuzz[200:], [TRICKY[5]], [""], []):
+        # Later batches hit words cached by earlier ones.
+        assert encoder(batch).tolist() == reference_stream(llama_tokenizer, batch, eos)
+    # Emptying the cache (its memory bound) changes nothing.
+    encoder.word_cache.MAX_CACHE_BYTES = 1000
+    for _ in range(2):
+        assert encoder(fuzz[:50]).tolist() == reference_stream(llama_tokenizer, fuzz[:50], eos)
+    assert len(encoder.word_cache._cache) == 2  # reset to the two document-boundary entries
+    wide = BatchEncoder(llama_tokenizer, np.int32)  # the chunk dtype of vocabularies beyond uint16
+    assert wide(TRICKY).dtype == np.int32 and wide(TRICKY).tolist() == reference_stream(llama_tokenizer, TRICKY, eos)
+
+
+def test_word_cache_structure_checks_on_the_real_vocabulary(llama_tokenizer):
+    """The facts the exactness rests on, read independently off the vocabulary: "▁" only starts
+    merged tokens or forms runs, and digits, newline and tab are never merged."""
+    from lit_gpt.token_encoding import SPACE_MARK, WordCacheBPE
+
+    spec = json.loads(llama_tokenizer.backend_tokenizer.to_str())
+    merged = [a + b for a, b in spec["model"]["merges"]]
+    assert all(SPACE_MARK not in token.lstrip(SPACE_MARK) for token in merged)
+    assert any(token.startswith(SPACE_MARK * 2) for token in merged)  # runs like "▁▁▁▁" exist: no cut inside them
+    assert not any(ch in token for token in merged for ch in "0123456789\n\t")
+    words = WordCacheBPE.build(llama_tokenizer.backend_tokenizer, np.uint16, 2).word_pattern.findall(
+        "\u2581Hello\u2581\u2581world.\n2024\u2581\u2581")
+    assert words == ["\u2581Hello", "\u2581\u2581world.", "\n", "2", "0", "2", "4", "\u2581\u2581"]
+
+
+SENTENCEPIECE_PIPELINES = ["metaspace", "metaspace first", "classic llama tokenizer.json",
+                           "transformers 5 from tokenizer.model"]
+
+
+def sentencepiece_pipeline(name: str):
+    """(normalizer, pre-tokenizer) of each form that sentencepiece conversions produce."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    mark = "\u2581"
+    metaspace = pre_tokenizers.Metaspace(prepend_scheme="first" if name == "metaspace first" else "always", split=False)
+    if name.startswith("metaspace"):
+        return None, metaspace
+    if name == "classic llama tokenizer.json":
+        return normalizers.Sequence([normalizers.Prepend(mark), normalizers.Replace(" ", mark)]), None
+    double_leading_mark = normalizers.Replace(Regex("\\A" + mark), mark * 2)
+    return normalizers.Sequence([normalizers.Replace(" ", mark), double_leading_mark]), metaspace
+
+
+def sentencepiece_style_tokenizer(out_dir: Path, split_while_training: bool, pipeline: str = "metaspace"):
+    """A tiny LLaMA-like BPE without byte fallback (unknown characters become <unk> and fuse), with BOS.
+
+    Trained with words split at "▁" (as sentencepiece does) its merges never cross a "▁"; trained on
+    whole texts they do, and the word cache must then refuse.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from lit_gpt.tokenizer import load_tokenizer
+
+    trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=split_while_training)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    trainer_tok.train_from_iterator(DOCS * 5 + ["the cat sat on the mat, then the dog"] * 5, trainer=trainer)
+    trained = json.loads(trainer_tok.to_str())["model"]
+    tokenizer = Tokenizer(models.BPE(trained["vocab"], [tuple(m) for m in trained["merges"]], unk_token="<unk>",
+                                     fuse_unk=True, byte_fallback=False))
+    normalizer, pre_tokenizer = sentencepiece_pipeline(pipeline)
+    if normalizer is not None:
+        tokenizer.normalizer = normalizer
+    if pre_tokenizer is not None:
+        tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(str(out_dir))
+    return load_tokenizer(out_dir)
+
+
+@pytest.mark.parametrize("pipeline", SENTENCEPIECE_PIPELINES)
+def test_word_cache_on_each_sentencepiece_pipeline_without_byte_fallback(tmp_path, pipeline):
+    """Unknown characters become <unk> and fuse with unknown neighbours: the word cache keeps them together."""
+    from lit_gpt.token_encoding import BatchEncoder
+
+    tokenizer = sentencepiece_style_tokenizer(tmp_path / "tok", split_while_training=True, pipeline=pipeline)
+    encoder = BatchEncoder(tokenizer, np.uint16)
+    assert encoder.method == "word cache", encoder.why_not_word_cache
+    texts = TRICKY + fuzz_texts(300, seed=1) + ["日本 語\n本🦙x", "zq 日\t本 🦙🦙"]
+    want = reference_stream(tokenizer, texts, tokenizer.eos_token_id)
+    assert want[0] == tokenizer.bos_token_id and tokenizer.unk_token_id in want
+    assert encoder(texts).tolist() == want
+
+
+def test_word_cache_refuses_merges_across_the_space_mark(tmp_path):
+    from lit_gpt.token_encoding import BatchEncoder
+
+    tokenizer = sentencepiece_style_tokenizer(tmp_path / "tok", split_while_training=False)
+    encoder = BatchEncoder(tokenizer, np.uint16)
+    assert encoder.method == "rust batch" and "joins across" in encoder.why_not_word_cache
+    texts = TRICKY + fuzz_texts(100, seed=2)
+    assert encoder(texts).tolist() == reference_stream(tokenizer, texts, tokenizer.eos_token_id)
