@@ -21,7 +21,7 @@ def main(argv=None) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", default="curves.png", help="the figure to write (.png, .pdf, .svg)")
     parser.add_argument("--labels", nargs="+", default=None, help="one per run, space- or comma-separated (default: folder names)")
-    parser.add_argument("--smooth", type=int, default=20, help="moving-average window of the training loss (1: none)")
+    parser.add_argument("--smooth", type=int, default=20, help="moving-average window of the training loss, at most a tenth of the shortest run (1: none)")
     args = parser.parse_args(argv)
     labels = [label for item in args.labels for label in item.split(",") if label] if args.labels else None
     path = plot_runs(load_runs(args.run_dirs), args.out, labels=labels, smooth=args.smooth)

@@ -193,6 +193,10 @@ def plot_runs(
         raise UserError(f"{len(labels)} labels for {len(runs)} runs")
     labels = list(labels) if labels is not None else [run.name for run in runs]
     x_label = runs[0].x_label if runs else "tokens"
+    # A trailing mean lags a falling curve by half its window: keep the window to a tenth of the
+    # shortest run, so a short run is not drawn far above its own losses.
+    shortest = min((len(run.train_loss) for run in runs if run.train_loss), default=0)
+    smooth = max(1, min(smooth, shortest // 10))
     fig, (ax_train, ax_val) = _figure(12.0, 4.5, ncols=2)
     for i, (run, label) in enumerate(zip(runs, labels)):
         color = f"C{i % 10}"
