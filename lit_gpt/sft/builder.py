@@ -11,21 +11,17 @@ copy's prefix, and in "concat" mode also from the unmasked original before it.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
 
-IGNORE_INDEX = -100
+from lit_gpt.loss import IGNORE_INDEX
+from lit_gpt.meap import num_masked
+
 MEAP_MODES = ("concat", "separate", "ntp")
 
 # (token ids, is_answer): a rendered conversation, prompt and answer parts in order.
 TokenSegment = Tuple[Sequence[int], bool]
-
-
-def mask_count(mask_ratio: float, n_answer: int) -> int:
-    """floor(mask_ratio * n_answer), robust to float error (0.29 * 100 is 28.999999999999996)."""
-    return math.floor(mask_ratio * n_answer + 1e-9)
 
 
 def build_meap_example(
@@ -121,7 +117,7 @@ def _masked_copy(tokens, answer_positions, room, mask_ratio, mask_token_id, gene
     """The first `room` tokens with a fraction of their answer positions masked, or None."""
     length = min(len(tokens), room)
     candidates = [p for p in answer_positions if p < length]
-    n_masked = mask_count(mask_ratio, len(candidates))
+    n_masked = num_masked(mask_ratio, len(candidates))
     if n_masked == 0:
         return None
     chosen = torch.randperm(len(candidates), generator=generator)[:n_masked].tolist()
