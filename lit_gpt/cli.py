@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable, TypeVar
@@ -15,6 +16,13 @@ class UserError(Exception):
     Entry points print its message as one line, without a traceback, and exit with code 2.
     The message must name the file, record or argument at fault.
     """
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are a UserError: one line, exit code 2, no usage dump."""
+
+    def error(self, message: str):
+        raise UserError(message)
 
 
 def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:

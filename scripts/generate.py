@@ -6,7 +6,7 @@
 
 import sys
 
-from lit_gpt.cli import exit_on_user_error
+from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.eval import options
 from lit_gpt.eval.generation import greedy_generate
 from lit_gpt.eval.models import load_model
@@ -14,7 +14,7 @@ from lit_gpt.eval.models import load_model
 
 @exit_on_user_error
 def main(argv=None) -> list[str]:
-    parser = options.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     options.add_model_arguments(parser)
     parser.add_argument("--prompt", action="append", required=True, help="repeat for several prompts")
     parser.add_argument("--max_new_tokens", type=options.positive_int, default=40)

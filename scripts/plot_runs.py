@@ -8,8 +8,7 @@ Each RUN_DIR must hold the metrics.csv its training run wrote (see lit_gpt.eval.
 import sys
 
 try:
-    from lit_gpt.cli import exit_on_user_error
-    from lit_gpt.eval.options import ArgumentParser
+    from lit_gpt.cli import ArgumentParser, exit_on_user_error
     from lit_gpt.eval.plots import load_runs, plot_runs
 except ImportError as err:  # run from a clone that was never installed
     sys.exit(f"error: {err}; install the project first: pip install -e .")

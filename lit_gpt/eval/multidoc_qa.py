@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import UserError, exit_on_user_error
+from lit_gpt.cli import ArgumentParser, UserError, exit_on_user_error
 from lit_gpt.eval import options
 from lit_gpt.eval.scoring import METRICS, first_line, score
 
@@ -221,7 +221,7 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> MultiDocSettings:
-    parser = options.ArgumentParser(prog="python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
     options.add_model_arguments(parser)
     parser.add_argument("--input_path", required=True, help="lost-in-the-middle .jsonl or .jsonl.gz")
     parser.add_argument("--out_dir", required=True)

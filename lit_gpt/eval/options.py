@@ -11,13 +11,6 @@ from typing import Any, Iterable, Union
 from lit_gpt.cli import UserError
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are a UserError: one line on stderr and exit code 2, no usage dump."""
-
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
     parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's folder)")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import UserError, exit_on_user_error
+from lit_gpt.cli import ArgumentParser, UserError, exit_on_user_error
 from lit_gpt.eval import options
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
 from lit_gpt.eval.scoring import METRICS, first_line, score
@@ -216,7 +216,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> RetrievalSettings:
-    parser = options.ArgumentParser(prog="python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
     options.add_model_arguments(parser)
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024, 2048, 4096])

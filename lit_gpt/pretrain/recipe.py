@@ -20,7 +20,7 @@ import types
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lit_gpt.cli import UserError
+from lit_gpt.cli import ArgumentParser, UserError
 from lit_gpt.pretrain.args import SETTINGS, PretrainArgs, validate_args
 
 BASE_KEY = "base"
@@ -138,15 +138,8 @@ def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> d
     return _merge(load_recipe(resolved.parent / base, (*seen, resolved)), values)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors become a UserError (one line, exit code 2, no usage dump)."""
-
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def build_parser(defaults: dict[str, Any], prog: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog=prog,
         description="MEAP pretraining with Lightning Fabric. Settings come from the defaults below, "
         "then the --config recipe, then the command line.",
@@ -174,7 +167,7 @@ def build_parser(defaults: dict[str, Any], prog: Optional[str] = None) -> argpar
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> PretrainArgs:
     """PretrainArgs from `--config RECIPE` and `--key value` overrides; validated."""
-    pre = _Parser(add_help=False, allow_abbrev=False)
+    pre = ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
     recipe = load_recipe(known.config) if known.config else {}
