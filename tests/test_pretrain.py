@@ -399,8 +399,8 @@ BAD_INPUTS = {
     "mix_missing_prefix": (dict(train_prefix="c4:0.5,wiki:0.5"), "no chunk files wiki*.bin"),
     "mix_overlapping_prefixes": (dict(train_prefix="c4:0.5,c4_0000000001:0.5"), "matches both 'c4' and 'c4_0000000001'"),
 }
-if importlib.util.find_spec("tensorboard") is None:
-    BAD_INPUTS["logger_not_installed"] = (dict(logger="tensorboard"), "pip install tensorboard")
+if importlib.util.find_spec("wandb") is None:  # tensorboard is in requirements.txt, wandb is not
+    BAD_INPUTS["logger_not_installed"] = (dict(logger="wandb"), "pip install wandb")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -478,3 +478,19 @@ def test_init_from_starts_from_the_given_weights_and_refuses_another_shape(data,
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --init_from") and "missing keys" in err and err.count("\n") == 1
+
+
+def test_tensorboard_logger_writes_the_same_values_as_metrics_csv(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert run(data, out, max_steps=6, log_interval=2, eval_interval=3, logger="tensorboard") == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    logged = {(e.step, e.value) for e in events.Scalars("loss")}
+    expected = {(step, float(loss)) for step, loss in train_losses(out).items()}
+    assert len(expected) == 3 and {s for s, _ in logged} == {s for s, _ in expected}
+    for (step, value), (_, want) in zip(sorted(logged), sorted(expected)):
+        assert math.isclose(value, want, rel_tol=1e-5), (step, value, want)
+    assert sorted(e.step for e in events.Scalars("val_loss")) == [3, 6]
