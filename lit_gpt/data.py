@@ -1,8 +1,8 @@
 """Pretraining data loaders: packed chunk files by prefix, mixed by weight, resumable.
 
-    loader = create_dataloader(data_dir, [("c4", 1.0)], block_size=2048, batch_size=8, seed=42,
-                               num_processes=fabric.world_size, process_rank=fabric.global_rank,
-                               num_workers=2, collate_fn=collate)
+    dataset = build_dataset(data_dir, [("c4", 1.0)], block_size=2048, seed=42,
+                            num_processes=fabric.world_size, process_rank=fabric.global_rank)
+    loader = StatefulLoader(dataset, batch_size=8, num_workers=2, collate_fn=collate)
     for batch in loader: ...
     checkpoint["data"] = loader.state_dict()          # small, JSON-serialisable
     loader.load_state_dict(checkpoint["data"])         # next batches are the ones that followed
@@ -21,11 +21,6 @@ from torch.utils.data import DataLoader
 
 from lit_gpt.cli import UserError
 from lit_gpt.packed_dataset import CombinedDataset, PackedDataset, ResumableStream, find_chunk_files
-
-# The upstream loader's prefixes and weights (C4 only).
-TRAIN_DATA_CONFIG = (("c4", 1.0),)
-VAL_DATA_CONFIG = (("validation", 1.0),)
-
 
 class StatefulLoader(DataLoader):
     """A DataLoader over a `ResumableStream` that records how many samples the trainer has taken.
@@ -111,34 +106,3 @@ def build_dataset(
     if len(datasets) == 1:
         return datasets[0]
     return CombinedDataset(datasets, [weight for _, weight in data_config], seed=seed)
-
-
-def create_dataloader(
-    data_dir: Union[str, Path],
-    data_config: Sequence[tuple[str, float]],
-    block_size: int,
-    batch_size: int,
-    *,
-    seed: int = 12345,
-    shuffle: bool = True,
-    wrap: bool = True,
-    num_processes: int = 1,
-    process_rank: int = 0,
-    num_workers: int = 0,
-    collate_fn: Optional[Callable] = None,
-    n_chunks: int = 16,
-    pin_memory: bool = False,
-) -> StatefulLoader:
-    """Train: wrap=True (endless, reshuffled each epoch). Validation: shuffle=False, wrap=False."""
-    dataset = build_dataset(
-        data_dir,
-        data_config,
-        block_size,
-        seed=seed,
-        shuffle=shuffle,
-        wrap=wrap,
-        num_processes=num_processes,
-        process_rank=process_rank,
-        n_chunks=n_chunks,
-    )
-    return StatefulLoader(dataset, batch_size, num_workers=num_workers, collate_fn=collate_fn, pin_memory=pin_memory)
