@@ -46,14 +46,6 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def llama_tokenizer_dir(tmp_path_factory) -> Path:
-    mistral_common = pytest.importorskip("mistral_common")
-    folder = tmp_path_factory.mktemp("llama_tok")
-    shutil.copy(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
-    return folder
-
-
 def tiny_config(n_query_groups: int, vocab_size: int = 100, name: str = "test_tiny") -> Config:
     return Config(name=name, block_size=64, vocab_size=vocab_size, padding_multiple=64, n_layer=2, n_embd=64,
                   n_head=4, n_query_groups=n_query_groups, intermediate_size=96)

@@ -62,15 +62,14 @@ def test_bad_files(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    mistral_common = pytest.importorskip("mistral_common")
+def model_dir(tmp_path_factory, llama_tokenizer_dir):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from lit_gpt.tokenizer import load_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny_llama")
-    shutil.copy(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
+    shutil.copy(llama_tokenizer_dir / "tokenizer.model", folder / "tokenizer.model")
     tokenizer = load_tokenizer(folder)
     torch.manual_seed(0)
     config = LlamaConfig(

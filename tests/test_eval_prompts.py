@@ -2,8 +2,6 @@
 
 import gzip
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -14,11 +12,8 @@ from lit_gpt.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    mistral_common = pytest.importorskip("mistral_common")
-    folder = tmp_path_factory.mktemp("tokenizer")
-    shutil.copy(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
-    return load_tokenizer(folder)
+def tokenizer(llama_tokenizer_dir):
+    return load_tokenizer(llama_tokenizer_dir)
 
 
 def expected_needle(task, key, value):

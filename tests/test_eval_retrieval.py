@@ -20,12 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    mistral_common = pytest.importorskip("mistral_common")
+def model_dir(tmp_path_factory, llama_tokenizer_dir):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tmp_path_factory.mktemp("tiny_llama")
-    shutil.copy(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
+    shutil.copy(llama_tokenizer_dir / "tokenizer.model", folder / "tokenizer.model")
     tokenizer = load_tokenizer(folder)
     torch.manual_seed(0)
     config = LlamaConfig(

@@ -32,7 +32,7 @@ def naive_rope(x: torch.Tensor, base: int) -> torch.Tensor:
 def naive_attention(attn: CausalSelfAttention, x: torch.Tensor, config: Config) -> torch.Tensor:
     """Per-head attention in float64 with explicit loops over heads and the lit_gpt qkv layout."""
     B, T, _ = x.shape
-    hs, ng, qpk = config.head_size, config.n_query_groups, config.q_per_kv
+    hs, qpk = config.head_size, config.q_per_kv
     W = attn.attn.weight.double()
     rows_per_group = (qpk + 2) * hs
     outputs = []

@@ -3,7 +3,6 @@
 import gzip
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -152,17 +151,11 @@ def test_round_trip_matches_direct_tokenizer_calls(tmp_path, tokenizer_dir, hf_t
     assert not list(dst.glob(".*tmp"))
 
 
-def test_llama_style_sentencepiece_tokenizer(tmp_path):
+def test_llama_style_sentencepiece_tokenizer(tmp_path, llama_tokenizer_dir):
     """The realistic case: a 32000-token sentencepiece model; [MASK] becomes 32000."""
-    mistral_common = pytest.importorskip("mistral_common")
     from transformers import AutoTokenizer
 
-    model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
-    if not model.is_file():
-        pytest.skip("mistral-common without its tokenizer.model.v1")
-    tok_dir = tmp_path / "tok"
-    tok_dir.mkdir()
-    shutil.copy(model, tok_dir / "tokenizer.model")
+    tok_dir = llama_tokenizer_dir
     src, dst = tmp_path / "src", tmp_path / "dst"
     docs = DOCS + TRICKY  # through JSON, two worker processes and the word cache
     write_lines(src / "c4-train.00000-of-00002.json.gz", c4_lines(docs))
@@ -396,16 +389,10 @@ def reference_stream(tokenizer, texts, eos):
 
 
 @pytest.fixture(scope="module")
-def llama_tokenizer(tmp_path_factory):
-    mistral_common = pytest.importorskip("mistral_common")
-    model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
-    if not model.is_file():
-        pytest.skip("mistral-common without its tokenizer.model.v1")
-    tok_dir = tmp_path_factory.mktemp("llama_tok")
-    shutil.copy(model, tok_dir / "tokenizer.model")
+def llama_tokenizer(llama_tokenizer_dir):
     from lit_gpt.tokenizer import load_tokenizer
 
-    return load_tokenizer(tok_dir)
+    return load_tokenizer(llama_tokenizer_dir)
 
 
 def test_word_cache_gives_the_tokenizer_ids_on_tricky_texts(llama_tokenizer):

@@ -1,8 +1,6 @@
 """lit_gpt.sft.data: local JSON/JSONL loading, tokenization into answer flags, the MEAP collator."""
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,12 +20,9 @@ from lit_gpt.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
+def tokenizer(llama_tokenizer_dir):
     """The 32000-token LLaMA-style sentencepiece model shipped in mistral-common (SPEC §7)."""
-    mistral_common = pytest.importorskip("mistral_common")
-    folder = tmp_path_factory.mktemp("tokenizer")
-    shutil.copy(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
-    return load_tokenizer(folder)
+    return load_tokenizer(llama_tokenizer_dir)
 
 
 ALPACA = [

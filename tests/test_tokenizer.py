@@ -1,18 +1,6 @@
-import shutil
-from pathlib import Path
-
 import pytest
 
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError, load_tokenizer, tokenizer_info
-
-
-@pytest.fixture(scope="module")
-def llama_tokenizer_dir(tmp_path_factory) -> Path:
-    mistral_common = pytest.importorskip("mistral_common")
-    source = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
-    folder = tmp_path_factory.mktemp("llama_tok")
-    shutil.copy(source, folder / "tokenizer.model")
-    return folder
 
 
 def test_mask_token_gets_id_32000_on_a_32000_token_llama_tokenizer(llama_tokenizer_dir):

@@ -1,0 +1,19 @@
+"""Fixtures shared across test files."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer_dir(tmp_path_factory) -> Path:
+    """A folder holding the real 32000-token LLaMA-style sentencepiece model that ships in
+    mistral-common (SPEC §7), as `tokenizer.model`. Read-only: copy the file to write next to it."""
+    mistral_common = pytest.importorskip("mistral_common")
+    model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    if not model.is_file():
+        pytest.skip("mistral-common without its tokenizer.model.v1")
+    folder = tmp_path_factory.mktemp("llama_tokenizer")
+    shutil.copy(model, folder / "tokenizer.model")
+    return folder
