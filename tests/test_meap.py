@@ -1,9 +1,10 @@
 import math
+import random
 
 import pytest
 import torch
 
-from lit_gpt.meap import MEAPCollator, mask_inputs, mask_seed
+from lit_gpt.meap import MEAPCollator, mask_inputs, mask_seed, upstream_mask_positions
 
 MASK = 999
 
@@ -67,7 +68,7 @@ def test_positions_roughly_uniform():
     assert chi2 < 60, (chi2, counts.tolist())
 
 
-def test_rows_independent_and_shared_option():
+def test_rows_independent():
     rows, length, n = 400, 100, 10
     x = _tokens(rows, length)
     g = torch.Generator().manual_seed(5)
@@ -75,9 +76,6 @@ def test_rows_independent_and_shared_option():
     # Two independent uniform 10-subsets of 100 overlap in n*n/T = 1 position on average.
     overlap = (masked[0::2] & masked[1::2]).sum(dim=1).double().mean().item()
     assert 0.7 < overlap < 1.3, overlap
-    shared = mask_inputs(x, n / length, MASK, torch.Generator().manual_seed(5), shared=True) == MASK
-    assert all(torch.equal(shared[0], row) for row in shared)
-    assert int(shared[0].sum()) == n
 
 
 @pytest.mark.parametrize("span,length,ratio", [(5, 200, 0.15), (50, 4096, 0.15), (5, 32, 0.15), (3, 10, 0.5)])
@@ -145,3 +143,80 @@ def test_bad_mask_ratio(ratio):
 def test_mask_needs_a_token_id():
     with pytest.raises(ValueError, match="mask token"):
         MEAPCollator(mask_ratio=0.1, mask_token_id=None)
+
+
+# --- the upstream scheme, checked against a re-implementation of the upstream training loop
+
+
+def _upstream_run(train_data, T, mask_ratio, accum, first_step=0):
+    """The masked inputs of each micro batch as scitix/MEAP's pretraining loop makes them.
+
+    Its loop, per micro batch: `random.seed(50 + step_count % 51)` on the global generator,
+    `random.sample(range(0, T - 1), max(1, int(T * mask_ratio)))`, `input_ids[:, positions] = mask`;
+    `step_count` counts optimizer steps and grows after every `accum` micro batches. Every rank
+    runs the same loop with the same step_count.
+    """
+    saved = random.getstate()
+    try:
+        step_count, out = first_step, []
+        for iter_num, micro in enumerate(train_data):
+            input_ids = micro[:, 0:T].clone()
+            random.seed(50 + step_count % 51)
+            positions = random.sample(range(0, T - 1), max(1, int(T * mask_ratio)))
+            input_ids[:, positions] = MASK
+            out.append(input_ids)
+            if (iter_num + 1) % accum == 0:
+                step_count += 1
+        return out
+    finally:
+        random.setstate(saved)
+
+
+@pytest.mark.parametrize("T,ratio", [(64, 0.15), (100, 0.29), (33, 0.01), (4096, 0.1)])
+def test_upstream_scheme_matches_the_upstream_loop(T, ratio):
+    accum, world_size, steps, first_step = 3, 2, 4, 49  # crosses step 51, where the patterns repeat
+    micro = [[_tokens(2, T + 1, seed=100 * s + m) for m in range(accum)] for s in range(steps)]
+    expected = _upstream_run([b for step in micro for b in step], T, ratio, accum, first_step)
+    collate = MEAPCollator(mask_ratio=ratio, mask_token_id=MASK, seed=1234, scheme="upstream")
+    for s in range(steps):
+        for m in range(accum):
+            want = expected[s * accum + m]
+            for rank in range(world_size):  # every rank masks the same positions
+                inputs, targets = collate(micro[s][m], first_step + s, m, rank, world_size)
+                assert torch.equal(inputs, want), (T, ratio, s, m, rank)
+                assert torch.equal(targets, micro[s][m][:, 1:])
+
+
+def test_upstream_scheme_private_generator_equals_reseeding_the_global_one():
+    saved = random.getstate()
+    try:
+        for step in (0, 7, 50, 51, 123456):
+            random.seed(50 + step % 51)
+            assert upstream_mask_positions(4096, 0.15, step) == random.sample(range(0, 4095), 614)
+        random.seed(99)
+        before = random.getstate()
+        MEAPCollator(mask_ratio=0.15, mask_token_id=MASK, scheme="upstream")(_tokens(2, 65), 3, 0)
+        assert random.getstate() == before  # the global generator is left alone
+    finally:
+        random.setstate(saved)
+
+
+def test_upstream_scheme_properties():
+    T = 40
+    patterns = {tuple(sorted(upstream_mask_positions(T, 0.1, s))) for s in range(200)}
+    assert len(patterns) == 51  # one per value of 50 + step % 51
+    assert upstream_mask_positions(T, 0.1, 0) == upstream_mask_positions(T, 0.1, 51)
+    assert all(T - 1 not in p for p in patterns)  # the last input position is never masked
+    assert all(len(p) == 4 for p in patterns)
+    assert len(upstream_mask_positions(T, 0.001, 0)) == 1  # max(1, int(T * ratio))
+    assert len(upstream_mask_positions(100, 0.29, 0)) == 28  # int(28.999999999999996)
+    x = torch.stack([torch.arange(T + 1)] * 3)
+    ntp, _ = MEAPCollator(mask_ratio=0.0, mask_token_id=None, scheme="upstream")(x, 5, 0)
+    assert torch.equal(ntp, x[:, :-1])
+
+
+def test_upstream_scheme_refuses_spans_and_unknown_schemes():
+    with pytest.raises(ValueError, match="single tokens"):
+        MEAPCollator(mask_ratio=0.15, mask_token_id=MASK, span=5, scheme="upstream")
+    with pytest.raises(ValueError, match="per_sequence, upstream"):
+        MEAPCollator(mask_ratio=0.15, mask_token_id=MASK, scheme="shared")

@@ -141,6 +141,34 @@ def test_mask_ratio_zero_is_plain_next_token_prediction(data, tmp_path):
     assert [float(v) for v in train_losses(tmp_path / "meap").values()] != pytest.approx(expected, rel=1e-5)
 
 
+def test_upstream_mask_scheme_reaches_the_trainer(data, tmp_path, monkeypatch):
+    """With --mask_scheme upstream every sequence of a step is masked at the positions the upstream
+    loop draws (global `random.seed(50 + step % 51)`, written out here), whatever the micro batch."""
+    from lit_gpt.pretrain.data import TrainBatches
+
+    seen = []
+    original = TrainBatches.micro_batch
+
+    def spy(self, step, micro_step):
+        batch = original(self, step, micro_step)
+        seen.append((step, batch[0]))
+        return batch
+
+    monkeypatch.setattr(TrainBatches, "micro_batch", spy)
+    run(data, tmp_path / "out", mask_scheme="upstream", mask_ratio=0.25, max_steps=2, eval_iters=0)
+    mask_id = 48  # appended after the tiny tokenizer's 48 tokens
+    saved = random.getstate()
+    try:
+        for step, inputs in seen:
+            random.seed(50 + step % 51)
+            expected = sorted(random.sample(range(0, BLOCK - 1), max(1, int(BLOCK * 0.25))))
+            for row in inputs:
+                assert (row == mask_id).nonzero().flatten().tolist() == expected
+    finally:
+        random.setstate(saved)
+    assert sorted({step for step, _ in seen}) == [0, 1] and len(seen) == 4
+
+
 def test_activation_checkpointing_changes_nothing_but_memory(data, tmp_path):
     settings = dict(max_steps=3, eval_iters=0)
     run(data, tmp_path / "plain", **settings)
@@ -356,10 +384,10 @@ def test_cli_overrides_every_setting_named_in_the_issue(tmp_path):
     args = parse_args([
         "--config", str(REPO / "pretrained" / "meap_1b_mask0.05.py"), "--mask_ratio", "0.2", "--max_tokens", "2e9",
         "--devices", "4", "--resume", "auto", "--model_overrides", '{"n_layer": 3}', "--val_data_dir", "none",
-        "--mask_shared_across_batch", "true",
+        "--mask_scheme", "upstream",
     ])
     assert (args.mask_ratio, args.max_tokens, args.devices, args.resume) == (0.2, 2_000_000_000, 4, "auto")
-    assert args.model_overrides == {"n_layer": 3} and args.val_data_dir is None and args.mask_shared_across_batch
+    assert args.model_overrides == {"n_layer": 3} and args.val_data_dir is None and args.mask_scheme == "upstream"
     assert args.model_name == "tiny_LLaMA_1b_mask" and args.out_dir == "out/meap_1b_mask0.05"
 
     help_text = build_parser(PretrainArgs().to_dict()).format_help()
@@ -380,6 +408,10 @@ BAD_INPUTS = {
     "no_data": (dict(train_data_dir="{empty}"), "no chunk files"),
     "mask_ratio_one": (dict(mask_ratio=1.0), "--mask_ratio 1.0: must be in [0, 1)"),
     "mask_ratio_negative": (dict(mask_ratio=-0.1), "must be in [0, 1)"),
+    "mask_scheme_unknown": (dict(mask_scheme="shared"), "--mask_scheme 'shared': must be one of per_sequence, upstream"),
+    "upstream_scheme_spans": (dict(mask_scheme="upstream", mask_span=5), "the upstream mask scheme masks single tokens"),
+    "shared_masks_removed": (dict(mask_shared_across_batch=True), "removed (it shared masks only within a micro batch): "
+                             "use --mask_scheme upstream"),
     "micro_batch": (dict(micro_batch_size=3), "--micro_batch_size 3 does not divide the per-device batch of 8"),
     "no_eos": (dict(tokenizer_dir="{no_eos}"), "no EOS"),
     "no_room_for_mask": (dict(vocab_from_tokenizer=False, model_overrides={**TINY_MODEL, "vocab_size": 48, "padding_multiple": 1}),

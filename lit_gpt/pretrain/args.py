@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from lit_gpt.cli import UserError
+from lit_gpt.meap import MASK_SCHEMES
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 STRATEGIES = ("auto", "fsdp", "ddp")
@@ -68,8 +69,19 @@ class PretrainArgs:
     # --- MEAP
     mask_ratio: float = _setting(0.15, "fraction of input positions replaced by [MASK], in [0, 1); 0 = plain NTP", "meap")
     mask_span: int = _setting(1, "length of each masked run (1 = single tokens; the paper's ablation uses 5 and 50)", "meap")
-    mask_shared_across_batch: bool = _setting(
-        False, "one set of mask positions for the whole micro batch, as the upstream code did", "meap"
+    mask_scheme: str = _setting(
+        "per_sequence",
+        "how mask positions are drawn. per_sequence: floor(mask_ratio*T) positions per sequence among all T "
+        "inputs (the last one included), from a generator seeded by (seed, step, micro batch), so every sequence, "
+        "step and process differs and a resume repeats them. upstream: the upstream code exactly: one set of "
+        "max(1, int(T*mask_ratio)) positions among the first T-1 (the last input is never masked) per optimizer "
+        "step, shared by every sequence, micro batch and process, from Python's random seeded 50 + step % 51 "
+        "(51 patterns per run; --seed does not change them; single tokens only). In both, BOS/EOS tokens are "
+        "masked like any other token",
+        "meap",
+    )
+    mask_shared_across_batch: Optional[bool] = _setting(
+        None, "removed: it shared masks only within a micro batch; use --mask_scheme upstream", "meap"
     )
     # --- hardware
     devices: int = _setting(-1, "processes (GPUs) per node; -1 = every visible GPU (1 on CPU)", "hardware")
@@ -148,6 +160,15 @@ def validate_args(args: PretrainArgs) -> None:
         raise bad("mask_ratio", "must be in [0, 1)")
     if args.mask_span < 1:
         raise bad("mask_span", "must be >= 1")
+    if args.mask_scheme not in MASK_SCHEMES:
+        raise bad("mask_scheme", f"must be one of {', '.join(MASK_SCHEMES)}")
+    if args.mask_scheme == "upstream" and args.mask_span != 1:
+        raise bad("mask_span", "the upstream mask scheme masks single tokens: use --mask_scheme per_sequence for spans")
+    if args.mask_shared_across_batch is not None:
+        raise UserError(
+            "--mask_shared_across_batch was removed (it shared masks only within a micro batch): "
+            "use --mask_scheme upstream for the upstream code's masks"
+        )
     for name in ("micro_batch_size", "global_batch_size", "log_interval", "eval_interval", "save_interval", "num_nodes"):
         if getattr(args, name) < 1:
             raise bad(name, "must be >= 1")

@@ -233,7 +233,7 @@ def main(fabric, plan: RunPlan) -> int:
         mask_token_id=plan.tokenizer.mask_id,
         seed=args.seed,
         span=args.mask_span,
-        shared_across_batch=args.mask_shared_across_batch,
+        scheme=args.mask_scheme,
     )
     train = TrainBatches(plan.train_stream, collator, args.micro_batch_size, plan.grad_accum,
                          fabric.global_rank, fabric.world_size)
