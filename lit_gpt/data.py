@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 from torch.utils.data import DataLoader
 
 from lit_gpt.cli import UserError
-from lit_gpt.packed_dataset import CombinedDataset, PackedDataset, ResumableStream, find_chunk_files
+from lit_gpt.packed import MixedStream, PackedStream, ResumableStream, find_chunk_files
+
 
 class StatefulLoader(DataLoader):
     """A DataLoader over a `ResumableStream` that records how many samples the trainer has taken.
@@ -44,7 +45,7 @@ class StatefulLoader(DataLoader):
         **kwargs: Any,
     ):
         if not isinstance(dataset, ResumableStream):
-            raise TypeError(f"StatefulLoader reads a PackedDataset or CombinedDataset, got {type(dataset).__name__}")
+            raise TypeError(f"StatefulLoader reads a PackedStream or MixedStream, got {type(dataset).__name__}")
         if batch_size is None or batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         dataset.batch_size = batch_size
@@ -87,11 +88,11 @@ def build_dataset(
     process_rank: int = 0,
     n_chunks: int = 16,
 ) -> ResumableStream:
-    """A PackedDataset per (prefix, weight) in `data_config`, mixed by weight when there are several."""
+    """A PackedStream per (prefix, weight) in `data_config`, mixed by weight when there are several."""
     if not data_config:
         raise UserError("the data config names no file prefix")
     datasets = [
-        PackedDataset(
+        PackedStream(
             find_chunk_files(data_dir, prefix),
             block_size,
             seed=seed,
@@ -105,4 +106,4 @@ def build_dataset(
     ]
     if len(datasets) == 1:
         return datasets[0]
-    return CombinedDataset(datasets, [weight for _, weight in data_config], seed=seed)
+    return MixedStream(datasets, [weight for _, weight in data_config], seed=seed)

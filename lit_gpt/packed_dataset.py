@@ -1,603 +1,255 @@
-"""Packed token chunks in the lit-gpt / TinyLlama `LITPKDS` format: writing, validating, reading.
+"""TinyLlama's `lit_gpt.packed_dataset` API, for scripts written against TinyLlama or the upstream MEAP code.
 
-A chunk file is a 24-byte little-endian header (7 bytes magic `LITPKDS`, uint64 version 1, uint8
-dtype code, uint64 chunk_size) followed by exactly chunk_size tokens. Files written by upstream
-lit-gpt / TinyLlama read unchanged.
+    PackedDataset(filenames, n_chunks, block_size, seed=12345, shuffle=True, wrap=False,
+                  num_processes=1, process_rank=0)
+    PackedDatasetBuilder(outdir, prefix, chunk_size, sep_token, dtype="auto", vocab_size=None)
+        .add_array(arr), .write_reminder(), .dtype, .filenames
+    CombinedDataset(datasets, seed, weights=None)
 
-The reader sees the data as one stream of blocks (block_size + 1 tokens) per rank. Where each
-block sits in that stream is a pure function of (seed, epoch, rank): nothing depends on how many
-dataloader workers read it or on what was read before. So a resumed reader needs only the count
-of samples its rank has consumed, and jumps there without touching the blocks before it.
-Iterate it (through `lit_gpt.data.StatefulLoader` when dataloader workers read it) or read it by
-position with `sample_at`.
+The arguments mean what they mean there, and the classes yield the same samples in the same order
+and write the same bytes. In particular `block_size` is the number of tokens in each sample: a
+training sequence of T tokens reads T + 1, so TinyLlama passes `block_size = config.block_size + 1`.
+What differs: bad files and arguments raise an error naming them where TinyLlama asserted, hit an
+IndexError or looped forever, and tokens that do not fit the chunk dtype are refused instead of
+wrapping around.
+
+These classes keep TinyLlama's limits: the position in the stream is not saved, so a resumed run
+cannot continue where it stopped. The trainer reads through `lit_gpt.packed` instead
+(`PackedStream`, `MixedStream`, `ChunkWriter`), whose order is a function of position and resumes
+exactly; there `block_size` is T.
 """
 
 from __future__ import annotations
 
 import os
-import struct
-import warnings
-from collections import OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+import random
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from lit_gpt.cli import UserError
+from lit_gpt.packed.format import (
+    DTYPES,
+    HEADER_SIZE,
+    MAGIC,
+    PackedDatasetError,
+    PathLike,
+    dtype_code,
+    read_header,
+    token_dtype,
+    write_chunk,
+)
 
-MAGIC = b"LITPKDS"
-VERSION = 1
-HEADER = struct.Struct("<7sQBQ")  # magic, version, dtype code, chunk_size
-HEADER_SIZE = HEADER.size  # 24
-DTYPES = {
-    1: np.uint8,
-    2: np.int8,
-    3: np.int16,
-    4: np.int32,
-    5: np.int64,
-    6: np.float32,
-    7: np.float64,
-    8: np.uint16,
-}
-STATE_VERSION = 1
+# TinyLlama's module-level names.
+dtypes = DTYPES
+code = dtype_code
+HDR_MAGIC = MAGIC
+HDR_SIZE = HEADER_SIZE
 
-PathLike = Union[str, Path]
-
-
-class PackedDatasetError(UserError):
-    """A chunk file or a data folder that cannot be read; the message names it."""
+__all__ = ["PackedDataset", "PackedDatasetBuilder", "PackedDatasetIterator", "CombinedDataset",
+           "CombinedDatasetIterator", "dtypes", "code", "HDR_MAGIC", "HDR_SIZE"]
 
 
-def dtype_code(dtype) -> int:
-    np_dtype = np.dtype(dtype)
-    for code, candidate in DTYPES.items():
-        if np.dtype(candidate) == np_dtype:
-            return code
-    raise ValueError(f"dtype {np_dtype} has no code in the packed format")
+class PackedDataset(IterableDataset):
+    """Samples of `block_size` tokens (int64 tensors) from chunk files, in TinyLlama's order.
 
-
-def token_dtype(vocab_size: int) -> type:
-    """uint16 below 65500 tokens (the upstream rule, which leaves room for added tokens), else int32."""
-    return np.uint16 if vocab_size < 65500 else np.int32
-
-
-@dataclass(frozen=True)
-class ChunkHeader:
-    path: str
-    dtype: type
-    chunk_size: int
-
-
-def read_header(path: PathLike) -> ChunkHeader:
-    """Reads and checks a chunk file's header and its size; errors name the file."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(HEADER_SIZE)
-    except OSError as err:
-        raise PackedDatasetError(f"cannot read chunk file {path}: {err.strerror or err}") from None
-    if len(raw) < HEADER_SIZE:
-        raise PackedDatasetError(f"{path} is not a packed chunk file: {size} bytes, shorter than the {HEADER_SIZE}-byte header")
-    magic, version, code, chunk_size = HEADER.unpack(raw)
-    if magic != MAGIC:
-        raise PackedDatasetError(f"{path} is not a packed chunk file: magic {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise PackedDatasetError(f"{path} has format version {version}; only version {VERSION} is known")
-    if code not in DTYPES:
-        raise PackedDatasetError(f"{path} has unknown dtype code {code}; known codes are {sorted(DTYPES)}")
-    dtype = DTYPES[code]
-    expected = HEADER_SIZE + chunk_size * np.dtype(dtype).itemsize
-    if size != expected:
-        raise PackedDatasetError(
-            f"{path} is {size} bytes but its header announces {chunk_size} {np.dtype(dtype).name} tokens "
-            f"({expected} bytes): truncated or corrupt"
-        )
-    return ChunkHeader(str(path), dtype, chunk_size)
-
-
-def write_chunk(path: PathLike, tokens: np.ndarray) -> Path:
-    """Writes one chunk file under a temporary name and renames it once complete.
-
-    The temporary name starts with a dot, so a crash leaves nothing that a prefix glob picks up
-    and nothing that looks whole.
+    The files are dealt out to num_processes x dataloader workers (`filenames[shard::shards]`, the
+    remainder beyond a multiple of the shard count is not read). Each shard reads its files
+    `n_chunks` at a time and yields the blocks of those files, permuted with
+    `np.random.default_rng(seed)` when `shuffle` (one generator per iterator, drawn once per
+    group), in file order otherwise. A file's blocks are its first chunk_size // block_size runs of
+    block_size tokens. When fewer than n_chunks files are left, the iterator starts again at the
+    shard's first file: like TinyLlama's, it never ends, whatever `wrap` says (TinyLlama accepts
+    `wrap` but its stop is disabled); end a loop by counting.
     """
-    path = Path(path)
-    tokens = np.ascontiguousarray(tokens)
-    header = HEADER.pack(MAGIC, VERSION, dtype_code(tokens.dtype), tokens.size)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(tokens.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    def __init__(self, filenames: Sequence[PathLike], n_chunks: int, block_size: int, seed: int = 12345,
+                 shuffle: bool = True, wrap: bool = False, num_processes: int = 1, process_rank: int = 0):
+        for name, value, low in (("n_chunks", n_chunks, 1), ("block_size", block_size, 1),
+                                 ("num_processes", num_processes, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"PackedDataset: {name} must be an integer >= {low}, got {value!r}")
+        if not 0 <= process_rank < num_processes:
+            raise ValueError(f"PackedDataset: process_rank {process_rank} is not in [0, {num_processes})")
+        if len(filenames) == 0:
+            raise PackedDatasetError("PackedDataset got no chunk files")
+        self._filenames = list(filenames)
+        self._n_chunks = int(n_chunks)
+        self._block_size = int(block_size)
+        self._seed = seed
+        self._shuffle = shuffle
+        self._wrap = wrap
+        self._num_processes = num_processes
+        self._process_rank = process_rank
+        _check_uniform_chunks(self._filenames, self._block_size)
+
+    def __iter__(self) -> "PackedDatasetIterator":
+        worker_info = get_worker_info()
+        num_workers = worker_info.num_workers if worker_info is not None else 1
+        worker_id = worker_info.id if worker_info is not None else 0
+        num_shards = num_workers * self._num_processes
+        shard_id = self._process_rank * num_workers + worker_id
+        max_num_files = len(self._filenames) // num_shards * num_shards
+        filenames = self._filenames[shard_id:max_num_files:num_shards]
+        if len(filenames) < self._n_chunks:
+            raise PackedDatasetError(
+                f"PackedDataset: {len(self._filenames)} chunk files (first {self._filenames[0]}) give shard "
+                f"{shard_id} of {num_shards} (processes x dataloader workers) {len(filenames)} files, fewer than "
+                f"n_chunks={self._n_chunks}"
+            )
+        return PackedDatasetIterator(filenames, self._n_chunks, self._block_size, self._seed, self._shuffle, self._wrap)
+
+
+def _check_uniform_chunks(filenames: Sequence[PathLike], block_size: int) -> None:
+    """TinyLlama takes the dtype and chunk size of the first file for all of them; refuse files that
+    differ, and chunks too small for one block, instead of reading garbage or looping forever."""
+    first = read_header(filenames[0])
+    for name in filenames[1:]:
+        header = read_header(name)
+        if (header.dtype, header.chunk_size) != (first.dtype, first.chunk_size):
+            raise PackedDatasetError(
+                f"{name} holds {header.chunk_size} {np.dtype(header.dtype).name} tokens but {first.path} holds "
+                f"{first.chunk_size} {np.dtype(first.dtype).name}: PackedDataset needs chunk files of one size and dtype"
+            )
+    if first.chunk_size < block_size:
+        raise PackedDatasetError(
+            f"{first.path} holds {first.chunk_size} tokens, fewer than one block of block_size={block_size}"
+        )
+
+
+class PackedDatasetIterator:
+    """One shard's endless stream of blocks (see `PackedDataset`)."""
+
+    def __init__(self, filenames, n_chunks, block_size, seed, shuffle, wrap):
+        self._filenames = list(filenames)
+        self._n_chunks = n_chunks
+        self._block_size = block_size
+        self._seed = seed
+        self._shuffle = shuffle
+        self._wrap = wrap  # kept for TinyLlama's signature; it stops nothing there either
+        self._rng = np.random.default_rng(seed) if shuffle else None
+        header = read_header(self._filenames[0])
+        self._dtype = header.dtype
+        self._n_blocks = header.chunk_size // block_size
+        self._file_idx = 0
+        self._mmaps: list[np.memmap] = []
+        self._load_n_chunks()
+
+    def _load_n_chunks(self) -> None:
+        if self._n_chunks > len(self._filenames) - self._file_idx:
+            self._file_idx = 0  # TinyLlama starts again at the first file
+        names = self._filenames[self._file_idx : self._file_idx + self._n_chunks]
+        self._mmaps = [np.memmap(name, dtype=self._dtype, mode="r", offset=HEADER_SIZE) for name in names]
+        self._file_idx += self._n_chunks
+        n_all_blocks = self._n_chunks * self._n_blocks
+        self._block_idxs = self._rng.permutation(n_all_blocks) if self._shuffle else range(n_all_blocks)
+        self._curr_idx = 0
+
+    def __iter__(self) -> "PackedDatasetIterator":
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self._curr_idx >= len(self._block_idxs):
+            self._load_n_chunks()
+        chunk_id, block = divmod(int(self._block_idxs[self._curr_idx]), self._n_blocks)
+        start = block * self._block_size
+        self._curr_idx += 1
+        return torch.from_numpy(self._mmaps[chunk_id][start : start + self._block_size].astype(np.int64))
 
 
 class PackedDatasetBuilder:
-    """Fills chunks of `chunk_size` tokens and writes each as `{prefix}_{index:010d}.bin`.
+    """Writes a token stream as chunk files `{outdir}/{prefix}_{counter:010d}.bin` of chunk_size tokens.
 
-    `finish()` pads the last chunk with `sep_token` (the EOS that separates documents) and writes it.
+    `dtype="auto"` picks uint16 below 65500 tokens of `vocab_size`, else int32. `add_array` fills the
+    current chunk and writes it once a further token needs room; `write_reminder()` writes the
+    current chunk with its unfilled tail left as `sep_token` (a chunk of separators only when
+    nothing was added since the last one was written, as in TinyLlama). Each file is written under a
+    temporary name and renamed once complete.
     """
 
-    def __init__(self, out_dir: PathLike, prefix: str, chunk_size: int, sep_token: int, dtype=np.uint16):
-        if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-        self.out_dir = Path(out_dir)
-        self.prefix = prefix
-        self.chunk_size = chunk_size
-        self.sep_token = sep_token
-        self.dtype = np.dtype(dtype)
-        dtype_code(self.dtype)  # fail early on a dtype the format cannot name
-        self._buffer = np.full(chunk_size, sep_token, dtype=self.dtype)
-        self._filled = 0
-        self.filenames: list[Path] = []
-        self.tokens_added = 0
-
-    def chunk_path(self, index: int) -> Path:
-        return self.out_dir / f"{self.prefix}_{index:010d}.bin"
-
-    def add_array(self, tokens: np.ndarray) -> None:
-        tokens = np.asarray(tokens)
-        self.tokens_added += tokens.size
-        start = 0
-        while start < tokens.size:
-            take = min(self.chunk_size - self._filled, tokens.size - start)
-            self._buffer[self._filled : self._filled + take] = tokens[start : start + take]
-            self._filled += take
-            start += take
-            if self._filled == self.chunk_size:
-                self._write()
-
-    def _write(self) -> None:
-        self.filenames.append(write_chunk(self.chunk_path(len(self.filenames)), self._buffer))
-        self._buffer.fill(self.sep_token)
-        self._filled = 0
+    def __init__(self, outdir: PathLike, prefix: str, chunk_size: int, sep_token: int, dtype="auto",
+                 vocab_size: Optional[int] = None):
+        if isinstance(dtype, str) and dtype == "auto":
+            if vocab_size is None:
+                raise ValueError("vocab_size cannot be None when dtype='auto'")
+            self._dtype = token_dtype(vocab_size)
+        else:
+            self._dtype = dtype
+        dtype_code(self._dtype)  # a dtype the format has a code for
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        self._counter = 0
+        self._chunk_size = int(chunk_size)
+        self._outdir = outdir
+        self._prefix = prefix
+        self._sep_token = sep_token
+        self._arr = np.full(self._chunk_size, sep_token, dtype=self._dtype)
+        self._idx = 0
+        self._version = 1
+        self._filenames: list[str] = []
+        self._limits = np.iinfo(self._dtype) if np.issubdtype(np.dtype(self._dtype), np.integer) else None
 
     @property
-    def padding(self) -> int:
-        """Separator tokens that `finish()` adds to fill the last chunk."""
-        return self.chunk_size - self._filled if self._filled else 0
+    def dtype(self):
+        return self._dtype
 
-    def finish(self) -> list[Path]:
-        if self._filled:
-            self._write()
-        return list(self.filenames)
+    @property
+    def filenames(self) -> list[str]:
+        return self._filenames.copy()
 
+    def _write_chunk(self) -> None:
+        filename = os.path.join(self._outdir, f"{self._prefix}_{self._counter:010d}.bin")
+        write_chunk(filename, self._arr)
+        self._filenames.append(filename)
+        self._counter += 1
+        self._arr.fill(self._sep_token)
+        self._idx = 0
 
-def find_chunk_files(data_dir: PathLike, prefix: str) -> list[Path]:
-    """The chunk files `{prefix}*.bin` in `data_dir`, sorted; the upstream loader's prefixes are
-    `c4` (train) and `validation`."""
-    data_dir = Path(data_dir).expanduser()
-    if not data_dir.is_dir():
-        raise PackedDatasetError(f"data directory not found: {data_dir}")
-    files = sorted(p for p in data_dir.glob(f"{prefix}*.bin") if p.is_file())
-    if not files:
-        raise PackedDatasetError(f"no chunk files {prefix}*.bin in {data_dir}")
-    return files
-
-
-class ResumableStream(IterableDataset):
-    """A per-rank stream of samples addressed by position, split across dataloader workers.
-
-    Position n is the n-th sample this rank's trainer receives. Worker w of W takes the batches
-    k = w, w + W, ... (counted from where the iteration starts), each `batch_size` consecutive
-    positions: that is exactly the order in which a DataLoader hands the workers' batches to the
-    trainer, so the trainer sees the same sequence with any number of workers, and `consumed`
-    (where the next iteration starts) is all a resume needs.
-    """
-
-    def __init__(self, batch_size: Optional[int] = None):
-        self.batch_size = batch_size
-        self.consumed = 0
-
-    # --- what a concrete stream provides
-    def stream_length(self) -> Optional[int]:
-        """Samples this rank gets in one pass, or None when the stream is endless (or unknown)."""
-        raise NotImplementedError
-
-    def _samples(self, positions: Iterator[int]) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yields (position, sample) for increasing positions, stopping when the stream ends."""
-        raise NotImplementedError
-
-    # --- iteration
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        worker = get_worker_info()
-        num_workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
-        granularity = self.batch_size or 1
-        if num_workers > 1 and self.batch_size is None:
-            warnings.warn(
-                f"{type(self).__name__}: batch_size is not set, so {num_workers} dataloader workers take "
-                "alternate samples: every block is still read once per epoch, but the order differs from "
-                "num_workers=0 and a resume cannot know the workers' positions; use lit_gpt.data.StatefulLoader",
-                stacklevel=2,
+    def add_array(self, arr) -> None:
+        arr = np.asarray(arr)
+        if self._limits is not None and arr.size and (arr.min() < self._limits.min or arr.max() > self._limits.max):
+            raise ValueError(
+                f"token ids {arr.min()}..{arr.max()} do not fit the chunk dtype {np.dtype(self._dtype).name}"
             )
-        positions = _worker_positions(self.consumed, self.stream_length(), granularity, num_workers, worker_id)
-        return self._iterate(positions, in_process=worker is None)
+        while self._idx + arr.shape[0] > self._chunk_size:
+            part_len = self._chunk_size - self._idx
+            self._arr[self._idx : self._idx + part_len] = arr[:part_len]
+            self._write_chunk()
+            arr = arr[part_len:]
+        self._arr[self._idx : self._idx + arr.shape[0]] = arr
+        self._idx += arr.shape[0]
 
-    def _iterate(self, positions: Iterator[int], in_process: bool) -> Iterator[torch.Tensor]:
-        for position, sample in self._samples(positions):
-            if in_process:  # a worker's copy of `consumed` is never seen; StatefulLoader counts instead
-                self.consumed = position + 1
-            yield sample
-        if in_process:
-            self.consumed = 0  # a finished pass: the next iteration starts a new one
-
-
-def _worker_positions(
-    start: int, length: Optional[int], granularity: int, num_workers: int, worker_id: int
-) -> Iterator[int]:
-    batch = worker_id
-    while True:
-        lo = start + batch * granularity
-        hi = lo + granularity
-        if length is not None:
-            if lo >= length:
-                return
-            hi = min(hi, length)
-        yield from range(lo, hi)
-        batch += num_workers
+    def write_reminder(self) -> None:
+        self._write_chunk()
 
 
-class PackedDataset(ResumableStream):
-    """Blocks of `block_size + 1` tokens (int64 tensors) from packed chunk files.
+class CombinedDataset(IterableDataset):
+    """Draws each sample from one of `datasets`, chosen with `random.Random(seed).choices` by weight
+    (equal weights when None), as TinyLlama does."""
 
-    Each epoch orders all blocks of all files once: files are shuffled (seed, epoch), taken in
-    windows of `n_chunks` files, and the blocks inside a window shuffled. Block g of that order goes
-    to rank g % num_processes, so every block is read exactly once per epoch across ranks (and
-    across each rank's dataloader workers), however few files there are. With `wrap` the stream is
-    endless and each epoch is reshuffled; without it, one pass.
+    def __init__(self, datasets: Sequence, seed, weights: Optional[Sequence[float]] = None):
+        if len(datasets) == 0:
+            raise ValueError("CombinedDataset got no datasets")
+        if weights is not None and len(weights) != len(datasets):
+            raise ValueError(f"CombinedDataset: {len(weights)} weights for {len(datasets)} datasets")
+        self._seed = seed
+        self._datasets = datasets
+        self._weights = list(weights) if weights is not None else [1 / len(datasets)] * len(datasets)
 
-    A file's blocks are its first chunk_size // (block_size + 1) full blocks; a chunk size that is
-    a multiple of block_size + 1 (as prepare's default 2049 * 1024) wastes nothing.
-    """
-
-    def __init__(
-        self,
-        filenames: Sequence[PathLike],
-        block_size: int,
-        seed: int = 12345,
-        shuffle: bool = True,
-        wrap: bool = False,
-        num_processes: int = 1,
-        process_rank: int = 0,
-        n_chunks: int = 16,
-        batch_size: Optional[int] = None,
-    ):
-        super().__init__(batch_size)
-        if block_size <= 0:
-            raise ValueError(f"block_size must be positive, got {block_size}")
-        if not 0 <= process_rank < num_processes:
-            raise ValueError(f"process_rank {process_rank} is not in [0, {num_processes})")
-        if not filenames:
-            raise PackedDatasetError("PackedDataset got no chunk files")
-        self.block_size = block_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.wrap = wrap
-        self.num_processes = num_processes
-        self.process_rank = process_rank
-        self.n_chunks = max(1, n_chunks)
-        headers = [read_header(f) for f in filenames]
-        self._paths = [h.path for h in headers]
-        self._dtypes = [h.dtype for h in headers]
-        self._blocks = np.array([h.chunk_size // (block_size + 1) for h in headers], dtype=np.int64)
-        self.blocks_per_epoch = int(self._blocks.sum())
-        if self.blocks_per_epoch == 0:
-            largest = max(h.chunk_size for h in headers)
-            raise PackedDatasetError(
-                f"no chunk file holds a block of {block_size + 1} tokens (largest chunk: {largest} tokens, "
-                f"first file {self._paths[0]})"
-            )
-        if self.blocks_per_epoch < num_processes:
-            raise PackedDatasetError(
-                f"the {len(self._paths)} chunk files (first {self._paths[0]}) hold {self.blocks_per_epoch} blocks of "
-                f"{block_size + 1} tokens, fewer than the {num_processes} processes"
-            )
-        wasted = sum(h.chunk_size % (block_size + 1) for h in headers)
-        if wasted > 0.05 * sum(h.chunk_size for h in headers):
-            warnings.warn(
-                f"chunk sizes are not multiples of block_size + 1 = {block_size + 1}: {wasted} tokens per epoch "
-                "are never read; prepare with --chunk_size a multiple of block_size + 1",
-                stacklevel=2,
-            )
-        # Blocks of one epoch that go to this rank: g = rank, rank + P, ...
-        self.rank_blocks_per_epoch = -(-(self.blocks_per_epoch - process_rank) // num_processes)
-        self._epoch_cache: Optional[tuple] = None
-        self._window_cache: Optional[tuple] = None
-        self._mmaps: OrderedDict[int, np.memmap] = OrderedDict()
-
-    def __getstate__(self):
-        # Memory maps do not travel to dataloader workers; each worker opens its own.
-        state = self.__dict__.copy()
-        state["_mmaps"] = OrderedDict()
-        return state
-
-    def stream_length(self) -> Optional[int]:
-        return None if self.wrap else self.rank_blocks_per_epoch
-
-    # --- where a block sits
-    def _epoch_layout(self, epoch: int):
-        """File order and window boundaries (in blocks) of one epoch."""
-        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            n_files = len(self._paths)
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch]).permutation(n_files)
-            else:
-                order = np.arange(n_files)
-            window_files = [order[i : i + self.n_chunks] for i in range(0, n_files, self.n_chunks)]
-            window_blocks = np.array([self._blocks[files].sum() for files in window_files], dtype=np.int64)
-            window_starts = np.concatenate([[0], np.cumsum(window_blocks)])
-            self._epoch_cache = (epoch, window_files, window_starts)
-            self._window_cache = None
-        return self._epoch_cache
-
-    def _window(self, epoch: int, window: int, files: np.ndarray):
-        """Within one window: the shuffled order of its blocks and where each file's blocks start."""
-        if self._window_cache is None or self._window_cache[:2] != (epoch, window):
-            file_starts = np.concatenate([[0], np.cumsum(self._blocks[files])])
-            n = int(file_starts[-1])
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch, window]).permutation(n)
-            else:
-                order = np.arange(n)
-            self._window_cache = (epoch, window, order, file_starts)
-        return self._window_cache[2:]
-
-    def locate(self, position: int) -> tuple[int, int]:
-        """(file index, block index in that file) of this rank's sample at `position`."""
-        epoch, index = divmod(position, self.rank_blocks_per_epoch)
-        g = self.process_rank + index * self.num_processes
-        _, window_files, window_starts = self._epoch_layout(epoch)
-        window = int(np.searchsorted(window_starts, g, side="right")) - 1
-        files = window_files[window]
-        order, file_starts = self._window(epoch, window, files)
-        local = int(order[g - window_starts[window]])
-        slot = int(np.searchsorted(file_starts, local, side="right")) - 1
-        return int(files[slot]), local - int(file_starts[slot])
-
-    # --- reading
-    def _mmap(self, file_index: int) -> np.memmap:
-        mm = self._mmaps.get(file_index)
-        if mm is None:
-            mm = np.memmap(self._paths[file_index], dtype=self._dtypes[file_index], mode="r", offset=HEADER_SIZE)
-            self._mmaps[file_index] = mm
-            if len(self._mmaps) > 2 * self.n_chunks:
-                self._mmaps.popitem(last=False)
-        else:
-            self._mmaps.move_to_end(file_index)
-        return mm
-
-    def sample_at(self, position: int) -> Optional[torch.Tensor]:
-        """This rank's sample at `position`, or None past the end of a stream without wrap."""
-        if not self.wrap and position >= self.rank_blocks_per_epoch:
-            return None
-        file_index, block = self.locate(position)
-        n = self.block_size + 1
-        tokens = self._mmap(file_index)[block * n : (block + 1) * n]
-        return torch.from_numpy(tokens.astype(np.int64))
-
-    def _samples(self, positions):
-        for position in positions:
-            sample = self.sample_at(position)
-            if sample is None:
-                return
-            yield position, sample
-
-    # --- resume
-    def _identity(self) -> dict:
-        return {
-            "seed": self.seed,
-            "block_size": self.block_size,
-            "shuffle": self.shuffle,
-            "num_processes": self.num_processes,
-            "blocks_per_epoch": self.blocks_per_epoch,
-            "n_chunks": self.n_chunks,
-        }
-
-    def state_dict(self) -> dict:
-        """Where this rank's stream stands. In DDP every rank consumes as many samples, so rank 0's
-        state resumes any rank."""
-        return {"kind": "PackedDataset", "version": STATE_VERSION, "consumed": self.consumed, **self._identity()}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(state, "PackedDataset", self._identity())
-        self.consumed = int(state["consumed"])
+    def __iter__(self) -> "CombinedDatasetIterator":
+        return CombinedDatasetIterator(self._datasets, self._seed, self._weights)
 
 
-class CombinedDataset(ResumableStream):
-    """Mixes several streams by weight, addressed by position like `PackedDataset`.
+class CombinedDatasetIterator:
+    def __init__(self, datasets, seed, weights):
+        self._datasets = [iter(dataset) for dataset in datasets]
+        self._weights = weights
+        self._rng = random.Random(seed)
 
-    `sample_at(p)` costs the same at position 10 as at 10**12: it draws at most one window of
-    choices, never the positions before it. How position p finds its block:
+    def __iter__(self) -> "CombinedDatasetIterator":
+        return self
 
-    - Positions are cut into windows of `WINDOW` positions. How many positions of each window go to
-      each dataset is fixed by the weights (`apportion`, below); which ones is a permutation drawn
-      from (seed, rank, window). So each dataset's share of any prefix of the stream is exact to
-      within a block or two per dataset, not only in expectation, and the order inside a window is
-      random.
-    - `apportion(n)`: of the first n positions, dataset 0 gets floor(n * r_0), dataset 1
-      floor(rest * r_1) of the rest, ..., the last dataset what is left, with r_i = w_i / (w_i + ...
-      + w_last). Each count is non-decreasing in n and they sum to n, so the per-window counts
-      (differences of consecutive window starts) are never negative.
-    - The block of position p (window k, offset o), when it goes to dataset i, is that dataset's
-      position apportion(k * WINDOW)[i] + (the positions of window k before o that go to i).
-
-    So the choices and the sub-positions are a pure function of (seed, rank, weights, p): the mix
-    resumes exactly, any number of dataloader workers read the same sequence, and iterating yields
-    sample_at(consumed), sample_at(consumed + 1), ... Without `wrap`, a pass ends at the first
-    position whose dataset has no block left (sample_at returns None from there on).
-
-    The datasets may be given new weights on resume: each continues from the position it had
-    reached, and the positions after the resume point follow the new weights.
-    """
-
-    WINDOW = 4096
-    SCHEME = "window-apportioned"  # recorded in the state: how choices are made
-    _SEED_DOMAIN = 0x4D4958  # keeps the mix's generators apart from PackedDataset's (seed, epoch, window)
-
-    def __init__(self, datasets: Sequence[PackedDataset], weights: Sequence[float], seed: int = 12345,
-                 batch_size: Optional[int] = None, names: Optional[Sequence[str]] = None):
-        super().__init__(batch_size)
-        if not datasets or len(datasets) != len(weights):
-            raise ValueError(f"need one weight per dataset, got {len(datasets)} datasets and {len(weights)} weights")
-        if names is not None and len(names) != len(datasets):
-            raise ValueError(f"need one name per dataset, got {len(names)} names for {len(datasets)} datasets")
-        weights = np.asarray(weights, dtype=np.float64)
-        if not np.all(np.isfinite(weights)) or not np.all(weights >= 0) or weights.sum() <= 0:
-            raise UserError(f"dataset weights must be non-negative with a positive sum, got {weights.tolist()}")
-        ranks = {(d.num_processes, d.process_rank) for d in datasets}
-        if len(ranks) != 1:
-            raise ValueError(f"the combined datasets must share num_processes and process_rank, got {sorted(ranks)}")
-        self.datasets = list(datasets)
-        self.names = list(names) if names is not None else None
-        self.weights = weights / weights.sum()
-        self.seed = seed
-        self.num_processes, self.process_rank = ranks.pop()
-        # r_i = w_i / (w_i + ... + w_last); a suffix of zero weights takes nothing.
-        suffix = np.cumsum(self.weights[::-1])[::-1]
-        self._ratios = [float(w / s) if s > 0 else 0.0 for w, s in zip(self.weights[:-1], suffix[:-1])]
-        self._finite = [not d.wrap for d in self.datasets]
-        # A resume point with other weights than the ones the datasets' positions were reached with:
-        # from `_base` on, dataset i's position is shifted by `_shift[i]`.
-        self._base = 0
-        self._shift = np.zeros(len(self.datasets), dtype=np.int64)
-        self._windows: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
-
-    def stream_length(self) -> Optional[int]:
-        return None  # a finite mix ends where a chosen dataset runs out: sample_at returns None from there
-
-    # --- where a position's block comes from
-    def apportion(self, n: int) -> np.ndarray:
-        """How many of the first n positions go to each dataset (non-decreasing in n, summing to n)."""
-        counts = np.zeros(len(self.datasets), dtype=np.int64)
-        rest = n
-        for i, ratio in enumerate(self._ratios):
-            counts[i] = min(rest, int(rest * ratio))  # floor; min guards ratio's last-bit rounding
-            rest -= int(counts[i])
-        counts[-1] = rest
-        return counts
-
-    def _window(self, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(dataset of each offset, its rank among the window's positions of that dataset, each
-        dataset's position at the window's start)."""
-        cached = self._windows.get(window)
-        if cached is not None:
-            self._windows.move_to_end(window)
-            return cached
-        start = self.apportion(window * self.WINDOW)
-        counts = self.apportion((window + 1) * self.WINDOW) - start
-        choices = np.repeat(np.arange(len(self.datasets)), counts)
-        rng = np.random.default_rng([self.seed, self.process_rank, window, self._SEED_DOMAIN])
-        choices = rng.permutation(choices)
-        order = np.argsort(choices, kind="stable")
-        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        rank = np.empty(self.WINDOW, dtype=np.int64)
-        rank[order] = np.arange(self.WINDOW) - first[choices[order]]
-        self._windows[window] = cached = (choices, rank, start)
-        if len(self._windows) > 4:  # a micro batch may straddle two windows
-            self._windows.popitem(last=False)
-        return cached
-
-    def positions_at(self, position: int) -> np.ndarray:
-        """Each dataset's position (blocks taken from it) when the mix is at `position`."""
-        window, offset = divmod(position, self.WINDOW)
-        choices, _, start = self._window(window)
-        counts = start + np.bincount(choices[:offset], minlength=len(self.datasets))
-        return counts + self._shift if position >= self._base else counts
-
-    def locate(self, position: int) -> tuple[int, int]:
-        """(dataset index, position in that dataset) of the mix's sample at `position`."""
-        window, offset = divmod(position, self.WINDOW)
-        choices, rank, start = self._window(window)
-        choice = int(choices[offset])
-        sub = int(start[choice] + rank[offset])
-        if position >= self._base:
-            sub += int(self._shift[choice])
-        return choice, sub
-
-    def sample_at(self, position: int) -> Optional[torch.Tensor]:
-        """The mix's sample at `position`, or None past the end of a finite mix."""
-        if any(self._finite):
-            taken = self.positions_at(position + 1)
-            if any(finite and taken[i] > d.rank_blocks_per_epoch
-                   for i, (finite, d) in enumerate(zip(self._finite, self.datasets))):
-                return None  # this position or an earlier one chose a dataset that had run out
-        choice, sub = self.locate(position)
-        return self.datasets[choice].sample_at(sub)
-
-    def _samples(self, positions):
-        for position in positions:
-            sample = self.sample_at(position)
-            if sample is None:
-                return
-            yield position, sample
-
-    def __iter__(self):
-        if self.consumed < self._base:  # a new pass from 0: the resume point belongs to the last one
-            self._base, self._shift = 0, np.zeros_like(self._shift)
-        return super().__iter__()
-
-    # --- resume
-    def _identity(self) -> dict:
-        identity = {"seed": self.seed, "num_processes": self.num_processes, "n_datasets": len(self.datasets)}
-        if self.names is not None:
-            identity["sources"] = self.names
-        return identity
-
-    def state_dict(self) -> dict:
-        datasets = []
-        for dataset, position in zip(self.datasets, self.positions_at(self.consumed)):
-            state = dataset.state_dict()
-            state["consumed"] = int(position)
-            datasets.append(state)
-        return {
-            "kind": "CombinedDataset",
-            "version": STATE_VERSION,
-            "scheme": self.SCHEME,
-            "consumed": self.consumed,
-            "weights": self.weights.tolist(),
-            "datasets": datasets,
-            **self._identity(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(state, "CombinedDataset", self._identity())
-        positions = []
-        for dataset, sub_state in zip(self.datasets, state["datasets"]):
-            _check_state(sub_state, "PackedDataset", dataset._identity())
-            positions.append(int(sub_state["consumed"]))
-        if state.get("scheme") != self.SCHEME:
-            warnings.warn(
-                "the data mix was saved by an earlier version that chose datasets differently: each dataset "
-                "continues from its saved position, but the order of datasets from here on differs",
-                stacklevel=2,
-            )
-        elif not np.allclose(state["weights"], self.weights):
-            warnings.warn(
-                f"resuming the data mix with new weights {self.weights.tolist()} (saved: {state['weights']})",
-                stacklevel=2,
-            )
-        consumed = int(state["consumed"])
-        self._base, self._shift = 0, np.zeros_like(self._shift)
-        self._shift = np.asarray(positions, dtype=np.int64) - self.positions_at(consumed)
-        self._base = self.consumed = consumed
-
-
-def _check_state(state: dict, kind: str, identity: dict) -> None:
-    if not isinstance(state, dict) or state.get("kind") != kind:
-        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise UserError(f"cannot resume the data stream: the saved state is for {found!r}, this run reads a {kind}")
-    if state.get("version") != STATE_VERSION:
-        raise UserError(f"cannot resume the data stream: saved state version {state.get('version')}, expected {STATE_VERSION}")
-    for key, value in identity.items():
-        if state.get(key) != value:
-            raise UserError(
-                f"cannot resume the data stream: it was saved with {key}={state.get(key)!r}, this run has {key}={value!r}"
-            )
+    def __next__(self):
+        (dataset,) = self._rng.choices(self._datasets, weights=self._weights, k=1)
+        return next(dataset)

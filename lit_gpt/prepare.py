@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Optional, Union
 import numpy as np
 
 from lit_gpt.cli import UserError
-from lit_gpt.packed_dataset import MAGIC, VERSION, PackedDatasetBuilder, token_dtype
+from lit_gpt.packed import MAGIC, VERSION, ChunkWriter as PackedDatasetBuilder, token_dtype
 from lit_gpt.token_encoding import BatchEncoder
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 

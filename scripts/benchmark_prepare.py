@@ -31,7 +31,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from lit_gpt.cli import UserError, exit_on_user_error
-from lit_gpt.packed_dataset import token_dtype
+from lit_gpt.packed import token_dtype
 from lit_gpt.prepare import prepare
 from lit_gpt.token_encoding import BatchEncoder
 from lit_gpt.tokenizer import load_tokenizer

@@ -11,11 +11,11 @@ import torch
 
 from lit_gpt.cli import UserError
 from lit_gpt.data import StatefulLoader, build_dataset
-from lit_gpt.packed_dataset import (
-    CombinedDataset,
-    PackedDataset,
-    PackedDatasetBuilder,
+from lit_gpt.packed import (
+    ChunkWriter,
+    MixedStream,
     PackedDatasetError,
+    PackedStream,
     find_chunk_files,
     read_header,
     write_chunk,
@@ -71,7 +71,7 @@ def test_writer_produces_the_documented_bytes(tmp_path):
 
 
 def test_builder_packs_across_chunks_and_pads_the_last_with_the_separator(tmp_path):
-    builder = PackedDatasetBuilder(tmp_path, "c4_doc", chunk_size=10, sep_token=2, dtype=np.uint16)
+    builder = ChunkWriter(tmp_path, "c4_doc", chunk_size=10, sep_token=2, dtype=np.uint16)
     pieces = [np.arange(100, 107), np.arange(200, 223), np.array([9])]
     for piece in pieces:
         builder.add_array(piece)
@@ -86,7 +86,7 @@ def test_builder_packs_across_chunks_and_pads_the_last_with_the_separator(tmp_pa
 
 def test_int32_tokens_for_large_vocabularies(tmp_path):
     hand_written_chunk(tmp_path / "big.bin", [70000, 1, 2, 3], code=4, dtype="<i4")
-    ds = PackedDataset([tmp_path / "big.bin"], block_size=3, shuffle=False)
+    ds = PackedStream([tmp_path / "big.bin"], block_size=3, shuffle=False)
     (block,) = list(ds)
     assert block.dtype == torch.int64 and block.tolist() == [70000, 1, 2, 3]
 
@@ -102,7 +102,7 @@ def test_int32_tokens_for_large_vocabularies(tmp_path):
 def test_bad_headers_raise_naming_the_file(tmp_path, kwargs, message):
     path = hand_written_chunk(tmp_path / "bad.bin", range(16), **kwargs)
     with pytest.raises(PackedDatasetError, match=message) as err:
-        PackedDataset([path], block_size=3)
+        PackedStream([path], block_size=3)
     assert str(path) in str(err.value)
     assert isinstance(err.value, UserError)
 
@@ -131,7 +131,7 @@ def test_find_chunk_files(tmp_path, chunk_files):
 
 
 def test_unshuffled_single_reader_yields_the_files_blocks_in_order(chunk_files):
-    ds = PackedDataset(chunk_files, block_size=7, shuffle=False)
+    ds = PackedStream(chunk_files, block_size=7, shuffle=False)
     assert [tuple(b.tolist()) for b in ds] == naive_blocks(chunk_files, 7)
     assert ds.blocks_per_epoch == 12 + 5 + 9
 
@@ -140,13 +140,13 @@ def test_unshuffled_single_reader_yields_the_files_blocks_in_order(chunk_files):
 def test_every_block_exactly_once_per_epoch_across_ranks_and_workers(chunk_files, processes, workers, batch_size):
     seen = []
     for rank in range(processes):
-        ds = PackedDataset(chunk_files, 7, seed=3, num_processes=processes, process_rank=rank)
+        ds = PackedStream(chunk_files, 7, seed=3, num_processes=processes, process_rank=rank)
         seen += rows(StatefulLoader(ds, batch_size, num_workers=workers))
     assert Counter(seen) == Counter(naive_blocks(chunk_files, 7))
 
 
 def test_plain_dataloader_with_workers_still_reads_each_block_once(chunk_files):
-    ds = PackedDataset(chunk_files, 7, seed=3)  # no batch size: the workers take alternate samples (and warn)
+    ds = PackedStream(chunk_files, 7, seed=3)  # no batch size: the workers take alternate samples (and warn)
     seen = rows(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2))
     assert Counter(seen) == Counter(naive_blocks(chunk_files, 7))
 
@@ -155,7 +155,7 @@ def test_fewer_files_than_shards_splits_blocks_within_files(tmp_path):
     path = hand_written_chunk(tmp_path / "c4_0.bin", np.arange(1, 8 * 10 + 1))
     per_rank = []
     for rank in range(2):
-        ds = PackedDataset([path], 7, seed=1, num_processes=2, process_rank=rank)
+        ds = PackedStream([path], 7, seed=1, num_processes=2, process_rank=rank)
         per_rank.append(rows(StatefulLoader(ds, 2, num_workers=2)))
     assert all(len(r) == 5 for r in per_rank)
     assert Counter(per_rank[0] + per_rank[1]) == Counter(naive_blocks([path], 7))
@@ -163,7 +163,7 @@ def test_fewer_files_than_shards_splits_blocks_within_files(tmp_path):
 
 def test_order_does_not_depend_on_the_number_of_workers(chunk_files):
     def batches(workers):
-        ds = PackedDataset(chunk_files, 7, seed=5, num_processes=2, process_rank=1)
+        ds = PackedStream(chunk_files, 7, seed=5, num_processes=2, process_rank=1)
         return rows(StatefulLoader(ds, 3, num_workers=workers))
 
     assert batches(0) == batches(2)
@@ -171,7 +171,7 @@ def test_order_does_not_depend_on_the_number_of_workers(chunk_files):
 
 def test_shuffle_depends_on_the_seed(chunk_files):
     def order(seed):
-        return [tuple(b.tolist()) for b in PackedDataset(chunk_files, 7, seed=seed)]
+        return [tuple(b.tolist()) for b in PackedStream(chunk_files, 7, seed=seed)]
 
     assert order(1) == order(1)
     assert order(1) != order(2)
@@ -179,7 +179,7 @@ def test_shuffle_depends_on_the_seed(chunk_files):
 
 
 def test_wrap_is_endless_and_reshuffles_each_epoch(chunk_files):
-    ds = PackedDataset(chunk_files, 7, seed=0, wrap=True, n_chunks=2)
+    ds = PackedStream(chunk_files, 7, seed=0, wrap=True, n_chunks=2)
     n = ds.blocks_per_epoch
     it = iter(ds)
     epochs = [[tuple(next(it).tolist()) for _ in range(n)] for _ in range(3)]
@@ -191,7 +191,7 @@ def test_wrap_is_endless_and_reshuffles_each_epoch(chunk_files):
 def test_block_larger_than_every_chunk_is_an_error(tmp_path):
     path = hand_written_chunk(tmp_path / "c4_0.bin", range(10))
     with pytest.raises(PackedDatasetError, match="no chunk file holds a block"):
-        PackedDataset([path], block_size=10)
+        PackedStream([path], block_size=10)
 
 
 # ----------------------------------------------------------------------------- resume
@@ -200,7 +200,7 @@ def test_block_larger_than_every_chunk_is_an_error(tmp_path):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resumed_reader_yields_the_batches_that_followed(chunk_files, workers):
     def loader():
-        return StatefulLoader(PackedDataset(chunk_files, 7, seed=9, wrap=True, n_chunks=2), 3, num_workers=workers)
+        return StatefulLoader(PackedStream(chunk_files, 7, seed=9, wrap=True, n_chunks=2), 3, num_workers=workers)
 
     full = loader()
     it = iter(full)
@@ -221,7 +221,7 @@ def test_resumed_reader_yields_the_batches_that_followed(chunk_files, workers):
 
 
 def test_resume_does_not_read_the_blocks_before_the_position(chunk_files, monkeypatch):
-    ds = PackedDataset(chunk_files, 7, seed=9, wrap=True)
+    ds = PackedStream(chunk_files, 7, seed=9, wrap=True)
     ds.load_state_dict({**ds.state_dict(), "consumed": 1000})
     reads = []
     original = np.memmap.__getitem__
@@ -234,29 +234,29 @@ def test_resume_does_not_read_the_blocks_before_the_position(chunk_files, monkey
 
 
 def test_in_process_state_without_the_wrapper(chunk_files):
-    ds = PackedDataset(chunk_files, 7, seed=2, wrap=True)
+    ds = PackedStream(chunk_files, 7, seed=2, wrap=True)
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     it = iter(loader)
     for _ in range(3):
         next(it)
     assert ds.state_dict()["consumed"] == 12
     following = next(it)
-    again = PackedDataset(chunk_files, 7, seed=2, wrap=True)
+    again = PackedStream(chunk_files, 7, seed=2, wrap=True)
     again.load_state_dict(ds.state_dict() | {"consumed": 12})
     assert torch.equal(next(iter(torch.utils.data.DataLoader(again, batch_size=4))), following)
 
 
 def test_a_finite_pass_restarts_after_it_ends(chunk_files):
-    loader = StatefulLoader(PackedDataset(chunk_files, 7, shuffle=False), 5)
+    loader = StatefulLoader(PackedStream(chunk_files, 7, shuffle=False), 5)
     assert rows(loader) == rows(loader)
 
 
 def test_resume_refuses_a_different_data_order(chunk_files):
-    state = PackedDataset(chunk_files, 7, seed=1).state_dict()
+    state = PackedStream(chunk_files, 7, seed=1).state_dict()
     with pytest.raises(UserError, match="seed"):
-        PackedDataset(chunk_files, 7, seed=2).load_state_dict(state)
+        PackedStream(chunk_files, 7, seed=2).load_state_dict(state)
     with pytest.raises(UserError, match="num_processes"):
-        PackedDataset(chunk_files, 7, seed=1, num_processes=2).load_state_dict(state)
+        PackedStream(chunk_files, 7, seed=1, num_processes=2).load_state_dict(state)
 
 
 # ----------------------------------------------------------------------------- mixing
@@ -271,8 +271,8 @@ def two_sources(tmp_path):
 
 def mix(two_sources, wrap=True, seed=0):
     a, b = two_sources
-    return CombinedDataset(
-        [PackedDataset(a, 7, seed=seed, wrap=wrap), PackedDataset(b, 7, seed=seed, wrap=wrap)], [0.8, 0.2], seed=seed
+    return MixedStream(
+        [PackedStream(a, 7, seed=seed, wrap=wrap), PackedStream(b, 7, seed=seed, wrap=wrap)], [0.8, 0.2], seed=seed
     )
 
 
@@ -314,9 +314,9 @@ def test_combined_dataset_resumes(two_sources, workers):
 
 def test_build_dataset_by_prefix(two_sources, tmp_path):
     ds = build_dataset(tmp_path, [("a", 1.0)], 7)
-    assert isinstance(ds, PackedDataset) and ds.blocks_per_epoch == 100
+    assert isinstance(ds, PackedStream) and ds.blocks_per_epoch == 100
     mixed = build_dataset(tmp_path, [("a", 3.0), ("b", 1.0)], 7)
-    assert isinstance(mixed, CombinedDataset) and mixed.weights.tolist() == [0.75, 0.25]
+    assert isinstance(mixed, MixedStream) and mixed.weights.tolist() == [0.75, 0.25]
 
 
 def test_finite_mix_restarts_after_a_resumed_pass(two_sources):
@@ -360,7 +360,7 @@ def test_each_source_is_read_in_its_own_order_from_its_first_block(two_sources):
         sample = combined.sample_at(p)
         taken[source_of(sample)].append(tuple(int(t) for t in sample))
     for name, files in (("a", a), ("b", b)):
-        alone = PackedDataset(files, 7, seed=0, wrap=True)
+        alone = PackedStream(files, 7, seed=0, wrap=True)
         assert taken[name] == [tuple(int(t) for t in alone.sample_at(k)) for k in range(len(taken[name]))]
     # Every block of a source once per epoch of that source.
     assert sorted(taken["b"][:40]) == sorted(naive_blocks(b, 7))
@@ -385,7 +385,7 @@ def test_mix_at_a_far_position_draws_one_window(two_sources, monkeypatch):
     assert sample is not None and len(draws) <= 3  # one window of the mix, a source's epoch and window
     counts = [d["consumed"] for d in _state_at(two_sources, far)["datasets"]]
     assert sum(counts) == far
-    assert abs(counts[1] - 0.2 * far) < CombinedDataset.WINDOW
+    assert abs(counts[1] - 0.2 * far) < MixedStream.WINDOW
 
 
 def _state_at(two_sources, position):
@@ -414,7 +414,7 @@ def test_mix_order_follows_the_seed(two_sources):
 
 def test_zero_weight_source_is_never_read(two_sources):
     a, b = two_sources
-    combined = CombinedDataset([PackedDataset(a, 7, wrap=True), PackedDataset(b, 7, wrap=True)], [1.0, 0.0])
+    combined = MixedStream([PackedStream(a, 7, wrap=True), PackedStream(b, 7, wrap=True)], [1.0, 0.0])
     assert {source_of(combined.sample_at(p)) for p in range(5000)} == {"a"}
 
 
@@ -427,14 +427,14 @@ def test_new_weights_on_resume_continue_each_source_where_it_stopped(two_sources
     state = json.loads(json.dumps(first.state_dict()))
     at_a, at_b = (d["consumed"] for d in state["datasets"])
 
-    reweighted = CombinedDataset([PackedDataset(a, 7, seed=0, wrap=True), PackedDataset(b, 7, seed=0, wrap=True)],
+    reweighted = MixedStream([PackedStream(a, 7, seed=0, wrap=True), PackedStream(b, 7, seed=0, wrap=True)],
                                  [0.5, 0.5], seed=0)
     with pytest.warns(UserWarning, match="new weights"):
         reweighted.load_state_dict(state)
     it = iter(reweighted)
     following = [next(it) for _ in range(400)]
     from_b = [tuple(int(t) for t in s) for s in following if source_of(s) == "b"]
-    alone = PackedDataset(b, 7, seed=0, wrap=True)
+    alone = PackedStream(b, 7, seed=0, wrap=True)
     assert from_b == [tuple(int(t) for t in alone.sample_at(at_b + k)) for k in range(len(from_b))]
     assert 0.4 < len(from_b) / 400 < 0.6
     assert reweighted.state_dict()["datasets"][0]["consumed"] == at_a + 400 - len(from_b)
@@ -442,8 +442,8 @@ def test_new_weights_on_resume_continue_each_source_where_it_stopped(two_sources
 
 def test_named_mix_refuses_a_state_with_other_sources(two_sources):
     a, b = two_sources
-    named = lambda names: CombinedDataset(  # noqa: E731
-        [PackedDataset(a, 7, wrap=True), PackedDataset(b, 7, wrap=True)], [0.5, 0.5], names=names)
+    named = lambda names: MixedStream(  # noqa: E731
+        [PackedStream(a, 7, wrap=True), PackedStream(b, 7, wrap=True)], [0.5, 0.5], names=names)
     state = named(["a", "b"]).state_dict()
     with pytest.raises(UserError, match="sources"):
         named(["b", "a"]).load_state_dict(state)

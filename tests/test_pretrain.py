@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from lit_gpt.config import Config
 from lit_gpt.model import GPT
-from lit_gpt.packed_dataset import PackedDataset
+from lit_gpt.packed import PackedStream
 from lit_gpt.pretrain import PretrainArgs, pretrain
 from lit_gpt.pretrain.args import SETTINGS, check_batch_layout, validate_args
 from lit_gpt.pretrain.recipe import build_parser, load_recipe, parse_args
@@ -119,7 +119,7 @@ def test_mask_ratio_zero_is_plain_next_token_prediction(data, tmp_path):
     config = Config.from_name("micro_LLaMA", **TINY_MODEL, block_size=BLOCK, vocab_size=49)
     model = GPT(config, fused=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.95))
-    stream = PackedDataset(sorted(corpus.glob("c4*.bin")), BLOCK, seed=1234, shuffle=True, wrap=True)
+    stream = PackedStream(sorted(corpus.glob("c4*.bin")), BLOCK, seed=1234, shuffle=True, wrap=True)
     expected = []
     for step in range(steps):
         blocks = torch.stack([stream.sample_at(p) for p in range(step * 8, step * 8 + 8)])
@@ -219,14 +219,14 @@ def test_resume_reproduces_the_uninterrupted_run_bitwise(data, tmp_path, monkeyp
     assert train_losses(split) == {k: v for k, v in train_losses(full).items() if k <= 5}
 
     positions = []
-    original = PackedDataset.sample_at
+    original = PackedStream.sample_at
 
     def spy(self, position):
         if self.shuffle:  # the training stream (validation is read unshuffled)
             positions.append(position)
         return original(self, position)
 
-    monkeypatch.setattr(PackedDataset, "sample_at", spy)
+    monkeypatch.setattr(PackedStream, "sample_at", spy)
     assert run(data, split, resume="auto", **settings) == 0
     assert min(positions) == 5 * 8  # jumped to step 6's first block, read nothing before it
 
@@ -307,7 +307,7 @@ def test_weighted_prefix_mix_follows_the_weights(mixed_data, tmp_path):
 
 
 def test_resume_with_a_prefix_mix_reproduces_the_uninterrupted_run(mixed_data, tmp_path, monkeypatch):
-    from lit_gpt.packed_dataset import CombinedDataset
+    from lit_gpt.packed import MixedStream
 
     corpus, tokenizer = mixed_data
     settings = dict(max_steps=10, save_interval=3, eval_interval=5, keep_last=0, train_prefix="c4:0.6,wiki:0.4")
@@ -319,8 +319,8 @@ def test_resume_with_a_prefix_mix_reproduces_the_uninterrupted_run(mixed_data, t
     assert mixed_run(full) == 0
     assert mixed_run(split, stop_step=5) == 0
     positions = []
-    original = CombinedDataset.sample_at
-    monkeypatch.setattr(CombinedDataset, "sample_at", lambda self, p: positions.append(p) or original(self, p))
+    original = MixedStream.sample_at
+    monkeypatch.setattr(MixedStream, "sample_at", lambda self, p: positions.append(p) or original(self, p))
     assert mixed_run(split, resume="auto") == 0
     assert min(positions) == 5 * 8  # jumped to step 6's first block
     assert train_losses(split) == train_losses(full)
@@ -496,7 +496,7 @@ def test_init_from_starts_from_the_given_weights_and_refuses_another_shape(data,
     model = GPT(Config.from_dict(trained["config"]))
     model.load_state_dict(trained["model"])
     settings = tiny_settings(corpus, tokenizer, second)
-    stream = PackedDataset(sorted(corpus.glob("c4_*.bin")), BLOCK, seed=settings["seed"], shuffle=True, wrap=True)
+    stream = PackedStream(sorted(corpus.glob("c4_*.bin")), BLOCK, seed=settings["seed"], shuffle=True, wrap=True)
     blocks = torch.stack([stream.sample_at(i) for i in range(settings["global_batch_size"])]).long()
     with torch.no_grad():
         logits = model(blocks[:, :-1])

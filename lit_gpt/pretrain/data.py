@@ -1,6 +1,6 @@
 """Training and validation batches, read by position from one global stream of blocks.
 
-Every process opens the same stream (num_processes=1): a `PackedDataset`, or a `CombinedDataset`
+Every process opens the same stream (num_processes=1): a `PackedStream`, or a `MixedStream`
 mixing several file prefixes by weight (`--train_prefix c4:0.7,wiki:0.3`), whose choice of prefix
 for each position is itself a function of (seed, position). Each process reads only its own
 blocks by position, so nothing is read twice. Optimizer step s of a run consumes the
@@ -20,11 +20,11 @@ import torch
 
 from lit_gpt.cli import UserError
 from lit_gpt.meap import MEAPCollator
-from lit_gpt.packed_dataset import CombinedDataset, PackedDataset, find_chunk_files, read_header
+from lit_gpt.packed import MixedStream, PackedStream, find_chunk_files, read_header
 from lit_gpt.pretrain.args import parse_data_mix
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), each (B, T) int64
-Stream = Union[PackedDataset, CombinedDataset]
+Stream = Union[PackedStream, MixedStream]
 
 
 def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, shuffle: bool, wrap: bool,
@@ -32,7 +32,7 @@ def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, s
     """The chunk files `{prefix}*.bin` in data_dir as one stream; errors name the setting.
 
     `prefix` may be a weighted mix, `c4:0.7,wiki:0.3` (see `parse_data_mix`): then a
-    `CombinedDataset` over one `PackedDataset` per prefix, all with the same seed.
+    `MixedStream` over one `PackedStream` per prefix, all with the same seed.
     """
     mix = parse_data_mix(prefix)
     files = [_chunk_files(data_dir, name, block_size, setting) for name, _ in mix]
@@ -46,12 +46,12 @@ def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, s
                 )
             owner[path] = name
     streams = [
-        PackedDataset(paths, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
+        PackedStream(paths, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
         for paths in files
     ]
     if len(streams) == 1:
         return streams[0]
-    return CombinedDataset(streams, [weight for _, weight in mix], seed=seed, names=[name for name, _ in mix])
+    return MixedStream(streams, [weight for _, weight in mix], seed=seed, names=[name for name, _ in mix])
 
 
 def _chunk_files(data_dir: str | Path, prefix: str, block_size: int, setting: str) -> list[Path]:
@@ -149,7 +149,7 @@ class ValBatches:
     sequences are evaluated whatever the number of processes (when it divides eval_iters).
     """
 
-    def __init__(self, dataset: PackedDataset, micro_batch_size: int, eval_iters: int, rank: int = 0,
+    def __init__(self, dataset: PackedStream, micro_batch_size: int, eval_iters: int, rank: int = 0,
                  world_size: int = 1):
         self.dataset = dataset
         self.micro_batch_size = micro_batch_size
@@ -170,7 +170,7 @@ class ValBatches:
 
 
 def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, block_size: int,
-                    seed: int) -> Optional[PackedDataset]:
+                    seed: int) -> Optional[PackedStream]:
     """The validation stream; None (validation skipped) when val_data_dir is unset and
     train_data_dir has no `{prefix}*.bin`. An explicit val_data_dir without them is an error."""
     if data_dir is None:
@@ -180,4 +180,4 @@ def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, b
     else:
         setting = "val_data_dir"
     files = _chunk_files(data_dir, prefix, block_size, setting)
-    return PackedDataset(files, block_size, seed=seed, shuffle=False, wrap=False, num_processes=1, process_rank=0)
+    return PackedStream(files, block_size, seed=seed, shuffle=False, wrap=False, num_processes=1, process_rank=0)

@@ -20,7 +20,7 @@ from lit_gpt.cli import UserError
 from lit_gpt.config import Config
 from lit_gpt.meap import MEAPCollator
 from lit_gpt.model import GPT, Block, count_parameters, flops_per_token
-from lit_gpt.packed_dataset import CombinedDataset, PackedDataset
+from lit_gpt.packed import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
 from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
 from lit_gpt.pretrain.data import TrainBatches, ValBatches, check_data_tokenizer, find_val_stream, open_stream
@@ -57,8 +57,8 @@ class RunPlan:
     total_steps: int
     warmup_steps: int
     resume_path: Optional[Path]
-    train_stream: PackedDataset | CombinedDataset  # a CombinedDataset when train_prefix mixes prefixes
-    val_stream: Optional[PackedDataset]
+    train_stream: PackedStream | MixedStream  # a MixedStream when train_prefix mixes prefixes
+    val_stream: Optional[PackedStream]
 
     @property
     def tokens_per_step(self) -> int:
