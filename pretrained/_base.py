@@ -4,6 +4,11 @@ Recipes hold data only. A recipe starts from the file named by `base` (relative 
 and replaces the settings it assigns; `python MEAP-Pretrain/pretrain.py --help` explains each one.
 Relative paths are relative to the directory the trainer runs in (scripts/run_one_node.sh runs
 from the repository root).
+
+The paper recipes follow the upstream scripts (scitix/MEAP, MEAP-Pretain/pretrained/*.py): their
+step counts, mask ratios and micro batches, cited in each docstring. Masks are drawn per sequence
+(`mask_scheme`, README "Differences from the upstream code"); add `--mask_scheme upstream` for the
+upstream code's exact masks.
 """
 
 # C4 prepared by data_process/prepare_c4.py with the LLaMA-2 tokenizer (+ [MASK] = id 32000).

@@ -1,6 +1,13 @@
-"""MEAP, 0.1B parameters, 2B tokens of C4 (paper, Table of model sizes)."""
+"""MEAP, 0.1B parameters, ~2B tokens of C4, as upstream's MEAP-Pretain/pretrained/meap_0.1b_2b.py ran it.
+
+That script trains at mask ratio 0.1 (its output folder name says 0.15) for 1907 steps of
+256 x 4096 tokens = 2.0B tokens, warmup 190 steps, micro batch 16. Add `--mask_scheme upstream`
+for its exact masks.
+"""
 
 base = "_base.py"
 model_name = "tiny_LLaMA_0.1b_mask"
-max_tokens = 2_000_000_000
-out_dir = "out/meap_0.1b_2b_mask0.15"
+mask_ratio = 0.1
+max_steps = 1907
+micro_batch_size = 16
+out_dir = "out/meap_0.1b_2b_mask0.1"

@@ -1,6 +1,9 @@
-"""MEAP, 0.5B parameters, 10B tokens of C4."""
+"""MEAP, 0.5B parameters, "10B" tokens of C4, as upstream's MEAP-Pretain/pretrained/meap_0.5b_10b.py ran it.
+
+Mask ratio 0.15, 10000 steps of 256 x 4096 tokens = 10.5B tokens (not 10B), warmup 1000 steps.
+"""
 
 base = "_base.py"
 model_name = "tiny_LLaMA_0.5b_mask"
-max_tokens = 10_000_000_000
+max_steps = 10_000
 out_dir = "out/meap_0.5b_10b_mask0.15"

@@ -1,4 +1,5 @@
-"""MEAP-1.1B with mask ratio 0.1 (the paper's mask-ratio ablation)."""
+"""MEAP-1.1B with mask ratio 0.1 (the paper's mask-ratio ablation): upstream's MEAP-Pretain/pretrained/meap_1b_0.1.py,
+190,000 steps = 199.2B tokens."""
 
 base = "meap_1b.py"
 mask_ratio = 0.1

@@ -1,4 +1,5 @@
-"""MEAP-1.1B masking contiguous spans of 50 tokens (the paper's span ablation), same ratio 0.15."""
+"""MEAP-1.1B masking contiguous spans of 50 tokens (the paper's span ablation), same ratio 0.15.
+The upstream code has no span masking and no script for this run; budget and schedule as meap_1b.py."""
 
 base = "meap_1b.py"
 mask_span = 50

@@ -370,7 +370,7 @@ def test_recipes_are_distinct_and_ntp_twins_differ_only_in_the_mask():
             assert differ == {"mask_ratio", "out_dir"}, (name, differ)
     assert loaded["meap_1b_mask0.2"]["mask_ratio"] == 0.2
     assert loaded["meap_1b_span50"]["mask_span"] == 50
-    assert loaded["meap_0.1b_2b"]["max_tokens"] == 2_000_000_000
+    assert loaded["meap_0.1b_2b"]["max_steps"] == 1907 and loaded["meap_0.1b_2b"]["mask_ratio"] == 0.1
     assert loaded["meap_1b_60b"]["model_name"] == "tiny_LLaMA_1b_mask"
     base = loaded["meap_1b"]
     assert (base["global_batch_size"], base["micro_batch_size"], base["learning_rate"], base["min_lr"]) == (256, 8, 4e-4, 4e-5)
