@@ -112,16 +112,17 @@ def _llama(name: str, **kwargs: Any) -> dict[str, Any]:
     return dict(name=name, org="MEAP", norm_eps=1e-5, rope_base=10000, padding_multiple=64, **kwargs)
 
 
-# The four MEAP shapes of the paper: the tokenizer has 32000 tokens plus `[MASK]`, hence 32001,
-# padded to 32064.
+# The four MEAP shapes of the paper. vocab_size is 32064 as upstream records it: LLaMA-2's 32000
+# tokens plus `[MASK]` (id 32000), padded to a multiple of 64 (upstream sets padded_vocab_size to
+# vocab_size). Ids 32001..32063 are never produced by the tokenizer.
 _meap_shapes = [
-    _llama("tiny_LLaMA_0.1b_mask", block_size=4096, vocab_size=32001, n_layer=12, n_embd=768,
+    _llama("tiny_LLaMA_0.1b_mask", block_size=4096, vocab_size=32064, n_layer=12, n_embd=768,
            n_head=12, n_query_groups=2, intermediate_size=2048),
-    _llama("tiny_LLaMA_300M_mask", block_size=4096, vocab_size=32001, n_layer=24, n_embd=1024,
+    _llama("tiny_LLaMA_300M_mask", block_size=4096, vocab_size=32064, n_layer=24, n_embd=1024,
            n_head=16, n_query_groups=2, intermediate_size=2736),
-    _llama("tiny_LLaMA_0.5b_mask", block_size=4096, vocab_size=32001, n_layer=24, n_embd=1024,
+    _llama("tiny_LLaMA_0.5b_mask", block_size=4096, vocab_size=32064, n_layer=24, n_embd=1024,
            n_head=16, n_query_groups=2, intermediate_size=4864),
-    _llama("tiny_LLaMA_1b_mask", block_size=4096, vocab_size=32001, n_layer=24, n_embd=2048,
+    _llama("tiny_LLaMA_1b_mask", block_size=4096, vocab_size=32064, n_layer=24, n_embd=2048,
            n_head=32, n_query_groups=2, intermediate_size=5632),
 ]
 

@@ -51,3 +51,27 @@ def test_upstream_config_dict_with_kernel_keys_loads():
         Config.from_dict({**upstream, "_mlp_class": "GptNeoxMLP"})
     with pytest.raises(ValueError, match="unknown config key"):
         Config.from_dict({**upstream, "flux_capacitor": 1})
+
+
+# Copied from upstream MEAP-Pretain/lit_gpt/config.py (scitix/MEAP): the fields a user compares.
+# Upstream's __post_init__ sets padded_vocab_size = vocab_size.
+UPSTREAM_SHAPES = {
+    "tiny_LLaMA_0.1b_mask": dict(block_size=4096, vocab_size=32064, padding_multiple=64, n_layer=12, n_head=12,
+                                 n_embd=768, norm_eps=1e-5, intermediate_size=2048, n_query_groups=2),
+    "tiny_LLaMA_300M_mask": dict(block_size=4096, vocab_size=32064, padding_multiple=64, n_layer=24, n_head=16,
+                                 n_embd=1024, norm_eps=1e-5, intermediate_size=2736, n_query_groups=2),
+    "tiny_LLaMA_0.5b_mask": dict(block_size=4096, vocab_size=32064, padding_multiple=64, n_layer=24, n_head=16,
+                                 n_embd=1024, norm_eps=1e-5, intermediate_size=4864, n_query_groups=2),
+    "tiny_LLaMA_1b_mask": dict(block_size=4096, vocab_size=32064, padding_multiple=64, n_layer=24, n_head=32,
+                               n_embd=2048, norm_eps=1e-5, intermediate_size=5632, n_query_groups=2),
+    "tiny_LLaMA_1b": dict(block_size=2048, vocab_size=32000, padding_multiple=64, n_layer=22, n_head=32,
+                          n_embd=2048, norm_eps=1e-5, intermediate_size=5632, n_query_groups=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_SHAPES))
+def test_upstream_names_have_upstream_field_values(name):
+    config = Config.from_name(name)
+    for field, value in UPSTREAM_SHAPES[name].items():
+        assert getattr(config, field) == value, (name, field)
+    assert config.padded_vocab_size == UPSTREAM_SHAPES[name]["vocab_size"]
