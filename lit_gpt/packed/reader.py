@@ -29,6 +29,9 @@ class PackedStream(ResumableStream):
     across each rank's dataloader workers), however few files there are. With `wrap` the stream is
     endless and each epoch is reshuffled; without it, one pass.
 
+    `block_size` is the training length T (each block holds T + 1 tokens); TinyLlama's
+    `lit_gpt.packed_dataset.PackedDataset` counts the T + 1 instead.
+
     A file's blocks are its first chunk_size // (block_size + 1) full blocks; a chunk size that is
     a multiple of block_size + 1 (as prepare's default 2049 * 1024) wastes nothing.
     """
