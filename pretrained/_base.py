@@ -1,4 +1,4 @@
-"""Shared by every recipe: the upstream MEAP / TinyLlama training setup (SPEC.md §2).
+"""Shared by every recipe: the upstream MEAP / TinyLlama training setup (AdamW, cosine schedule, 1M-token batches).
 
 Recipes hold data only. A recipe starts from the file named by `base` (relative to this folder)
 and replaces the settings it assigns; `python MEAP-Pretrain/pretrain.py --help` explains each one.
