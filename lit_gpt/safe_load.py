@@ -12,6 +12,7 @@ loader serves every file and a multi-GB checkpoint is mapped, not copied.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 from collections import OrderedDict
 from pathlib import Path
@@ -92,6 +93,11 @@ class AllowListUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the globals of `_ALLOWED` (storages are resolved by torch.load)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocols 0-2 store Python 2 names (`__builtin__.set`); map them as pickle itself would.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = f"{module}.{name}"
         if key in _ALLOWED:
             return _ALLOWED[key]
