@@ -116,10 +116,16 @@ def staged_file(out: Path, what: str = "--out", needed_bytes: Optional[int] = No
     with _created_parents(out.parent, label):
         staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
         try:
+            # Created first so that a read-only folder is reported as such, not as torch.save's zip-writer error.
+            open(staging, "xb").close()
+        except OSError as err:
+            raise UserError(f"cannot write {label}: {err.strerror or err} ({out.parent})") from None
+        try:
             yield staging
             os.replace(staging, out)
         except (*_write_errors(), RuntimeError) as err:
             raise UserError(f"could not write {label}: {write_failure_reason(err, out.parent, needed_bytes)}; "
                             "nothing was written") from None
         finally:
-            staging.unlink(missing_ok=True)
+            if staging.exists():
+                staging.unlink()
