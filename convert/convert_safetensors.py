@@ -3,7 +3,8 @@
     python convert/convert_safetensors.py --checkpoint_path hf_model/pytorch_model.bin --out_dir hf_model_st
 
 config.json, generation_config.json and tokenizer files next to the .bin are copied along.
-The .bin is read with weights_only=True: it cannot run code. New exports need no extra step:
+The .bin is read through lit_gpt.safe_load (any pickle protocol, including the protocol 5 that upstream's
+converter writes): only tensors and plain containers load, so it cannot run code. New exports need no extra step:
 convert_lit_checkpoint.py writes safetensors directly.
 """
 

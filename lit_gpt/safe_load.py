@@ -33,64 +33,74 @@ class _RefusedGlobal(pickle.UnpicklingError):
         self.name, self.why = name, why
 
 
-def _without_hooks(rebuild, hooks_index: int):
-    """A tensor rebuild function that refuses serialized backward hooks (they would be callables)."""
-
-    def rebuild_without_hooks(*args):
-        if len(args) > hooks_index and args[hooks_index]:
-            raise _RefusedGlobal(f"torch._utils.{rebuild.__name__}", "would attach backward hooks to a tensor")
-        args = list(args)
-        if len(args) > hooks_index:
-            args[hooks_index] = OrderedDict()
-        return rebuild(*args)
-
-    return rebuild_without_hooks
-
-
-def _rebuild_from_type(func, new_type, args, state):
-    # Tensors with Python attributes: allowed only as plain tensors or parameters.
-    if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise _RefusedGlobal(f"{new_type.__module__}.{getattr(new_type, '__name__', new_type)}",
-                             "is a tensor subclass")
-    return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
-
-
-def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
-    # Protocol 2 stores bytes as _codecs.encode(text, "latin1"); no other codec is needed.
-    if encoding not in ("latin1", "latin-1"):
-        raise _RefusedGlobal("_codecs.encode", f"is asked for codec {encoding!r}, not latin1")
-    return text.encode("latin1")
-
-
 def _allowed_globals() -> dict[str, Any]:
+    """Name -> object for every global a weight file may name.
+
+    Python functions are wrapped in fresh closures for each unpickler: pickle's BUILD opcode can set
+    attributes on any object it holds, and must never reach torch's own functions (or carry over to
+    the next file).
+    """
+
+    def without_hooks(rebuild, hooks_index: int):
+        def rebuild_without_hooks(*args):
+            # Serialized backward hooks would be callables run during backward: refused.
+            if len(args) > hooks_index and args[hooks_index]:
+                raise _RefusedGlobal(f"torch._utils.{rebuild.__name__}", "would attach backward hooks to a tensor")
+            args = [OrderedDict() if i == hooks_index else a for i, a in enumerate(args)]
+            return rebuild(*args)
+
+        return rebuild_without_hooks
+
+    def rebuild_from_type(*args):
+        func, new_type, tensor_args, state = args
+        # Tensors with Python attributes: allowed only as plain tensors or parameters.
+        if new_type is not torch.Tensor and new_type is not torch.nn.Parameter:
+            raise _RefusedGlobal(f"{getattr(new_type, '__module__', '?')}.{getattr(new_type, '__name__', new_type)}",
+                                 "is a tensor subclass")
+        return torch._tensor._rebuild_from_type_v2(func, new_type, tensor_args, state)
+
+    def latin1_bytes(*args):
+        # Protocol 2 stores bytes as _codecs.encode(text, "latin1"); no other codec is needed.
+        text, encoding = args
+        if encoding not in ("latin1", "latin-1"):
+            raise _RefusedGlobal("_codecs.encode", f"is asked for codec {encoding!r}, not latin1")
+        return text.encode("latin1")
+
+    def layout(*args):
+        return torch.serialization._get_layout(*args)
+
+    def rebuild_tensor(*args):
+        return torch._utils._rebuild_tensor(*args)
+
     allowed: dict[str, Any] = {
         "collections.OrderedDict": OrderedDict,
         "builtins.set": set,
         "builtins.frozenset": frozenset,
         "builtins.complex": complex,
         "builtins.bytearray": bytearray,
-        "_codecs.encode": _latin1_bytes,
+        "_codecs.encode": latin1_bytes,
         "torch.Size": torch.Size,
         "torch.device": torch.device,
         "torch.Tensor": torch.Tensor,
         "torch.nn.parameter.Parameter": torch.nn.Parameter,
-        "torch.serialization._get_layout": torch.serialization._get_layout,
-        "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
-        "torch._utils._rebuild_tensor_v2": _without_hooks(torch._utils._rebuild_tensor_v2, 5),
-        "torch._utils._rebuild_tensor_v3": _without_hooks(torch._utils._rebuild_tensor_v3, 5),
-        "torch._utils._rebuild_parameter": _without_hooks(torch._utils._rebuild_parameter, 2),
-        "torch._tensor._rebuild_from_type_v2": _rebuild_from_type,
+        "torch.serialization._get_layout": layout,
+        "torch._utils._rebuild_tensor": rebuild_tensor,
+        "torch._utils._rebuild_tensor_v2": without_hooks(torch._utils._rebuild_tensor_v2, 5),
+        "torch._utils._rebuild_tensor_v3": without_hooks(torch._utils._rebuild_tensor_v3, 5),
+        "torch._utils._rebuild_parameter": without_hooks(torch._utils._rebuild_parameter, 2),
+        "torch._tensor._rebuild_from_type_v2": rebuild_from_type,
     }
     # dtypes pickle by name (`torch.bfloat16`).
     allowed.update({f"torch.{name}": value for name, value in vars(torch).items() if isinstance(value, torch.dtype)})
     return allowed
 
 
-_ALLOWED = _allowed_globals()
-
-
 class AllowListUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals of `_ALLOWED` (storages are resolved by torch.load)."""
+    """An unpickler that resolves only the globals of `_allowed_globals` (torch.load resolves storages)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._allowed = _allowed_globals()
 
     def find_class(self, module: str, name: str) -> Any:
         # Protocols 0-2 store Python 2 names (`__builtin__.set`); map them as pickle itself would.
@@ -99,8 +109,8 @@ class AllowListUnpickler(pickle.Unpickler):
         else:
             module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = f"{module}.{name}"
-        if key in _ALLOWED:
-            return _ALLOWED[key]
+        if key in self._allowed:
+            return self._allowed[key]
         raise _RefusedGlobal(key)
 
 

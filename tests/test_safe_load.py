@@ -5,6 +5,7 @@ loads, and Python's own unpickler, which does run the hostile payloads used here
 """
 
 import builtins
+import importlib
 import os
 import pickle
 import runpy
@@ -126,7 +127,7 @@ def main_of(module_or_script: str, args: list) -> int:
         if module_or_script.endswith(".py"):
             runpy.run_path(str(REPO / "convert" / module_or_script), run_name="__main__")
         else:
-            runpy.run_module(module_or_script, run_name="__main__", alter_sys=True)
+            importlib.import_module(module_or_script).main([str(a) for a in args])
         return 0
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
@@ -292,3 +293,19 @@ def test_a_truncated_checkpoint_is_one_line_naming_it(tmp_path):
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(UserError, match=f"could not read {path} as a PyTorch checkpoint"):
         load_torch_file(path)
+
+
+def test_pickle_build_cannot_tamper_with_torch_functions(tmp_path):
+    """BUILD sets attributes on whatever object a pickle holds; aimed at an allowed torch function it
+    would replace `torch.serialization._get_layout.cache` for the whole process."""
+    def unicode(text: str) -> bytes:
+        return b"X" + len(text).to_bytes(4, "little") + text.encode()
+
+    # global _get_layout; BUILD with {"cache": {"strided": 1}}; STOP (hand-written protocol 2 opcodes)
+    hostile = (b"\x80\x02ctorch.serialization\n_get_layout\n}" + unicode("cache") + b"}" + unicode("torch.strided")
+               + b"K\x01ssb.")
+    path = tmp_path / "tamper.pth"
+    path.write_bytes(hostile)
+    with pytest.raises(UserError, match=str(path)):  # not a torch file: the object is not even returned
+        load_torch_file(path)
+    assert torch.serialization._get_layout("torch.strided") is torch.strided
