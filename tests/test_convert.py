@@ -472,18 +472,17 @@ def test_a_real_full_disk_is_one_line_and_leaves_the_disk_empty(tmp_path, capsys
 
 
 def test_a_read_only_destination_is_one_line_and_keeps_what_is_there(tmp_path, capsys, tiny_tokenizer_dir):
-    """Real: a read-only tmpfs when running as root, else a folder without write permission."""
+    """Real: a folder without write permission, or, where permissions do not bind (root), a read-only tmpfs."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    (folder / "st").mkdir()
-    (folder / "st" / "precious.txt").write_text("keep me")
     runs = conversions(tmp_path, tiny_tokenizer_dir, folder)
     runs[2][1].append("--overwrite")  # replacing a folder there must fail without touching it
-    if os.geteuid() == 0:
-        if not shutil.which("mount") or not _mount(folder, "size=1m"):
-            pytest.skip("running as root, which ignores permissions, and cannot mount a read-only tmpfs")
-        (folder / "st").mkdir()
-        (folder / "st" / "precious.txt").write_text("keep me")
+    mounted = not permissions_bind(folder)
+    if mounted and not (shutil.which("mount") and _mount(folder, "size=1m")):
+        pytest.skip("write permissions do not bind here (root) and a read-only tmpfs cannot be mounted")
+    (folder / "st").mkdir()
+    (folder / "st" / "precious.txt").write_text("keep me")
+    if mounted:
         subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
     else:
         folder.chmod(0o555)
@@ -495,10 +494,23 @@ def test_a_read_only_destination_is_one_line_and_keeps_what_is_there(tmp_path, c
             assert "cannot write" in line and ("Read-only file system" in line or "Permission denied" in line), line
         assert [p.name for p in folder.iterdir()] == ["st"] and (folder / "st" / "precious.txt").read_text() == "keep me"
     finally:
-        if os.geteuid() == 0:
+        if mounted:
             subprocess.run(["umount", "-l", str(folder)], capture_output=True)
         else:
             folder.chmod(0o755)
+
+
+def permissions_bind(folder: Path) -> bool:
+    """Whether a folder without write permission refuses new files here (not for root)."""
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        return True
+    finally:
+        folder.chmod(0o755)
+    (folder / "probe").unlink()
+    return False
 
 
 def test_import_with_a_mismatched_model_name_writes_nothing(tmp_path, capsys):
