@@ -126,6 +126,8 @@ class _AllowListPickleModule:
 
 
 def _torch_load(path: Path, mmap: bool) -> Any:
+    # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list above is what
+    # keeps this safe (torch's own weights_only unpickler stops at protocol 3).
     return torch.load(path, map_location="cpu", pickle_module=_AllowListPickleModule, weights_only=False, mmap=mmap)
 
 
