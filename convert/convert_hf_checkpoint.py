@@ -10,14 +10,15 @@ the trainer's --init_from option.
 
 import argparse
 
-from lit_gpt.cli import exit_on_user_error
+from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.convert.export import import_hf
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint_dir", required=True, help="Hugging Face folder: config.json + safetensors or pytorch_model.bin")
-    parser.add_argument("--model_name", required=True, help="the lit shape the weights have, e.g. tiny_LLaMA_1b")
+    parser.add_argument("--model_name", default=None,
+                        help="the lit shape the weights have, e.g. tiny_LLaMA_1b (default: the shape config.json describes)")
     parser.add_argument("--out", required=True, help="the .pth file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser.parse_args(argv)

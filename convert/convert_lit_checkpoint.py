@@ -10,12 +10,12 @@ The folder loads with `AutoModelForCausalLM.from_pretrained(DIR)` and `AutoToken
 
 import argparse
 
-from lit_gpt.cli import exit_on_user_error
+from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.convert.export import export_hf
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint_name", "--checkpoint_path", dest="checkpoint", required=True, metavar="PATH",
                         help="the .pth checkpoint (trainer checkpoint, upstream checkpoint or plain state dict)")
     parser.add_argument("--out_dir", required=True, help="folder to write; must be empty or absent unless --overwrite")

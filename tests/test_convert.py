@@ -269,12 +269,13 @@ def test_cli_export_with_a_llama_tokenizer_loads_offline(tmp_path, llama_tokeniz
         torch.testing.assert_close(hf.float()(idx).logits, model(idx), atol=1e-5, rtol=0)
 
 
-def test_convert_safetensors_rewrites_an_upstream_bin(tmp_path, tiny_tokenizer_dir):
+@pytest.mark.parametrize("protocol", [2, 5])  # 5: what upstream's converter writes
+def test_convert_safetensors_rewrites_an_upstream_bin(tmp_path, tiny_tokenizer_dir, protocol):
     hf = random_hf_llama(vocab_size=128, n_kv=1, seed=2)
     src = tmp_path / "upstream"
     hf.save_pretrained(src)
     (src / "model.safetensors").unlink()
-    torch.save(hf.state_dict(), src / "pytorch_model.bin")
+    torch.save(hf.state_dict(), src / "pytorch_model.bin", pickle_protocol=protocol)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_tokenizer_dir / name, src / name)
     out = tmp_path / "st"
@@ -360,25 +361,156 @@ def test_existing_out_dir_is_kept_unless_overwrite(tmp_path, capsys, tiny_tokeni
     assert no_partial_leftovers(tmp_path)
 
 
-def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch, tiny_tokenizer_dir):
+# ----------------------------------------------------------------------------- full disks, read-only folders
+ENOSPC_SAFETENSORS = "Error while serializing: I/O error: No space left on device (os error 28)"
+ENOSPC_TORCH_SAVE = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+
+
+def disk_fills_up(monkeypatch, after_files: int) -> list:
+    """Writers that behave as on a full disk from their `after_files + 1`-th file on: part of the
+    file is written, then the error each library raises on a real ENOSPC (both seen on a 200 KB
+    tmpfs: safetensors raises SafetensorError, torch.save a RuntimeError from its zip writer)."""
     import safetensors.torch
+    from safetensors import SafetensorError
 
-    model = random_lit_model(tiny_config(2))
-    ckpt = save_trainer_checkpoint(tmp_path / "ckpt.pth", model, tiny_tokenizer_dir)
     calls = []
-    real_save = safetensors.torch.save_file
+    real_save_file, real_torch_save = safetensors.torch.save_file, torch.save
 
-    def failing_save(tensors, filename, metadata=None):
+    def save_file(tensors, filename, metadata=None):
         calls.append(filename)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        real_save(tensors, filename, metadata=metadata)
+        if len(calls) > after_files:
+            Path(filename).write_bytes(b"\0" * 4096)
+            raise SafetensorError(ENOSPC_SAFETENSORS)
+        real_save_file(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
-    with pytest.raises(OSError, match="disk full"):
-        export_hf(ckpt, tmp_path / "new" / "nested" / "out", max_shard_size="40KB")
-    assert len(calls) == 2
-    assert not (tmp_path / "new").exists() and no_partial_leftovers(tmp_path)
+    def torch_save(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) > after_files:
+            Path(f).write_bytes(b"PK\3\4" + b"\0" * 4096)
+            raise RuntimeError(ENOSPC_TORCH_SAVE)
+        real_torch_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    monkeypatch.setattr(torch, "save", torch_save)
+    return calls
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_a_full_disk_while_exporting_leaves_nothing_behind(tmp_path, monkeypatch, capsys, tiny_tokenizer_dir):
+    ckpt = save_trainer_checkpoint(tmp_path / "ckpt.pth", random_lit_model(tiny_config(2)), tiny_tokenizer_dir)
+    calls = disk_fills_up(monkeypatch, after_files=1)
+    out = tmp_path / "new" / "nested" / "out"
+    assert main_of("convert_lit_checkpoint.py", ["--checkpoint_name", str(ckpt), "--out_dir", str(out), "--max_shard_size", "40KB"]) == 2
+    line = one_line(capsys)
+    assert f"could not write --out_dir {out}: No space left on device" in line and "nothing was written" in line
+    assert len(calls) == 2 and not (tmp_path / "new").exists() and no_partial_leftovers(tmp_path)
+
+    # With --overwrite, the folder being replaced stays as it was.
+    out.mkdir(parents=True)
+    (out / "precious.txt").write_text("keep me")
+    calls.clear()
+    assert main_of("convert_lit_checkpoint.py", ["--checkpoint_name", str(ckpt), "--out_dir", str(out), "--overwrite",
+                                                 "--max_shard_size", "40KB"]) == 2
+    assert "No space left on device" in one_line(capsys)
+    assert [p.name for p in out.iterdir()] == ["precious.txt"] and (out / "precious.txt").read_text() == "keep me"
+    assert no_partial_leftovers(out.parent)
+
+
+def test_a_full_disk_while_importing_leaves_the_old_file(tmp_path, monkeypatch, capsys):
+    random_hf_llama(vocab_size=128, n_kv=2).save_pretrained(tmp_path / "hf")
+    out = tmp_path / "lit.pth"
+    out.write_bytes(b"an earlier checkpoint")
+    capsys.readouterr()
+    disk_fills_up(monkeypatch, after_files=0)
+    assert main_of("convert_hf_checkpoint.py", ["--checkpoint_dir", str(tmp_path / "hf"), "--out", str(out), "--overwrite"]) == 2
+    assert f"could not write --out {out}" in one_line(capsys)
+    assert out.read_bytes() == b"an earlier checkpoint" and no_partial_leftovers(tmp_path)
+
+
+def _mount(point: Path, options: str) -> bool:
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 200 KB file system, so a full disk and a read-only one are not simulated (needs root
+    and the right to mount; skipped elsewhere)."""
+    point = tmp_path / "disk"
+    point.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount") or not _mount(point, "size=200k"):
+        pytest.skip("cannot mount a tmpfs here")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def conversions(tmp_path, tiny_tokenizer_dir, out: Path) -> list:
+    """Each convert/ entry point with its output in `out`; inputs of ~300 KB each."""
+    ckpt = save_trainer_checkpoint(tmp_path / "ckpt.pth", random_lit_model(tiny_config(2)), tiny_tokenizer_dir)
+    hf = random_hf_llama(vocab_size=128, n_kv=2)
+    hf.save_pretrained(tmp_path / "hf")
+    torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin", pickle_protocol=5)
+    return [
+        ("convert_lit_checkpoint.py", ["--checkpoint_name", ckpt, "--out_dir", out / "hf_out", "--dtype", "float32"]),
+        ("convert_hf_checkpoint.py", ["--checkpoint_dir", tmp_path / "hf", "--out", out / "lit.pth"]),
+        ("convert_safetensors.py", ["--checkpoint_path", tmp_path / "pytorch_model.bin", "--out_dir", out / "st"]),
+    ]
+
+
+def test_a_real_full_disk_is_one_line_and_leaves_the_disk_empty(tmp_path, capsys, small_disk, tiny_tokenizer_dir):
+    for script, args in conversions(tmp_path, tiny_tokenizer_dir, small_disk):
+        capsys.readouterr()
+        assert main_of(script, [str(a) for a in args]) == 2, script
+        line = one_line(capsys)
+        assert "could not write" in line and "no space left on device" in line.lower(), line
+        assert list(small_disk.iterdir()) == [], script
+
+
+def test_a_read_only_destination_is_one_line_and_keeps_what_is_there(tmp_path, capsys, tiny_tokenizer_dir):
+    """Real: a folder without write permission, or, where permissions do not bind (root), a read-only tmpfs."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    runs = conversions(tmp_path, tiny_tokenizer_dir, folder)
+    runs[2][1].append("--overwrite")  # replacing a folder there must fail without touching it
+    mounted = not permissions_bind(folder)
+    if mounted and not (shutil.which("mount") and _mount(folder, "size=1m")):
+        pytest.skip("write permissions do not bind here (root) and a read-only tmpfs cannot be mounted")
+    (folder / "st").mkdir()
+    (folder / "st" / "precious.txt").write_text("keep me")
+    if mounted:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+    try:
+        for script, args in runs:
+            capsys.readouterr()
+            assert main_of(script, [str(a) for a in args]) == 2, script
+            line = one_line(capsys)
+            assert "cannot write" in line and ("Read-only file system" in line or "Permission denied" in line), line
+        assert [p.name for p in folder.iterdir()] == ["st"] and (folder / "st" / "precious.txt").read_text() == "keep me"
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        else:
+            folder.chmod(0o755)
+
+
+def permissions_bind(folder: Path) -> bool:
+    """Whether a folder without write permission refuses new files here (not for root)."""
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        return True
+    finally:
+        folder.chmod(0o755)
+    (folder / "probe").unlink()
+    return False
 
 
 def test_import_with_a_mismatched_model_name_writes_nothing(tmp_path, capsys):

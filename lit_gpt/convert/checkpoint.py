@@ -8,7 +8,6 @@ and shape against it before anything is converted or written.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -17,6 +16,7 @@ import torch
 from lit_gpt.cli import UserError
 from lit_gpt.config import Config
 from lit_gpt.convert.hf import StateDictMismatch, check_keys_and_shapes
+from lit_gpt.safe_load import load_torch_file
 
 # Added by torch.compile, DDP/FSDP and Fabric's module wrappers.
 WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
@@ -25,23 +25,8 @@ _NOT_META = ("model", "state_dict", "optimizer")
 
 
 def torch_load(path: Union[str, Path]) -> Any:
-    """torch.load with weights_only and mmap; every failure becomes a UserError naming the file."""
-    path = Path(path)
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            # Files written by torch.save's legacy (pre-zip) format cannot be memory-mapped.
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"{path} holds objects other than tensors and plain containers, which are not loaded for safety: {first}"
-        ) from None
-    except Exception as err:  # a truncated or foreign file: torch raises several types
-        raise UserError(f"could not read {path} as a PyTorch checkpoint: {type(err).__name__}: {err}") from None
+    """The file's object through `lit_gpt.safe_load` (allow-list, any pickle protocol, memory-mapped)."""
+    return load_torch_file(path)
 
 
 def strip_wrapper_prefixes(sd: dict[str, Any]) -> dict[str, Any]:

@@ -9,16 +9,13 @@ error at any point leaves nothing behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -34,6 +31,7 @@ from lit_gpt.convert.hf import (
     lit_to_hf_items,
     lit_to_hf_state_dict,
 )
+from lit_gpt.convert.staging import staged_dir, staged_file
 from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
 
 PathLike = Union[str, Path]
@@ -107,36 +105,6 @@ def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Pat
         for path in protected:
             if path is not None and (path.resolve() == out.resolve() or out.resolve() in path.resolve().parents):
                 raise UserError(f"refusing to replace --out_dir {out}: it holds {path}, an input of this conversion")
-
-
-@contextmanager
-def staged_dir(out: Path) -> Iterator[Path]:
-    """Yields a fresh hidden folder next to `out`; on success it replaces `out`, on error it is removed."""
-    missing_parents = []
-    parent = out.parent
-    while not parent.exists():
-        missing_parents.append(parent)
-        parent = parent.parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in missing_parents:  # innermost first
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-    if out.exists():
-        retired = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, retired)
-        os.rename(staging, out)
-        shutil.rmtree(retired)
-    else:
-        os.rename(staging, out)
 
 
 def _progress(total: int, desc: str):
@@ -402,13 +370,9 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
         "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None,
         "source": str(hf_dir.resolve()),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
+    n_bytes = sum(t.numel() * t.element_size() for t in sd.values())
+    with staged_file(out, "--out", needed_bytes=n_bytes) as staging:
         torch.save(checkpoint, staging)
-        os.replace(staging, out)
-    finally:
-        staging.unlink(missing_ok=True)
     return {
         "out": out, "model_name": config.name, "n_params": sum(t.numel() for t in sd.values()),
         "dtype": dtype_name(sd["lm_head.weight"].dtype), "vocab_rows_added": grown, "seconds": time.perf_counter() - start,

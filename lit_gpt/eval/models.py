@@ -6,6 +6,7 @@ lm-evaluation-harness see the same model; a lit checkpoint is converted in memor
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -103,6 +104,72 @@ def check_model_path(model_path: Union[str, Path], tokenizer_dir: Union[str, Pat
     return path
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_safetensors_files(folder: Path) -> bool:
+    """Opens the header of every safetensors file of a HF folder (cheap: nothing is read into memory),
+    so that a truncated or corrupt shard fails in one line naming it. False when there are none."""
+    from safetensors import SafetensorError, safe_open
+
+    from lit_gpt.convert.export import SAFETENSORS_INDEX
+
+    index = folder / SAFETENSORS_INDEX
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UserError(f"{index} is not a weight index: {_first_line(err)}") from None
+    elif (folder / "model.safetensors").is_file():
+        names = ["model.safetensors"]
+    else:
+        return False
+    for name in names:
+        shard = folder / name
+        if not shard.is_file():
+            raise UserError(f"{shard}, listed in {index}, does not exist")
+        try:
+            with safe_open(str(shard), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise UserError(f"{shard} is not a readable safetensors file (truncated or corrupt?): {_first_line(err)}") from None
+    return True
+
+
+def load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool = False):
+    """A Hugging Face model folder as a causal LM. safetensors weights load through transformers;
+    `pytorch_model.bin` weights are read by `lit_gpt.safe_load` (any pickle protocol, nothing in
+    them runs: upstream MEAP's converter writes protocol 5, which transformers' loader refuses)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        if check_safetensors_files(path):
+            return AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        from lit_gpt.convert.export import read_hf_weights
+
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+        if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+            raise UserError(f"{path}: pytorch_model.bin weights of model type {config.model_type!r} are not supported here; "
+                            "convert them with convert/convert_safetensors.py first")
+        state_dict = read_hf_weights(path)
+        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+        model, info = model_class.from_pretrained(None, config=config, state_dict=state_dict, dtype=dtype,
+                                                  output_loading_info=True)
+        if info["missing_keys"]:
+            # transformers would leave these randomly initialised; an evaluation of that means nothing.
+            missing = sorted(info["missing_keys"])
+            raise UserError(f"{path}: pytorch_model.bin lacks {len(missing)} weights of the model: {', '.join(missing[:5])}")
+        return model
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load the Hugging Face model in {path}: {_first_line(err)}") from None
+
+
 def load_model(
     model_path: Union[str, Path],
     *,
@@ -119,15 +186,8 @@ def load_model(
         model, tokenizer = load_lit_as_hf(path, Path(tokenizer_dir).expanduser() if tokenizer_dir else None, torch_dtype)
         source = "lit"
     else:
-        from transformers import AutoModelForCausalLM
-
         tokenizer = load_tokenizer(tokenizer_dir or path, add_mask_token=False, trust_remote_code=trust_remote_code)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(path), dtype=torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code
-            )
-        except (OSError, ValueError) as err:
-            raise UserError(f"could not load the Hugging Face model in {path}: {err}") from err
+        model = load_hf_folder(path, torch_dtype, trust_remote_code)
         source = "hf"
     prepare_tokenizer_for_batching(tokenizer)
     model.to(torch_device).eval()

@@ -155,7 +155,7 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     positions = settings.gold_positions if settings.gold_positions is not None else default_gold_positions(num_documents)
     positions = sorted(set(positions))
     jobs = [(ex, pos, arrange(ex, pos, settings.num_documents)) for pos in positions for ex in examples]
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
 
     loaded = load_model(
         settings.model_dir,
@@ -164,6 +164,7 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
         dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code,
     )
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     prompts = [_encode(loaded.tokenizer, qa_prompt(ex.question, docs), settings.chat_template) for ex, _, docs in jobs]
     generations = greedy_generate(
         loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size, desc="multidoc QA"

@@ -63,15 +63,25 @@ def depth(text: str) -> float:
     return value
 
 
-def prepare_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: bool) -> Path:
-    """Creates `out_dir`; refuses to replace earlier results unless `overwrite`."""
+def check_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: bool) -> Path:
+    """Refuses to replace earlier results unless `overwrite`; creates nothing (call it before the
+    model loads, so a bad model leaves no empty folder behind)."""
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out_dir {out} exists and is not a folder")
     existing = [name for name in names if (out / name).exists()]
     if existing and not overwrite:
         raise UserError(f"{out} already holds {', '.join(existing)}; choose another --out_dir or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def prepare_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: bool) -> Path:
+    """Creates `out_dir`; refuses to replace earlier results unless `overwrite`."""
+    out = check_out_dir(out_dir, names, overwrite)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --out_dir {out}: {err.strerror or err}") from None
     return out
 
 

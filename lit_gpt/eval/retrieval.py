@@ -157,7 +157,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     from lit_gpt.eval.plots import plot_heatmap
 
     check_model_path(settings.model_dir, settings.tokenizer_dir)
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     if settings.task != "niah" and settings.haystack_file:
         print(f"warning: --haystack_file is only used by task niah, not {settings.task}", file=sys.stderr)
     corpus, haystack = _haystack(settings)
@@ -168,6 +168,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
         dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code,
     )
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     longest = max(settings.context_lengths) + settings.max_new_tokens
     if loaded.max_positions and longest > loaded.max_positions:
         print(
