@@ -173,11 +173,12 @@ def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[l
     return ids, flags
 
 
-COLUMNS = ("input_ids", "is_answer", "masked_copy", "turn", "usable", "n_tokens", "n_answer", "first_label")
+COLUMNS = ("input_ids", "is_answer", "masked_copy", "turn", "usable", "empty_answer", "n_tokens", "n_answer", "first_label")
 
 
-def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = False) -> dict:
+def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = False, empty_answer: bool = False) -> dict:
     return {
+        "empty_answer": empty_answer,  # only whitespace in the answer text (templates may still add some)
         "input_ids": ids,
         "is_answer": flags,
         "masked_copy": masked_copy,
@@ -194,7 +195,10 @@ def _upstream_rows(messages, tokenizer, settings: UpstreamSettings, system_promp
     """Upstream's examples of one conversation: every turn's ntp example, then every turn's masked copy."""
     system, turns = messages_to_turns(messages)
     pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer)
-    rows = [_row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn) for turn, (src, tgt) in enumerate(pairs)]
+    rows = [
+        _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
+        for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
+    ]
     if settings.masked_copies:
         rows += [
             _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, masked_copy=True)
@@ -215,7 +219,8 @@ def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_i
             rows = _upstream_rows(messages, tokenizer, upstream, system_prompt) or [_row([], [], usable=False)]
         else:
             segments = template.render(messages, tokenizer.eos_token, system_prompt)
-            rows = [_row(*tokenize_conversation(segments, tokenizer, bos_id))]
+            empty = not any(m["content"].strip() for m in messages if m["role"] == "assistant")
+            rows = [_row(*tokenize_conversation(segments, tokenizer, bos_id), empty_answer=empty)]
         for row in rows:
             for c in COLUMNS:
                 out[c].append(row[c])
@@ -296,7 +301,7 @@ class DataSummary:
     copy_eligible: int = 0  # answer long enough for a masked copy
     examples: int = 0
     masked_copies: int = 0  # --preset upstream: examples that are masked copies (counted in `examples`)
-    answer_tokens: int = 0  # in the kept examples' answers (masked copies not counted)
+    empty_answers: int = 0  # kept examples whose answer text is empty (masked copies not counted)
 
     def __str__(self) -> str:
         copies = f" ({self.masked_copies} of them masked copies)" if self.masked_copies else ""
@@ -314,6 +319,7 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
     n_answer = list(tokenized["n_answer"])
     copy = list(tokenized["masked_copy"])
     turn = list(tokenized["turn"])
+    empty = list(tokenized["empty_answer"])
     lengths = [n + 1 for n in tokenized["n_tokens"]]  # + the EOS the builder appends
     rows = range(len(usable))
     keep = [i for i in rows if usable[i] and (copy[i] or first_label[i] < max_length)]
@@ -326,7 +332,7 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
         copy_eligible=sum(1 for i in originals if n_answer[i] >= min_answer_tokens),
         examples=len(keep),
         masked_copies=len(keep) - len(originals),
-        answer_tokens=sum(n_answer[i] for i in originals),
+        empty_answers=sum(1 for i in originals if empty[i]),
     )
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 

@@ -320,7 +320,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
         )
         if len(data) == 0:
             raise UserError(f"no usable {what} example: {summary}")
-        if summary.answer_tokens == 0:
+        if summary.empty_answers == summary.examples - summary.masked_copies:
             names = ", ".join(str(f) for f in files)
             raise UserError(f"{names}: every answer of the {summary.records - summary.unusable} usable {what} records is empty: "
                             "nothing to learn but the end of text")
