@@ -7,7 +7,8 @@
 #   NUM_GPUS=8 bash scripts/MEAP-SFT.sh [extra sft.py / TrainingArguments options]
 #
 # BACKEND=deepspeed (default, ZeRO-2), fsdp (accelerate's FSDP) or none (plain DDP through
-# torchrun, or one process when NUM_GPUS=1: small models, debugging, CPU with --bf16 false).
+# torchrun, or one process when NUM_GPUS=1: small models, debugging; on CPU add --use_cpu).
+# PRESET=upstream builds the upstream code's examples token for token (sft.py --preset upstream).
 # Learning rate, batch and warmup are the usual Alpaca full fine-tuning values; the paper does
 # not list them. Needs: pip install -r MEAP-SFT/requirements.txt (+ deepspeed for BACKEND=deepspeed)
 set -euo pipefail
@@ -17,6 +18,7 @@ DATA=${DATA:?set DATA to the Alpaca JSON file, e.g. alpaca_data.json}
 OUT=${OUT:?set OUT to a new output folder}
 NUM_GPUS=${NUM_GPUS:-8}
 BACKEND=${BACKEND:-deepspeed}   # deepspeed (ZeRO-2), fsdp or none
+PRESET=${PRESET:-default}       # default (the paper: concat, alpaca template) or upstream (its examples)
 GLOBAL_BATCH=${GLOBAL_BATCH:-128}
 MICRO_BATCH=${MICRO_BATCH:-2}
 
@@ -47,16 +49,23 @@ else
   exit 2
 fi
 
+if [[ "$PRESET" == upstream ]]; then
+  PRESET_ARGS=(--preset upstream)  # its examples token for token: separate copies, its llama3 template
+elif [[ "$PRESET" == default ]]; then
+  PRESET_ARGS=(--template_name alpaca --meap_mode concat --min_answer_tokens 50)
+else
+  echo "error: PRESET must be default or upstream, got '$PRESET'" >&2
+  exit 2
+fi
+
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 # --warmup_steps below 1 is a fraction of the training steps (transformers 5 dropped --warmup_ratio).
-# Options given to this script come last and override these; the upstream code's examples:
-#   bash scripts/MEAP-SFT.sh --preset upstream --meap_mode separate --template_name llama3
+# Options given to this script come last and override these.
 "${LAUNCH[@]}" "$REPO/MEAP-SFT/sft.py" \
   --model_name_or_path "$MODEL_DIR" \
   --train_file "$DATA" \
   --output_dir "$OUT" \
-  --template_name alpaca \
-  --meap_mode concat --mask_ratio 0.1 --min_answer_tokens 50 \
+  "${PRESET_ARGS[@]}" --mask_ratio 0.1 \
   --model_max_length 4096 \
   --num_train_epochs 2 \
   --per_device_train_batch_size "$MICRO_BATCH" \

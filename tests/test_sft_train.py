@@ -307,9 +307,9 @@ def test_resume_refuses_truncated_or_malicious_files(model_dir, train_file, tmp_
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
 
 
-def run_launcher(model_dir, data, out, num_gpus, *extra):
+def run_launcher(model_dir, data, out, num_gpus, *extra, preset="default"):
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", BACKEND="none",
-               NUM_GPUS=str(num_gpus), GLOBAL_BATCH=str(2 * num_gpus), MICRO_BATCH="1",
+               NUM_GPUS=str(num_gpus), GLOBAL_BATCH=str(2 * num_gpus), MICRO_BATCH="1", PRESET=preset,
                MODEL_DIR=str(model_dir), DATA=str(data), OUT=str(out), PYTHON=sys.executable)
     return subprocess.run(["bash", str(REPO / "scripts" / "MEAP-SFT.sh"), "--max_steps", "2", "--model_max_length", "256",
                            "--cache_dir", str(out.parent / "datasets_cache"), *extra],
@@ -337,11 +337,13 @@ def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the Trainer sees one CPU process")
 def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
-    """torchrun --nproc_per_node 2 on CPU without --use_cpu: each rank would train alone; both refuse."""
+    """torchrun --nproc_per_node 2 on CPU without --use_cpu: each rank would train alone; both refuse.
+
+    PRESET=upstream here, so the launcher's flags for the upstream preset are parsed too."""
     data = tmp_path / "alpaca.json"
     data.write_text(json.dumps([r for r in RECORDS if "instruction" in r] * 2))
     out = tmp_path / "out"
-    proc = run_launcher(model_dir, data, out, 2, "--bf16", "false")
+    proc = run_launcher(model_dir, data, out, 2, "--bf16", "false", preset="upstream")
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and all("the launcher started WORLD_SIZE=2 processes but the Trainer sees a world of 1" in e
