@@ -76,6 +76,19 @@ def test_record_to_messages():
     assert record_to_messages({"conversations": []}, "f", 5) is None
     with pytest.raises(UserError, match="record 2: conversation turn 1 has unknown speaker .robot."):
         record_to_messages({"conversations": [{"from": "robot", "value": "x"}]}, "f", 2)
+    wrong_types = [
+        ({"conversations": "hi there"}, r"f: record 3: conversations must be a list of \{from, value\} turns, got str"),
+        ({"conversations": [{"from": "human", "value": "q"}, "a"]}, r"record 3: conversation turn 2 is not a \{from, value\}"),
+        ({"conversations": [{"value": "q"}]}, r"record 3: conversation turn 1 has unknown speaker None"),
+        ({"instruction": "i", "input": 3, "output": "o"}, r"record 3: input must be a string, got int 3"),
+        ({"instruction": ["i"], "output": "o"}, r"record 3: instruction must be a string, got list"),
+        ({"instruction": "i", "output": {"text": "o"}}, r"record 3: output must be a string, got dict"),
+        ({"instruction": "i", "output": "o", "system": 1}, r"record 3: the system prompt must be a string, got int 1"),
+        ([1, 2], r"f: record 3 is not a JSON object"),
+    ]
+    for record, message in wrong_types:
+        with pytest.raises(UserError, match=message):
+            record_to_messages(record, "f", 3)
 
 
 def test_answer_flags_follow_the_rendered_text(tokenizer):
