@@ -243,3 +243,25 @@ def test_preset_arguments():
         parse_arguments(base + ["--template_name", "vicuna"])
     with pytest.raises(UserError, match="--preset 'paper': choose one of default, upstream"):
         parse_arguments(base[:-1] + ["paper"])
+
+
+def test_validation_split_holds_out_whole_records(tmp_path, tokenizer):
+    from lit_gpt.sft.data import split_records
+
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
+                               upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
+    train, validation = split_records(tokenized, 40, seed=3)
+    # records, rebuilt independently: a record's ntp rows then its copies, the next starts at turn 0
+    rows = list(zip(tokenized["turn"], tokenized["masked_copy"]))
+    starts = [i for i, (turn, copy) in enumerate(rows) if turn == 0 and not copy] + [len(rows)]
+    groups = [set(range(a, b)) for a, b in zip(starts, starts[1:])]
+    assert len(groups) == len(RECORDS)
+    held = [g for g in groups if g & set(validation)]
+    assert len(held) == 2  # 40 % of 5 records
+    for group in groups:
+        if group in held:
+            assert not group & set(train) and set(validation) & group == {i for i in group if not rows[i][1]}
+        else:
+            assert group <= set(train)

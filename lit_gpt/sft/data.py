@@ -337,6 +337,27 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
+def split_records(tokenized, percentage: float, seed: int) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows) holding out `percentage` % of the records, whole.
+
+    For datasets with several rows per record (`--preset upstream`: a record's turns, then their
+    masked copies); the validation side leaves the masked copies out, as it measures plain ntp.
+    """
+    turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
+    record_of, records = [], -1
+    for t, c in zip(turn, copy):
+        records += t == 0 and not c
+        record_of.append(records)
+    n_records = records + 1
+    n_eval = max(1, round(n_records * percentage / 100))
+    if n_eval >= n_records:
+        raise UserError(f"--validation_split_percentage {percentage} leaves no training record out of {n_records}")
+    held_out = set(random.Random(seed).sample(range(n_records), n_eval))
+    train = [i for i, r in enumerate(record_of) if r not in held_out]
+    validation = [i for i, r in enumerate(record_of) if r in held_out and not copy[i]]
+    return train, validation
+
+
 class SFTDataset(torch.utils.data.Dataset):
     """Plain-python view of a tokenized split, so the Trainer passes samples to the collator untouched.
 

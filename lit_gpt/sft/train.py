@@ -291,7 +291,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
 
 def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed):
-    from lit_gpt.sft.data import select_trainable, tokenize_files
+    from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
     def tokenize(files, max_records, masked_copies=True):
         upstream = None
@@ -330,6 +330,10 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
     eval_tokenized = None
     if eval_files:
         eval_tokenized = tokenize(eval_files, data_args.max_eval_samples, masked_copies=False)
+    elif data_args.validation_split_percentage and meap_args.preset == "upstream":
+        # rows are upstream's examples (turns, copies): hold out whole records, and their copies not at all
+        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed)
+        tokenized, eval_tokenized = tokenized.select(train_rows), tokenized.select(eval_rows)
     elif data_args.validation_split_percentage:
         n_eval = max(1, round(len(tokenized) * data_args.validation_split_percentage / 100))
         if n_eval >= len(tokenized):
@@ -337,8 +341,6 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
                             f"training record out of {len(tokenized)}")
         split = tokenized.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
         tokenized, eval_tokenized = split["train"], split["test"]
-        if meap_args.preset == "upstream":  # validation is plain ntp: the held-out masked copies go
-            eval_tokenized = eval_tokenized.filter(lambda row: not row["masked_copy"])
         if data_args.max_eval_samples is not None:
             eval_tokenized = eval_tokenized.select(range(min(data_args.max_eval_samples, len(eval_tokenized))))
     train_data, train_summary = trainable(tokenized, "training", train_files)
