@@ -178,12 +178,12 @@ COLUMNS = ("input_ids", "is_answer", "masked_copy", "turn", "usable", "empty_ans
 
 def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = False, empty_answer: bool = False) -> dict:
     return {
-        "empty_answer": empty_answer,  # only whitespace in the answer text (templates may still add some)
         "input_ids": ids,
         "is_answer": flags,
         "masked_copy": masked_copy,
         "turn": turn,  # the records are the rows of turn 0 that are not masked copies
         "usable": usable,
+        "empty_answer": empty_answer,  # only whitespace in the answer text (templates may still add some)
         "n_tokens": len(ids),
         "n_answer": sum(flags),
         # the first labeled position: the first answer token, else the EOS the builder appends
