@@ -91,9 +91,11 @@ def check_checkpoint_files(checkpoint: str) -> None:
 
     A truncated file or one whose pickle would run code (anything but tensors, plain containers
     and the numpy RNG state the Trainer saves) is refused here, with its name, before the Trainer
-    starts. Files are memory-mapped, so large optimizer states are not read into memory.
+    starts. Zip-format files (what torch.save writes) are memory-mapped, so large optimizer
+    states are not read into memory.
     """
     import pickle
+    import zipfile
 
     import torch
     from transformers.trainer_pt_utils import safe_globals
@@ -103,12 +105,20 @@ def check_checkpoint_files(checkpoint: str) -> None:
         for path in sorted(folder.glob(pattern)):
             try:
                 with safe_globals():  # the numpy arrays and dtypes of rng_state.pth
-                    torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                    torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
             except pickle.UnpicklingError as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise UserError(f"--resume_from_checkpoint: refusing {path}: it holds more than tensors and "
-                                f"plain data, which could run code when loaded ({reason[:160]})") from None
+                                f"plain data, which could run code when loaded ({_unpickler_reason(err)})") from None
             except Exception as err:  # torch reports truncated or corrupt files with several types
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise UserError(f"--resume_from_checkpoint: cannot read {path} (truncated or corrupt?): "
                                 f"{reason[:160]}") from None
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's long weights_only message that names what was refused."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0][:160]
+    return (lines[0] if lines else type(err).__name__)[:160]
