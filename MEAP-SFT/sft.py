@@ -4,6 +4,8 @@
         --template_name vicuna --meap_mode concat --mask_ratio 0.1 --model_max_length 4096 \
         [any transformers TrainingArguments: --num_train_epochs 2 --bf16 --deepspeed ...]
 
+`--preset upstream` builds the upstream MEAP-SFT code's examples token for token instead.
+
 `python MEAP-SFT/sft.py --help` lists every option.
 """
 

@@ -74,8 +74,21 @@ def test_record_to_messages():
     with pytest.raises(UserError, match=r"f: record 4 has an instruction but no output"):
         record_to_messages({"instruction": "x", "input": ""}, "f", 4)
     assert record_to_messages({"conversations": []}, "f", 5) is None
-    with pytest.raises(UserError, match="record 2: unknown speaker 'robot'"):
+    with pytest.raises(UserError, match="record 2: conversation turn 1 has unknown speaker .robot."):
         record_to_messages({"conversations": [{"from": "robot", "value": "x"}]}, "f", 2)
+    wrong_types = [
+        ({"conversations": "hi there"}, r"f: record 3: conversations must be a list of \{from, value\} turns, got str"),
+        ({"conversations": [{"from": "human", "value": "q"}, "a"]}, r"record 3: conversation turn 2 is not a \{from, value\}"),
+        ({"conversations": [{"value": "q"}]}, r"record 3: conversation turn 1 has unknown speaker None"),
+        ({"instruction": "i", "input": 3, "output": "o"}, r"record 3: input must be a string, got int 3"),
+        ({"instruction": ["i"], "output": "o"}, r"record 3: instruction must be a string, got list"),
+        ({"instruction": "i", "output": {"text": "o"}}, r"record 3: output must be a string, got dict"),
+        ({"instruction": "i", "output": "o", "system": 1}, r"record 3: the system prompt must be a string, got int 1"),
+        ([1, 2], r"f: record 3 is not a JSON object"),
+    ]
+    for record, message in wrong_types:
+        with pytest.raises(UserError, match=message):
+            record_to_messages(record, "f", 3)
 
 
 def test_answer_flags_follow_the_rendered_text(tokenizer):
@@ -112,7 +125,7 @@ def test_bad_records_and_files_name_the_file(tmp_path, tokenizer):
         tokenize_files([bad], tokenizer, get_template("vicuna"), cache_dir=str(tmp_path / "cache"))
     broken = tmp_path / "broken.json"
     broken.write_text('{"instruction": "x", "output": ')
-    with pytest.raises(UserError, match=r"could not read .*broken.json as JSON"):
+    with pytest.raises(UserError, match=r"broken.json: record 1 is not valid JSON"):
         tokenize_files([broken], tokenizer, get_template("vicuna"), cache_dir=str(tmp_path / "cache"))
 
 
@@ -126,7 +139,7 @@ def test_select_trainable_counts(tmp_path, tokenizer):
     data = tokenize_files([path], tokenizer, get_template("alpaca"), cache_dir=str(tmp_path / "cache"))
     kept, summary = select_trainable(data, max_length=128, min_answer_tokens=50)
     assert (summary.records, summary.unusable, summary.dropped, summary.cut, summary.copy_eligible, summary.examples) == (4, 1, 1, 1, 1, 2)
-    assert len(kept) == 2 and kept.column_names == ["input_ids", "is_answer"]
+    assert len(kept) == 2 and kept.column_names == ["input_ids", "is_answer", "masked_copy"]
 
 
 def features(n_prompt=5, n_answer=60, first=100):

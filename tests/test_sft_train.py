@@ -226,3 +226,127 @@ def test_a_converted_lit_checkpoint_fine_tunes(model_dir, train_file, tmp_path):
     assert tokenizer.convert_tokens_to_ids("[MASK]") == base_vocab
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.get_input_embeddings().weight.shape[0] == config.padded_vocab_size
+
+
+def test_preset_upstream_trains_with_separate_masked_copies(model_dir, train_file, tmp_path):
+    out = tmp_path / "out"
+    extra = ["--preset", "upstream", "--meap_mode", "separate", "--template_name", "llama3", "--max_steps", "2"]
+    result = main(args(model_dir, train_file, out, *extra))  # the later options win
+    summary = result.train_summary
+    assert summary.records == 16 and summary.examples == 20 + summary.masked_copies  # one example per turn
+    assert summary.masked_copies > 0 and result.collator_stats["masked_copies"] > 0
+    assert [h["step"] for h in result.log_history if "loss" in h] == [1, 2]
+
+
+def test_wrong_types_and_empty_answers_are_refused(model_dir, tmp_path):
+    out = tmp_path / "out"
+    cases = [
+        ([{"instruction": 5, "input": "", "output": "a"}], r"record 1: instruction must be a string, got int 5"),
+        ([RECORDS[0], {"instruction": "x", "input": "", "output": ["a"]}], r"record 2: output must be a string, got list \[\"a\"\]"),
+        ([RECORDS[2], {"conversations": [{"from": "human", "value": 5}]}],
+         r"record 2: conversation turn 1 \(human\): value must be a string, got int 5"),
+    ]
+    for records, message in cases:
+        data = tmp_path / "data.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in records))
+        with pytest.raises(UserError, match=r"data.jsonl: " + message):
+            main(args(model_dir, data, out))
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps([{"instruction": "Say nothing.", "input": "", "output": ""}] * 3))
+    with pytest.raises(UserError, match=r"empty.json: every answer of the 3 usable training records is empty"):
+        main(args(model_dir, empty, out))
+    assert not out.exists()
+
+
+def test_remote_code_needs_trust_remote_code_and_never_runs(tmp_path):
+    folder = tmp_path / "custom_model"
+    folder.mkdir()
+    marker = tmp_path / "custom_code_ran"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "meap_custom", "architectures": ["CustomForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig", "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"},
+    }))
+    for module in ("configuration_custom.py", "modeling_custom.py"):
+        (folder / module).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(RECORDS))
+    with pytest.raises(UserError, match=r"custom_model: config.json maps to custom code in that folder .*AutoModelForCausalLM="
+                                        r"modeling_custom.CustomForCausalLM.*pass --trust_remote_code"):
+        main(args(folder, data, tmp_path / "out"))
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def malicious_pickle(marker):
+    """A torch.save file whose unpickling would create `marker` (via builtins.open)."""
+    class Payload:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+    return {"state": Payload()}
+
+
+def test_resume_refuses_truncated_or_malicious_files(model_dir, train_file, tmp_path):
+    from lit_gpt.sft.checks import check_checkpoint_files
+
+    out = tmp_path / "out"
+    main(args(model_dir, train_file, out, "--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1"))
+    checkpoint = out / "checkpoint-1"
+    names = ["optimizer.pt", "scheduler.pt", "rng_state.pth"]
+    assert all((checkpoint / n).is_file() for n in names)
+    check_checkpoint_files(str(checkpoint))  # what the Trainer wrote passes
+    originals = {n: (checkpoint / n).read_bytes() for n in names}
+    marker = tmp_path / "payload_ran"
+    for name in names:
+        torch.save(malicious_pickle(marker), checkpoint / name)
+        with pytest.raises(UserError, match=rf"--resume_from_checkpoint: refusing .*checkpoint-1/{name}: it holds more than tensors"):
+            main(args(model_dir, train_file, out, "--max_steps", "2", "--resume_from_checkpoint", str(checkpoint)))
+        (checkpoint / name).write_bytes(originals[name][: len(originals[name]) // 2])
+        with pytest.raises(UserError, match=rf"cannot read .*checkpoint-1/{name} \(truncated or corrupt\?\)"):
+            main(args(model_dir, train_file, out, "--max_steps", "2", "--resume_from_checkpoint", "true"))
+        (checkpoint / name).write_bytes(originals[name])
+    assert not marker.exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
+
+
+def run_launcher(model_dir, data, out, num_gpus, *extra, preset="default"):
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", BACKEND="none",
+               NUM_GPUS=str(num_gpus), GLOBAL_BATCH=str(2 * num_gpus), MICRO_BATCH="1", PRESET=preset,
+               MODEL_DIR=str(model_dir), DATA=str(data), OUT=str(out), PYTHON=sys.executable)
+    return subprocess.run(["bash", str(REPO / "scripts" / "MEAP-SFT.sh"), "--max_steps", "2", "--model_max_length", "256",
+                           "--cache_dir", str(out.parent / "datasets_cache"), *extra],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU launch")
+def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
+    """scripts/MEAP-SFT.sh with every flag it passes, on CPU, one process, two steps."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps([r for r in RECORDS if "instruction" in r] * 2))
+    out = tmp_path / "out"
+    proc = run_launcher(model_dir, data, out, 1, "--use_cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == base_vocab_size(model_dir) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the Trainer sees one CPU process")
+def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
+    """torchrun --nproc_per_node 2 on CPU without --use_cpu: each rank would train alone; both refuse.
+
+    PRESET=upstream here, so the launcher's flags for the upstream preset are parsed too."""
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps([r for r in RECORDS if "instruction" in r] * 2))
+    out = tmp_path / "out"
+    proc = run_launcher(model_dir, data, out, 2, "--bf16", "false", preset="upstream")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and all("the launcher started WORLD_SIZE=2 processes but the Trainer sees a world of 1" in e
+                          for e in errors), proc.stderr[-3000:]
+    assert f'File "{REPO}' not in proc.stderr  # torchrun reports the failed ranks; no traceback of ours
+    assert not out.exists()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,6 +26,7 @@ import torch
 from lit_gpt.cli import UserError
 from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
 from lit_gpt.sft.templates import Template
+from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, messages_to_turns, ntp_example, tokenize_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
 ROLES = {
@@ -62,25 +65,31 @@ def record_to_messages(record: dict, source: str, index: int) -> Optional[list[d
 
     Returns None for a conversation with no usable user/assistant exchange (leading assistant
     messages and a trailing user message are dropped first); raises UserError for a record in
-    neither format. `index` counts records from 1 in `source`.
+    neither format or with a field of the wrong type. `index` counts records from 1 in `source`.
     """
     where = f"{source}: record {index}"
+    if not isinstance(record, dict):
+        raise UserError(f"{where} is not a JSON object: {_preview(record)}")
     conversation = record.get("conversations")
     if conversation is None:
         conversation = record.get("messages")
     system = record.get("system") or record.get("system_prompt") or None
+    if system is not None and not isinstance(system, str):
+        raise UserError(f"{where}: the system prompt must be a string, got {_preview(system)}")
     if conversation is not None:  # an empty one is unusable, not an error: ShareGPT dumps hold some
+        if not isinstance(conversation, list):
+            raise UserError(f"{where}: conversations must be a list of {{from, value}} turns, got {_preview(conversation)}")
         messages = []
-        for turn in conversation:
+        for number, turn in enumerate(conversation, 1):
             if not isinstance(turn, dict):
-                raise UserError(f"{where}: a conversation turn is not an object: {turn!r}")
+                raise UserError(f"{where}: conversation turn {number} is not a {{from, value}} object: {_preview(turn)}")
             role = turn.get("from") or turn.get("role")
             # files mixing {from, value} and {role, content} turns load with all four keys, some None
             content = turn.get("value") if turn.get("value") is not None else turn.get("content")
-            if role not in ROLES:
-                raise UserError(f"{where}: unknown speaker {role!r}; known: {', '.join(ROLES)}")
+            if not isinstance(role, str) or role not in ROLES:
+                raise UserError(f"{where}: conversation turn {number} has unknown speaker {role!r}; known: {', '.join(ROLES)}")
             if not isinstance(content, str):
-                raise UserError(f"{where}: a {role} turn has no text")
+                raise UserError(f"{where}: conversation turn {number} ({role}): value must be a string, got {_preview(content)}")
             messages.append({"role": ROLES[role], "content": content})
         if messages and messages[0]["role"] == "system":
             system = messages.pop(0)["content"]
@@ -92,17 +101,53 @@ def record_to_messages(record: dict, source: str, index: int) -> Optional[list[d
         if not messages or not alternating:
             return None
     elif record.get("instruction") is not None and record.get("output") is not None:
+        for name in ("instruction", "input", "output"):
+            value = record.get(name)
+            if not (isinstance(value, str) or (name == "input" and value is None)):
+                raise UserError(f"{where}: {name} must be a string, got {_preview(value)}")
         messages = [
-            {"role": "user", "content": str(record["instruction"]), "input": str(record.get("input") or "")},
-            {"role": "assistant", "content": str(record["output"])},
+            {"role": "user", "content": record["instruction"], "input": record.get("input") or ""},
+            {"role": "assistant", "content": record["output"]},
         ]
     elif record.get("instruction") is not None:
         raise UserError(f"{where} has an instruction but no output")
     else:
         raise UserError(f"{where} has neither instruction/output nor conversations")
     if system:
-        messages.insert(0, {"role": "system", "content": str(system)})
+        messages.insert(0, {"role": "system", "content": system})
     return messages
+
+
+def _preview(value) -> str:
+    """A wrong value as the user wrote it (JSON), short enough for one line."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = text.replace("\n", " ")
+    return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def find_bad_record(path: Path) -> None:
+    """Reads `path` with the json module and raises the UserError of its first malformed record.
+
+    `datasets` refuses a file whose records disagree on a field's type (a number here, a string
+    there) without saying which record; this finds it. Returns quietly if every record is fine.
+    """
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        records = data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        records = []
+        lines = [line for line in text.splitlines() if line.strip()]
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}: record {number} is not valid JSON: {err}") from None
+    for number, record in enumerate(records, 1):
+        record_to_messages(record, str(path), number)
 
 
 def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[list[int], list[int]]:
@@ -128,22 +173,57 @@ def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[l
     return ids, flags
 
 
-def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source):
-    out = {"input_ids": [], "is_answer": [], "n_tokens": [], "n_answer": [], "first_label": [], "usable": []}
+COLUMNS = ("input_ids", "is_answer", "masked_copy", "turn", "usable", "empty_answer", "n_tokens", "n_answer", "first_label")
+
+
+def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = False, empty_answer: bool = False) -> dict:
+    return {
+        "input_ids": ids,
+        "is_answer": flags,
+        "masked_copy": masked_copy,
+        "turn": turn,  # the records are the rows of turn 0 that are not masked copies
+        "usable": usable,
+        "empty_answer": empty_answer,  # only whitespace in the answer text (templates may still add some)
+        "n_tokens": len(ids),
+        "n_answer": sum(flags),
+        # the first labeled position: the first answer token, else the EOS the builder appends
+        "first_label": flags.index(1) if 1 in flags else len(ids),
+    }
+
+
+def _upstream_rows(messages, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
+    """Upstream's examples of one conversation: every turn's ntp example, then every turn's masked copy."""
+    system, turns = messages_to_turns(messages)
+    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer)
+    rows = [
+        _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
+        for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
+    ]
+    if settings.masked_copies:
+        rows += [
+            _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, masked_copy=True)
+            for turn, (src, tgt) in enumerate(pairs)
+            if can_mask(src, tgt, max_length=settings.max_length, min_answer_tokens=settings.min_answer_tokens)
+        ]
+    return rows
+
+
+def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source, upstream):
+    out = {c: [] for c in COLUMNS}
     columns = list(batch)
     for index, values in zip(indices, zip(*(batch[c] for c in columns))):
         messages = record_to_messages(dict(zip(columns, values)), source, index + 1)
         if messages is None:
-            ids, flags = [], []
+            rows = [_row([], [], usable=False)]
+        elif upstream is not None:
+            rows = _upstream_rows(messages, tokenizer, upstream, system_prompt) or [_row([], [], usable=False)]
         else:
-            ids, flags = tokenize_conversation(template.render(messages, tokenizer.eos_token, system_prompt), tokenizer, bos_id)
-        out["input_ids"].append(ids)
-        out["is_answer"].append(flags)
-        out["n_tokens"].append(len(ids))
-        out["n_answer"].append(sum(flags))
-        # the first labeled position: the first answer token, else the EOS the builder appends
-        out["first_label"].append(flags.index(1) if 1 in flags else len(ids))
-        out["usable"].append(messages is not None)
+            segments = template.render(messages, tokenizer.eos_token, system_prompt)
+            empty = not any(m["content"].strip() for m in messages if m["role"] == "assistant")
+            rows = [_row(*tokenize_conversation(segments, tokenizer, bos_id), empty_answer=empty)]
+        for row in rows:
+            for c in COLUMNS:
+                out[c].append(row[c])
     return out
 
 
@@ -157,8 +237,12 @@ def tokenize_files(
     cache_dir: Optional[str] = None,
     num_proc: Optional[int] = None,
     overwrite_cache: bool = False,
+    upstream: Optional[UpstreamSettings] = None,
 ):
-    """Loads `files` with `datasets` and tokenizes every record (cached). Returns a `datasets.Dataset`."""
+    """Loads `files` with `datasets` and tokenizes every record (cached). Returns a `datasets.Dataset`.
+
+    One row per record, or with `upstream` one row per upstream example (`lit_gpt.sft.upstream`).
+    """
     import datasets
 
     from lit_gpt.tokenizer import tokenizer_info
@@ -172,6 +256,7 @@ def tokenize_files(
         try:
             raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache_dir)
         except Exception as err:  # datasets wraps pyarrow/json errors in several types
+            find_bad_record(path)
             raise UserError(f"could not read {path} as JSON or JSON lines: {_first_line(err)}") from err
         if remaining is not None:
             raw = raw.select(range(min(remaining, len(raw))))
@@ -190,6 +275,7 @@ def tokenize_files(
                     system_prompt=system_prompt,
                     bos_id=info.bos_id if info.adds_bos else None,
                     source=str(path),
+                    upstream=upstream,
                 ),
                 desc=f"Tokenizing {path.name}",
             )
@@ -214,10 +300,13 @@ class DataSummary:
     cut: int = 0  # longer than model_max_length: cut from the right
     copy_eligible: int = 0  # answer long enough for a masked copy
     examples: int = 0
+    masked_copies: int = 0  # --preset upstream: examples that are masked copies (counted in `examples`)
+    empty_answers: int = 0  # kept examples whose answer text is empty (masked copies not counted)
 
     def __str__(self) -> str:
+        copies = f" ({self.masked_copies} of them masked copies)" if self.masked_copies else ""
         return (
-            f"{self.examples} examples from {self.records} records "
+            f"{self.examples} examples{copies} from {self.records} records "
             f"({self.unusable} without a user/assistant exchange, {self.dropped} dropped because the prompt "
             f"fills model_max_length, {self.cut} cut to model_max_length, {self.copy_eligible} long enough for a masked copy)"
         )
@@ -228,24 +317,53 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
     usable = list(tokenized["usable"])
     first_label = list(tokenized["first_label"])
     n_answer = list(tokenized["n_answer"])
+    copy = list(tokenized["masked_copy"])
+    turn = list(tokenized["turn"])
+    empty = list(tokenized["empty_answer"])
     lengths = [n + 1 for n in tokenized["n_tokens"]]  # + the EOS the builder appends
-    keep = [i for i in range(len(usable)) if usable[i] and first_label[i] < max_length]
+    rows = range(len(usable))
+    keep = [i for i in rows if usable[i] and (copy[i] or first_label[i] < max_length)]
+    originals = [i for i in keep if not copy[i]]
     summary = DataSummary(
-        records=len(usable),
+        records=sum(1 for i in rows if turn[i] == 0 and not copy[i]),
         unusable=sum(1 for u in usable if not u),
-        dropped=sum(1 for i in range(len(usable)) if usable[i] and first_label[i] >= max_length),
+        dropped=sum(1 for i in rows if usable[i] and not copy[i] and first_label[i] >= max_length),
         cut=sum(1 for i in keep if lengths[i] > max_length),
-        copy_eligible=sum(1 for i in keep if n_answer[i] >= min_answer_tokens),
+        copy_eligible=sum(1 for i in originals if n_answer[i] >= min_answer_tokens),
         examples=len(keep),
+        masked_copies=len(keep) - len(originals),
+        empty_answers=sum(1 for i in originals if empty[i]),
     )
-    return tokenized.select(keep).select_columns(["input_ids", "is_answer"]), summary
+    return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
+
+
+def split_records(tokenized, percentage: float, seed: int) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows) holding out `percentage` % of the records, whole.
+
+    For datasets with several rows per record (`--preset upstream`: a record's turns, then their
+    masked copies); the validation side leaves the masked copies out, as it measures plain ntp.
+    """
+    turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
+    record_of, records = [], -1
+    for t, c in zip(turn, copy):
+        records += t == 0 and not c
+        record_of.append(records)
+    n_records = records + 1
+    n_eval = max(1, round(n_records * percentage / 100))
+    if n_eval >= n_records:
+        raise UserError(f"--validation_split_percentage {percentage} leaves no training record out of {n_records}")
+    held_out = set(random.Random(seed).sample(range(n_records), n_eval))
+    train = [i for i, r in enumerate(record_of) if r not in held_out]
+    validation = [i for i, r in enumerate(record_of) if r in held_out and not copy[i]]
+    return train, validation
 
 
 class SFTDataset(torch.utils.data.Dataset):
     """Plain-python view of a tokenized split, so the Trainer passes samples to the collator untouched.
 
-    Items are `{"input_ids", "is_answer", "ntp_only"}`: `input_ids` without the final EOS and
-    masks, which the collator adds; the key name lets `--group_by_length` measure samples.
+    Items are `{"input_ids", "is_answer", "masked_copy", "ntp_only"}`: `input_ids` without the
+    final EOS and masks, which the collator adds; the key name lets `--group_by_length` measure
+    samples. `masked_copy` marks the rows `--preset upstream` lays out as masked copies.
     """
 
     def __init__(self, tokenized, ntp_only: bool = False):
@@ -257,14 +375,21 @@ class SFTDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.data[int(index)]
-        return {"input_ids": row["input_ids"], "is_answer": row["is_answer"], "ntp_only": self.ntp_only}
+        return {
+            "input_ids": row["input_ids"],
+            "is_answer": row["is_answer"],
+            "masked_copy": bool(row.get("masked_copy", False)),
+            "ntp_only": self.ntp_only,
+        }
 
 
 class MEAPCollator:
     """Builds MEAP examples from tokenized samples (fresh masks every draw) and pads them into a batch.
 
     In "separate" mode a batch of B samples holds up to 2B sequences (each sample's original and
-    its masked copy), so a step sees the same samples as in "concat" mode.
+    its masked copy), so a step sees the same samples as in "concat" mode. With `preset="upstream"`
+    every sample is one upstream example (`lit_gpt.sft.upstream`): its masked copies are rows of
+    their own, whose masks are drawn here with `random.Random.sample` as upstream draws them.
     """
 
     def __init__(
@@ -279,8 +404,10 @@ class MEAPCollator:
         min_answer_tokens: int = 50,
         seed: int = 0,
         pad_to_multiple_of: Optional[int] = None,
+        preset: str = "default",
     ):
         self.mode = mode
+        self.preset = preset
         self.mask_ratio = mask_ratio
         self.mask_token_id = mask_token_id
         self.eos_token_id = eos_token_id
@@ -292,22 +419,49 @@ class MEAPCollator:
         self.rank = int(os.environ.get("RANK", "0"))
         self.stats = {"samples": 0, "sequences": 0, "masked_copies": 0, "dropped": 0}
         self._generator: Optional[torch.Generator] = None
+        self._rng: Optional[random.Random] = None
         self._generator_key: Optional[int] = None
 
-    def generator(self) -> torch.Generator:
+    def _seed_for_this_process(self) -> None:
         # DataLoader workers get a fresh copy of this collator every epoch, so a worker seeds from
         # its per-epoch worker seed; the main process keeps one generator through all epochs.
         worker = torch.utils.data.get_worker_info()
         key = worker.seed if worker is not None else -1
         if self._generator is None or key != self._generator_key:
-            self._generator = torch.Generator()
-            self._generator.manual_seed(hash((self.seed, self.rank, key)) & (2**62 - 1))
+            seed = hash((self.seed, self.rank, key)) & (2**62 - 1)
+            self._generator = torch.Generator().manual_seed(seed)
+            self._rng = random.Random(seed)
             self._generator_key = key
+
+    def generator(self) -> torch.Generator:
+        self._seed_for_this_process()
         return self._generator
+
+    def rng(self) -> random.Random:
+        """The Python generator of `--preset upstream`'s masks (seeded like `generator`)."""
+        self._seed_for_this_process()
+        return self._rng
+
+    def _upstream_example(self, feature: dict) -> list[dict]:
+        ids, flags = list(feature["input_ids"]), list(feature["is_answer"])
+        n_source = len(flags) - sum(flags)  # upstream rows are the prompt, then the answer
+        source, target = ids[:n_source], ids[n_source:]
+        if feature.get("masked_copy") and not feature.get("ntp_only"):
+            return [masked_copy(source, target, mask_token_id=self.mask_token_id, eos_token_id=self.eos_token_id,
+                                max_length=self.max_length, mask_ratio=self.mask_ratio, rng=self.rng())]
+        example = ntp_example(source, target, eos_token_id=self.eos_token_id, max_length=self.max_length)
+        return [example] if any(label != IGNORE_INDEX for label in example["labels"]) else []
 
     def __call__(self, features: Sequence[dict]) -> dict:
         examples = []
         for feature in features:
+            if self.preset == "upstream":
+                built = self._upstream_example(feature)
+                self.stats["samples"] += 1
+                self.stats["dropped"] += not built
+                self.stats["masked_copies"] += bool(feature.get("masked_copy")) and bool(built)
+                examples.extend(built)
+                continue
             segments = [
                 (list(ids for ids, _ in group), bool(flag))
                 for flag, group in itertools.groupby(zip(feature["input_ids"], feature["is_answer"]), key=lambda x: x[1])

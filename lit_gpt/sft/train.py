@@ -16,8 +16,10 @@ from typing import Optional, Sequence
 from lit_gpt.cli import UserError
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
+from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, UpstreamSettings
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+PRESETS = ("default", "upstream")
 
 
 @dataclass
@@ -57,7 +59,10 @@ class DataArguments:
     validation_split_percentage: float = field(
         default=0.0, metadata={"help": "Without validation files: hold out this percentage of the training records."}
     )
-    template_name: str = field(default="vicuna", metadata={"help": f"Prompt template: {', '.join(sorted(TEMPLATES))}."})
+    template_name: Optional[str] = field(
+        default=None,
+        metadata={"help": f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream)."},
+    )
     system_prompt: Optional[str] = field(
         default=None, metadata={"help": "System prompt for records without one (default: the template's)."}
     )
@@ -68,7 +73,8 @@ class DataArguments:
     overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the cache."})
 
     def __post_init__(self):
-        get_template(self.template_name)  # fails early, listing the known templates
+        if self.template_name is not None:
+            get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
         if not 0 <= self.validation_split_percentage < 100:
@@ -79,17 +85,37 @@ class DataArguments:
 
 @dataclass
 class MEAPArguments:
-    meap_mode: str = field(
-        default="concat",
-        metadata={"help": "concat: masked copy appended to each sample (the paper); separate: masked copy as its "
-                  "own sequence (the upstream code); ntp: plain next-token prediction."},
+    preset: str = field(
+        default="default",
+        metadata={"help": "default: this project's examples; upstream: the upstream MEAP-SFT code's examples token for "
+                  "token (one example per turn without history, masked copies as examples of their own, its "
+                  "llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + "."},
+    )
+    meap_mode: Optional[str] = field(
+        default=None,
+        metadata={"help": "concat: masked copy appended to each sample (the paper, default); separate: masked copy as "
+                  "its own sequence (the upstream code; the only MEAP mode of --preset upstream); ntp: plain "
+                  "next-token prediction."},
     )
     mask_ratio: float = field(default=0.1, metadata={"help": "Fraction of answer tokens masked in the copy."})
-    min_answer_tokens: int = field(default=50, metadata={"help": "Answers shorter than this get no masked copy."})
+    min_answer_tokens: Optional[int] = field(
+        default=None,
+        metadata={"help": f"Answers shorter than this get no masked copy (default 50; {UPSTREAM_MIN_ANSWER_TOKENS}, "
+                  "i.e. more than 50, with --preset upstream)."},
+    )
     model_max_length: int = field(default=4096, metadata={"help": "Longest training sequence (original + copy in concat mode)."})
     pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
 
     def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise UserError(f"--preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        upstream = self.preset == "upstream"
+        if self.meap_mode is None:
+            self.meap_mode = "separate" if upstream else "concat"
+        if self.min_answer_tokens is None:
+            self.min_answer_tokens = UPSTREAM_MIN_ANSWER_TOKENS if upstream else 50
+        if upstream and self.meap_mode == "concat":
+            raise UserError("--preset upstream makes its masked copies separate examples: use --meap_mode separate or ntp")
         if self.meap_mode not in MEAP_MODES:
             raise UserError(f"--meap_mode {self.meap_mode!r}: choose one of {', '.join(MEAP_MODES)}")
         if not 0 <= self.mask_ratio <= 1:
@@ -146,6 +172,12 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
     model_args, data_args, meap_args, lora_args, training_args = parsed
     if model_args.model_name_or_path is None:
         raise UserError("--model_name_or_path is required")
+    if meap_args.preset == "upstream":
+        data_args.template_name = data_args.template_name or "llama3"
+        if data_args.template_name not in UPSTREAM_TEMPLATES:
+            raise UserError(f"--preset upstream: template {data_args.template_name!r} is not one of upstream's: "
+                            f"{', '.join(sorted(UPSTREAM_TEMPLATES))}")
+    data_args.template_name = data_args.template_name or "vicuna"
     # Our samples are python objects the collator reads; the Trainer must pass them through.
     training_args.remove_unused_columns = False
     return model_args, data_args, meap_args, lora_args, training_args
@@ -167,12 +199,20 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     import torch
     from transformers import AutoModelForCausalLM, Trainer
 
+    from lit_gpt.sft.checks import check_checkpoint_files, check_remote_code, check_world_size
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
+    check_world_size(training_args)
     output_dir = Path(training_args.output_dir)
     resume = _resolve_resume(training_args.resume_from_checkpoint, output_dir)
+    if resume is not None:
+        check_checkpoint_files(resume)
     model_dir = _local_model_dir(model_args.model_name_or_path)
+    check_remote_code(model_dir, "--model_name_or_path", model_args.trust_remote_code)
+    if model_args.tokenizer_name_or_path:
+        check_remote_code(Path(model_args.tokenizer_name_or_path).expanduser(), "--tokenizer_name_or_path",
+                          model_args.trust_remote_code)
     train_files = find_data_files(data_args.train_file, data_args.train_file_dir, "train")
     eval_files = find_data_files(data_args.validation_file, data_args.validation_file_dir, "validation")
     template = get_template(data_args.template_name)
@@ -229,6 +269,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         min_answer_tokens=meap_args.min_answer_tokens,
         seed=training_args.seed,
         pad_to_multiple_of=meap_args.pad_to_multiple_of,
+        preset=meap_args.preset,
     )
     trainer = Trainer(
         model=model,
@@ -250,9 +291,17 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
 
 def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed):
-    from lit_gpt.sft.data import select_trainable, tokenize_files
+    from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
-    def tokenize(files, max_records):
+    def tokenize(files, max_records, masked_copies=True):
+        upstream = None
+        if meap_args.preset == "upstream":
+            upstream = UpstreamSettings(
+                template=UPSTREAM_TEMPLATES[data_args.template_name],
+                max_length=meap_args.model_max_length,
+                min_answer_tokens=meap_args.min_answer_tokens,
+                masked_copies=masked_copies and meap_args.meap_mode != "ntp",
+            )
         return tokenize_files(
             files,
             tokenizer,
@@ -262,20 +311,29 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
             cache_dir=data_args.cache_dir,
             num_proc=data_args.preprocessing_num_workers,
             overwrite_cache=data_args.overwrite_cache,
+            upstream=upstream,
         )
 
-    def trainable(tokenized, what):
+    def trainable(tokenized, what, files):
         data, summary = select_trainable(
             tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens
         )
         if len(data) == 0:
             raise UserError(f"no usable {what} example: {summary}")
+        if summary.empty_answers == summary.examples - summary.masked_copies:
+            names = ", ".join(str(f) for f in files)
+            raise UserError(f"{names}: every answer of the {summary.records - summary.unusable} usable {what} records is empty: "
+                            "nothing to learn but the end of text")
         return data, summary
 
     tokenized = tokenize(train_files, data_args.max_train_samples)
     eval_tokenized = None
     if eval_files:
-        eval_tokenized = tokenize(eval_files, data_args.max_eval_samples)
+        eval_tokenized = tokenize(eval_files, data_args.max_eval_samples, masked_copies=False)
+    elif data_args.validation_split_percentage and meap_args.preset == "upstream":
+        # rows are upstream's examples (turns, copies): hold out whole records, and their copies not at all
+        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed)
+        tokenized, eval_tokenized = tokenized.select(train_rows), tokenized.select(eval_rows)
     elif data_args.validation_split_percentage:
         n_eval = max(1, round(len(tokenized) * data_args.validation_split_percentage / 100))
         if n_eval >= len(tokenized):
@@ -285,10 +343,10 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
         tokenized, eval_tokenized = split["train"], split["test"]
         if data_args.max_eval_samples is not None:
             eval_tokenized = eval_tokenized.select(range(min(data_args.max_eval_samples, len(eval_tokenized))))
-    train_data, train_summary = trainable(tokenized, "training")
+    train_data, train_summary = trainable(tokenized, "training", train_files)
     if eval_tokenized is None:
         return train_data, train_summary, None, None
-    eval_data, eval_summary = trainable(eval_tokenized, "validation")
+    eval_data, eval_summary = trainable(eval_tokenized, "validation", eval_files or train_files)
     return train_data, train_summary, eval_data, eval_summary
 
 

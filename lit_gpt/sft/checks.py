@@ -1,0 +1,124 @@
+"""Checks that refuse a bad SFT launch before any model is loaded or anything is written.
+
+Each raises `UserError` with one line naming the variable, folder or file at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from lit_gpt.cli import UserError
+
+
+def check_world_size(training_args) -> None:
+    """Refuses a launch whose processes would not train together.
+
+    `torchrun --nproc_per_node 2` on a machine where the Trainer finds no device per process
+    (e.g. CPU without --use_cpu) starts two independent single-process trainings writing the same
+    folder; the launcher's WORLD_SIZE and the Trainer's world size then disagree.
+    """
+    launched = os.environ.get("WORLD_SIZE")
+    if launched is None:
+        return
+    try:
+        launched_size = int(launched)
+    except ValueError:
+        raise UserError(f"WORLD_SIZE={launched!r} in the environment is not a number") from None
+    trainer_size = training_args.world_size
+    if launched_size != trainer_size:
+        hint = " (on CPU, add --use_cpu to train with several processes)" if not _has_accelerator() else ""
+        raise UserError(f"the launcher started WORLD_SIZE={launched_size} processes but the Trainer sees a world of "
+                        f"{trainer_size}: each process would train alone{hint}")
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def check_remote_code(folder: Path, what: str, trust_remote_code: bool) -> None:
+    """Refuses a model or tokenizer folder that needs Python code from the folder without --trust_remote_code.
+
+    A config.json / tokenizer_config.json with an `auto_map` points to classes in the folder's
+    own .py files; transformers would refuse with a traceback, or (with trust) import them.
+    Folders whose model_type transformers knows load with transformers' own code and pass.
+    """
+    if trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{what} {path}: not readable as JSON: {err}") from None
+        if not isinstance(config, dict) or not config.get("auto_map"):
+            continue
+        if name == "config.json" and _known_model_type(config.get("model_type")):
+            continue
+        if name == "tokenizer_config.json" and _known_tokenizer_class(config.get("tokenizer_class")):
+            continue
+        classes = config["auto_map"]
+        listed = ", ".join(f"{k}={v}" for k, v in classes.items()) if isinstance(classes, dict) else str(classes)
+        raise UserError(f"{what} {folder}: {name} maps to custom code in that folder ({listed}); pass "
+                        "--trust_remote_code to run it, only if you trust its source")
+
+
+def _known_model_type(model_type) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES
+
+
+def _known_tokenizer_class(name) -> bool:
+    if not isinstance(name, str):
+        return False
+    import transformers
+
+    return hasattr(transformers, name) or hasattr(transformers, name.removesuffix("Fast"))
+
+
+# What the Trainer reads with torch.load when it resumes (transformers 5 Trainer._load_*).
+PICKLED_CHECKPOINT_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "pytorch_model*.bin")
+
+
+def check_checkpoint_files(checkpoint: str) -> None:
+    """Opens every file of `checkpoint` that resuming unpickles, with torch.load(weights_only=True).
+
+    A truncated file or one whose pickle would run code (anything but tensors, plain containers
+    and the numpy RNG state the Trainer saves) is refused here, with its name, before the Trainer
+    starts. Zip-format files (what torch.save writes) are memory-mapped, so large optimizer
+    states are not read into memory.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    folder = Path(checkpoint)
+    for pattern in PICKLED_CHECKPOINT_FILES:
+        for path in sorted(folder.glob(pattern)):
+            try:
+                with safe_globals():  # the numpy arrays and dtypes of rng_state.pth
+                    torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            except pickle.UnpicklingError as err:
+                raise UserError(f"--resume_from_checkpoint: refusing {path}: it holds more than tensors and "
+                                f"plain data, which could run code when loaded ({_unpickler_reason(err)})") from None
+            except Exception as err:  # torch reports truncated or corrupt files with several types
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"--resume_from_checkpoint: cannot read {path} (truncated or corrupt?): "
+                                f"{reason[:160]}") from None
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's long weights_only message that names what was refused."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0][:160]
+    return (lines[0] if lines else type(err).__name__)[:160]
