@@ -160,7 +160,10 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
         parsed[-1].disable_tqdm = True  # the Trainer still prints its log lines
-    return run(*parsed)
+    from lit_gpt.run_lock import RunDirLock
+
+    with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=parsed[-1].process_index == 0):
+        return run(*parsed)
 
 
 def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult:
@@ -172,6 +175,8 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
     output_dir = Path(training_args.output_dir)
     resume = _resolve_resume(training_args.resume_from_checkpoint, output_dir)
+    if training_args.process_index == 0:
+        _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
     model_dir = _local_model_dir(model_args.model_name_or_path)
     train_files = find_data_files(data_args.train_file, data_args.train_file_dir, "train")
     eval_files = find_data_files(data_args.validation_file, data_args.validation_file_dir, "validation")
@@ -351,6 +356,16 @@ def _save(trainer, tokenizer, output_dir: Path, lora_args, training_args) -> Non
                 merged.save_pretrained(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
+
+
+def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, lora_args, training_args) -> None:
+    from dataclasses import asdict
+
+    from lit_gpt.hyperparameters import write_hyperparameters
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
+                                       "lora": asdict(lora_args), "training": training_args.to_dict()})
 
 
 def _local_model_dir(name: str) -> Path:
