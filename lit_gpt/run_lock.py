@@ -92,6 +92,7 @@ class RunDirLock:
         self.command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self._warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
         self._fd: Optional[int] = None
+        self._created: list[Path] = []  # folders this lock made, deepest first: removed again if left empty
 
     def __enter__(self) -> "RunDirLock":
         if self.enabled:
@@ -102,6 +103,10 @@ class RunDirLock:
         self.release()
 
     def acquire(self) -> None:
+        missing = self.folder.absolute()
+        while not missing.exists() and missing != missing.parent:
+            self._created.append(missing)
+            missing = missing.parent
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -115,6 +120,7 @@ class RunDirLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                self._remove_created()
                 raise RunDirLocked(
                     f"{self.what} {self.folder} is in use by {_describe(read_holder(self.path))}; "
                     f"wait for it to end or choose another {self.what}"
@@ -170,3 +176,13 @@ class RunDirLock:
         finally:
             os.close(self._fd)
             self._fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        """A run refused on bad input leaves no empty output folder behind."""
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the run wrote into it), or gone
+                break
+        self._created = []

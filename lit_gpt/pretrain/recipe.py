@@ -227,6 +227,8 @@ def _describe(node: ast.AST) -> str:
         ast.AnnAssign: "an annotated assignment", ast.Expr: "an expression statement",
         ast.Assign: "an assignment to several names or to something else than a name",
     }
+    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+        return f"the operator {type(node.op).__name__}"
     return names.get(type(node), f"`{type(node).__name__}`")
 
 

@@ -175,8 +175,6 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
     output_dir = Path(training_args.output_dir)
     resume = _resolve_resume(training_args.resume_from_checkpoint, output_dir)
-    if training_args.process_index == 0:
-        _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
     model_dir = _local_model_dir(model_args.model_name_or_path)
     train_files = find_data_files(data_args.train_file, data_args.train_file_dir, "train")
     eval_files = find_data_files(data_args.validation_file, data_args.validation_file_dir, "validation")
@@ -243,6 +241,8 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         data_collator=collator,
         processing_class=tokenizer,
     )
+    if main_process:  # every input is checked by now: a refused run leaves nothing behind
+        _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
     trainer.train(resume_from_checkpoint=resume)
     _save(trainer, tokenizer, output_dir, lora_args, training_args)
     if main_process:
