@@ -4,8 +4,8 @@ A recipe is a Python file holding data only: module-level assignments of `Pretra
 and optionally `base = "other_recipe.py"` (a path relative to the recipe's own folder) whose
 values it starts from. It is parsed with `ast`, never run: values are literals (numbers, strings,
 True/False/None, lists/tuples/dicts of them) and + - * / ** between numbers (`256 * 4096`);
-imports, calls, names and anything else are refused with the file and line. Dict values (`model_overrides`) are merged with the base's; everything else
-replaces it. Precedence: PretrainArgs defaults < base recipe(s) < recipe < command line.
+imports, calls, names and anything else are refused with the file and line. Dict values
+(`model_overrides`) are merged with the base's; everything else replaces it. Precedence: PretrainArgs defaults < base recipe(s) < recipe < command line.
 
     base = "meap_1b.py"
     mask_ratio = 0.05
@@ -18,6 +18,7 @@ import argparse
 import ast
 import difflib
 import json
+import math
 import operator
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -157,7 +158,7 @@ def _read_yaml_settings(source: str, where: str) -> dict[str, Any]:
 # f-strings, lambdas) is refused before any of the file is evaluated.
 _ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
                ast.Pow: operator.pow}
-_MAX_EXPONENT = 64  # keeps `10 ** 10 ** 10` from hanging the parser
+_MAX_DIGITS = 400  # keeps `10 ** 10 ** 10` from hanging the parser
 
 
 def read_recipe_values(source: str, where: str) -> dict[str, Any]:
@@ -200,8 +201,8 @@ def _literal(node: ast.AST, where: str) -> Any:
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
         left, right = _number(node.left, where), _number(node.right, where)
-        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
-            raise _not_data(where, node, f"an exponent of {right} (at most {_MAX_EXPONENT})")
+        if isinstance(node.op, ast.Pow) and abs(left) > 1 and abs(right) * math.log10(abs(left)) > _MAX_DIGITS:
+            raise _not_data(where, node, f"a power with more than {_MAX_DIGITS} digits")
         try:
             return _ARITHMETIC[type(node.op)](left, right)
         except (ArithmeticError, ValueError) as err:
