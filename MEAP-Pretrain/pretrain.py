@@ -1,29 +1,13 @@
-"""MEAP pretraining.
+"""MEAP pretraining (the `meap-pretrain` command after `pip install -e .`).
 
     python MEAP-Pretrain/pretrain.py --config pretrained/meap_1b.py [--key value ...]
 
 `--help` (after --config, to see the recipe's values as defaults) lists every setting.
 """
 
-from __future__ import annotations
-
 import sys
 
-from lit_gpt.cli import exit_on_user_error
-from lit_gpt.pretrain.recipe import parse_args
-
-
-@exit_on_user_error
-def main(argv=None) -> int:
-    args = parse_args(argv, prog="pretrain.py")
-    from lit_gpt.pretrain.train import TrainingDiverged, pretrain
-
-    try:
-        return pretrain(args)
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-
+from lit_gpt.pretrain.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="pretrain.py"))

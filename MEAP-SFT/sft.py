@@ -1,4 +1,4 @@
-"""MEAP supervised fine-tuning of a Hugging Face causal LM.
+"""MEAP supervised fine-tuning of a Hugging Face causal LM (the `meap-sft` command after `pip install -e .`).
 
     python MEAP-SFT/sft.py --model_name_or_path DIR --train_file data.jsonl --output_dir OUT \
         --template_name vicuna --meap_mode concat --mask_ratio 0.1 --model_max_length 4096 \
@@ -9,8 +9,7 @@
 `python MEAP-SFT/sft.py --help` lists every option.
 """
 
-from lit_gpt.cli import exit_on_user_error
-from lit_gpt.sft.train import main
+from lit_gpt.sft.cli import main
 
 if __name__ == "__main__":
-    exit_on_user_error(main)()
+    main()

@@ -1,4 +1,4 @@
-"""Tokenize C4 (.json.gz / .json / .jsonl) into packed token chunks for pretraining.
+"""Tokenize C4 (.json.gz / .json / .jsonl) into packed token chunks (`meap-prepare` after `pip install -e .`).
 
     python data_process/prepare_c4.py --source_path original_data --destination_path data/c4_bin \
         --tokenizer_dir path/to/llama-tokenizer
@@ -7,44 +7,7 @@ Train shards (c4-train.*) become `c4_*.bin`, validation shards (c4-validation.*)
 Re-running skips the source files that destination/manifest.json records as done.
 """
 
-import argparse
-
-from lit_gpt.cli import exit_on_user_error
-from lit_gpt.prepare import DEFAULT_CHUNK_SIZE, prepare
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source_path", required=True, help="folder with C4 files (searched recursively) or one file")
-    parser.add_argument("--destination_path", required=True, help="folder for the chunk files and manifest.json")
-    parser.add_argument("--tokenizer_dir", "--checkpoint_dir", dest="tokenizer_dir", required=True,
-                        help="folder with tokenizer.json or tokenizer.model; [MASK] is added when missing")
-    parser.add_argument("--split", choices=("all", "train", "validation"), default="all")
-    parser.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE,
-                        help="tokens per chunk file; a multiple of block_size + 1 wastes nothing (default 2049*1024)")
-    parser.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--strict", action="store_true", help="a malformed line is an error instead of a warning")
-    parser.add_argument("--train_prefix", default="c4")
-    parser.add_argument("--val_prefix", default="validation")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    summary = prepare(
-        args.source_path,
-        args.destination_path,
-        args.tokenizer_dir,
-        split=args.split,
-        chunk_size=args.chunk_size,
-        num_workers=args.num_workers,
-        strict=args.strict,
-        train_prefix=args.train_prefix,
-        val_prefix=args.val_prefix,
-    )
-    print(summary.line(args.destination_path))
-
+from lit_gpt.prepare_cli import main
 
 if __name__ == "__main__":
     main()

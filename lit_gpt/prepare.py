@@ -75,6 +75,7 @@ class SourceResult:
     padding: int = 0
     skipped_lines: int = 0
     files: list[str] = field(default_factory=list)
+    max_token_id: int = -1  # over tokens and padding: the trainer checks it against the model's vocabulary
 
     def manifest_entry(self) -> dict:
         return {
@@ -85,6 +86,7 @@ class SourceResult:
             "padding": self.padding,
             "skipped_lines": self.skipped_lines,
             "files": len(self.files),
+            "max_token_id": self.max_token_id,
         }
 
 
@@ -306,6 +308,8 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
             builder.add_array(tokens)
             result.documents += len(texts)
             result.tokens += tokens.size
+            if tokens.size:
+                result.max_token_id = max(result.max_token_id, int(tokens.max()))
             _emit("progress", 0, len(texts), tokens.size)
             texts, chars = [], 0
 
@@ -327,6 +331,8 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
                 flush()
         flush()
         result.padding = builder.padding
+        if result.padding:
+            result.max_token_id = max(result.max_token_id, int(encoder.eos))
         result.files = [p.name for p in builder.finish()]
     except BaseException as err:
         for path in builder.filenames:

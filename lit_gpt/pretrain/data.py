@@ -20,7 +20,7 @@ import torch
 
 from lit_gpt.cli import UserError
 from lit_gpt.meap import MEAPCollator
-from lit_gpt.packed import MixedStream, PackedStream, find_chunk_files, read_header
+from lit_gpt.packed import HEADER_SIZE, MixedStream, PackedStream, find_chunk_files, read_header
 from lit_gpt.pretrain.args import parse_data_mix
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), each (B, T) int64
@@ -181,3 +181,83 @@ def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, b
         setting = "val_data_dir"
     files = _chunk_files(data_dir, prefix, block_size, setting)
     return PackedStream(files, block_size, seed=seed, shuffle=False, wrap=False, num_processes=1, process_rank=0)
+
+
+# ----------------------------------------------------------------------------- token ids vs. vocabulary
+_SCAN_TOKENS = 1 << 24  # tokens per vectorised pass: 32 MiB of uint16 at a time
+_PROGRESS_BYTES = 1 << 30  # show a progress bar when scanning more than this
+
+
+def recorded_max_token_ids(data_dir: str | Path) -> dict[str, int]:
+    """{chunk file name: its largest token id} from the `max_token_id` manifest.json records per
+    source (prepare_c4.py); empty without a manifest or for sources prepared before it recorded one."""
+    from lit_gpt.prepare import MANIFEST
+
+    try:
+        sources = json.loads((Path(data_dir).expanduser() / MANIFEST).read_text())["sources"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    known: dict[str, int] = {}
+    for entry in sources.values() if isinstance(sources, dict) else ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("max_token_id"), int):
+            continue
+        for index in range(int(entry.get("files", 0))):
+            known[f"{entry['chunk_prefix']}_{index:010d}.bin"] = entry["max_token_id"]
+    return known
+
+
+def scan_token_range(path: Path, progress=None) -> tuple[int, int]:
+    """(smallest, largest) token id of one chunk file, read memory-mapped in large vectorised passes."""
+    import numpy as np
+
+    header = read_header(path)
+    tokens = np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_SIZE, shape=(header.chunk_size,))
+    low, high = None, None
+    for start in range(0, header.chunk_size, _SCAN_TOKENS):
+        part = tokens[start : start + _SCAN_TOKENS]
+        part_low, part_high = int(part.min()), int(part.max())
+        low = part_low if low is None else min(low, part_low)
+        high = part_high if high is None else max(high, part_high)
+        if progress is not None:
+            progress.update(part.nbytes)
+    del tokens
+    return low, high
+
+
+def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting: str) -> None:
+    """Stops a run whose chunks hold a token id outside the model's vocabulary (it would train until
+    the first such block, then fail with an IndexError or a device-side assert).
+
+    Uses the per-file maximum manifest.json records; files without one are scanned.
+    """
+    known = recorded_max_token_ids(data_dir)
+    files = [path for name, _ in parse_data_mix(prefix) for path in find_chunk_files(data_dir, name)]
+    todo = [path for path in files if path.name not in known]
+    for path in files:
+        if path.name in known and known[path.name] >= vocab_size:
+            raise _out_of_vocabulary(setting, data_dir, path, known[path.name], vocab_size, "per manifest.json")
+    if not todo:
+        return
+    total = sum(path.stat().st_size for path in todo)
+    progress = None
+    if total > _PROGRESS_BYTES:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total, unit="B", unit_scale=True, desc=f"checking token ids in {data_dir}",
+                        dynamic_ncols=True)
+    try:
+        for path in todo:
+            low, high = scan_token_range(path, progress)
+            if high >= vocab_size or low < 0:
+                raise _out_of_vocabulary(setting, data_dir, path, high if high >= vocab_size else low, vocab_size)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _out_of_vocabulary(setting: str, data_dir, path: Path, token_id: int, vocab_size: int, source: str = "") -> UserError:
+    return UserError(
+        f"--{setting} {data_dir}: {path.name} holds token id {token_id}{f' ({source})' if source else ''}, outside "
+        f"the model's vocabulary of {vocab_size} (ids 0..{vocab_size - 1}): prepare the data with the run's "
+        "tokenizer, or enlarge the model's vocab_size"
+    )

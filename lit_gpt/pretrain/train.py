@@ -18,12 +18,20 @@ import torch
 
 from lit_gpt.cli import UserError
 from lit_gpt.config import Config
+from lit_gpt.hyperparameters import write_hyperparameters
 from lit_gpt.meap import MEAPCollator
 from lit_gpt.model import GPT, Block, count_parameters, flops_per_token
 from lit_gpt.packed import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
 from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
-from lit_gpt.pretrain.data import TrainBatches, ValBatches, check_data_tokenizer, find_val_stream, open_stream
+from lit_gpt.pretrain.data import (
+    TrainBatches,
+    ValBatches,
+    check_data_tokenizer,
+    check_token_ids,
+    find_val_stream,
+    open_stream,
+)
 from lit_gpt.pretrain.metrics import (
     MetricsLog,
     Progress,
@@ -35,6 +43,7 @@ from lit_gpt.pretrain.metrics import (
 )
 from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
 from lit_gpt.pretrain.step import train_step
+from lit_gpt.run_lock import RunDirLock, is_launching_process
 from lit_gpt.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 
@@ -135,11 +144,15 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     train_stream = open_stream(args.train_data_dir, args.train_prefix, T, args.seed, shuffle=True, wrap=True,
                                setting="train_data_dir")
     check_data_tokenizer(args.train_data_dir, tokenizer, "train_data_dir")
+    check_token_ids(args.train_data_dir, args.train_prefix, config.padded_vocab_size, "train_data_dir")
     val_stream = None
     if args.eval_iters > 0:
         val_stream = find_val_stream(args.val_data_dir, args.train_data_dir, args.val_prefix, T, args.seed)
         if val_stream is not None and args.val_data_dir is not None:
             check_data_tokenizer(args.val_data_dir, tokenizer, "val_data_dir")
+        if val_stream is not None:
+            check_token_ids(args.val_data_dir or args.train_data_dir, args.val_prefix, config.padded_vocab_size,
+                            "val_data_dir" if args.val_data_dir else "train_data_dir")
 
     tokens_per_step = args.global_batch_size * T
     budgets = [args.max_steps] if args.max_steps else []
@@ -190,11 +203,20 @@ def build_fabric(plan: RunPlan):
 
 
 def pretrain(args: PretrainArgs) -> int:
-    """Runs (or resumes) a pretraining run; returns the process exit code (0 when done)."""
-    plan = plan_run(args)
-    fabric = build_fabric(plan)
-    fabric.launch()
-    return main(fabric, plan)
+    """Runs (or resumes) a pretraining run; returns the process exit code (0 when done).
+
+    The launching process holds out_dir's run lock for the whole run (the rank processes a
+    launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
+    """
+    validate_args(args)
+    launcher = is_launching_process()
+    with RunDirLock(args.out_dir, "--out_dir", enabled=launcher):
+        plan = plan_run(args)
+        if launcher:
+            write_hyperparameters(args.out_dir, args.to_dict())
+        fabric = build_fabric(plan)
+        fabric.launch()
+        return main(fabric, plan)
 
 
 # ----------------------------------------------------------------------------- main

@@ -192,7 +192,10 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
         parsed[-1].disable_tqdm = True  # the Trainer still prints its log lines
-    return run(*parsed)
+    from lit_gpt.run_lock import RunDirLock
+
+    with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=parsed[-1].process_index == 0):
+        return run(*parsed)
 
 
 def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult:
@@ -279,6 +282,8 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         data_collator=collator,
         processing_class=tokenizer,
     )
+    if main_process:  # every input is checked by now: a refused run leaves nothing behind
+        _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
     trainer.train(resume_from_checkpoint=resume)
     _save(trainer, tokenizer, output_dir, lora_args, training_args)
     if main_process:
@@ -409,6 +414,16 @@ def _save(trainer, tokenizer, output_dir: Path, lora_args, training_args) -> Non
                 merged.save_pretrained(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
+
+
+def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, lora_args, training_args) -> None:
+    from dataclasses import asdict
+
+    from lit_gpt.hyperparameters import write_hyperparameters
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
+                                       "lora": asdict(lora_args), "training": training_args.to_dict()})
 
 
 def _local_model_dir(name: str) -> Path:

@@ -1,0 +1,44 @@
+"""`hyperparameters.yaml`: the resolved settings of a run, next to its checkpoints (as litgpt does).
+
+Written at every start of a run (a resume rewrites it with the settings of that invocation; each
+checkpoint keeps the settings it was saved with), in one step: a crash leaves the old file or the
+new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any
+
+HYPERPARAMETERS = "hyperparameters.yaml"
+
+
+def plain(value: Any) -> Any:
+    """`value` as YAML-safe built-in types (enums by value, paths and unknown objects as strings)."""
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def write_hyperparameters(folder: str | Path, settings: dict[str, Any]) -> Path:
+    import yaml
+
+    path = Path(folder) / HYPERPARAMETERS
+    tmp = path.with_name(f".{HYPERPARAMETERS}.tmp")
+    tmp.write_text(yaml.safe_dump(plain(settings), sort_keys=False, allow_unicode=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read_hyperparameters(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text()) or {}

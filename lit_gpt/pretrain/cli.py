@@ -1,0 +1,26 @@
+"""`meap-pretrain` / MEAP-Pretrain/pretrain.py: MEAP pretraining from a recipe and overrides.
+
+    meap-pretrain --config pretrained/meap_1b.py [--key value ...]
+
+`--help` (after --config, to see the recipe's values as defaults) lists every setting.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from lit_gpt.cli import exit_on_user_error
+from lit_gpt.pretrain.recipe import parse_args
+
+
+@exit_on_user_error
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    args = parse_args(argv, prog=prog)
+    from lit_gpt.pretrain.train import TrainingDiverged, pretrain
+
+    try:
+        return pretrain(args)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
