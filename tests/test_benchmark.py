@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_gpt.bench.probes import attention_probe
-from lit_gpt.bench.report import format_table, meap_ntp_ratios, speedups, summarise
+from lit_gpt.bench.report import format_table, summarise
 from lit_gpt.bench.run import Row
 from lit_gpt.bench.stats import paired_ratio, spread
 from lit_gpt.bench.timing import round_robin, time_rounds
@@ -236,7 +236,7 @@ def test_no_matmul_fraction_without_a_matching_ceiling(device, precision, reason
     summarise(out, synthetic_rows(), complete=True)
     assert all(r["matmul_fraction"] is None for r in out["rows"])
     assert out["matmul_fraction_note"].startswith("n/a: ") and reason in out["matmul_fraction_note"]
-    assert f"of mm (fraction of the matmul rate): n/a: " in format_table(out)
+    assert "of mm (fraction of the matmul rate): n/a: " in format_table(out)
 
 
 def test_attention_probe_reports_each_backend():
