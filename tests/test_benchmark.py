@@ -239,6 +239,31 @@ def test_no_matmul_fraction_without_a_matching_ceiling(device, precision, reason
     assert "of mm (fraction of the matmul rate): n/a: " in format_table(out)
 
 
+def test_hf_liger_patches_only_its_own_forward():
+    """hf and hf_liger share a process: Liger's module-wide RoPE must reach hf_liger's forward only."""
+    pytest.importorskip("liger_kernel")
+    from transformers.models.llama import modeling_llama
+
+    from lit_gpt.bench.variants import build_model
+
+    original = modeling_llama.apply_rotary_pos_emb
+    model = build_model("hf_liger", Config.from_name("micro_LLaMA", vocab_size=300, n_layer=1))
+    assert modeling_llama.apply_rotary_pos_emb is original  # restored right after patching
+    module, values = model.module_globals
+    assert module is modeling_llama and values["apply_rotary_pos_emb"] is not original
+    seen = []
+
+    class Probe(torch.nn.Module):  # stands in for the HF model: records which RoPE it would call
+        def forward(self, **_):
+            seen.append(modeling_llama.apply_rotary_pos_emb)
+            return type("Output", (), {"loss": 0})()
+
+    model.hf = Probe()
+    model(torch.zeros(1, 4, dtype=torch.long), targets=torch.zeros(1, 4, dtype=torch.long))
+    assert seen == [values["apply_rotary_pos_emb"]] and modeling_llama.apply_rotary_pos_emb is original
+    assert build_model("hf", Config.from_name("micro_LLaMA", vocab_size=300, n_layer=1)).module_globals is None
+
+
 def test_attention_probe_reports_each_backend():
     result = attention_probe(Config.from_name("micro_LLaMA"), 2, 32, torch.device("cpu"), repeats=1)
     assert set(result) == {"auto", "cudnn", "flash", "efficient", "cudnn_repeated_kv"}
