@@ -53,7 +53,7 @@ class BenchSettings:
 class Row:
     variant: str
     mask_ratio: float
-    status: str = "ok"  # ok | OOM | error | skipped
+    status: str = "ok"  # ok | OOM | error | skipped | warm (built and warmed up, not yet timed)
     message: str = ""
     kernels: dict = field(default_factory=dict)
     step_ms_median: Optional[float] = None
@@ -230,6 +230,8 @@ def run_benchmark(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             contestants[variant] = contestant
+            for row in own:  # "ok" once timed: a run cut short during the rounds shows this
+                row.status, row.message = "warm", "built and warmed up; the timed rounds did not finish"
         except Exception as error:  # noqa: BLE001 - one failing variant must not end the run
             _failed(own, error)
             contestant = None
@@ -259,6 +261,7 @@ def run_benchmark(
                 continue
             contestant = contestants[row.variant]
             seconds = times[key]
+            row.status, row.message = "ok", ""
             median, low, high = spread(seconds)
             row.step_ms_median, row.step_ms_min, row.step_ms_max = 1e3 * median, 1e3 * low, 1e3 * high
             row.step_ms_rounds = [1e3 * s for s in seconds]
