@@ -3,7 +3,8 @@
 Each public function takes tensors and returns tensors; none owns parameters, so the model's
 parameter names never depend on which kernel runs. A fused implementation (Liger-Kernel's Triton
 kernels, flash-attn) is used only when it imports, the tensors are on CUDA and the caller allows
-it; otherwise the PyTorch reference below runs. The references are what the tests compare the
+it; otherwise the PyTorch reference below runs. Inside `liger_on_cpu()` Liger's kernels also take
+CPU tensors, through Triton's interpreter: that is how the tests check them without a GPU. The references are what the tests compare the
 fused versions against, and what `torch.compile` fuses by itself (see `lit_gpt.compile`).
 
 The Liger calls follow liger-kernel 0.8.5 (`liger_kernel/ops/rms_norm.py`, `rope.py`,
@@ -12,10 +13,13 @@ The Liger calls follow liger-kernel 0.8.5 (`liger_kernel/ops/rms_norm.py`, `rope
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
+import os
 import warnings
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +53,34 @@ def flash_attn_available() -> bool:
     return package_available("flash_attn")
 
 
+_liger_on_cpu = False
+
+
+@contextlib.contextmanager
+def liger_on_cpu() -> Iterator[None]:
+    """Within this block Liger's kernels run on CPU tensors too, in Triton's interpreter.
+
+    For tests on machines without a GPU: the interpreter executes each Triton program in NumPy,
+    thousands of times slower than a GPU. It is chosen when a kernel is defined, so
+    `TRITON_INTERPRET=1` must be set before triton or liger_kernel is first imported; this
+    refuses to start otherwise (or without liger-kernel) instead of quietly running the references.
+    """
+    global _liger_on_cpu
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("liger_on_cpu() needs TRITON_INTERPRET=1 set before triton is imported")
+    if not (liger_available() and importable("liger_kernel.ops") and importable("liger_kernel.transformers.functional")):
+        raise RuntimeError("liger_on_cpu() needs liger-kernel and triton installed and importable")
+    previous, _liger_on_cpu = _liger_on_cpu, True
+    try:
+        yield
+    finally:
+        _liger_on_cpu = previous
+
+
 def use_fused(x: torch.Tensor, allowed: bool) -> bool:
-    """Fused kernels run only on CUDA tensors, and only where Liger-Kernel imports."""
-    return allowed and x.is_cuda and liger_available() and importable("liger_kernel.ops")
+    """Fused kernels run on CUDA tensors (CPU ones inside `liger_on_cpu()`), where Liger-Kernel imports."""
+    on_device = x.is_cuda or (_liger_on_cpu and x.device.type == "cpu")
+    return allowed and on_device and liger_available() and importable("liger_kernel.ops")
 
 
 def use_flash_attn(q: torch.Tensor, allowed: bool) -> bool:
@@ -93,8 +122,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, fused: bool = Tr
 
         # (X, W, eps, offset, casting_mode, in_place). "llama": the inverse RMS in fp32, as
         # transformers' LlamaRMSNorm. in_place: backward writes dX over dY, as Liger's own
-        # LlamaRMSNorm replacement does; every norm output in the model has a single consumer,
-        # so nothing else reads that dY.
+        # LlamaRMSNorm replacement does. In the model dY is autograd's buffer (the summed
+        # gradient of the norm's consumers), read by nothing else.
         return LigerRMSNormFunction.apply(x, weight, eps, 0.0, "llama", True)
     return rms_norm_reference(x, weight, eps)
 
@@ -126,6 +155,12 @@ def apply_rope(
     already the transposed view of such a tensor, as the model's q is (a fresh reshape of the
     qkv projection), that tensor itself is overwritten and no copy is made; otherwise Liger
     rotates a copy. Callers therefore pass tensors they do not read again, like the model does.
+
+    Backward works the same way on the incoming gradients: a dq (dk) that is the transposed view
+    of a (B, T, heads, hs)-contiguous tensor is overwritten with the gradient of q (k). In the
+    model those gradients are autograd's own buffers from attention's backward, read by nothing
+    else; code that passes its own gradient tensors (`torch.autograd.backward(outputs, grads)`)
+    and reads them afterwards must pass clones.
     """
     if use_fused(q, fused) and q.size(2) == cos.size(0):
         from liger_kernel.ops.rope import LigerRopeFunction

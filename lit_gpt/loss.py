@@ -123,7 +123,8 @@ def _liger_takes_accum_dtype() -> bool:
 
 
 def liger_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """Liger-Kernel's fused linear cross-entropy (CUDA only), mean over non-ignored targets."""
+    """Liger-Kernel's fused linear cross-entropy (CUDA, or CPU inside `kernels.liger_on_cpu()`),
+    mean over non-ignored targets."""
     from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 
     h = hidden.reshape(-1, hidden.size(-1))

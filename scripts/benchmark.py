@@ -4,9 +4,12 @@
         --steps 10 --json out/bench_1b.json [--variants eager fused compile hf hf_liger] \
         [--precision bf16-mixed|bf16-true|32-true]
 
---micro_batch_size auto searches the largest micro batch that fits (CUDA). Prints a table
-(tokens/s, TFLOP/s, fraction of the measured bf16 matmul rate, peak memory, host syncs per step)
-and writes every number, the card, versions, date and this command to --json.
+Every variant is built and warmed up, then timed in rounds (one step of each variant and mask
+ratio per round), so the order of --variants does not matter; all variants stay on the device
+together. --micro_batch_size auto searches the largest micro batch that fits (CUDA). Prints a
+table (median step time with min/max, tokens/s, TFLOP/s, fraction of the bf16 matmul rate where
+that is the run's ceiling, peak memory, host syncs per step, paired MEAP/NTP and HF ratios) and
+writes every number, the card, versions, date and this command to --json.
 See docs/PERFORMANCE.md for the method.
 """
 
@@ -23,18 +26,18 @@ from lit_gpt.cli import UserError, exit_on_user_error
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from lit_gpt.benchmark import PRECISIONS, VARIANTS
+    from lit_gpt.bench.run import PRECISIONS, VARIANTS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name", required=True, help="shape from lit_gpt/config.py, e.g. tiny_LLaMA_1b")
     parser.add_argument("--micro_batch_size", required=True, help="sequences per step, or 'auto' (largest that fits, CUDA)")
     parser.add_argument("--seq_len", type=int, required=True, help="tokens per sequence T")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration and mask ratio")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--steps", type=int, default=10, help="timed rounds (one step of every variant and mask ratio each)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps of each variant first (compilation happens here)")
     parser.add_argument("--grad_accum", type=int, default=1, help="micro batches per optimizer step")
     parser.add_argument("--json", required=True, help="where to write the results")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="configurations, in order")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="configurations (timed in rounds: their order does not matter)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help="default: bf16-mixed on CUDA, 32-true on CPU")
     parser.add_argument("--mask_ratio", type=float, default=0.15, help="MEAP mask ratio compared with 0 (NTP)")
     parser.add_argument("--compile_backend", default="inductor", help="torch.compile backend of the compile variant")
@@ -47,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from lit_gpt.benchmark import BenchSettings, format_table, run_benchmark
+    from lit_gpt.bench.report import format_table
+    from lit_gpt.bench.run import BenchSettings, run_benchmark
     from lit_gpt.config import name_to_config
 
     out = Path(args.json)
@@ -64,6 +68,9 @@ def main(argv=None) -> int:
     for name in ("seq_len", "steps", "grad_accum"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} {getattr(args, name)}: must be >= 1")
+    repeated = sorted({v for v in args.variants if args.variants.count(v) > 1})
+    if repeated:
+        raise UserError(f"--variants: {', '.join(repeated)} given more than once (every variant runs in every round)")
     if args.warmup < 0:
         raise UserError(f"--warmup {args.warmup}: must be >= 0")
     if not 0 < args.mask_ratio < 1:

@@ -1,6 +1,13 @@
-"""compile_blocks: in place, names unchanged, one graph for all blocks, same numbers as eager."""
+"""compile_blocks: in place, names unchanged, one graph for all blocks, same numbers as eager.
+
+The last tests train through the real Inductor backend (C++ kernels built with the system
+compiler), as `--compile true` does on a CPU machine.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import json
 
 import pytest
 import torch
@@ -53,3 +60,70 @@ def test_keeping_the_blocks_kernel_choice():
 def test_rejects_a_model_without_blocks():
     with pytest.raises(TypeError, match="transformer.h"):
         compile_blocks(torch.nn.Linear(2, 2))
+
+
+# ----------------------------------------------------------------------------- Inductor, end to end
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from pretrain_helpers import make_corpus, make_tokenizer
+
+    from lit_gpt.prepare import tokenizer_fingerprint
+    from lit_gpt.tokenizer import load_tokenizer
+
+    root = tmp_path_factory.mktemp("compile_data")
+    corpus, tokenizer = make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
+    fingerprint = tokenizer_fingerprint(load_tokenizer(tokenizer))
+    (corpus / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": fingerprint, "vocab_size": 49}}))
+    return corpus, tokenizer
+
+
+def pretrain_cli(data, out_dir, *extra: str) -> dict[int, float]:
+    """MEAP-Pretrain/pretrain.py with its command line; returns the logged loss per step."""
+    from pretrain_helpers import REPO, tiny_settings, to_argv, train_losses
+
+    spec = importlib.util.spec_from_file_location("pretrain_entry", REPO / "MEAP-Pretrain" / "pretrain.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    corpus, tokenizer = data
+    settings = tiny_settings(corpus, tokenizer, out_dir, max_steps=3, eval_iters=0, save_interval=100)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and Inductor's kernels follow it
+    try:
+        assert entry.main(to_argv(settings) + list(extra)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return {step: float(loss) for step, loss in train_losses(out_dir).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "activation_checkpointing"])
+def test_inductor_training_matches_eager(tiny_data, tmp_path, monkeypatch, checkpointing):
+    from torch._dynamo.utils import counters
+
+    from lit_gpt import compile as block_compile
+
+    torch._dynamo.reset()
+    counters.clear()
+    # One compile worker: a pool of them only competes for the cores of a small CI machine.
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)
+    compiled = []
+    real = block_compile.compile_blocks
+
+    def recording(model, **kwargs):
+        real(model, **kwargs)
+        compiled.append((list(model.transformer.h), kwargs))
+        return model
+
+    monkeypatch.setattr(block_compile, "compile_blocks", recording)
+    flags = ["--activation_checkpointing", str(checkpointing).lower()]
+    got = pretrain_cli(tiny_data, tmp_path / "compiled", "--compile", "true", *flags)
+    expected = pretrain_cli(tiny_data, tmp_path / "eager", "--compile", "false", *flags)
+
+    (blocks, kwargs), = compiled
+    assert kwargs.get("backend", "inductor") == "inductor"  # the trainer's default: real Inductor
+    assert len(blocks) == 2 and all(block_compile.is_compiled(block) for block in blocks)
+    assert list(got) == list(expected) == [1, 2, 3]
+    for step in got:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-5), step
+    # Inductor really produced the graphs' code (built now or found in its on-disk cache).
+    assert counters["inductor"]["fxgraph_cache_miss"] + counters["inductor"]["fxgraph_cache_hit"] >= 1
