@@ -1,0 +1,167 @@
+"""FSDP2 (`--strategy fsdp`) on 2 CPU processes over gloo: it trains what one unsharded process
+trains, and its full and sharded checkpoints resume exactly, on any number of processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lit_gpt.pretrain import PretrainArgs, pretrain
+from pretrain_helpers import REPO, make_corpus, make_tokenizer, tiny_settings, to_argv, train_losses, val_losses
+
+# 8 steps of a global batch of 8 = 2 processes x micro batch 2 x 2 accumulation (1 process: x 4).
+SETTINGS = dict(max_steps=8, eval_interval=4, eval_iters=2, save_interval=4, keep_last=0, mask_ratio=0.15,
+                micro_batch_size=2)
+STEP4, STEP8 = "step-00000004.pth", "step-00000008.pth"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fsdp")
+    return make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
+
+
+@contextlib.contextmanager
+def one_thread_in_process():
+    """A run inside the test process: one thread (as each launched process has), and afterwards no
+    process group or rendezvous variables left behind for the next run."""
+    threads, environ = torch.get_num_threads(), dict(os.environ)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def run_here(data, out: Path, **changes) -> int:
+    with one_thread_in_process():
+        return pretrain(PretrainArgs(**tiny_settings(*data, out, **{**SETTINGS, **changes})))
+
+
+def launch(data, out: Path, **changes) -> subprocess.CompletedProcess:
+    """The shell entry point with 2 processes over gloo (Fabric launches the second)."""
+    settings = tiny_settings(*data, out, **{**SETTINGS, "devices": 2, "strategy": "fsdp", **changes})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(REPO / "MEAP-Pretrain" / "pretrain.py"), *to_argv(settings)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def single(data, tmp_path_factory):
+    """The reference: one process, no FSDP (the same global batch, blocks and masks)."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    assert run_here(data, out) == 0
+    return out
+
+
+def floats(losses: dict) -> dict:
+    return {step: float(value) for step, value in losses.items()}
+
+
+def assert_close(got: dict, expected: dict, steps, rel: float) -> None:
+    assert sorted(got) == list(steps)
+    for step in steps:
+        assert got[step] == pytest.approx(expected[step], rel=rel, abs=1e-7), step
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_activation_checkpointing_and_resume_on_one(data, single, tmp_path):
+    """Full checkpoints, activation checkpointing per block: 2 sharded processes give the losses of
+    one unsharded process (fp32 rounding), and the 2-process checkpoint resumes on one process."""
+    out = tmp_path / "fsdp"
+    launch(data, out, activation_checkpointing=True, stop_step=4)
+    expected = floats(train_losses(single))
+    assert_close(floats(train_losses(out)), expected, range(1, 5), rel=1e-5)
+    assert float(val_losses(out)[4]) == pytest.approx(float(val_losses(single)[4]), rel=1e-5)
+
+    ckpt = torch.load(out / STEP4, weights_only=True)  # one file of full tensors, plain parameter names
+    ref = torch.load(single / STEP4, weights_only=True)
+    assert sorted(ckpt["model"]) == sorted(ref["model"])
+    for key, value in ref["model"].items():
+        torch.testing.assert_close(ckpt["model"][key], value, rtol=1e-5, atol=1e-6)
+
+    assert run_here(data, out, resume="auto") == 0  # 2 -> 1 process, full checkpoint
+    assert_close(floats(train_losses(out)), expected, range(1, 9), rel=1e-5)
+
+
+def _export(checkpoint: Path, out: Path) -> dict[str, torch.Tensor]:
+    """convert/convert_lit_checkpoint.py, run in this process."""
+    script = runpy.run_path(str(REPO / "convert" / "convert_lit_checkpoint.py"))
+    script["main"](["--checkpoint_name", str(checkpoint), "--out_dir", str(out), "--dtype", "float32"])
+    return load_file(out / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_sharded_checkpoints_resume_bitwise_resume_on_one_process_and_export(data, single, tmp_path):
+    """A sharded 2-process run: its step-4 folder resumed on 2 processes continues bitwise; resumed
+    on 1 process it continues as the unsharded run; its step-8 folder exports the Hugging Face model
+    the unsharded run exports."""
+    sharded = tmp_path / "sharded"
+    launch(data, sharded, checkpoint_format="sharded")
+    folder = sharded / STEP4
+    assert folder.is_dir() and (folder / ".metadata").is_file() and (folder / "meta.pt").is_file()
+    assert not [p.name for p in sharded.iterdir() if p.name.startswith(".")]  # no temporaries left
+    expected = floats(train_losses(single))
+    assert_close(floats(train_losses(sharded)), expected, range(1, 9), rel=1e-5)
+
+    again = tmp_path / "again"
+    launch(data, again, checkpoint_format="sharded", resume=str(folder))
+    full_run = {step: loss for step, loss in train_losses(sharded).items() if step > 4}
+    assert train_losses(again) == full_run  # identical float reprs: bitwise
+    assert val_losses(again)[8] == val_losses(sharded)[8]
+
+    one = tmp_path / "one"
+    assert run_here(data, one, resume=str(folder)) == 0  # 2 -> 1 process, sharded checkpoint
+    assert_close(floats(train_losses(one)), expected, range(5, 9), rel=1e-5)
+
+    got, ref = _export(sharded / STEP8, tmp_path / "hf_sharded"), _export(single / STEP8, tmp_path / "hf_single")
+    assert sorted(got) == sorted(ref)
+    for key in ref:
+        torch.testing.assert_close(got[key], ref[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_one_process_checkpoints_resume_on_two(data, single, tmp_path, capsys):
+    """1 -> 2 processes: the unsharded run's full checkpoint, and a one-process FSDP run's sharded one."""
+    expected = floats(train_losses(single))
+    from_full = tmp_path / "from_full"
+    launch(data, from_full, resume=str(single / STEP4))
+    assert_close(floats(train_losses(from_full)), expected, range(5, 9), rel=1e-5)
+
+    alone = tmp_path / "alone"
+    assert run_here(data, alone, strategy="fsdp", checkpoint_format="sharded", stop_step=4) == 0
+    assert "FSDP2 over a single process" in capsys.readouterr().out  # says what it does with one process
+    assert_close(floats(train_losses(alone)), expected, range(1, 5), rel=1e-5)
+    from_sharded = tmp_path / "from_sharded"
+    launch(data, from_sharded, checkpoint_format="sharded", resume=str(alone / STEP4))
+    assert_close(floats(train_losses(from_sharded)), expected, range(5, 9), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_bf16_mixed_on_two_processes_stays_near_one_process(data, tmp_path):
+    """bf16-mixed: FSDP2 computes with bf16 parameters (fp32 shards, fp32 gradient reduction), one
+    process under autocast with fp32 parameters; the rounding differs, the training does not."""
+    changes = dict(precision="bf16-mixed", max_steps=4, save_interval=4)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_here(data, one, **changes) == 0
+    launch(data, two, **changes)
+    expected, got = floats(train_losses(one)), floats(train_losses(two))
+    assert_close(got, expected, range(1, 5), rel=2e-2)  # bf16 has 8 bits of mantissa: ~0.4% per rounding
+    assert got[4] < got[1] - 0.3
+    ckpt = torch.load(two / STEP4, weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values())  # the fp32 shards are what is saved
