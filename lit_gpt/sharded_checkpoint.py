@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pathlib
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,10 @@ def load_sharded(state_dict: dict[str, Any], path: str | Path, no_dist: bool = F
     """
     import torch.distributed.checkpoint as dcp
 
-    dcp.load(state_dict, storage_reader=_safe_reader(path), planner=_safe_planner(), no_dist=no_dist)
+    with warnings.catch_warnings():
+        # Reading on one process without a process group is intended here, not worth a warning.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state_dict, storage_reader=_safe_reader(path), planner=_safe_planner(), no_dist=no_dist)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import runpy
 import subprocess
 import sys
@@ -137,10 +138,11 @@ def test_sharded_checkpoints_resume_bitwise_resume_on_one_process_and_export(dat
 
 @pytest.mark.slow
 def test_one_process_checkpoints_resume_on_two(data, single, tmp_path, capsys):
-    """1 -> 2 processes: the unsharded run's full checkpoint, and a one-process FSDP run's sharded one."""
+    """1 -> 2 processes: the unsharded run's full checkpoint, and a one-process FSDP run's sharded one
+    (with the other two sharding modes: a 2-D hybrid mesh, and parameters kept from forward to backward)."""
     expected = floats(train_losses(single))
     from_full = tmp_path / "from_full"
-    launch(data, from_full, resume=str(single / STEP4))
+    launch(data, from_full, resume=str(single / STEP4), fsdp_sharding="HYBRID_SHARD")  # a (1, 2) mesh
     assert_close(floats(train_losses(from_full)), expected, range(5, 9), rel=1e-5)
 
     alone = tmp_path / "alone"
@@ -148,7 +150,7 @@ def test_one_process_checkpoints_resume_on_two(data, single, tmp_path, capsys):
     assert "FSDP2 over a single process" in capsys.readouterr().out  # says what it does with one process
     assert_close(floats(train_losses(alone)), expected, range(1, 5), rel=1e-5)
     from_sharded = tmp_path / "from_sharded"
-    launch(data, from_sharded, checkpoint_format="sharded", resume=str(alone / STEP4))
+    launch(data, from_sharded, checkpoint_format="sharded", resume=str(alone / STEP4), fsdp_sharding="SHARD_GRAD_OP")
     assert_close(floats(train_losses(from_sharded)), expected, range(5, 9), rel=1e-5)
 
 
@@ -165,3 +167,96 @@ def test_bf16_mixed_on_two_processes_stays_near_one_process(data, tmp_path):
     assert got[4] < got[1] - 0.3
     ckpt = torch.load(two / STEP4, weights_only=True)
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values())  # the fp32 shards are what is saved
+
+
+class _RunsCode:
+    """A pickle whose loading would run a shell command (creating the marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _entry_exit(argv: list[str], script: str = "MEAP-Pretrain/pretrain.py") -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / script))["main"](argv)
+    return exit_info.value.code
+
+
+def test_sharded_checkpoint_on_a_full_disk_and_a_forged_index(data, tmp_path, monkeypatch, capsys):
+    """One-process FSDP, sharded format. A disk that fills while step 8's shards are written: one
+    line, no temporary folder, step 4 intact (the resumed run equals the unsharded one). A folder
+    whose .metadata would run code: refused in one line by the trainer and the converter, and the
+    code never runs."""
+    import errno
+
+    import torch.distributed.checkpoint.filesystem as dcp_files
+
+    real_write = dcp_files._write_item
+    written = []
+
+    def write_until_full(transforms, stream, *args, **kwargs):
+        if f".{STEP8}.tmp" in str(getattr(stream, "name", "")):
+            written.append(stream.name)
+            if len(written) > 3:  # some items of the step-8 shards are written, then the disk is full
+                stream.write(b"part of a shard")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(transforms, stream, *args, **kwargs)
+
+    monkeypatch.setattr(dcp_files, "_write_item", write_until_full)
+    out = tmp_path / "run"
+    settings = tiny_settings(*data, out, **{**SETTINGS, "strategy": "fsdp", "checkpoint_format": "sharded",
+                                            "eval_iters": 0})
+    with one_thread_in_process():
+        assert _entry_exit(to_argv(settings)) == 2
+    err = capsys.readouterr().err  # Fabric's lines about the process group, then ours
+    last = err.strip().splitlines()[-1]
+    assert err.count("error") == 1 and "Traceback" not in err, err
+    assert last.startswith("error: cannot write checkpoint") and "No space left on device" in last and STEP8 in last
+    assert len(written) > 3 and sorted(p.name for p in out.iterdir() if "step" in p.name) == [STEP4]
+    monkeypatch.undo()
+
+    assert run_here(data, out, strategy="fsdp", checkpoint_format="sharded", eval_iters=0, resume="auto") == 0
+    reference = tmp_path / "reference"
+    assert run_here(data, reference, eval_iters=0) == 0
+    expected = floats(train_losses(reference))
+    assert_close(floats(train_losses(out)), expected, range(1, 9), rel=1e-5)
+
+    marker = tmp_path / "code_ran"
+    forged = tmp_path / "forged" / STEP4
+    forged.parent.mkdir()
+    import shutil
+
+    shutil.copytree(out / STEP4, forged)
+    (forged / ".metadata").write_bytes(pickle.dumps(_RunsCode(marker)))
+    capsys.readouterr()
+    assert _entry_exit(to_argv({**settings, "out_dir": str(tmp_path / "out2"), "resume": str(forged)})) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(forged) in err and "for safety" in err, err
+    assert _entry_exit(["--checkpoint_name", str(forged), "--out_dir", str(tmp_path / "hf")],
+                       "convert/convert_lit_checkpoint.py") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(forged) in err and "for safety" in err, err
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_compiled_blocks_compose_with_fsdp(data, single, tmp_path, monkeypatch):
+    """--compile with --strategy fsdp: blocks compiled in place, then sharded, train as the eager
+    unsharded run does (Dynamo without Inductor's C++ build, to stay fast on a CPU)."""
+    from lit_gpt import compile as block_compile
+
+    compiled = []
+    real = block_compile.compile_blocks
+
+    def eager_compile(model, **kwargs):
+        compiled.append(model)
+        return real(model, backend="eager")
+
+    monkeypatch.setattr(block_compile, "compile_blocks", eager_compile)
+    out = tmp_path / "compiled"
+    assert run_here(data, out, strategy="fsdp", compile=True, max_steps=8, stop_step=2, eval_iters=0) == 0
+    assert len(compiled) == 1 and all(block_compile.is_compiled(b) for b in compiled[0].transformer.h)
+    assert_close(floats(train_losses(out)), floats(train_losses(single)), range(1, 3), rel=1e-5)

@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,6 +29,7 @@ from lit_gpt.cli import UserError
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^step-(\d{8})\.pth$")
+_LEFTOVER = re.compile(r"^\.step-\d{8}\.pth\.(tmp|old)$")
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:
@@ -62,7 +64,7 @@ def resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path]
                 check_readable(path)
                 return path
             except UserError as err:
-                print(f"--resume auto: skipping {err}", file=sys.stderr)
+                print(f"--resume auto: skipping {err}", file=sys.stderr)  # and trying the one before
                 skipped.append(path.name)
         if skipped:
             raise UserError(f"--resume auto: no checkpoint in {out_dir} can be read ({', '.join(skipped)}); "
@@ -71,7 +73,10 @@ def resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path]
     path = Path(resume).expanduser()
     if not path.exists():
         raise UserError(f"--resume {resume}: no such checkpoint")
-    check_readable(path)
+    try:
+        check_readable(path)
+    except UserError as err:
+        raise UserError(f"cannot resume from {err}") from None
     return path
 
 
@@ -85,17 +90,20 @@ def _read_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty, not a checkpoint")
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) files
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a pickle protocol notice: the error below says it all
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) files
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
-            raise UserError(f"{path}: holds objects other than tensors and plain containers, which are not "
-                            f"loaded for safety") from None
-        raise UserError(f"{path}: not a PyTorch checkpoint ({_first_line(err)})") from None
+        unsafe = re.search(r"GLOBAL (\S+)", str(err))
+        if unsafe:
+            raise UserError(f"{path}: refers to {unsafe.group(1)}, which is not loaded for safety (a checkpoint "
+                            "holds only tensors and plain containers)") from None
+        raise UserError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as err:  # a truncated or foreign file: torch raises several types
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
 
@@ -105,11 +113,16 @@ def _read_sharded_meta(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: a directory that is not a sharded checkpoint (no {sharded.INDEX_FILE})")
     try:
         sharded.read_index(path)
-        return sharded.read_meta(path)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: {_first_line(err)}") from None
+        raise UserError(f"{path}: {err}") from None
     except Exception as err:
         raise UserError(f"{path}: not a readable sharded checkpoint ({_first_line(err)})") from None
+    if not (path / sharded.META_FILE).is_file():
+        raise UserError(f"{path}: a sharded checkpoint without its {sharded.META_FILE}")
+    meta = _read_file(path / sharded.META_FILE)
+    if not isinstance(meta, dict):
+        raise UserError(f"{path / sharded.META_FILE}: holds a {type(meta).__name__}, not a dict")
+    return meta
 
 
 def check_readable(path: Path) -> dict[str, Any]:
@@ -170,12 +183,12 @@ def _agree_on_error(fabric, error: Optional[str]) -> Optional[str]:
     return next((e for e in errors if e), None)
 
 
-def _describe_write_error(err: BaseException) -> str:
+def _describe_error(err: BaseException) -> str:
     # torch.distributed.checkpoint wraps each process's exception in a CheckpointException.
     for failure in getattr(err, "failures", {}).values():
-        inner = getattr(failure, "exc", failure)
+        inner = failure[0] if isinstance(failure, tuple) else failure  # (exception, traceback summary)
         if isinstance(inner, BaseException):
-            return _describe_write_error(inner)
+            return _describe_error(inner)
     if isinstance(err, OSError):
         return err.strerror or str(err)
     return _first_line(err)
@@ -190,6 +203,7 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
     full disk never leaves a half checkpoint that `--resume auto` would pick. On a write error the
     temporary is removed, earlier checkpoints are untouched, and a UserError names the path.
     """
+    from torch.distributed.checkpoint import CheckpointException
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     module, optimizer = _unwrap(state["model"], state["optimizer"])
@@ -197,7 +211,9 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
     tmp = path.with_name(f".{path.name}.tmp")
     if fabric.is_global_zero:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove(tmp)
+        for stale in path.parent.iterdir():  # left by a process that was killed while writing
+            if _LEFTOVER.match(stale.name):
+                _remove(stale)
     fabric.barrier()
     error = None
     if sharded_format:
@@ -208,8 +224,8 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
             save(shards, storage_writer=FileSystemWriter(tmp, sync_files=True))
             if fabric.is_global_zero:
                 _write_file(tmp / sharded.META_FILE, meta)
-        except Exception as err:  # noqa: BLE001 - reported on every process below
-            error = _describe_write_error(err)
+        except (Exception, CheckpointException) as err:  # reported on every process below
+            error = _describe_error(err)
     else:
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
         full = {"model": get_model_state_dict(module, options=options),
@@ -217,8 +233,8 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
         if fabric.is_global_zero:
             try:
                 _write_file(tmp, {**full, **meta})
-            except Exception as err:  # noqa: BLE001
-                error = _describe_write_error(err)
+            except Exception as err:  # reported on every process below
+                error = _describe_error(err)
     error = _agree_on_error(fabric, error)
     if fabric.is_global_zero:
         if error:
@@ -261,6 +277,7 @@ def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
 def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     """Restores model and optimizer in place from a full file or a sharded folder, whatever the number
     of processes that wrote it; returns the rest of the checkpoint."""
+    from torch.distributed.checkpoint import CheckpointException
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
@@ -286,8 +303,8 @@ def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
         return checkpoint
     except UserError as err:
         raise UserError(f"cannot resume from {err}") from None
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise UserError(f"cannot resume from {path}: {_first_line(err)}") from None
+    except (KeyError, RuntimeError, ValueError, OSError, CheckpointException) as err:
+        raise UserError(f"cannot resume from {path}: {_describe_error(err)}") from None
 
 
 # ----------------------------------------------------------------------------- RNG state

@@ -10,7 +10,7 @@ root (embedding, final norm, head). The same code runs on GPUs (NCCL) and on CPU
   SHARD_GRAD_OP  reshard_after_forward=False: gathered parameters stay until the backward
                  (one all-gather fewer per block, more memory; ZeRO-2-like);
   HYBRID_SHARD   a 2-D mesh (nodes x devices per node): shards within a node, replicates across
-                 nodes (gradients all-reduced between the replicas);
+                 nodes (gradients all-reduced between the replicas); on one node, FULL_SHARD;
   NO_SHARD       has no FSDP2 meaning; refused (use --strategy ddp).
 """
 

@@ -170,9 +170,6 @@ def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, 
         raise UserError("--fsdp_sharding NO_SHARD: FSDP2 has no unsharded mode; use --strategy ddp to replicate")
     if precision == "16-mixed":
         raise UserError("--precision 16-mixed is not supported with FSDP2 (--strategy fsdp): use bf16-mixed")
-    if args.fsdp_sharding == "HYBRID_SHARD" and args.num_nodes == 1:
-        raise UserError("--fsdp_sharding HYBRID_SHARD replicates across nodes: it needs --num_nodes > 1 "
-                        "(use FULL_SHARD on one node)")
     if world_size == 1:
         # Not refused: the same code path and checkpoint formats as a sharded run, on one process.
         print(f"--strategy fsdp with one process: FSDP2 over a single process (nothing is sharded; "
