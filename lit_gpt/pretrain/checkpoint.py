@@ -174,7 +174,7 @@ def _unwrap(model, optimizer):
     return _unwrap_objects(model), _unwrap_objects(optimizer)
 
 
-def _agree_on_error(fabric, error: Optional[str]) -> Optional[str]:
+def _agree_on_error(fabric, error: Optional[tuple[str, bool]]) -> Optional[tuple[str, bool]]:
     """The first process's error, on every process (so all stop together instead of one hanging)."""
     if fabric.world_size == 1:
         return error
@@ -183,15 +183,27 @@ def _agree_on_error(fabric, error: Optional[str]) -> Optional[str]:
     return next((e for e in errors if e), None)
 
 
-def _describe_error(err: BaseException) -> str:
+def _innermost(err: BaseException) -> BaseException:
     # torch.distributed.checkpoint wraps each process's exception in a CheckpointException.
     for failure in getattr(err, "failures", {}).values():
         inner = failure[0] if isinstance(failure, tuple) else failure  # (exception, traceback summary)
         if isinstance(inner, BaseException):
-            return _describe_error(inner)
+            return _innermost(inner)
+    return err
+
+
+def _describe_error(err: BaseException) -> str:
+    err = _innermost(err)
     if isinstance(err, OSError):
         return err.strerror or str(err)
     return _first_line(err)
+
+
+def _write_error(err: BaseException) -> tuple[str, bool]:
+    """-> (what failed, whether it is the environment's): an OSError (full disk, permissions, quota) is
+    the user's to fix and becomes one line; anything else is a bug, raised with a traceback."""
+    inner = _innermost(err)
+    return _describe_error(inner), isinstance(inner, OSError)
 
 
 def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: bool = False) -> None:
@@ -225,7 +237,7 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
             if fabric.is_global_zero:
                 _write_file(tmp / sharded.META_FILE, meta)
         except (Exception, CheckpointException) as err:  # reported on every process below
-            error = _describe_error(err)
+            error = _write_error(err)
     else:
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
         full = {"model": get_model_state_dict(module, options=options),
@@ -234,7 +246,7 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
             try:
                 _write_file(tmp, {**full, **meta})
             except Exception as err:  # reported on every process below
-                error = _describe_error(err)
+                error = _write_error(err)
     error = _agree_on_error(fabric, error)
     if fabric.is_global_zero:
         if error:
@@ -248,9 +260,11 @@ def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: b
             _remove(old)
             _fsync_dir(path.parent)
     fabric.barrier()
+    if error and not error[1]:
+        raise RuntimeError(f"writing checkpoint {path} failed: {error[0]}")
     if error:
-        raise UserError(f"cannot write checkpoint {path}: {error} (nothing partial was left; earlier checkpoints "
-                        "are intact)")
+        raise UserError(f"cannot write checkpoint {path}: {error[0]} (nothing partial was left; earlier "
+                        "checkpoints are intact)")
 
 
 def prune_checkpoints(out_dir: str | Path, keep_last: int) -> None:
