@@ -261,3 +261,19 @@ def test_compiled_blocks_compose_with_fsdp(data, single, tmp_path, monkeypatch):
     assert run_here(data, out, strategy="fsdp", compile=True, max_steps=8, stop_step=2, eval_iters=0) == 0
     assert len(compiled) == 1 and all(block_compile.is_compiled(b) for b in compiled[0].transformer.h)
     assert_close(floats(train_losses(out)), floats(train_losses(single)), range(1, 3), rel=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("checkpoint_format", ["full", "sharded"])
+def test_fsdp_on_one_gpu_trains_and_resumes(data, tmp_path, checkpoint_format):
+    """FSDP2 on one GPU (NCCL, bf16-mixed, fused AdamW over sharded parameters): the loss falls,
+    and a run resumed from its checkpoint continues where it stopped."""
+    out = tmp_path / "gpu"
+    changes = dict(accelerator="cuda", devices=1, strategy="fsdp", precision="bf16-mixed", checkpoint_format=checkpoint_format,
+                   max_steps=30, eval_interval=10, save_interval=10, activation_checkpointing=True)
+    assert run_here(data, out, stop_step=20, **changes) == 0
+    losses = floats(train_losses(out))
+    assert losses[20] < losses[1] - 1.0
+    assert run_here(data, out, resume="auto", **changes) == 0
+    assert sorted(floats(train_losses(out))) == list(range(1, 31))
