@@ -24,11 +24,7 @@ import torch.nn as nn
 
 from lit_gpt.model import Block
 
-SHARDING = {
-    "FULL_SHARD": "each block's parameters are freed after its forward and gathered again in backward",
-    "SHARD_GRAD_OP": "gathered parameters are kept from forward to backward (one all-gather fewer per block)",
-    "HYBRID_SHARD": "sharded within a node, replicated across nodes (2-D device mesh)",
-}
+SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD")  # the --fsdp_sharding values FSDP2 has
 
 
 def mixed_precision_policy(precision: str):
