@@ -6,6 +6,8 @@
 The folder loads with `AutoModelForCausalLM.from_pretrained(DIR)` and `AutoTokenizer.from_pretrained(DIR)`.
 --model_name may be omitted when the checkpoint records its config (the trainer's do);
 --tokenizer_dir defaults to the tokenizer the checkpoint records.
+A sharded checkpoint (the folder `--checkpoint_format sharded` writes) is read the same way, on one
+CPU process, whatever the number of processes that trained it.
 """
 
 from lit_gpt.convert.cli import lit_to_hf_main as main

@@ -262,6 +262,106 @@ def test_signal_saves_a_checkpoint_and_stops(data, tmp_path, monkeypatch):
     assert max(train_losses(out)) == 10
 
 
+def _fail_with_full_disk_at(step: int, monkeypatch):
+    """torch.save that writes part of the checkpoint of `step`, then fails as a full disk does."""
+    import errno
+
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("step") == step:
+            f.write(b"half a checkpoint" * 64)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    # Checkpoints are written beside their destination: a $TMPDIR that does not exist is never used.
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "no_such_tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    out = tmp_path / "run"
+    settings = tiny_settings(*data, out, max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
+    _fail_with_full_disk_at(8, monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(settings))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "step-00000008.pth" in err, err
+    assert sorted(p.name for p in out.iterdir() if "step" in p.name) == ["step-00000004.pth"]  # no .tmp left
+
+    monkeypatch.undo()
+    reference = tmp_path / "reference"
+    assert run(data, reference, **{k: v for k, v in settings.items() if k in ("max_steps", "save_interval",
+                                                                            "keep_last", "eval_iters")}) == 0
+    assert run(data, out, resume="auto", max_steps=8, save_interval=4, keep_last=0, eval_iters=0) == 0
+    assert train_losses(out) == train_losses(reference)  # the kept checkpoint was whole: bitwise
+
+
+class _RunsCode:
+    """A pickle whose loading would run a shell command (creating the marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _unreadable(kind: str, where: Path, marker: Path) -> Path:
+    path = where / "step-00000008.pth"
+    if kind == "random_bytes":
+        path.write_bytes(random.Random(0).randbytes(4096))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_a_checkpoint_dir":
+        path.mkdir()
+        (path / "notes.txt").write_text("not a checkpoint")
+    elif kind == "code_in_zip":  # torch.save's zip format with a code-running object inside
+        torch.save({"model": {}, "optimizer": _RunsCode(marker), "format_version": 1}, path)
+    elif kind == "code_in_pickle":  # a plain pickle file
+        import pickle
+
+        path.write_bytes(pickle.dumps({"model": _RunsCode(marker)}))
+    return path
+
+
+UNREADABLE = ("random_bytes", "empty", "not_a_checkpoint_dir", "code_in_zip", "code_in_pickle")
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, data, tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    (tmp_path / "ckpts").mkdir()
+    path = _unreadable(kind, tmp_path / "ckpts", marker)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, tmp_path / "out", resume=str(path))))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err and "Traceback" not in err, err
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def test_resume_auto_skips_an_unreadable_newest_checkpoint(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    settings = dict(max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
+    assert run(data, out, **settings) == 0
+    uninterrupted = train_losses(out)
+    marker = tmp_path / "code_ran"
+    (out / "step-00000008.pth").unlink()
+    _unreadable("code_in_zip", out, marker)
+    capsys.readouterr()
+    assert run(data, out, resume="auto", **settings) == 0
+    captured = capsys.readouterr()
+    assert "skipping" in captured.err and "step-00000008.pth" in captured.err and "for safety" in captured.err
+    assert "resumed from" in captured.out and "step-00000004.pth" in captured.out
+    assert train_losses(out) == uninterrupted and not marker.exists()
+
+
 # ----------------------------------------------------------------------------- mixing prefixes
 @pytest.fixture(scope="module")
 def mixed_data(data, tmp_path_factory):
@@ -421,6 +521,10 @@ BAD_INPUTS = {
     "unknown_recipe_key": (dict(config="{bad_recipe}"), "unknown setting 'mask_ratoi' (did you mean mask_ratio"),
     "code_in_recipe": (dict(config="{code_recipe}"), "recipes hold data only"),
     "missing_resume": (dict(resume="{tmp}/nope.pth"), "no such checkpoint"),
+    "fsdp_world_size_not_splitting_the_batch": (dict(strategy="fsdp", devices=3),
+                                                "--global_batch_size 8 does not split over 3 processes"),
+    "fsdp_no_shard": (dict(strategy="fsdp", fsdp_sharding="NO_SHARD"), "NO_SHARD: FSDP2 has no unsharded mode"),
+    "sharded_without_fsdp": (dict(checkpoint_format="sharded"), "--checkpoint_format sharded needs FSDP"),
     "no_budget": (dict(max_steps="none"), "set a budget"),
     "data_from_other_tokenizer": (dict(train_data_dir="{other_corpus}"), "was prepared with the tokenizer in /elsewhere"),
     "mix_without_weight": (dict(train_prefix="c4:0.7,wiki"), "--train_prefix 'c4:0.7,wiki': entry 'wiki' is not prefix:weight"),

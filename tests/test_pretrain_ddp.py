@@ -1,4 +1,4 @@
-"""Several processes: DDP on CPU (gloo) must train exactly what one process trains; FSDP on a GPU."""
+"""Several processes: DDP on CPU (gloo) must train exactly what one process trains (FSDP: test_pretrain_fsdp.py)."""
 
 import os
 import subprocess
@@ -77,20 +77,3 @@ def test_launcher_runs_from_any_directory_with_relative_paths(data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(train_losses(work / "runs" / "tiny")) == [1, 2]  # --out_dir relative to where it was typed
     assert (work / "runs" / "tiny" / "step-00000002.pth").is_file()
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_fsdp_on_one_gpu_trains_and_resumes(data, tmp_path):
-    """FSDP (wrapping each Block) with bf16-mixed on one GPU: the loss falls, the full checkpoint
-    holds plain weights, and a resumed run continues from it."""
-    out = tmp_path / "fsdp"
-    settings = dict(accelerator="cuda", strategy="fsdp", precision="bf16-mixed", max_steps=30, eval_interval=10,
-                    save_interval=10, learning_rate=1e-2)
-    assert pretrain(PretrainArgs(**tiny_settings(*data, out, stop_step=20, **settings))) == 0
-    losses = _floats(train_losses(out))
-    assert losses[20] < losses[1] - 1.0
-    ckpt = torch.load(out / "step-00000020.pth", weights_only=True, map_location="cpu")
-    assert "transformer.h.0.attn.attn.weight" in ckpt["model"] and ckpt["config"]["n_layer"] == 2
-    assert pretrain(PretrainArgs(**tiny_settings(*data, out, resume="auto", **settings))) == 0
-    assert sorted(_floats(train_losses(out))) == list(range(1, 31))

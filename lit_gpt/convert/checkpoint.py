@@ -113,13 +113,11 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
     """-> (state dict, metadata) of a lit checkpoint file, not yet checked against a model shape."""
     path = Path(path).expanduser()
     if path.is_dir():
-        raise UserError(
-            f"{path} is a directory (a sharded FSDP checkpoint?): consolidate it into one file first with "
-            f"`python -m lightning.fabric.utilities.consolidate_checkpoint {path}`"
-        )
-    if not path.is_file():
+        sd, meta = read_sharded_checkpoint(path)
+    elif not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    sd, meta = _split_checkpoint(torch_load(path), path)
+    else:
+        sd, meta = _split_checkpoint(torch_load(path), path)
     sd = strip_wrapper_prefixes(sd)
     if any(k.startswith(("model.layers.", "model.embed_tokens.")) for k in sd):
         raise UserError(
@@ -130,6 +128,24 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
     if non_tensors:
         raise UserError(f"{path}: state dict entries that are not tensors: {', '.join(non_tensors[:8])}")
     return sd, meta
+
+
+def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """-> (full model state dict, metadata) of a sharded training checkpoint folder, assembled on this
+    one CPU process whatever the number of processes that wrote it (the optimizer shards are not read)."""
+    from lit_gpt import sharded_checkpoint
+
+    if not sharded_checkpoint.is_sharded_checkpoint(path):
+        raise UserError(f"{path} is a directory but not a sharded checkpoint (no {sharded_checkpoint.INDEX_FILE} in it)")
+    try:
+        meta = sharded_checkpoint.read_meta(path) if (path / sharded_checkpoint.META_FILE).is_file() else {}
+        sd = sharded_checkpoint.read_full_state_dict(path, "model")
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path}: {str(err).strip().splitlines()[0] if str(err).strip() else 'unsafe content'} "
+                        "(not loaded for safety)") from None
+    except Exception as err:  # a damaged folder: torch raises several types
+        raise UserError(f"could not read {path} as a sharded checkpoint: {type(err).__name__}: {err}") from None
+    return sd, {k: v for k, v in meta.items() if k not in _NOT_META}
 
 
 def check_state_dict(sd: dict[str, torch.Tensor], config: Config, what: str) -> None:

@@ -17,6 +17,8 @@ LIT_TO_HF = """Convert a lit checkpoint into a Hugging Face LLaMA folder (safete
 The folder loads with `AutoModelForCausalLM.from_pretrained(DIR)` and `AutoTokenizer.from_pretrained(DIR)`.
 --model_name may be omitted when the checkpoint records its config (the trainer's do);
 --tokenizer_dir defaults to the tokenizer the checkpoint records.
+A sharded checkpoint (the folder `--checkpoint_format sharded` writes) is read the same way, on one
+CPU process, whatever the number of processes that trained it.
 """
 
 HF_TO_LIT = """Import a Hugging Face LLaMA folder (e.g. TinyLlama) as a lit checkpoint to MEAP-pretrain from.
@@ -47,7 +49,8 @@ def _parser(doc: str, prog: Optional[str]) -> argparse.ArgumentParser:
 def parse_lit_to_hf(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
     parser = _parser(LIT_TO_HF, prog)
     parser.add_argument("--checkpoint_name", "--checkpoint_path", dest="checkpoint", required=True, metavar="PATH",
-                        help="the .pth checkpoint (trainer checkpoint, upstream checkpoint or plain state dict)")
+                        help="the .pth checkpoint (trainer checkpoint, file or sharded folder; upstream checkpoint; "
+                             "or plain state dict)")
     parser.add_argument("--out_dir", required=True, help="folder to write; must be empty or absent unless --overwrite")
     parser.add_argument("--model_name", default=None, help="model shape, e.g. tiny_LLaMA_1b_mask (default: recorded in the checkpoint)")
     parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: recorded in the checkpoint)")

@@ -88,9 +88,18 @@ class PretrainArgs:
     num_nodes: int = _setting(1, "number of nodes", "hardware")
     accelerator: str = _setting("auto", "auto, cuda or cpu", "hardware")
     strategy: str = _setting(
-        "auto", "auto (FSDP over Block with several GPUs, DDP with several CPU processes), fsdp or ddp", "hardware"
+        "auto",
+        "auto (FSDP over Block with several GPUs, DDP with several CPU processes), fsdp (FSDP2 fully_shard per "
+        "Block, on GPUs or CPU processes; with one process it runs unsharded FSDP2) or ddp",
+        "hardware",
     )
-    fsdp_sharding: str = _setting("FULL_SHARD", f"FSDP sharding strategy: {', '.join(FSDP_SHARDING)}", "hardware")
+    fsdp_sharding: str = _setting(
+        "FULL_SHARD",
+        "FULL_SHARD (free each block's parameters after its forward), SHARD_GRAD_OP (keep them until the "
+        "backward), HYBRID_SHARD (shard within a node, replicate across nodes; FULL_SHARD on one node); "
+        "NO_SHARD is refused under FSDP2 (use --strategy ddp)",
+        "hardware",
+    )
     precision: Optional[str] = _setting(
         None, f"{', '.join(PRECISIONS)}; default: bf16-mixed on GPU, 32-true on CPU", "hardware"
     )
@@ -122,7 +131,10 @@ class PretrainArgs:
     save_interval: int = _setting(1000, "save a checkpoint every this many steps (and at the end)", "output")
     keep_last: int = _setting(3, "keep this many newest checkpoints (0 = keep all)", "output")
     checkpoint_format: str = _setting(
-        "full", "full: one step-XXXXXXXX.pth file; sharded: a folder of FSDP shards (FSDP only)", "output"
+        "full",
+        "full: one step-XXXXXXXX.pth file; sharded: a torch.distributed.checkpoint folder, one shard file per "
+        "process (FSDP only); either resumes with any number of processes and exports with convert_lit_checkpoint",
+        "output",
     )
     init_from: Optional[str] = _setting(
         None,

@@ -20,7 +20,7 @@ from lit_gpt.cli import UserError
 from lit_gpt.config import Config
 from lit_gpt.hyperparameters import write_hyperparameters
 from lit_gpt.meap import MEAPCollator
-from lit_gpt.model import GPT, Block, count_parameters, flops_per_token
+from lit_gpt.model import GPT, count_parameters, flops_per_token
 from lit_gpt.packed import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
 from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
@@ -41,6 +41,7 @@ from lit_gpt.pretrain.metrics import (
     format_train_line,
     peak_tflops,
 )
+from lit_gpt.pretrain.parallel import apply_activation_checkpointing, fsdp_strategy, full_tensor
 from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
 from lit_gpt.pretrain.step import train_step
 from lit_gpt.run_lock import RunDirLock, is_launching_process
@@ -123,10 +124,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     accelerator, devices, precision = _resolve_hardware(args)
     world_size = devices * args.num_nodes
     grad_accum = check_batch_layout(args, world_size)
-    if args.strategy == "fsdp" and accelerator == "cpu":
-        raise UserError("--strategy fsdp needs GPUs (FSDP is not available on CPU): use --strategy ddp")
-    if args.checkpoint_format == "sharded" and not _uses_fsdp(args, accelerator, world_size):
-        raise UserError("--checkpoint_format sharded needs FSDP (--strategy fsdp or several GPUs)")
+    _check_fsdp_settings(args, accelerator, world_size, precision)
 
     tokenizer = load_tokenizer(args.tokenizer_dir)
     info = tokenizer_info(tokenizer, args.tokenizer_dir)
@@ -176,18 +174,32 @@ def _uses_fsdp(args: PretrainArgs, accelerator: str, world_size: int) -> bool:
     return args.strategy == "fsdp" or (args.strategy == "auto" and accelerator == "cuda" and world_size > 1)
 
 
+def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, precision: str) -> None:
+    if not _uses_fsdp(args, accelerator, world_size):
+        if args.checkpoint_format == "sharded":
+            raise UserError("--checkpoint_format sharded needs FSDP (--strategy fsdp, or several GPUs)")
+        return
+    if args.fsdp_sharding == "NO_SHARD":
+        raise UserError("--fsdp_sharding NO_SHARD: FSDP2 has no unsharded mode; use --strategy ddp to replicate")
+    if precision == "16-mixed":
+        raise UserError("--precision 16-mixed is not supported with FSDP2 (--strategy fsdp): use bf16-mixed")
+    if world_size == 1:
+        # Not refused: the same code path and checkpoint formats as a sharded run, on one process.
+        print(f"--strategy fsdp with one process: FSDP2 over a single process (nothing is sharded; "
+              f"{args.checkpoint_format} checkpoints as with several)")
+
+
 def build_fabric(plan: RunPlan):
     import lightning as L
-    from lightning.fabric.strategies import DDPStrategy, FSDPStrategy
+    from lightning.fabric.strategies import DDPStrategy
 
     args = plan.args
+    if plan.accelerator == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls for fp32 work, as TinyLlama
     if _uses_fsdp(args, plan.accelerator, plan.world_size):
-        strategy: Any = FSDPStrategy(
-            auto_wrap_policy={Block},
-            activation_checkpointing_policy={Block} if args.activation_checkpointing else None,
-            sharding_strategy=args.fsdp_sharding,
-            state_dict_type=args.checkpoint_format,
-            limit_all_gathers=True,
+        strategy: Any = fsdp_strategy(
+            plan.devices, args.num_nodes, plan.precision, sharding=args.fsdp_sharding,
+            activation_checkpointing=args.activation_checkpointing, checkpoint_format=args.checkpoint_format,
         )
     elif args.strategy == "ddp" or plan.world_size > 1:
         strategy = DDPStrategy()
@@ -220,12 +232,6 @@ def pretrain(args: PretrainArgs) -> int:
 
 
 # ----------------------------------------------------------------------------- main
-def _apply_activation_checkpointing(model: torch.nn.Module) -> None:
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
-
-    apply_activation_checkpointing(model, check_fn=lambda m: isinstance(m, Block))
-
-
 def main(fabric, plan: RunPlan) -> int:
     args, config = plan.args, plan.config
     fabric.seed_everything(args.seed, verbose=False)
@@ -239,7 +245,7 @@ def main(fabric, plan: RunPlan) -> int:
 
         block_compile.compile_blocks(model)  # in place, before wrapping: parameter names stay the same
     if args.activation_checkpointing and not _uses_fsdp(args, plan.accelerator, plan.world_size):
-        _apply_activation_checkpointing(model)
+        apply_activation_checkpointing(model)  # with FSDP, `parallelize` applies it before sharding
     model = fabric.setup(model)
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -394,7 +400,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
             "args": args.to_dict(),
             "format_version": ckpt.FORMAT_VERSION,
         }
-        ckpt.save_checkpoint(fabric, path, state)
+        ckpt.save_checkpoint(fabric, path, state, sharded_format=args.checkpoint_format == "sharded")
         if rank_zero:
             ckpt.prune_checkpoints(out_dir, args.keep_last)
         last_saved = path
@@ -426,6 +432,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
             batches = _step_to_device(fabric, upcoming.result())
             upcoming = prefetch.submit(train.step_batches, step + 1) if step + 1 < end_step else None
             result = train_step(fabric, model, optimizer, batches, args.grad_clip)
+            result = result._replace(grad_norm=full_tensor(result.grad_norm))  # FSDP2: a sharded norm
             step += 1
             bad = ~torch.isfinite(result.loss)
             if result.grad_norm is not None:
