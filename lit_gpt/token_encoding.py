@@ -1,10 +1,17 @@
 """Exact, fast encoding of document batches for data preparation.
 
-`BatchEncoder` turns a list of documents into one flat token array (each document followed by
-EOS) with the ids of `tokenizer(text, split_special_tokens=True)`, by the fastest path that is
-provably exact for the tokenizer at hand and checked on probe texts at start:
-a word cache for sentencepiece-style BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the
-tokenizer call itself.
+`make_encoder` picks, for the tokenizer folder at hand, the encoder that turns a list of documents
+into one flat token array (each document followed by EOS):
+- a folder with a sentencepiece `tokenizer.model` (LLaMA's): `SentencePieceEncoder`, BOS + the
+  sentencepiece library's own ids + EOS whatever else the folder holds, as upstream's LLaMA
+  tokenizer gives them (transformers 5's conversion of the model splits runs of spaces otherwise);
+- any other folder (tokenizer.json): `BatchEncoder`, the ids of `tokenizer(text)` by the fastest
+  path that is provably exact for the tokenizer and checked on probe texts at start: a word cache
+  for sentencepiece-style BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the tokenizer
+  call itself. BOS comes first exactly when the tokenizer call puts it there.
+
+Special-token strings in text ("<s>", "</s>") stay text unless `parse_special_tokens` is set;
+"[MASK]" always stays text, so only the trainer puts masks in inputs.
 """
 
 from __future__ import annotations
@@ -12,23 +19,234 @@ from __future__ import annotations
 import array
 import json
 import re
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 
-from lit_gpt.tokenizer import tokenizer_info
+from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError, sentencepiece_model_file, tokenizer_info
+
+SPACE_MARK = "\u2581"  # "▁", sentencepiece's visible space
+
+
+def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = False):
+    """The document encoder for the tokenizer loaded from `tokenizer_dir` (see the module doc)."""
+    model_file = sentencepiece_model_file(tokenizer_dir)
+    if model_file is not None:
+        return SentencePieceEncoder.for_tokenizer(model_file, tokenizer, dtype, parse_special_tokens)
+    return BatchEncoder(tokenizer, dtype, parse_special_tokens=parse_special_tokens)
+
+
+def special_token_pattern(tokens) -> "re.Pattern":
+    """Matches any of `tokens`, the longest first where one starts another."""
+    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+
+
+def split_at_special_tokens(text: str, pattern: "re.Pattern", ids: dict) -> list:
+    """`text` as a list of text pieces (str) and special-token ids (int), in order; no empty pieces."""
+    parts: list = []
+    start = 0
+    for match in pattern.finditer(text):
+        if match.start() > start:
+            parts.append(text[start : match.start()])
+        parts.append(ids[match.group()])
+        start = match.end()
+    if start < len(text):
+        parts.append(text[start:])
+    return parts
+
+
+# --------------------------------------------------------------------------- sentencepiece
+
+
+class SentencePieceEncoder:
+    """BOS + the sentencepiece library's ids + EOS per document.
+
+    `method` says how: "word cache" (`sentencepiece_word_cache`: each distinct word goes through
+    the library once, batched) where that is provably exact for the model and agrees with the
+    plain call on `BatchEncoder.PROBE`; else "sentencepiece batch", the library's multi-threaded
+    batch call on whole documents. There a document longer than `PIECE_CHARS` is encoded in
+    pieces, cut at single spaces between two other characters, when that is provably exact
+    (`split_is_exact`), so memory stays bounded whatever the document's size (the word cache
+    bounds it by itself); otherwise it is encoded whole.
+    """
+
+    library = "sentencepiece"
+    PIECE_CHARS = 1 << 20  # a long document's pieces: ~1M characters each
+    BATCH_CHARS = 4_000_000  # characters per call of the library, bounding the ids held at once
+
+    def __init__(self, model_proto: bytes, dtype, parse_special_tokens: bool = False, threads: int = 1):
+        import sentencepiece
+
+        self.model_proto = model_proto
+        self.dtype = np.dtype(dtype)
+        self.parse_special_tokens = parse_special_tokens
+        self.threads = threads
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        sp = self.processor
+        if sp.eos_id() < 0:
+            raise TokenizerError("the sentencepiece model has no EOS token, which separates documents")
+        self.eos = sp.eos_id()
+        self.bos = sp.bos_id() if sp.bos_id() >= 0 else None
+        self.adds_bos = self.bos is not None
+        self.split_exact, self.why_not_split = split_is_exact(model_proto)
+        # What upstream's Hugging Face LLaMA tokenizer parses in text: its control and unknown pieces.
+        specials = {sp.id_to_piece(i): i for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i)}
+        specials.pop(MASK_TOKEN, None)
+        self.special_ids = specials
+        self.special_pattern = special_token_pattern(specials) if specials else None
+        self._cut = re.compile(f"(?<=[^ {SPACE_MARK}]) (?=[^ {SPACE_MARK}])")
+        self.method, self.word_cache = "sentencepiece batch", None
+        try:
+            word_cache = sentencepiece_word_cache(model_proto, self.dtype, self.bos, self.eos,
+                                                  specials if parse_special_tokens else None)
+        except NotExact as err:
+            self.why_not_word_cache = str(err)
+        else:
+            probe = BatchEncoder.PROBE
+            if np.array_equal(word_cache(probe), self._plain(probe)):
+                self.method, self.word_cache, self.why_not_word_cache = "word cache", word_cache, None
+            else:
+                self.why_not_word_cache = "it differs from the plain sentencepiece call on the probe texts"
+        self.set_threads(threads)
+
+    def set_threads(self, threads: int) -> None:
+        """Threads of each library call (1 in worker processes: the processes are the parallelism)."""
+        self.threads = threads
+        if self.word_cache is not None:
+            self.word_cache.encode_words.threads = threads
+
+    @classmethod
+    def for_tokenizer(cls, model_file, tokenizer, dtype, parse_special_tokens: bool = False) -> "SentencePieceEncoder":
+        """The encoder of `model_file`, after checking that `tokenizer` (loaded from the same folder)
+        gives every piece the id the model does: the manifest and the trainer use the tokenizer's ids."""
+        try:
+            proto = model_file.read_bytes()
+            encoder = cls(proto, dtype, parse_special_tokens)
+        except (OSError, RuntimeError) as err:
+            raise TokenizerError(f"cannot read the sentencepiece model {model_file}: {err}") from None
+        sp, vocab = encoder.processor, tokenizer.get_vocab()
+        for i in range(sp.get_piece_size()):
+            if vocab.get(sp.id_to_piece(i)) != i:
+                raise TokenizerError(
+                    f"{model_file} gives {sp.id_to_piece(i)!r} the id {i}, the tokenizer files beside it give "
+                    f"{vocab.get(sp.id_to_piece(i))}: they are not the same tokenizer"
+                )
+        return encoder
+
+    def __getstate__(self) -> dict:  # the processor is rebuilt from the model bytes
+        return {key: value for key, value in vars(self).items() if key != "processor"}
+
+    def __setstate__(self, state: dict) -> None:
+        import sentencepiece
+
+        vars(self).update(state)
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=self.model_proto)
+
+    def pieces(self, text: str) -> list[str]:
+        """`text` cut into pieces whose ids, concatenated, are those of the whole text."""
+        if len(text) <= self.PIECE_CHARS or not self.split_exact:
+            return [text]
+        pieces, start = [], 0
+        while len(text) - start > self.PIECE_CHARS:
+            match = self._cut.search(text, start + self.PIECE_CHARS // 2, start + self.PIECE_CHARS)
+            if match is None:  # no single space in this stretch: look further
+                match = self._cut.search(text, start + self.PIECE_CHARS)
+                if match is None:
+                    break
+            # The space itself is dropped: the next piece's dummy prefix "▁" stands for it.
+            pieces.append(text[start : match.start()])
+            start = match.end()
+        pieces.append(text[start:])
+        return pieces
+
+    def _plan(self, text: str) -> list:
+        """One document as special ids (int) and texts to encode (str)."""
+        parts: list = [self.bos] if self.bos is not None else []
+        if self.parse_special_tokens and self.special_pattern is not None:
+            segments = split_at_special_tokens(text, self.special_pattern, self.special_ids)
+        else:
+            segments = [text] if text else []
+        for segment in segments:
+            parts += [segment] if isinstance(segment, int) else self.pieces(segment)
+        parts.append(self.eos)
+        return parts
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self.word_cache is not None:
+            return self.word_cache(texts)
+        return self._plain(texts)
+
+    def _plain(self, texts: list[str]) -> np.ndarray:
+        arrays, group, chars = [], [], 0
+        for text in texts:
+            for part in self._plan(text):
+                group.append(part)
+                if isinstance(part, str):
+                    chars += len(part)
+                    if chars >= self.BATCH_CHARS:
+                        arrays.append(self._encode(group))
+                        group, chars = [], 0
+        arrays.append(self._encode(group))
+        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+
+    def _encode(self, parts: list) -> np.ndarray:
+        encoded = iter(self.processor.encode([p for p in parts if isinstance(p, str)], num_threads=self.threads))
+        flat: list[int] = []
+        for part in parts:
+            if isinstance(part, str):
+                flat += next(encoded)
+            else:
+                flat.append(part)
+        return np.array(flat, dtype=self.dtype)
+
+
+def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
+    """Whether cutting a text at a single space between two other characters, and encoding the
+    part after it on its own (its dummy prefix "▁" standing for the space), gives the same ids.
+
+    True for a BPE model with LLaMA's settings (identity normalization, dummy prefix, no
+    whitespace collapsing, no user-defined pieces) in which "▁" never follows another character
+    inside a piece: then no merge joins the character before the space with the "▁", so BPE (and
+    byte fallback, per symbol) runs on the two sides independently, each side in its own order.
+    Returns (False, why) otherwise.
+    """
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(model_proto)
+    spec, normalizer = model.trainer_spec, model.normalizer_spec
+    if spec.model_type != sentencepiece_model_pb2.TrainerSpec.BPE:
+        return False, "not a BPE model"
+    if normalizer.name != "identity" or normalizer.precompiled_charsmap:
+        return False, f"its normalization is {normalizer.name}, not identity"
+    if normalizer.remove_extra_whitespaces or not normalizer.add_dummy_prefix or not normalizer.escape_whitespaces:
+        return False, "it collapses whitespace or adds no dummy prefix"
+    if spec.treat_whitespace_as_suffix:
+        return False, "it treats whitespace as a suffix"
+    Piece = sentencepiece_model_pb2.ModelProto.SentencePiece
+    for piece in model.pieces:
+        if piece.type == Piece.USER_DEFINED:
+            return False, f"it has the user-defined piece {piece.piece!r}"
+        if piece.type == Piece.NORMAL and SPACE_MARK in piece.piece.lstrip(SPACE_MARK):
+            return False, f"its piece {piece.piece!r} joins a character to a following {SPACE_MARK!r}"
+    return True, None
+
+
+# --------------------------------------------------------------------------- Hugging Face tokenizers
 
 
 class BatchEncoder:
     """Encodes lists of documents to one flat token array, each document followed by EOS.
 
-    Text is never parsed for special tokens: a web page that contains "[MASK]" or "</s>" keeps it
-    as text (as upstream's sentencepiece encoding did), so only the trainer puts masks in inputs.
-    The ids are always those of `tokenizer(text, split_special_tokens=True)`; the fastest way that
-    gives them is chosen at start and checked on `PROBE` (`method` names it):
+    By default special-token strings in text stay text: a web page that contains "</s>" keeps it
+    as text, and the ids are those of `tokenizer(text, split_special_tokens=True)`. With
+    `parse_special_tokens` the tokenizer's special tokens other than "[MASK]" become their ids, as
+    `tokenizer(text)` does. The fastest way that gives these ids is chosen at start and checked on
+    `PROBE` (`method` names it):
     - "word cache": sentencepiece-style BPE split into words that BPE provably never merges
-      across, each word encoded once (`WordCacheBPE`);
-    - "rust batch": the Rust tokenizer's `encode_batch_fast` on whole documents;
+      across, each word encoded once (`WordCacheBPE`; not with `parse_special_tokens`);
+    - "rust batch": the Rust tokenizer's `encode_batch_fast` on whole documents (on the text
+      between special tokens with `parse_special_tokens`);
     - "transformers": the tokenizer call itself.
     """
 
@@ -38,24 +256,42 @@ class BatchEncoder:
         "literal [MASK], </s> and <s> stay text", "[MASK]", "</s>", "<unk><0x0A>", "a\r\nb\x00c\x0bd\u2028e",
         "digits 3.14159 2,000,000 0x1F", "▁already ▁marked▁▁ words", " \n \t ", "\n\nparagraph\n\n",
         "x" * 300, "supercalifragilisticexpialidocious" * 5, "a  b   c    d     e", "tabs\t\tand\t\t\tmore",
+        "<s>a</s>  b<s> </s>c<unk>", " </s> ", "</s></s><s>",
     ]
+    library = "tokenizers"
 
-    def __init__(self, tokenizer, dtype):
+    def __init__(self, tokenizer, dtype, parse_special_tokens: bool = False):
         self.tokenizer = tokenizer
         self.dtype = np.dtype(dtype)
+        self.parse_special_tokens = parse_special_tokens
         self.eos = tokenizer_info(tokenizer).eos_id
         reference = [list(ids) for ids in encode_as_text(tokenizer, self.PROBE)]
         # A tokenizer whose encode already ends with EOS must not get a second one.
         probe_ids = next((ids for ids in reference if ids), [])
         self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
+        self.adds_bos = bool(probe_ids) and probe_ids[0] == tokenizer.bos_token_id
+        self.special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens if t != MASK_TOKEN}
+        self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
+        if parse_special_tokens:
+            # The reference: the tokenizer call parsing special tokens, on probes without "[MASK]".
+            probes = [text for text in self.PROBE if MASK_TOKEN not in text]
+            reference = [list(ids) for ids in tokenizer(probes, return_attention_mask=False)["input_ids"]]
+            self.PROBE = probes
         expected = self._flatten(reference)
         self.method, self.backend, self.word_cache = "transformers", None, None
         backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
         if backend is None:
-            self.why_not_word_cache = "not a fast (Rust) tokenizer"
+            self.library, self.why_not_word_cache = "transformers", "not a fast (Rust) tokenizer"
+            self._check(expected)
             return
         backend.encode_special_tokens = True
         self.backend = backend
+        if parse_special_tokens:
+            self.why_not_word_cache = "--parse_special_tokens"
+            self._prefix, self._suffix = _around_body(backend)
+            self.method = "rust batch"
+            self._check(expected)
+            return
         if not np.array_equal(self._rust_batch(self.PROBE), expected):
             self.backend, self.why_not_word_cache = None, "the Rust tokenizer differs from the tokenizer call"
             return
@@ -70,9 +306,21 @@ class BatchEncoder:
             return
         self.method, self.word_cache, self.why_not_word_cache = "word cache", word_cache, None
 
+    def set_threads(self, threads: int) -> None:
+        """The Rust tokenizer's threads follow TOKENIZERS_PARALLELISM instead."""
+
+    def _check(self, expected: np.ndarray) -> None:
+        if not np.array_equal(self(self.PROBE), expected):
+            raise TokenizerError(
+                "--parse_special_tokens: splitting the text at the special tokens does not give the tokenizer's ids "
+                "(its special tokens strip whitespace or are normalized)"
+            )
+
     def __call__(self, texts: list[str]) -> np.ndarray:
         if self.word_cache is not None:
             return self.word_cache(texts)
+        if self.parse_special_tokens:
+            return self._with_special_tokens(texts)
         if self.backend is not None:
             return self._rust_batch(texts)
         return self._flatten(encode_as_text(self.tokenizer, texts))
@@ -81,6 +329,28 @@ class BatchEncoder:
         encodings = self.backend.encode_batch_fast(texts, add_special_tokens=True)
         return self._flatten(encoding.ids for encoding in encodings)
 
+    def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
+        """Each document: template prefix, its text pieces and special ids in order, template suffix."""
+        plans = [split_at_special_tokens(text, self.special_pattern, self.special_ids) if self.special_pattern
+                 else ([text] if text else []) for text in texts]
+        pieces = [part for plan in plans for part in plan if isinstance(part, str)]
+        if self.backend is not None:
+            encoded = iter(e.ids for e in self.backend.encode_batch_fast(pieces, add_special_tokens=False))
+            prefix, suffix = self._prefix, self._suffix
+        else:
+            encoded = iter(self.tokenizer(pieces, add_special_tokens=False, return_attention_mask=False)["input_ids"])
+            prefix, suffix = ([self.tokenizer.bos_token_id] if self.adds_bos else []), []
+        documents = []
+        for plan in plans:
+            ids = list(prefix)
+            for part in plan:
+                if isinstance(part, str):
+                    ids += next(encoded)
+                else:
+                    ids.append(part)
+            documents.append(ids + suffix)
+        return self._flatten(documents)
+
     def _flatten(self, encoded) -> np.ndarray:
         flat: list[int] = []
         for ids in encoded:
@@ -88,6 +358,16 @@ class BatchEncoder:
             if self.append_eos:
                 flat.append(self.eos)
         return np.array(flat, dtype=self.dtype)
+
+
+def _around_body(backend) -> tuple[list[int], list[int]]:
+    """The ids the Rust tokenizer's post-processor puts before and after a text's own ids."""
+    body = backend.encode("a", add_special_tokens=False).ids
+    full = backend.encode("a", add_special_tokens=True).ids
+    for start in range(len(full) - len(body) + 1):
+        if full[start : start + len(body)] == body:
+            return full[:start], full[start + len(body):]
+    raise TokenizerError("--parse_special_tokens: the tokenizer's post-processor changes the text's own ids")
 
 
 def encode_as_text(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -102,7 +382,6 @@ class NotExact(Exception):
     """The word cache would not provably give the tokenizer's ids; the message says why."""
 
 
-SPACE_MARK = "\u2581"  # "▁", sentencepiece's visible space
 _DOC_START, _DOC_END = ("document start",), ("document end",)  # cache keys no word can equal
 
 
@@ -207,13 +486,16 @@ class WordCacheBPE:
     # worker process; 128 MiB keeps ~650k words, enough for nearly every word of C4 to hit.
     MAX_CACHE_BYTES = 128 << 20
 
-    def __init__(self, normalize: Callable[[str], str], word_pattern: "re.Pattern", model, dtype, prefix: list[int],
-                 end: list[int]):
+    def __init__(self, normalize: Callable[[str], str], word_pattern: "re.Pattern", encode_words, dtype,
+                 prefix: list[int], end: list[int], special_ids: Optional[dict] = None):
         self.normalize = normalize
         self.word_pattern = word_pattern
-        self.model = model  # the Rust BPE model itself: `tokenize` is what the pipeline calls per piece
+        self.encode_words = encode_words  # list of words -> list of their ids, by the BPE model itself
         self.dtype = np.dtype(dtype)
         self.prefix, self.end = prefix, end  # ids around each document's own: template prefix; suffix + EOS
+        # Special-token strings to turn into their ids; each text between them is normalized on its own.
+        self.special_ids = special_ids or {}
+        self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
         # array.array packs a list of ints faster than numpy does, when it has the same C type.
         code = self.dtype.char
         self._array_code = code if code in array.typecodes and array.array(code).itemsize == self.dtype.itemsize else None
@@ -268,10 +550,11 @@ class WordCacheBPE:
             pattern = f"{SPACE_MARK}+[^{SPACE_MARK}{alone_class}]*|[^{SPACE_MARK}{alone_class}]+"
             pattern += f"|[{alone_class}]" if alone else ""
         end = suffix + ([eos] if eos is not None else [])
-        return cls(normalize, re.compile(pattern), backend.model, dtype, prefix, end)
+        return cls(normalize, re.compile(pattern), _RustWords(backend.model), dtype, prefix, end)
 
     def _reset_cache(self) -> None:
         self._cache: dict = {_DOC_START: self._to_bytes(self.prefix), _DOC_END: self._to_bytes(self.end)}
+        self._cache.update({("special", i): self._to_bytes([i]) for i in self.special_ids.values()})
         self._cache_bytes = 0
 
     def _to_bytes(self, ids: list[int]) -> bytes:
@@ -279,27 +562,119 @@ class WordCacheBPE:
             return array.array(self._array_code, ids).tobytes()
         return np.array(ids, dtype=self.dtype).tobytes()
 
+    # A document longer than this is cut into words lazily, a slice of words at a time, so memory
+    # holds one slice of words and not all of them (a 33 MB page has millions).
+    LONG_TEXT_CHARS = 1 << 20
+    WORDS_PER_SLICE = 1 << 16
+
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Documents in, one flat array out: per document prefix + its ids + end."""
         findall, normalize = self.word_pattern.findall, self.normalize
+        parts: list[bytes] = []
         words: list = []
         for text in texts:
             if self.prefix:
                 words.append(_DOC_START)
-            if text:  # an empty text is no piece at all, not a lone "▁"
-                words += findall(normalize(text))
+            if self.special_pattern is None:
+                segments = (text,)
+            else:
+                segments = [("special", part) if isinstance(part, int) else part
+                            for part in split_at_special_tokens(text, self.special_pattern, self.special_ids)]
+            for segment in segments:
+                if isinstance(segment, tuple):
+                    words.append(segment)
+                elif len(segment) > self.LONG_TEXT_CHARS:
+                    for match in self.word_pattern.finditer(normalize(segment)):
+                        words.append(match.group())
+                        if len(words) >= self.WORDS_PER_SLICE:
+                            parts.append(self._lookup(words))
+                            words = []
+                elif segment:  # an empty text is no piece at all, not a lone "▁"
+                    words += findall(normalize(segment))
             words.append(_DOC_END)
+        parts.append(self._lookup(words))
+        return np.frombuffer(b"".join(parts), dtype=self.dtype)
+
+    def _lookup(self, words: list) -> bytes:
+        """The ids of `words`, in order, as bytes; new words go through the BPE model once."""
         cache = self._cache
-        new = set(words).difference(cache)
+        new = list(set(words).difference(cache))
         if new:
-            tokenize, to_bytes = self.model.tokenize, self._to_bytes
-            for word in new:
-                cache[word] = to_bytes([token.id for token in tokenize(word)])
+            to_bytes = self._to_bytes
+            for word, ids in zip(new, self.encode_words(new)):
+                cache[word] = to_bytes(ids)
             self._cache_bytes += 150 * len(new) + 4 * sum(map(len, new))
-        tokens = np.frombuffer(b"".join(map(cache.__getitem__, words)), dtype=self.dtype)
+        ids = b"".join(map(cache.__getitem__, words))
         if self._cache_bytes > self.MAX_CACHE_BYTES:
             self._reset_cache()
-        return tokens
+        return ids
+
+
+class _RustWords:
+    """Words to ids with the Rust BPE model: `tokenize` is what its pipeline calls per piece."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, words: list[str]) -> list[list[int]]:
+        tokenize = self.model.tokenize
+        return [[token.id for token in tokenize(word)] for word in words]
+
+
+class _SentencePieceWords:
+    """Words (already carrying their "▁") to ids with the sentencepiece library, batched, through
+    the same model with its dummy prefix turned off: the word is a slice of the prefixed text."""
+
+    def __init__(self, model_proto_without_prefix: bytes, threads: int = 1):
+        self.model_proto = model_proto_without_prefix
+        self.threads = threads
+        self.__setstate__(self.__getstate__())
+
+    def __getstate__(self) -> dict:
+        return {"model_proto": self.model_proto, "threads": self.threads}
+
+    def __setstate__(self, state: dict) -> None:
+        import sentencepiece
+
+        vars(self).update(state)
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=self.model_proto)
+
+    def __call__(self, words: list[str]) -> list[list[int]]:
+        return self.processor.encode(words, num_threads=self.threads)
+
+
+def sentencepiece_word_cache(model_proto: bytes, dtype, bos: Optional[int], eos: int,
+                             special_ids: Optional[dict] = None) -> WordCacheBPE:
+    """The word cache for a sentencepiece BPE model, when its exactness follows from the model.
+
+    Sentencepiece's BPE merges two adjacent symbols only when their concatenation is a piece of
+    the vocabulary, so the argument of `WordCacheBPE` holds with "merge result" read as "piece":
+    no cut falls before a "▁" that follows another character inside a piece (`split_is_exact`),
+    or beside a character that no piece of two or more characters holds; byte fallback keeps an
+    unknown character on its own (without it, runs of unknown pieces are fused into one).
+    """
+    from sentencepiece import sentencepiece_model_pb2
+
+    exact, why = split_is_exact(model_proto)
+    if not exact:
+        raise NotExact(why)
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(model_proto)
+    if not model.trainer_spec.byte_fallback:
+        raise NotExact("the model has no byte fallback")
+    Piece = sentencepiece_model_pb2.ModelProto.SentencePiece
+    mergeable = [p.piece for p in model.pieces if p.type in (Piece.NORMAL, Piece.UNUSED)]
+    if SPACE_MARK not in mergeable:
+        raise NotExact(f"{SPACE_MARK!r} is not a piece")
+    glued = {ch for piece in mergeable if len(piece) > 1 for ch in piece} - {SPACE_MARK}
+    if not glued:
+        raise NotExact("no piece of two or more characters")
+    glued_class = re.escape("".join(sorted(glued)))
+    pattern = f"{SPACE_MARK}+[{glued_class}]*|[{glued_class}]+|[^{glued_class}{SPACE_MARK}]"
+    model.normalizer_spec.add_dummy_prefix = False
+    words = _SentencePieceWords(model.SerializeToString())
+    prefix = [bos] if bos is not None else []
+    return WordCacheBPE(_mark_spaces_and_prepend, re.compile(pattern), words, dtype, prefix, [eos], special_ids)
 
 
 def _template_ids(post_processor: Optional[dict]) -> tuple[list[int], list[int]]:
