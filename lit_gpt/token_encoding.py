@@ -562,10 +562,23 @@ class WordCacheBPE:
             return array.array(self._array_code, ids).tobytes()
         return np.array(ids, dtype=self.dtype).tobytes()
 
-    # A document longer than this is cut into words lazily, a slice of words at a time, so memory
-    # holds one slice of words and not all of them (a 33 MB page has millions).
+    # A document longer than this is cut into words a slice at a time, so memory holds the words of
+    # one slice and not all of them (a 33 MB page has millions).
     LONG_TEXT_CHARS = 1 << 20
-    WORDS_PER_SLICE = 1 << 16
+
+    def _slices(self, text: str):
+        """`text` (normalized) in slices of about LONG_TEXT_CHARS, cut where a word always starts:
+        at a "▁" after another character (every word pattern that holds "▁" starts with its run)."""
+        start, size = 0, self.LONG_TEXT_CHARS
+        while len(text) - start > size:
+            cut = text.find(SPACE_MARK, start + size // 2)
+            while cut != -1 and text[cut - 1] == SPACE_MARK:
+                cut = text.find(SPACE_MARK, cut + 1)
+            if cut == -1:
+                break
+            yield text[start:cut]
+            start = cut
+        yield text[start:]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Documents in, one flat array out: per document prefix + its ids + end."""
@@ -584,11 +597,10 @@ class WordCacheBPE:
                 if isinstance(segment, tuple):
                     words.append(segment)
                 elif len(segment) > self.LONG_TEXT_CHARS:
-                    for match in self.word_pattern.finditer(normalize(segment)):
-                        words.append(match.group())
-                        if len(words) >= self.WORDS_PER_SLICE:
-                            parts.append(self._lookup(words))
-                            words = []
+                    for piece in self._slices(normalize(segment)):
+                        words += findall(piece)
+                        parts.append(self._lookup(words))
+                        words = []
                 elif segment:  # an empty text is no piece at all, not a lone "▁"
                     words += findall(normalize(segment))
             words.append(_DOC_END)
