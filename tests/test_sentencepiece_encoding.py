@@ -172,24 +172,24 @@ def test_a_tokenizer_json_that_disagrees_with_the_model_beside_it_is_refused(tmp
 
 
 def test_prepare_records_the_backend_and_parses_special_tokens_on_request(tmp_path, llama_tokenizer_dir, sp):
+    """(Without --parse_special_tokens: test_prepare_c4.test_llama_style_sentencepiece_tokenizer.)"""
     from lit_gpt.prepare import prepare
 
-    src = tmp_path / "src"
+    src, dst = tmp_path / "src", tmp_path / "dst"
     texts = ["A page with </s> and <s> written out.", "plain", "  spaced  out  "]
     write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(texts))
-    for parse in (False, True):
-        dst = tmp_path / f"dst_{parse}"
-        prepare(src, dst, llama_tokenizer_dir, chunk_size=128, num_workers=1, parse_special_tokens=parse,
-                log=lambda line: None)
-        (chunk,) = sorted(dst.glob("*.bin"))
-        want = reference(sp, texts, parse_special_tokens=parse)
-        assert read_chunk(chunk)[1].tolist() == want + [2] * (128 - len(want))
-        encoding = json.loads((dst / "manifest.json").read_text())["encoding"]
-        assert encoding["backend"] == "sentencepiece" and encoding["bos_added"]
-        assert encoding["parse_special_tokens"] is parse
+    prepare(src, dst, llama_tokenizer_dir, chunk_size=128, num_workers=1, parse_special_tokens=True,
+            log=lambda line: None)
+    (chunk,) = sorted(dst.glob("*.bin"))
+    want = reference(sp, texts, parse_special_tokens=True)
+    assert read_chunk(chunk)[1].tolist() == want + [2] * (128 - len(want))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    assert manifest["encoding"] == {"backend": "sentencepiece", "method": "word cache", "bos_added": True,
+                                    "parse_special_tokens": True}
+    # A destination written one way refuses a run the other way.
+    (src / "c4-train.00000-of-00001.json.gz").rename(src / "c4-train.00000-of-00002.json.gz")
     with pytest.raises(PrepareError, match="encoding.parse_special_tokens"):
-        prepare(src, tmp_path / "dst_False", llama_tokenizer_dir, chunk_size=128, num_workers=1,
-                parse_special_tokens=True, log=lambda line: None)
+        prepare(src, dst, llama_tokenizer_dir, chunk_size=128, num_workers=1, log=lambda line: None)
 
 
 def test_command_line_defaults_and_help(capsys):
