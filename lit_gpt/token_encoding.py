@@ -279,6 +279,7 @@ class BatchEncoder:
             self.PROBE = probes
         expected = self._flatten(reference)
         self.method, self.backend, self.word_cache = "transformers", None, None
+        self.long_text_cut, self.why_not_split = None, "not a fast (Rust) tokenizer"
         backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
         if backend is None:
             self.library, self.why_not_word_cache = "transformers", "not a fast (Rust) tokenizer"
@@ -286,9 +287,13 @@ class BatchEncoder:
             return
         backend.encode_special_tokens = True
         self.backend = backend
+        self._prefix, self._suffix = _around_body(backend)
+        try:
+            self.long_text_cut, self.why_not_split = byte_level_cut(json.loads(backend.to_str())), None
+        except NotExact as err:
+            self.why_not_split = str(err)
         if parse_special_tokens:
             self.why_not_word_cache = "--parse_special_tokens"
-            self._prefix, self._suffix = _around_body(backend)
             self.method = "rust batch"
             self._check(expected)
             return
@@ -325,9 +330,42 @@ class BatchEncoder:
             return self._rust_batch(texts)
         return self._flatten(encode_as_text(self.tokenizer, texts))
 
+    # A document longer than this is encoded in pieces where `long_text_cut` allows: the Rust
+    # tokenizer's encoding of a whole 33 MB document holds ~6 GB.
+    LONG_TEXT_CHARS = 1 << 20
+
     def _rust_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self.backend.encode_batch_fast(texts, add_special_tokens=True)
-        return self._flatten(encoding.ids for encoding in encodings)
+        encode = self.backend.encode_batch_fast
+        if self.long_text_cut is None or max(map(len, texts), default=0) <= self.LONG_TEXT_CHARS:
+            return self._flatten(encoding.ids for encoding in encode(texts, add_special_tokens=True))
+        arrays = []
+        for text in texts:
+            if len(text) <= self.LONG_TEXT_CHARS:
+                arrays.append(self._rust_batch([text]))
+                continue
+            parts = [np.array(self._prefix, dtype=self.dtype)]
+            for piece in self.pieces(text):
+                parts.append(np.array(encode([piece], add_special_tokens=False)[0].ids, dtype=self.dtype))
+            parts.append(np.array(self._suffix + ([self.eos] if self.append_eos else []), dtype=self.dtype))
+            arrays.append(np.concatenate(parts))
+        return np.concatenate(arrays)
+
+    def pieces(self, text: str) -> list[str]:
+        """`text` cut before single spaces that follow an ASCII letter or digit, in pieces of about
+        LONG_TEXT_CHARS (where `long_text_cut` proves the cut exact; else the whole text)."""
+        if self.long_text_cut is None or len(text) <= self.LONG_TEXT_CHARS:
+            return [text]
+        pieces, start, size = [], 0, self.LONG_TEXT_CHARS
+        while len(text) - start > size:
+            match = self.long_text_cut.search(text, start + size // 2, start + size)
+            if match is None:
+                match = self.long_text_cut.search(text, start + size)
+                if match is None:
+                    break
+            pieces.append(text[start : match.start()])
+            start = match.start()
+        pieces.append(text[start:])
+        return pieces
 
     def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
         """Each document: template prefix, its text pieces and special ids in order, template suffix."""
@@ -358,6 +396,27 @@ class BatchEncoder:
             if self.append_eos:
                 flat.append(self.eos)
         return np.array(flat, dtype=self.dtype)
+
+
+def byte_level_cut(spec: dict) -> "re.Pattern":
+    """Where a long text may be cut for a GPT-2-style byte-level tokenizer (NotExact otherwise).
+
+    Its pre-tokenizer regex (ByteLevel with use_regex) has a space only at the start of a match or
+    in an all-whitespace match, so no pre-token holds a letter or digit followed by a space: before
+    such a space a pre-token always ends, the pieces on both sides are pre-tokenized (and BPE-encoded)
+    exactly as in the whole text. Digits splitting, byte mapping and BPE work within pre-tokens.
+    """
+    if spec.get("normalizer") is not None:
+        raise NotExact("the tokenizer has a normalizer")
+    parts = _parts(spec.get("pre_tokenizer"), "pretokenizers")
+    if not parts or parts[-1] != {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": parts[-1].get(
+            "trim_offsets"), "use_regex": True} or any(part.get("type") != "Digits" for part in parts[:-1]):
+        raise NotExact("the pre-tokenizer is not a GPT-2 style ByteLevel (use_regex, no prefix space), after Digits")
+    if any(not token.get("special") for token in spec.get("added_tokens", [])):
+        raise NotExact("non-special added tokens split the text before pre-tokenization")
+    if spec.get("truncation") or spec.get("padding"):
+        raise NotExact("truncation or padding is set")
+    return re.compile("(?<=[A-Za-z0-9]) ")
 
 
 def _around_body(backend) -> tuple[list[int], list[int]]:

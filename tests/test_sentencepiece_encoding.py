@@ -140,6 +140,26 @@ def test_long_documents_are_encoded_in_pieces_with_the_same_ids(llama_tokenizer_
     assert encoder.pieces(no_spaces) == [no_spaces]
 
 
+def test_long_documents_in_pieces_with_a_byte_level_tokenizer(llama_tokenizer_dir):
+    """The embedded byte-level BPE: the Hugging Face call on the whole document is the reference."""
+    from transformers import AutoTokenizer
+
+    from lit_gpt.token_encoding import NotExact, byte_level_cut
+
+    folder = REPO / "data" / "tokenizer"
+    encoder = make_encoder(load_tokenizer(folder), folder, np.uint16)
+    assert encoder.long_text_cut is not None, encoder.why_not_split
+    reference_tok = AutoTokenizer.from_pretrained(str(folder))
+    document = natural_document(200_000, seed=1) + " 123 4x  y\n z"
+    encoder.LONG_TEXT_CHARS = 10_000
+    assert len(encoder.pieces(document)) > 10
+    want = [i for t in (document, "short") for i in reference_tok(t, split_special_tokens=True)["input_ids"] + [2]]
+    assert encoder([document, "short"]).tolist() == want
+    llama_spec = json.loads(load_tokenizer(llama_tokenizer_dir).backend_tokenizer.to_str())
+    with pytest.raises(NotExact):  # a sentencepiece-style pipeline: no proof here, encoded whole
+        byte_level_cut(llama_spec)
+
+
 def test_split_is_refused_for_models_it_is_not_proven_for(llama_tokenizer_dir):
     from sentencepiece import sentencepiece_model_pb2
 
