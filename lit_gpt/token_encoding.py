@@ -537,8 +537,9 @@ class WordCacheBPE:
       another character (true of LLaMA's: "▁" only starts tokens or forms runs like "▁▁▁▁");
     - around a character that no merge result contains (LLaMA: digits, newline, tab, CJK, emoji),
       when such a character cannot become <unk> and fuse with its neighbour (byte fallback).
-    Pieces are mostly words like "▁the" or "▁world."; each distinct one goes through the Rust BPE
-    once and its ids are then looked up, as bytes of the chunk dtype, in a dict.
+    Pieces are mostly words like "▁the" or "▁world."; each distinct one goes through the BPE model
+    once (`encode_words`: the Rust model, or the sentencepiece library for a tokenizer.model, see
+    `sentencepiece_word_cache`) and its ids are then looked up, as bytes of the chunk dtype, in a dict.
     """
 
     # The cache is emptied when it holds about this much memory (~200 bytes per word, measured), per
