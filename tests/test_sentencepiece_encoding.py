@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from lit_gpt.prepare import DEFAULT_CHUNK_SIZE, PrepareError, find_sources
-from lit_gpt.token_encoding import SentencePieceEncoder, make_encoder
+from lit_gpt.sentencepiece_encoding import SentencePieceEncoder
+from lit_gpt.token_encoding import make_encoder
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
 from test_prepare_c4 import DOCS, TRICKY, c4_lines, fuzz_texts, read_chunk, write_lines
@@ -163,7 +164,8 @@ def test_long_documents_in_pieces_with_a_byte_level_tokenizer(llama_tokenizer_di
 def test_split_is_refused_for_models_it_is_not_proven_for(llama_tokenizer_dir):
     from sentencepiece import sentencepiece_model_pb2
 
-    from lit_gpt.token_encoding import NotExact, sentencepiece_word_cache, split_is_exact
+    from lit_gpt.sentencepiece_encoding import sentencepiece_word_cache, split_is_exact
+    from lit_gpt.token_encoding import NotExact
 
     proto = (llama_tokenizer_dir / "tokenizer.model").read_bytes()
     assert split_is_exact(proto) == (True, None)
