@@ -138,7 +138,8 @@ def find_sources(
     else:
         paths, root = _walk_sources(source_path, destination.expanduser().resolve()), source_path
     if not paths:
-        raise PrepareError(f"no C4 files ({', '.join('*' + s for s in SOURCE_SUFFIXES)}) in {source_path} or its subfolders")
+        suffixes = ", ".join("*" + s for s in SOURCE_SUFFIXES)
+        raise PrepareError(f"no C4 files ({suffixes}) in {source_path} or its subfolders")
     # The gzip file wins over an unzipped copy of it: its checksum catches corruption.
     by_stem: dict[str, Path] = {}
     for path in paths:

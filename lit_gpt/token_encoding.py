@@ -96,7 +96,8 @@ class BatchEncoder:
         probe_ids = next((ids for ids in reference if ids), [])
         self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
         self.adds_bos = bool(probe_ids) and probe_ids[0] == tokenizer.bos_token_id
-        self.special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens if t != MASK_TOKEN}
+        specials = [t for t in tokenizer.all_special_tokens if t != MASK_TOKEN]
+        self.special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
         self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
         if parse_special_tokens:
             # The reference: the tokenizer call parsing special tokens, on probes without "[MASK]".
@@ -365,7 +366,8 @@ class WordCacheBPE:
       when such a character cannot become <unk> and fuse with its neighbour (byte fallback).
     Pieces are mostly words like "▁the" or "▁world."; each distinct one goes through the BPE model
     once (`encode_words`: the Rust model, or the sentencepiece library for a tokenizer.model, see
-    `lit_gpt.sentencepiece_encoding.sentencepiece_word_cache`) and its ids are then looked up, as bytes of the chunk dtype, in a dict.
+    `lit_gpt.sentencepiece_encoding.sentencepiece_word_cache`) and its ids are then looked up, as
+    bytes of the chunk dtype, in a dict.
     """
 
     # The cache is emptied when it holds about this much memory (~200 bytes per word, measured), per

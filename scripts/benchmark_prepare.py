@@ -363,7 +363,8 @@ def main(argv=None) -> None:
     parser.add_argument("--source_path", default=None, help="benchmark on the first --files C4 .json.gz files here")
     parser.add_argument("--text_dir", default=None, help="build the input from the text files under this folder")
     parser.add_argument("--tokenizer_dir", default=None, help="default: mistral-common's 32000-token model")
-    parser.add_argument("--num_workers", type=int, default=None, help="processes of each parallel method (default: cores)")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="processes of each parallel method (default: cores)")
     parser.add_argument("--chunk_size", type=int, default=DEFAULT_CHUNK_SIZE)
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all methods; the fastest run of each counts")
     parser.add_argument("--methods", default="reference,prepare,datasets,litdata",
@@ -372,7 +373,8 @@ def main(argv=None) -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - {"reference", "prepare", "datasets", "litdata"}
     if unknown or "prepare" not in methods:
-        raise UserError(f"--methods must include prepare and name only reference, prepare, datasets, litdata: {args.methods}")
+        raise UserError(f"--methods must include prepare and name only reference, prepare, datasets, litdata: "
+                        f"{args.methods}")
     if args.source_path and args.text_dir:
         raise UserError("--source_path and --text_dir: choose one input")
     missing = [m for m in ("datasets", "litdata") if m in methods and not available(m)]

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_prepare_c4 import DOCS, TRICKY, c4_lines, fuzz_texts, read_chunk, write_lines
 
 from lit_gpt.prepare import DEFAULT_CHUNK_SIZE, PrepareError, find_sources
 from lit_gpt.sentencepiece_encoding import SentencePieceEncoder
 from lit_gpt.token_encoding import make_encoder
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
-
-from test_prepare_c4 import DOCS, TRICKY, c4_lines, fuzz_texts, read_chunk, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
 SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2}
