@@ -219,6 +219,11 @@ def load_manifest(destination: Path) -> Optional[dict]:
 
 
 def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
+    if "encoding" not in manifest and isinstance(manifest.get("tokenizer"), dict):
+        # Written before the encoding was recorded: every folder was encoded by the Hugging Face
+        # tokenizer call, with BOS as it adds it and special tokens as text.
+        manifest["encoding"] = {"backend": "tokenizers", "bos_added": manifest["tokenizer"].get("adds_bos"),
+                                "parse_special_tokens": False}
     for key in _MUST_MATCH:
         if _get(manifest, key) == _get(settings, key):
             continue

@@ -213,6 +213,30 @@ def test_prepare_records_the_backend_and_parses_special_tokens_on_request(tmp_pa
         prepare(src, dst, llama_tokenizer_dir, chunk_size=128, num_workers=1, log=lambda line: None)
 
 
+def test_a_destination_from_before_the_encoding_was_recorded(tmp_path, llama_tokenizer_dir):
+    """Its tokenizer.json chunks were encoded as today: the run goes on. A tokenizer.model's were
+    not (the Hugging Face conversion, no BOS): refused."""
+    from lit_gpt.prepare import prepare
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_lines(src / "c4-train.00000-of-00002.json.gz", c4_lines(DOCS))
+    prepare(src, dst, REPO / "data" / "tokenizer", chunk_size=64, num_workers=1, log=lambda line: None)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    del manifest["encoding"]
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    write_lines(src / "c4-train.00001-of-00002.json.gz", c4_lines(DOCS))
+    summary = prepare(src, dst, REPO / "data" / "tokenizer", chunk_size=64, num_workers=1, log=lambda line: None)
+    assert summary.sources_done == 1 and summary.sources_skipped == 1
+    assert json.loads((dst / "manifest.json").read_text())["encoding"]["backend"] == "tokenizers"
+
+    old = {**manifest, "tokenizer": {**manifest["tokenizer"], "adds_bos": False}, "sources": {}}
+    from lit_gpt.prepare import check_manifest
+
+    settings = {**old, "encoding": {"backend": "sentencepiece", "bos_added": True, "parse_special_tokens": False}}
+    with pytest.raises(PrepareError, match="encoding.backend"):
+        check_manifest(old, settings, dst)
+
+
 def test_command_line_defaults_and_help(capsys):
     import importlib.util
 
