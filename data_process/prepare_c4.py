@@ -4,7 +4,9 @@
         --tokenizer_dir path/to/llama-tokenizer
 
 Train shards (c4-train.*) become `c4_*.bin`, validation shards (c4-validation.*) `validation_*.bin`.
-Re-running skips the source files that destination/manifest.json records as done.
+Each document is written as the tokenizer's ids followed by EOS; with a sentencepiece tokenizer.model
+in --tokenizer_dir, as upstream: BOS + the sentencepiece library's ids + EOS. Re-running skips the
+source files that destination/manifest.json records as done.
 """
 
 from lit_gpt.prepare_cli import main

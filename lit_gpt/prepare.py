@@ -1,15 +1,17 @@
 """C4 JSON lines (.json.gz, .json, .jsonl) to packed token chunks, in parallel and resumably.
 
-Each source file is one task for a worker process: read lines, encode documents in batches (a
-LLaMA-style sentencepiece BPE through an exact cache of words, `WordCacheBPE`; other tokenizers with
-the Rust tokenizer), append EOS to each, and pack them into chunk files named after the source
-(`{prefix}_{source-stem}_{index:010d}.bin`), so names are deterministic and no two sources share
-one. A source counts as done once `manifest.json` in the destination records it; a re-run skips
-it. Chunks are written under a temporary name and renamed when complete.
+Each source file (found recursively) is one task for a worker process: read lines, encode
+documents in batches (`lit_gpt.token_encoding.make_encoder`: a sentencepiece tokenizer.model with
+the sentencepiece library, BOS first; other tokenizers with the Rust tokenizer), append EOS to each,
+and pack them into chunk files named after the source (`{prefix}_{source-stem}_{index:010d}.bin`),
+so names are deterministic and no two sources share one. A source counts as done once
+`manifest.json` in the destination records it; a re-run skips it. Chunks are written under a
+temporary name and renamed when complete. Workers end when the main process dies.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import hashlib
 import json
@@ -18,7 +20,9 @@ import os
 import queue
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,7 +34,7 @@ import numpy as np
 
 from lit_gpt.cli import UserError
 from lit_gpt.packed import MAGIC, VERSION, ChunkWriter as PackedDatasetBuilder, token_dtype
-from lit_gpt.token_encoding import BatchEncoder
+from lit_gpt.token_encoding import make_encoder
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
 try:  # several times faster than json on C4 lines; optional
@@ -40,7 +44,7 @@ try:  # several times faster than json on C4 lines; optional
 except ImportError:  # pragma: no cover - depends on the environment
     _json_loads, _STDLIB_JSON = json.loads, True
 
-DEFAULT_CHUNK_SIZE = 2049 * 1024  # (block_size 2048 + 1) * 1024, as upstream
+DEFAULT_CHUNK_SIZE = 4097 * 1024  # (block_size 4096 + 1) * 1024, as upstream
 SOURCE_SUFFIXES = (".json.gz", ".jsonl.gz", ".json", ".jsonl")
 MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
@@ -120,10 +124,11 @@ def split_of(name: str) -> str:
 def find_sources(
     source_path: Path, destination: Path, split: str = "all", train_prefix: str = "c4", val_prefix: str = "validation"
 ) -> list[Source]:
-    """The C4 files directly in the folder `source_path` (or that one file).
+    """The C4 files in the folder `source_path` and its subfolders (or that one file).
 
-    Not recursive on purpose: a clone of allenai/c4 holds en/, en.noblocklist/, realnewslike/ and
-    en.noclean/ side by side, and only one of them is meant.
+    Hidden files and folders, the destination and files named manifest.json are left out. A file
+    name found in two subfolders is an error: a clone of allenai/c4 holds en/, en.noblocklist/,
+    realnewslike/ side by side with the same names, and only one of them is meant.
     """
     source_path = source_path.expanduser()
     if not source_path.exists():
@@ -131,35 +136,47 @@ def find_sources(
     if source_path.is_file():
         if not source_path.name.endswith(SOURCE_SUFFIXES):
             raise PrepareError(f"{source_path} is not a {', '.join(SOURCE_SUFFIXES)} file")
-        paths = [source_path]
+        paths, root = [source_path], source_path.parent
     else:
-        own_manifest = (destination / MANIFEST).resolve()
-        paths = sorted(
-            p
-            for p in source_path.iterdir()
-            if p.name.endswith(SOURCE_SUFFIXES) and not p.name.startswith(".") and p.is_file()
-            and p.resolve() != own_manifest
-        )
+        paths, root = _walk_sources(source_path, destination.expanduser().resolve()), source_path
     if not paths:
-        subfolders = sorted({p.parent.relative_to(source_path).as_posix() for suffix in SOURCE_SUFFIXES
-                             for p in source_path.glob(f"*/*{suffix}")})
-        hint = f"; subfolders that have some: {', '.join(subfolders[:4])}" if subfolders else ""
-        raise PrepareError(f"no C4 files ({', '.join('*' + s for s in SOURCE_SUFFIXES)}) in {source_path}{hint}")
+        suffixes = ", ".join("*" + s for s in SOURCE_SUFFIXES)
+        raise PrepareError(f"no C4 files ({suffixes}) in {source_path} or its subfolders")
     # The gzip file wins over an unzipped copy of it: its checksum catches corruption.
     by_stem: dict[str, Path] = {}
     for path in paths:
-        stem = _strip_suffix(path.name)
+        stem = _strip_suffix(path.relative_to(root).as_posix())
         if stem not in by_stem or path.name.endswith(".gz"):
             by_stem[stem] = path
+    folders_of: dict[str, list[str]] = {}
+    for path in by_stem.values():
+        folders_of.setdefault(path.name, []).append(path.parent.relative_to(root).as_posix())
+    for name, folders in sorted(folders_of.items()):
+        if len(folders) > 1:
+            raise PrepareError(
+                f"{name} is in {folders[0]}/ and {folders[1]}/ under {source_path}: point --source_path at the one "
+                "folder meant (a C4 clone holds en/, en.noblocklist/, realnewslike/ side by side)"
+            )
     prefixes = {"train": train_prefix, "validation": val_prefix}
     sources = []
-    for path in sorted(by_stem.values()):
+    for path in sorted(by_stem.values(), key=lambda p: p.name):
         file_split = split_of(path.name)
         if split in ("all", file_split):
             sources.append(Source(path, path.name, file_split, prefixes[file_split]))
     if not sources:
         raise PrepareError(f"no {split} files in {source_path} (validation files are named c4-validation.*)")
     return sources
+
+
+def _walk_sources(folder: Path, destination: Path) -> list[Path]:
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        # Pruned in place, so os.walk never enters them.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != destination)
+        paths += [here / name for name in sorted(filenames) if name.endswith(SOURCE_SUFFIXES)
+                  and not name.startswith(".") and name != MANIFEST and (here / name).is_file()]
+    return paths
 
 
 def _strip_suffix(name: str) -> str:
@@ -180,7 +197,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 # Settings that must agree across runs writing into one destination.
 _MUST_MATCH = ("chunk_size", "dtype", "tokenizer.fingerprint", "tokenizer.vocab_size", "tokenizer.bos_id",
-               "tokenizer.eos_id", "tokenizer.mask_id", "tokenizer.adds_bos")
+               "tokenizer.eos_id", "tokenizer.mask_id", "tokenizer.adds_bos", "encoding.backend",
+               "encoding.bos_added", "encoding.parse_special_tokens")
 
 
 def _get(d: dict, dotted: str):
@@ -203,6 +221,11 @@ def load_manifest(destination: Path) -> Optional[dict]:
 
 
 def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
+    if "encoding" not in manifest and isinstance(manifest.get("tokenizer"), dict):
+        # Written before the encoding was recorded: every folder was encoded by the Hugging Face
+        # tokenizer call, with BOS as it adds it and special tokens as text.
+        manifest["encoding"] = {"backend": "tokenizers", "bos_added": manifest["tokenizer"].get("adds_bos"),
+                                "parse_special_tokens": False}
     for key in _MUST_MATCH:
         if _get(manifest, key) == _get(settings, key):
             continue
@@ -278,10 +301,36 @@ def iter_records(path: Path, on_bytes: Callable[[int], None] = lambda n: None) -
 _worker: dict = {}
 
 
-def _init_worker(encoder: "BatchEncoder", events, single_thread: bool) -> None:
-    if single_thread:  # the processes are the parallelism; Rust threads on top only contend
+def _init_worker(encoder, events, single_thread: bool, parent_pid: Optional[int] = None) -> None:
+    if single_thread:  # the processes are the parallelism; tokenizer threads on top only contend
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    encoder.set_threads(1 if single_thread else (os.cpu_count() or 1))
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     _worker.update(encoder=encoder, events=events)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Ends this worker when the main process dies (killed, it cannot shut the pool down): a
+    worker left behind would hold a core and keep writing into the destination."""
+    if sys.platform.startswith("linux"):
+        try:  # the kernel signals this process the moment its parent exits
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before that was set up
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """The portable backstop: once orphaned, a process is re-parented, so its parent id changes."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _emit(kind: str, *payload) -> None:
@@ -292,10 +341,11 @@ def _emit(kind: str, *payload) -> None:
 
 def prepare_source(source: Source, destination: Path, chunk_size: int, strict: bool) -> SourceResult:
     """Tokenizes one source file into its chunk files; on any failure removes what it wrote."""
-    encoder: BatchEncoder = _worker["encoder"]
+    encoder = _worker["encoder"]
     # Chunks of this source that a killed run left behind are not recorded as done: start afresh.
-    for stale in destination.glob(f"{source.chunk_prefix}_{'[0-9]' * 10}.bin"):
-        stale.unlink()
+    for pattern in (f"{source.chunk_prefix}_{'[0-9]' * 10}.bin", f".{source.chunk_prefix}_{'[0-9]' * 10}.bin.tmp"):
+        for stale in destination.glob(pattern):
+            stale.unlink()
     builder = PackedDatasetBuilder(destination, source.chunk_prefix, chunk_size, encoder.eos, encoder.dtype)
     result = SourceResult(source.key, source.split, source.chunk_prefix)
     texts: list[str] = []
@@ -377,11 +427,16 @@ def prepare(
     strict: bool = False,
     train_prefix: str = "c4",
     val_prefix: str = "validation",
+    parse_special_tokens: bool = False,
     progress: Optional[bool] = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> Summary:
     """Prepares every C4 file under `source_path` that `destination_path/manifest.json` does not
-    record as done. Raises PrepareError (a UserError) for bad input; completed work is kept."""
+    record as done. Raises PrepareError (a UserError) for bad input; completed work is kept.
+
+    `parse_special_tokens` turns the tokenizer's special-token strings in text ("<s>", "</s>") into
+    their ids, as upstream's prepare did; by default they are encoded as text. "[MASK]" is always text.
+    """
     started = time.perf_counter()
     source_path, destination = Path(source_path).expanduser(), Path(destination_path).expanduser()
     if split not in ("all", *SPLITS):
@@ -405,6 +460,8 @@ def prepare(
     tokenizer = load_tokenizer(tokenizer_dir)
     info = tokenizer_info(tokenizer, tokenizer_dir)
     dtype = token_dtype(info.vocab_size)
+    # Built once: the workers inherit (or unpickle) it.
+    encoder = make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens=parse_special_tokens)
     settings = {
         "format": {"magic": MAGIC.decode(), "version": VERSION},
         "chunk_size": chunk_size,
@@ -414,6 +471,12 @@ def prepare(
             "path": str(Path(tokenizer_dir).expanduser().resolve()),
             "fingerprint": tokenizer_fingerprint(tokenizer),
             **info.to_dict(),
+        },
+        "encoding": {  # what wrote the tokens: the library, and whether each document starts with BOS
+            "backend": encoder.library,
+            "method": encoder.method,
+            "bos_added": encoder.adds_bos,
+            "parse_special_tokens": parse_special_tokens,
         },
         "prefixes": {"train": train_prefix, "validation": val_prefix},
     }
@@ -435,7 +498,6 @@ def prepare(
 
     workers = min(num_workers or os.cpu_count() or 1, len(todo))
     failures: list[str] = []
-    encoder = BatchEncoder(tokenizer, dtype)  # built once: the workers inherit (or unpickle) it
 
     def record(result: SourceResult) -> None:
         manifest["sources"][result.key] = result.manifest_entry()
@@ -461,7 +523,8 @@ def prepare(
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             events = context.Queue()
             with ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_init_worker, initargs=(encoder, events, True)
+                workers, mp_context=context, initializer=_init_worker,
+                initargs=(encoder, events, True, os.getpid())
             ) as pool:
                 pending: dict[Future, Source] = {
                     pool.submit(prepare_source, s, destination, chunk_size, strict): s for s in todo

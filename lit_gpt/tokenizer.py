@@ -15,6 +15,7 @@ from lit_gpt.cli import UserError
 
 MASK_TOKEN = "[MASK]"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+SENTENCEPIECE_MODEL = "tokenizer.model"
 
 
 class TokenizerError(UserError, ValueError):
@@ -24,7 +25,9 @@ class TokenizerError(UserError, ValueError):
 def load_tokenizer(tokenizer_dir: Union[str, Path], add_mask_token: bool = True, trust_remote_code: bool = False):
     """Loads the tokenizer in `tokenizer_dir` (tokenizer.json or a sentencepiece tokenizer.model).
 
-    Only local files are read. `[MASK]` is added as a special token when it is missing.
+    Only local files are read. `[MASK]` is added as a special token when it is missing. A folder
+    with only a sentencepiece `tokenizer.model` (no tokenizer.json or tokenizer_config.json to say
+    otherwise) starts each text with BOS, as the same model in a Hugging Face LLaMA folder does.
     """
     from transformers import AutoTokenizer  # heavy import, kept out of `import lit_gpt`
 
@@ -33,13 +36,29 @@ def load_tokenizer(tokenizer_dir: Union[str, Path], add_mask_token: bool = True,
         raise TokenizerError(f"tokenizer directory not found: {path}")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise TokenizerError(f"{path} holds neither {' nor '.join(TOKENIZER_FILES)}")
+    options = {"add_bos_token": True} if is_bare_sentencepiece_folder(path) else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=trust_remote_code, **options
+        )
     except Exception as err:  # transformers raises many types; the user needs the folder and the cause
         raise TokenizerError(f"could not load the tokenizer in {path}: {err}") from err
     if add_mask_token:
         ensure_mask_token(tokenizer)
     return tokenizer
+
+
+def sentencepiece_model_file(tokenizer_dir: Union[str, Path]) -> Path | None:
+    """The sentencepiece model in `tokenizer_dir`, if it has one."""
+    path = Path(tokenizer_dir).expanduser() / SENTENCEPIECE_MODEL
+    return path if path.is_file() else None
+
+
+def is_bare_sentencepiece_folder(path: Path) -> bool:
+    """Only a tokenizer.model: nothing in the folder says whether texts start with BOS."""
+    return (path / SENTENCEPIECE_MODEL).is_file() and not any(
+        (path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")
+    )
 
 
 def ensure_mask_token(tokenizer) -> int:

@@ -151,23 +151,32 @@ def test_round_trip_matches_direct_tokenizer_calls(tmp_path, tokenizer_dir, hf_t
     assert not list(dst.glob(".*tmp"))
 
 
-def test_llama_style_sentencepiece_tokenizer(tmp_path, llama_tokenizer_dir):
-    """The realistic case: a 32000-token sentencepiece model; [MASK] becomes 32000."""
-    from transformers import AutoTokenizer
+def sentencepiece_stream(model_file: Path, texts):
+    """The reference: BOS + the sentencepiece library's own ids + EOS, one call per document."""
+    import sentencepiece
 
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    return [i for text in texts for i in [sp.bos_id(), *sp.encode(text), sp.eos_id()]]
+
+
+def test_llama_style_sentencepiece_tokenizer(tmp_path, llama_tokenizer_dir):
+    """The realistic case: a 32000-token sentencepiece model gives the sentencepiece library's ids
+    with BOS, as upstream; [MASK] becomes 32000."""
     tok_dir = llama_tokenizer_dir
     src, dst = tmp_path / "src", tmp_path / "dst"
     docs = DOCS + TRICKY  # through JSON, two worker processes and the word cache
     write_lines(src / "c4-train.00000-of-00002.json.gz", c4_lines(docs))
     write_lines(src / "c4-train.00001-of-00002.json.gz", c4_lines(docs[::-1]))
     prepare(src, dst, tok_dir, chunk_size=64, num_workers=2, log=quiet)
-    reference = AutoTokenizer.from_pretrained(str(tok_dir))
     for name, texts in [("00000", docs), ("00001", docs[::-1])]:
         stream, files = stream_of(dst, f"c4_c4-train.{name}-of-00002")
-        want = expected_stream(reference, texts)
-        assert stream.tolist() == want + [reference.eos_token_id] * (len(files) * 64 - len(want))
+        want = sentencepiece_stream(tok_dir / "tokenizer.model", texts)
+        assert want[0] == 1
+        assert stream.tolist() == want + [2] * (len(files) * 64 - len(want))
     manifest = json.loads((dst / "manifest.json").read_text())
     assert manifest["tokenizer"]["mask_id"] == 32000 and manifest["tokenizer"]["eos_id"] == 2
+    assert manifest["encoding"] == {"backend": "sentencepiece", "method": "word cache", "bos_added": True,
+                                    "parse_special_tokens": False}
 
 
 def test_malformed_lines_are_skipped_counted_and_reported(tmp_path, tokenizer_dir, hf_tokenizer):
@@ -209,11 +218,13 @@ def test_split_and_prefixes(tmp_path, tokenizer_dir):
     write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
     write_lines(src / "c4-validation.00000-of-00001.json.gz", c4_lines(DOCS))
     write_lines(src / "extra.jsonl", c4_lines(DOCS))  # other JSON files count as train
-    write_lines(src / "realnewslike" / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))  # not searched
+    write_lines(src / "more" / "deeper" / "c4-train.00001-of-00002.json.gz", c4_lines(DOCS))  # searched
+    write_lines(src / ".hidden" / "c4-train.00009-of-00010.json.gz", c4_lines(DOCS))  # not searched
     prepare(src, dst, tokenizer_dir, split="train", chunk_size=64, num_workers=1, train_prefix="train", log=quiet)
     names = sorted(p.name for p in dst.glob("*.bin"))
     assert names and all(n.startswith("train_") for n in names)
-    assert {n.rsplit("_", 1)[0] for n in names} == {"train_c4-train.00000-of-00001", "train_extra"}
+    assert {n.rsplit("_", 1)[0] for n in names} == {"train_c4-train.00000-of-00001", "train_extra",
+                                                    "train_c4-train.00001-of-00002"}
     with pytest.raises(PrepareError, match="one starts the other"):
         prepare(src, tmp_path / "d2", tokenizer_dir, train_prefix="val", val_prefix="validation", log=quiet)
 
@@ -298,6 +309,7 @@ def test_command_line_bad_inputs(tmp_path, tokenizer_dir):
     empty.mkdir()
     nested = tmp_path / "c4_clone"
     write_lines(nested / "en" / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
+    write_lines(nested / "realnewslike" / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "c4-train.00000-of-00001.json.gz").write_bytes(b"this is not gzip")
@@ -310,7 +322,7 @@ def test_command_line_bad_inputs(tmp_path, tokenizer_dir):
     cases = {
         "missing source": (["--source_path", tmp_path / "nope"], "nope"),
         "empty source": (["--source_path", empty], "no C4 files"),
-        "files only in subfolders": (["--source_path", nested], "subfolders that have some: en"),
+        "one name in two subfolders": (["--source_path", nested], "is in en/ and realnewslike/"),
         "corrupt gzip": (["--source_path", corrupt], "corrupt gzip"),
         "strict": (["--source_path", strict, "--strict"], "c4-train.00000-of-00001.json:2: malformed JSON"),
         "unwritable destination": (["--source_path", good, "--destination_path", blocker / "dst"], "cannot write"),

@@ -33,7 +33,7 @@ class PackedStream(ResumableStream):
     `lit_gpt.packed_dataset.PackedDataset` counts the T + 1 instead.
 
     A file's blocks are its first chunk_size // (block_size + 1) full blocks; a chunk size that is
-    a multiple of block_size + 1 (as prepare's default 2049 * 1024) wastes nothing.
+    a multiple of block_size + 1 (as prepare's default 4097 * 1024 for T = 4096) wastes nothing.
     """
 
     def __init__(
