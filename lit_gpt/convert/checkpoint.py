@@ -8,6 +8,7 @@ and shape against it before anything is converted or written.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, Optional, Union
 
