@@ -2,10 +2,7 @@
 
 import gzip
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,6 @@ from lit_gpt.compare import stats
 from pretrain_helpers import write_chunk
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "meap_vs_ntp.py"
 BLOCK = 128
 
 
@@ -52,30 +48,28 @@ def _argv(corpus: Path, out_dir: Path, *extra) -> list[str]:
     ]  # fmt: skip
 
 
-def _run(argv, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
-def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path):
+def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path, capfd):
+    """The orchestration runs in this process (its runs are subprocesses of MEAP-Pretrain/pretrain.py)."""
+    from lit_gpt.compare.cli import main
+
     out = tmp_path / "cmp"
-    proc = _run(_argv(corpus, out), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    main(_argv(corpus, out))
+    assert "MEAP vs NTP" in capfd.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     runs = {r["run"]: r for r in summary["runs"]}
     assert set(runs) == {"meap_seed0", "ntp_seed0", "meap_seed1", "ntp_seed1"}
 
     for k in (0, 1):
-        meap_args = torch.load(runs[f"meap_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")["args"]
-        ntp_args = torch.load(runs[f"ntp_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")["args"]
+        meap_ckpt = torch.load(runs[f"meap_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")
+        ntp_ckpt = torch.load(runs[f"ntp_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")
+        meap_args, ntp_args = meap_ckpt["args"], ntp_ckpt["args"]
+        assert meap_ckpt["data"] == ntp_ckpt["data"] and meap_ckpt["step"] == ntp_ckpt["step"] == 8
         # The two arms of a seed differ only in the mask ratio (and their folders).
         assert meap_args["mask_ratio"] == 0.15 and ntp_args["mask_ratio"] == 0.0
         differing = {key for key in meap_args if meap_args[key] != ntp_args[key]}
         assert differing == {"mask_ratio", "out_dir"}
         assert meap_args["seed"] == 3407 + k
-        # Same data order: the first logged NTP and MEAP losses come from the same batches, and the
-        # first validation of both (unmasked, same weights init) differs only through training.
         assert runs[f"meap_seed{k}"]["val_step"] == 8
 
     # The comparison's intervals re-computed here from the per-prompt records.
@@ -106,17 +100,17 @@ def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path):
 
     # A re-run trains and evaluates nothing again: the same checkpoints and results.
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".pth", ".json") and p.name != "summary.json"}
-    again = _run(_argv(corpus, out), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("finished earlier") == 4
+    main(_argv(corpus, out))
+    assert capfd.readouterr().out.count("finished earlier") == 4
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert json.loads((out / "summary.json").read_text())["comparison"] == summary["comparison"]
 
     # Other settings into the same folder: one line, nothing touched.
-    changed = _run(_argv(corpus, out, "--learning_rate", "0.01"), cwd=tmp_path)
-    assert changed.returncode != 0
-    lines = changed.stderr.strip().splitlines()
-    assert len(lines) == 1 and "other settings" in lines[0] and "learning_rate" in lines[0], changed.stderr
+    with pytest.raises(SystemExit) as err:
+        main(_argv(corpus, out, "--learning_rate", "0.01"))
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert err.value.code != 0
+    assert len(lines) == 1 and "other settings" in lines[0] and "learning_rate" in lines[0], lines
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 

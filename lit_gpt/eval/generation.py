@@ -106,14 +106,18 @@ def answer_logprobs(
             input_ids[r, width - len(rows[i]) :] = torch.as_tensor(rows[i], dtype=torch.long)
             attention_mask[r, width - len(rows[i]) :] = 1
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        # Answers end every row (left padding), so only the last `keep` positions' logits are needed:
+        # at 4096 tokens x 32k vocabulary the full logits of a batch would take gigabytes.
+        keep = max(len(answers[i]) for i in batch) + 1
         logits = model(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), position_ids=position_ids.to(device)
-        ).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), position_ids=position_ids.to(device),
+            logits_to_keep=keep,
+        ).logits[:, -keep:]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (B, keep, V)
         for r, i in enumerate(batch):
             n = len(answers[i])
             targets = input_ids[r, width - n :].to(device)
             # logits at t predict token t + 1: the answer's tokens are predicted by the n positions before them.
-            predicted = logprobs[r, width - n - 1 : width - 1]
+            predicted = logprobs[r, keep - n - 1 : keep - 1]
             out[i] = float(predicted.gather(-1, targets.unsqueeze(-1)).mean())
     return out

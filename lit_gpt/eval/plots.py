@@ -84,7 +84,9 @@ def plot_heatmap(
     for y, row in enumerate(grid):
         for x, value in enumerate(row):
             if not math.isnan(value):
-                ax.text(x, y, fmt(value), ha="center", va="center", fontsize=8, color="black")
+                # The ends of the diverging scale are dark: white text stays readable there.
+                dark = diverging and abs(value) > 0.6 * vmax
+                ax.text(x, y, fmt(value), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(lengths)), [format_tokens(n) for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{100 * d:g}%" for d in depths])
     ax.set_xlabel("context length (tokens)")

@@ -32,7 +32,7 @@ DEFAULT_MAX_NEW_TOKENS = {"passkey": 16, "niah": 24, "kv": 64}
 DEFAULT_METRIC = {"passkey": "substring", "niah": "substring", "kv": "best_subspan_em"}
 OUTPUT_FILES = ("results.json", "heatmap.png", "logprob_heatmap.png")
 # Log-probabilities are <= 0: the colour scale runs from the worst cell up to 0 (certain).
-LOGPROB_HEATMAP = {"vmax": 0.0, "value_format": "{:.2f}", "colorbar_label": "answer log-prob (nats/token)"}
+LOGPROB_HEATMAP = {"vmin": None, "vmax": 0.0, "value_format": "{:.2f}", "colorbar_label": "answer log-prob (nats/token)"}
 
 
 @dataclass
