@@ -56,7 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     summary["timing"] = {"train_seconds_this_invocation": round(train_seconds, 1),
                          "total_seconds_this_invocation": round(time.perf_counter() - started, 1)}
     figures = report.write_figures(planned, results, summary, out_dir, settings)
-    commands = [command] + [shlex.join(runs_mod.pretrain_command(run, settings.config, settings.pretrain_overrides))
+    commands = [command] + [shlex.join(["python", *runs_mod.pretrain_command(run, settings.config, settings.pretrain_overrides)[1:]])
                             for run in planned]
     options.write_json(out_dir / "summary.json", summary)
     path = report.write_report(summary, out_dir, commands, figures)

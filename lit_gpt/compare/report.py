@@ -273,7 +273,7 @@ def write_report(summary: dict, out_dir: Path, commands: Sequence[str], figures:
         "",
         "## Settings",
         "",
-        f"- training: {p.get('max_steps')} max steps / {p.get('max_tokens')} max tokens, global batch {p['global_batch_size']}, "
+        f"- training: budget {', '.join(f'{k} {p[k]:g}' for k in ('max_steps', 'max_tokens') if p.get(k))}, global batch {p['global_batch_size']}, "
         f"micro batch {p['micro_batch_size']}, block size {p.get('block_size') or 'the model default'}, lr {p['learning_rate']:g} -> "
         f"{p['min_lr']:g}, data `{p['train_data_dir']}`, tokenizer `{p['tokenizer_dir']}`",
         f"- evaluation prompts: seed {summary['prompt_seed']}, depths {', '.join(f'{d:g}' for d in c['depths'])}, "
