@@ -152,7 +152,9 @@ def plot_task_heatmaps(runs, results, task: str, metric: str, folder: Path) -> l
                                       title=f"{task}: {arm.upper()} {label}, mean over seeds", **style))
         diff = {length: {depth: grids["meap"][length][depth] - grids["ntp"][length][depth] for depth in row}
                 for length, row in grids["meap"].items()}
-        fmt = "{:+.2f}" if key == "logprob" else None
+        bound = max((abs(v) for row in diff.values() for v in row.values()), default=0.0)
+        # Enough decimals that small differences do not all print as +0.00.
+        fmt = ("{:+.2f}" if bound >= 0.1 else "{:+.3f}" if bound >= 0.01 else "{:+.4f}") if key == "logprob" else None
         paths.append(plot_heatmap(
             diff if key == "logprob" else {l: {d: 100 * v for d, v in row.items()} for l, row in diff.items()},
             folder / f"{task}_{key}_diff.png", title=f"{task}: MEAP - NTP {label}",
