@@ -69,7 +69,7 @@ def plot_heatmap(
     grid = [[accuracy[length].get(depth, math.nan) for length in lengths] for depth in depths]
     values = [v for row in grid for v in row if not math.isnan(v)]
     if diverging:
-        bound = max([abs(v) for v in values] + [1e-9])
+        bound = max((abs(v) for v in values), default=0.0) or 1.0  # all zero: any symmetric range
         vmin, vmax, cmap = -bound, bound, "RdBu"
     else:
         cmap = LinearSegmentedColormap.from_list("niah", NIAH_COLORS)
