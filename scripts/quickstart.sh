@@ -29,7 +29,7 @@ echo; echo "== 4/5 generate with the converted model (greedy)"
   --prompt "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. The pass key is 48213. Remember it. 48213 is the pass key. The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. What is the pass key? The pass key is" \
   --prompt "The mathematician"
 
-echo; echo "== 5/5 passkey retrieval (contexts of 128 and 192 tokens, 3 depths)"
+echo; echo "== 5/5 passkey retrieval (contexts of 128 and 192 tokens, 3 depths): accuracy and answer log-probability"
 "$PY" -m lit_gpt.eval.retrieval --model_dir "$OUT/meap_tiny_hf" --task passkey --context_lengths 128,192 \
   --depths 0,0.5,1 --samples 4 --device cpu --out_dir "$OUT/meap_tiny_eval" --overwrite
 
@@ -39,5 +39,8 @@ Done. Written:
   $OUT/sample_bin/          packed token chunks + manifest.json
   $OUT/meap_tiny/           checkpoints step-*.pth and metrics.csv (plot: python scripts/plot_runs.py $OUT/meap_tiny --out curves.png)
   $OUT/meap_tiny_hf/        Hugging Face model (safetensors) + tokenizer with [MASK]
-  $OUT/meap_tiny_eval/      results.json and heatmap.png of the passkey evaluation
+  $OUT/meap_tiny_eval/      results.json, heatmap.png (accuracy) and logprob_heatmap.png (answer log-probability)
+
+Next, MEAP against NTP with confidence intervals (meap_tiny, 2 seeds x 2 arms, on the CPU; see README):
+  python scripts/meap_vs_ntp.py --config pretrained/meap_tiny.py --seeds 2 --train_data_dir $OUT/sample_bin --out_dir $OUT/cmp_tiny
 MSG

@@ -84,6 +84,14 @@ def test_cli_writes_results_and_heatmap(model_dir, tmp_path):
             assert len(cell) == 2
             assert acc["by_length_depth"][str(length)][key] == pytest.approx(sum(cell) / 2)
     assert acc["overall"] == pytest.approx(sum(r["correct"] for r in records) / len(records))
+    # the continuous score: a log-probability per record, cells are their means
+    logprob = results["logprob"]
+    assert all(r["answer_logprob"] < 0 and r["answer_tokens"] >= 1 for r in records)
+    cell = [r["answer_logprob"] for r in records if r["context_length"] == 256 and r["depth"] == 1.0]
+    assert logprob["by_length_depth"]["256"]["1"] == pytest.approx(sum(cell) / len(cell))
+    assert logprob["overall"] == pytest.approx(sum(r["answer_logprob"] for r in records) / len(records))
+    assert "log-probability" in proc.stdout
+    assert (out / "logprob_heatmap.png").read_bytes().startswith(b"\x89PNG")
 
     png = (out / "heatmap.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -180,3 +188,31 @@ def test_lit_checkpoint_loads_as_the_same_model(model_dir, tmp_path):
     ids = torch.randint(0, hf_config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(ids).logits, reference(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_answer_logprob_equals_a_naive_token_by_token_computation(model_dir):
+    """Batched, left-padded, one forward pass == each answer token scored alone by LlamaForCausalLM."""
+    from transformers import LlamaForCausalLM
+
+    from lit_gpt.eval.generation import answer_logprobs, answer_token_ids
+    from lit_gpt.eval.models import prepare_tokenizer_for_batching
+
+    tokenizer = load_tokenizer(model_dir, add_mask_token=False)
+    prepare_tokenizer_for_batching(tokenizer)
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    prompts = build_prompts(tokenizer, "passkey", [128, 160], [0.0, 1.0], 1, seed=3)
+    answers = [answer_token_ids(tokenizer, p.text, p.input_ids, p.answer) for p in prompts]
+    for p, a in zip(prompts, answers):
+        assert tokenizer.decode(a).strip() == p.answer
+    ids = [p.input_ids for p in prompts]
+    batched = answer_logprobs(model, ids, answers, pad_id=tokenizer.pad_token_id, batch_size=4)
+    alone = answer_logprobs(model, ids, answers, pad_id=tokenizer.pad_token_id, batch_size=1)
+    assert len({len(p.input_ids) + len(a) for p, a in zip(prompts, answers)}) > 1  # the batch really pads
+    for prompt, answer, got, got_alone in zip(ids, answers, batched, alone):
+        total = 0.0
+        with torch.no_grad():
+            for j, token in enumerate(answer):
+                context = torch.tensor([list(prompt) + list(answer[:j])])
+                total += torch.log_softmax(model(context).logits[0, -1].double(), -1)[token].item()
+        assert got == pytest.approx(total / len(answer), abs=1e-4)
+        assert got_alone == pytest.approx(got, abs=1e-4)

@@ -1,4 +1,5 @@
-"""Batched greedy decoding of token-id prompts with a Hugging Face causal LM."""
+"""Batched greedy decoding of token-id prompts with a Hugging Face causal LM, and teacher-forced
+scoring of answers (the mean log-probability of their tokens)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,69 @@ def greedy_generate(
         for row, i in enumerate(batch):
             outputs[i] = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
     return outputs
+
+
+def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], answer: str) -> list[int]:
+    """The ids of `answer` as the model would continue `prompt_ids` with it (after one space).
+
+    The prompt plus the answer is tokenized as one text, so the answer's first token is the one a
+    tokenizer produces mid-text; its ids are what follows the prompt's ids. Raises ValueError when
+    the joint tokenization does not start with the prompt's ids (the answer would change them).
+    """
+    joined = tokenizer(prompt_text + " " + answer)["input_ids"]
+    prompt_ids = list(prompt_ids)
+    if joined[: len(prompt_ids)] != prompt_ids or len(joined) == len(prompt_ids):
+        raise ValueError(f"the tokenization of the answer {answer!r} merges with the end of the prompt")
+    return joined[len(prompt_ids) :]
+
+
+@torch.inference_mode()
+def answer_logprobs(
+    model,
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int = 8,
+    desc: str = "scoring",
+    progress: Optional[bool] = None,
+) -> list[float]:
+    """Mean log-probability of each answer's tokens given its prompt, teacher-forced.
+
+    One forward pass over prompt + answer per row; the answer's token j is scored by the logits
+    at the position before it. Rows are left-padded; position ids count from each row's first real
+    token, so a padded row sees exactly what it would see alone.
+    """
+    from tqdm.auto import tqdm
+
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    if any(len(a) == 0 for a in answers):
+        raise ValueError("an answer has no tokens")
+    device = next(model.parameters()).device
+    rows = [list(p) + list(a) for p, a in zip(prompts, answers)]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out: list[float] = [float("nan")] * len(rows)
+    show = sys.stderr.isatty() if progress is None else progress
+    for batch in tqdm(_batches(order, batch_size), desc=desc, unit="batch", disable=not show):
+        width = max(len(rows[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            input_ids[r, width - len(rows[i]) :] = torch.as_tensor(rows[i], dtype=torch.long)
+            attention_mask[r, width - len(rows[i]) :] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        # Answers end every row (left padding), so only the last `keep` positions' logits are needed:
+        # at 4096 tokens x 32k vocabulary the full logits of a batch would take gigabytes.
+        keep = max(len(answers[i]) for i in batch) + 1
+        logits = model(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), position_ids=position_ids.to(device),
+            logits_to_keep=keep,
+        ).logits[:, -keep:]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # (B, keep, V)
+        for r, i in enumerate(batch):
+            n = len(answers[i])
+            targets = input_ids[r, width - n :].to(device)
+            # logits at t predict token t + 1: the answer's tokens are predicted by the n positions before them.
+            predicted = logprobs[r, keep - n - 1 : keep - 1]
+            out[i] = float(predicted.gather(-1, targets.unsqueeze(-1)).mean())
+    return out

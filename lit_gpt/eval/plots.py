@@ -49,26 +49,50 @@ def plot_heatmap(
     accuracy: Mapping[int, Mapping[float, float]],
     path: Union[str, Path],
     title: str = "",
+    *,
+    vmin: Optional[float] = 0.0,
+    vmax: Optional[float] = 1.0,
+    value_format: Optional[str] = None,
+    colorbar_label: str = "accuracy",
+    diverging: bool = False,
 ) -> Path:
-    """`accuracy[length][depth]` in [0, 1] -> heatmap: context length on x, depth on y, cells annotated."""
+    """`accuracy[length][depth]` -> heatmap: context length on x, depth on y, cells annotated.
+
+    By default values are accuracies in [0, 1], annotated in percent. Other values (log-probs,
+    differences) pass their own range (None: the data's) and `value_format`; `diverging` centres a
+    blue-white-red scale on 0, for differences.
+    """
     from matplotlib.colors import LinearSegmentedColormap
 
     lengths = sorted(accuracy)
     depths = sorted({d for row in accuracy.values() for d in row})
     grid = [[accuracy[length].get(depth, math.nan) for length in lengths] for depth in depths]
+    values = [v for row in grid for v in row if not math.isnan(v)]
+    if diverging:
+        bound = max((abs(v) for v in values), default=0.0) or 1.0  # all zero: any symmetric range
+        vmin, vmax, cmap = -bound, bound, "RdBu"
+    else:
+        cmap = LinearSegmentedColormap.from_list("niah", NIAH_COLORS)
+        if values:
+            vmin = min(values) if vmin is None else vmin
+            vmax = max(values) if vmax is None else vmax
+            if vmin >= vmax:  # a constant grid still needs a non-empty colour range
+                vmin = vmax - 1.0
+    fmt = value_format.format if value_format else (lambda v: f"{100 * v:.0f}")
     fig, ax = _figure(max(5.0, 1.0 + 0.9 * len(lengths)), max(3.5, 1.2 + 0.5 * len(depths)))
-    cmap = LinearSegmentedColormap.from_list("niah", NIAH_COLORS)
-    image = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     for y, row in enumerate(grid):
         for x, value in enumerate(row):
             if not math.isnan(value):
-                ax.text(x, y, f"{100 * value:.0f}", ha="center", va="center", fontsize=8, color="black")
+                # The ends of the diverging scale are dark: white text stays readable there.
+                dark = diverging and abs(value) > 0.6 * vmax
+                ax.text(x, y, fmt(value), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(lengths)), [format_tokens(n) for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{100 * d:g}%" for d in depths])
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth")
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.colorbar(image, ax=ax, label=colorbar_label)
     return _save(fig, path)
 
 

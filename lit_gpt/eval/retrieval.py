@@ -4,8 +4,11 @@
         --context_lengths 1024,2048,4096 --depths 0,0.25,0.5,0.75,1 --samples 20 --out_dir OUT
 
 Prompts are generated offline (`lit_gpt.eval.prompts`), decoded greedily in batches, and scored
-against the needle's value. Writes OUT/results.json (accuracy per length and depth, per length,
-per depth, overall, every setting, and one record per prompt) and OUT/heatmap.png.
+against the needle's value. Beside that match, each prompt gets a continuous score: the mean
+log-probability of the answer's tokens given the prompt (teacher-forced), which moves with training
+long before greedy decoding gets an answer right. Writes OUT/results.json (accuracy and mean
+log-probability per length and depth, per length, per depth, overall, every setting, and one
+record per prompt), OUT/heatmap.png (accuracy) and OUT/logprob_heatmap.png.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from lit_gpt.eval.scoring import METRICS, first_line, score
 DEFAULT_MAX_NEW_TOKENS = {"passkey": 16, "niah": 24, "kv": 64}
 # Numbers are matched as substrings (RULER); UUIDs with lost in the middle's best-subspan EM.
 DEFAULT_METRIC = {"passkey": "substring", "niah": "substring", "kv": "best_subspan_em"}
-OUTPUT_FILES = ("results.json", "heatmap.png")
+OUTPUT_FILES = ("results.json", "heatmap.png", "logprob_heatmap.png")
+# Log-probabilities are <= 0: the colour scale runs from the worst cell up to 0 (certain).
+LOGPROB_HEATMAP = {"vmin": None, "vmax": 0.0, "value_format": "{:.2f}", "colorbar_label": "answer log-prob (nats/token)"}
 
 
 @dataclass
@@ -73,10 +78,16 @@ def _mean(values: Sequence[bool]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def score_prompts(prompts: Sequence[RetrievalPrompt], generations: Sequence[str], metric: str) -> list[dict]:
+def score_prompts(
+    prompts: Sequence[RetrievalPrompt],
+    generations: Sequence[str],
+    metric: str,
+    logprobs: Optional[Sequence[float]] = None,
+    answer_tokens: Optional[Sequence[int]] = None,
+) -> list[dict]:
     """One record per prompt: where the needle was, what was expected and generated, and the scores."""
     records = []
-    for prompt, generation in zip(prompts, generations):
+    for i, (prompt, generation) in enumerate(zip(prompts, generations)):
         scores = score(generation, prompt.answer)
         records.append(
             {
@@ -95,6 +106,8 @@ def score_prompts(prompts: Sequence[RetrievalPrompt], generations: Sequence[str]
                 "generation": generation,
                 "correct": scores[metric],
                 "scores": scores,
+                "answer_tokens": answer_tokens[i] if answer_tokens is not None else None,
+                "answer_logprob": logprobs[i] if logprobs is not None else None,
             }
         )
     return records
@@ -121,18 +134,57 @@ def summarize(records: Sequence[dict], metric: str) -> dict:
     }
 
 
-def format_table(accuracy: dict, title: str = "") -> str:
-    """Accuracy (%) with a row per length, a column per depth, and the means."""
+def summarize_logprob(records: Sequence[dict]) -> dict:
+    """Mean answer log-probability (nats per answer token) by length and depth, by length, by depth, overall."""
+    by_cell, by_length, by_depth = defaultdict(list), defaultdict(list), defaultdict(list)
+    for r in records:
+        by_cell[(r["context_length"], r["depth"])].append(r["answer_logprob"])
+        by_length[r["context_length"]].append(r["answer_logprob"])
+        by_depth[r["depth"]].append(r["answer_logprob"])
+    grid: dict[str, dict[str, float]] = defaultdict(dict)
+    for (length, depth), values in sorted(by_cell.items()):
+        grid[str(length)][depth_key(depth)] = _mean(values)
+    return {
+        "unit": "mean log-probability of the answer tokens (nats per token, 0 = certain)",
+        "overall": _mean([r["answer_logprob"] for r in records]),
+        "by_length": {str(k): _mean(v) for k, v in sorted(by_length.items())},
+        "by_depth": {depth_key(k): _mean(v) for k, v in sorted(by_depth.items())},
+        "by_length_depth": dict(grid),
+        "n": len(records),
+    }
+
+
+def format_table(accuracy: dict, title: str = "", percent: bool = True) -> str:
+    """Accuracy (%) or another per-cell mean with a row per length, a column per depth, and the means."""
+    scale, width = (100, 1) if percent else (1, 2)
     depths = list(accuracy["by_depth"])
     head = f"{'length':>8} | " + " ".join(f"{float(d) * 100:>6g}%" for d in depths) + " |   mean"
     lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
     for length, row in accuracy["by_length_depth"].items():
-        cells = " ".join(f"{100 * row[d]:>7.1f}" if d in row else f"{'':>7}" for d in depths)
-        lines.append(f"{length:>8} | {cells} | {100 * accuracy['by_length'][length]:>6.1f}")
+        cells = " ".join(f"{scale * row[d]:>7.{width}f}" if d in row else f"{'':>7}" for d in depths)
+        lines.append(f"{length:>8} | {cells} | {scale * accuracy['by_length'][length]:>6.{width}f}")
     lines.append("-" * len(head))
-    cells = " ".join(f"{100 * accuracy['by_depth'][d]:>7.1f}" for d in depths)
-    lines.append(f"{'mean':>8} | {cells} | {100 * accuracy['overall']:>6.1f}")
+    cells = " ".join(f"{scale * accuracy['by_depth'][d]:>7.{width}f}" for d in depths)
+    lines.append(f"{'mean':>8} | {cells} | {scale * accuracy['overall']:>6.{width}f}")
     return "\n".join(lines)
+
+
+def grid_of(summary: dict) -> dict[int, dict[float, float]]:
+    """`summary["by_length_depth"]` with numeric keys, as the heatmaps take it."""
+    return {int(k): {float(d): v for d, v in row.items()} for k, row in summary["by_length_depth"].items()}
+
+
+def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
+    """The answer's token ids after each prompt; UserError when the tokenizer cannot split them off."""
+    from lit_gpt.eval.generation import answer_token_ids
+
+    ids = []
+    for p in prompts:
+        try:
+            ids.append(answer_token_ids(tokenizer, p.text, p.input_ids, p.answer))
+        except ValueError as err:
+            raise UserError(f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index}): {err}") from None
+    return ids
 
 
 def _haystack(settings: RetrievalSettings):
@@ -152,7 +204,7 @@ def _haystack(settings: RetrievalSettings):
 
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
-    from lit_gpt.eval.generation import greedy_generate
+    from lit_gpt.eval.generation import answer_logprobs, greedy_generate
     from lit_gpt.eval.models import check_model_path, load_model
     from lit_gpt.eval.plots import plot_heatmap
 
@@ -191,8 +243,19 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
         desc=f"{settings.task}",
     )
     decode_seconds = time.perf_counter() - start - prompt_seconds
-    records = score_prompts(prompts, generations, settings.metric)
+    answers = prompt_answer_ids(loaded.tokenizer, prompts)
+    logprobs = answer_logprobs(
+        loaded.model,
+        [p.input_ids for p in prompts],
+        answers,
+        pad_id=loaded.tokenizer.pad_token_id,
+        batch_size=settings.batch_size,
+        desc=f"{settings.task} log-prob",
+    )
+    score_seconds = time.perf_counter() - start - prompt_seconds - decode_seconds
+    records = score_prompts(prompts, generations, settings.metric, logprobs, [len(a) for a in answers])
     accuracy = summarize(records, settings.metric)
+    logprob = summarize_logprob(records)
     results = {
         "task": settings.task,
         "model": str(Path(settings.model_dir).expanduser().resolve()),
@@ -206,13 +269,24 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
             "command": command,
         },
         "accuracy": accuracy,
-        "timing": {"prompt_seconds": round(prompt_seconds, 2), "decode_seconds": round(decode_seconds, 2)},
+        "logprob": logprob,
+        "timing": {
+            "prompt_seconds": round(prompt_seconds, 2),
+            "decode_seconds": round(decode_seconds, 2),
+            "score_seconds": round(score_seconds, 2),
+        },
         "records": records,
     }
     options.write_json(out_dir / "results.json", results)
-    grid = {int(k): {float(d): v for d, v in row.items()} for k, row in accuracy["by_length_depth"].items()}
-    title = f"{settings.task}: {Path(settings.model_dir).name} ({settings.metric} {100 * accuracy['overall']:.1f}%)"
-    plot_heatmap(grid, out_dir / "heatmap.png", title=title)
+    name = Path(settings.model_dir).name
+    title = f"{settings.task}: {name} ({settings.metric} {100 * accuracy['overall']:.1f}%)"
+    plot_heatmap(grid_of(accuracy), out_dir / "heatmap.png", title=title)
+    plot_heatmap(
+        grid_of(logprob),
+        out_dir / "logprob_heatmap.png",
+        title=f"{settings.task}: {name} (answer log-prob {logprob['overall']:.2f})",
+        **LOGPROB_HEATMAP,
+    )
     return results
 
 
@@ -239,7 +313,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     results = run_retrieval(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.retrieval", *argv]))
     title = f"{settings.task} accuracy (%, {settings.metric}) of {settings.model_dir}"
     print(format_table(results["accuracy"], title))
-    print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'heatmap.png'}")
+    title = f"{settings.task} mean log-probability of the answer tokens (nats/token, 0 = certain)"
+    print(format_table(results["logprob"], title, percent=False))
+    print(f"wrote {', '.join(str(Path(settings.out_dir) / name) for name in OUTPUT_FILES)}")
     return results
 
 

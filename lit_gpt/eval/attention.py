@@ -1,0 +1,361 @@
+"""Where the model looks when it answers: attention shares on the needle, the question and the rest.
+
+    python -m lit_gpt.eval.attention --model_dir DIR --task passkey|niah|kv \\
+        --context_lengths 1024 --depths 0,0.25,0.5,0.75,1 --samples 4 --out_dir OUT
+
+Each retrieval prompt (`lit_gpt.eval.prompts`) is followed by its answer (teacher-forced, one
+forward pass). At the positions that predict the answer's tokens (the last prompt token and the
+answer tokens before the last), the attention probabilities of every layer and head are computed
+explicitly from the model's queries and keys, and summed over three regions of the visible keys:
+the needle span, the question, and the rest (instruction, filler, earlier answer tokens); their
+entropy is reported too. Shares are averaged over heads, answer positions and prompts, per layer.
+The paper reports 34.5 % (MEAP) against 9.4 % (NTP) of the attention on the answer span.
+
+A lit checkpoint (`.pth`) runs in the lit model with forward pre-hooks on each attention module
+(the model itself keeps its fused SDPA path); a Hugging Face folder runs in its LLaMA-family model
+with the same hooks on `self_attn`. Only the answer positions' rows are formed, so memory stays
+O(layers x heads x answer tokens x context). Writes OUT/results.json and OUT/attention.png.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import statistics
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+
+from lit_gpt.cli import ArgumentParser, UserError, exit_on_user_error
+from lit_gpt.eval import options
+from lit_gpt.eval.prompts import TASKS, RetrievalPrompt
+
+OUTPUT_FILES = ("results.json", "attention.png")
+REGIONS = ("needle", "question", "rest")
+# Hugging Face model types whose attention is LLaMA's: q/k projections, then rotary embeddings.
+HF_LLAMA_LIKE = ("llama", "mistral", "qwen2")
+
+
+# ----------------------------------------------------------------------------- explicit attention
+def attention_rows(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, scale: float) -> torch.Tensor:
+    """Causal softmax(q k^T * scale) at the query `positions` only, in fp32.
+
+    q: (B, n_head, T, hs), k: (B, n_kv, T, hs) with n_head a multiple of n_kv (query head h reads
+    key head h // (n_head / n_kv), as SDPA's enable_gqa and Hugging Face's repeat_kv do).
+    -> (B, n_head, Q, T); row i puts zero weight on keys after positions[i].
+    """
+    k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
+    scores = q[:, :, positions].float() @ k.float().transpose(-1, -2) * scale  # (B, nh, Q, T)
+    future = torch.arange(k.size(2), device=q.device).unsqueeze(0) > positions.to(q.device).unsqueeze(1)  # (Q, T)
+    return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
+
+def _lit_qk(module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys of lit's CausalSelfAttention, as its forward forms them (plain RoPE)."""
+    from lit_gpt.kernels import apply_rope_reference
+
+    B, T, _ = x.shape
+    c = module.config
+    qkv = module.attn(x).view(B, T, c.n_query_groups, c.q_per_kv + 2, c.head_size)
+    q, k, _ = qkv.split((c.q_per_kv, 1, 1), dim=3)
+    q = q.reshape(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, nh, T, hs)
+    k = k.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
+    return apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
+
+
+def _hf_qk(module, hidden: torch.Tensor, position_embeddings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries and keys of a Hugging Face LLaMA-family attention module, as its forward forms them."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    shape = (*hidden.shape[:-1], -1, module.head_dim)
+    q = module.q_proj(hidden).view(shape).transpose(1, 2)
+    k = module.k_proj(hidden).view(shape).transpose(1, 2)
+    cos, sin = position_embeddings
+    return apply_rotary_pos_emb(q, k, cos, sin)
+
+
+def is_lit_model(model) -> bool:
+    from lit_gpt.model import GPT
+
+    return isinstance(model, GPT)
+
+
+@contextmanager
+def _capture(model, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Forward pre-hooks that append each layer's attention rows at `positions` to the yielded list."""
+    rows: list[torch.Tensor] = []
+    handles = []
+    if is_lit_model(model):
+        scale = 1.0 / math.sqrt(model.config.head_size)
+
+        def lit_hook(module, args):
+            x, cos, sin = args[0], args[1], args[2]
+            q, k = _lit_qk(module, x, cos, sin)
+            rows.append(attention_rows(q, k, positions, scale))
+
+        handles = [block.attn.register_forward_pre_hook(lit_hook) for block in model.transformer.h]
+    else:
+        model_type = getattr(model.config, "model_type", None)
+        if model_type not in HF_LLAMA_LIKE:
+            raise UserError(
+                f"attention analysis supports Hugging Face models of type {', '.join(HF_LLAMA_LIKE)}, not {model_type!r}"
+            )
+
+        def hf_hook(module, args, kwargs):
+            hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+            q, k = _hf_qk(module, hidden, kwargs["position_embeddings"])
+            rows.append(attention_rows(q, k, positions, module.scaling))
+
+        layers = model.model.layers
+        handles = [layer.self_attn.register_forward_pre_hook(hf_hook, with_kwargs=True) for layer in layers]
+    try:
+        yield rows
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def answer_attention(model, input_ids: Sequence[int], positions: Sequence[int]) -> torch.Tensor:
+    """Attention probabilities of every layer at `positions` of one unpadded sequence.
+
+    -> (n_layer, n_head, len(positions), len(input_ids)), fp32, on the CPU.
+    """
+    device = next(model.parameters()).device
+    ids = torch.as_tensor([list(input_ids)], dtype=torch.long, device=device)
+    where = torch.as_tensor(list(positions), dtype=torch.long, device=device)
+    with _capture(model, where) as rows:
+        model(ids)
+    return torch.cat(rows, dim=0).cpu()
+
+
+# ----------------------------------------------------------------------------- shares
+@dataclass(frozen=True)
+class Regions:
+    """Token index ranges [start, end) of one teacher-forced prompt + answer."""
+
+    needle: tuple[int, int]
+    question: tuple[int, int]
+
+
+def region_shares(probs: torch.Tensor, regions: Regions) -> dict[str, torch.Tensor]:
+    """probs (L, nh, Q, T) -> per layer and query position, averaged over heads: the attention share
+    on the needle, on the question and on the rest (the three sum to 1), and the entropy (nats)."""
+    def share(span: tuple[int, int]) -> torch.Tensor:
+        return probs[..., span[0] : span[1]].sum(-1).mean(1)  # (L, Q)
+
+    needle, question = share(regions.needle), share(regions.question)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1).mean(1)
+    return {"needle": needle, "question": question, "rest": 1.0 - needle - question, "entropy": entropy}
+
+
+def uniform_needle_share(regions: Regions, positions: Sequence[int]) -> list[float]:
+    """The needle's share if attention were uniform over the visible keys: needle tokens / (p + 1)."""
+    start, end = regions.needle
+    return [max(0, min(end, p + 1) - start) / (p + 1) for p in positions]
+
+
+def analyse_prompt(model, prompt: RetrievalPrompt, answer_ids: Sequence[int]) -> dict[str, Any]:
+    """One record: per layer, the shares and entropy averaged over the answer's predicting positions."""
+    ids = list(prompt.input_ids) + list(answer_ids)
+    n_prompt = len(prompt.input_ids)
+    positions = list(range(n_prompt - 1, n_prompt - 1 + len(answer_ids)))
+    regions = Regions(needle=(prompt.needle_start, prompt.needle_end), question=(prompt.context_end, n_prompt))
+    shares = region_shares(answer_attention(model, ids, positions), regions)
+    return {
+        "context_length": prompt.context_length,
+        "depth": prompt.depth,
+        "sample": prompt.sample_index,
+        "prompt_tokens": n_prompt,
+        "needle_span": list(regions.needle),
+        "question_span": list(regions.question),
+        "answer_positions": positions,
+        "uniform_needle_share": statistics.fmean(uniform_needle_share(regions, positions)),
+        **{name: [round(float(v), 6) for v in values.mean(-1)] for name, values in shares.items()},
+    }
+
+
+def summarize(records: Sequence[dict]) -> dict[str, Any]:
+    """Per layer, the mean over prompts of each share and of the entropy; plus the layer means."""
+    n_layer = len(records[0]["needle"])
+    per_layer = {
+        name: [statistics.fmean(r[name][layer] for r in records) for layer in range(n_layer)]
+        for name in (*REGIONS, "entropy")
+    }
+    return {
+        "per_layer": per_layer,
+        "mean_over_layers": {name: statistics.fmean(values) for name, values in per_layer.items()},
+        "uniform_needle_share": statistics.fmean(r["uniform_needle_share"] for r in records),
+        "n": len(records),
+    }
+
+
+# ----------------------------------------------------------------------------- figure
+def plot_attention(summary: dict, path, title: str = "") -> Path:
+    """Left: per layer, the stacked shares (needle, question, rest) with the uniform needle share
+    marked; right: the attention entropy per layer."""
+    from lit_gpt.eval.plots import _figure, _save
+
+    per_layer = summary["per_layer"]
+    layers = list(range(len(per_layer["needle"])))
+    fig, (ax_share, ax_entropy) = _figure(11.0, 4.2, ncols=2)
+    bottom = [0.0] * len(layers)
+    for name, color in zip(REGIONS, ("#0CD79F", "#EBB839", "#B0B0B0")):
+        values = [100 * v for v in per_layer[name]]
+        ax_share.bar(layers, values, bottom=bottom, color=color, label=name)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax_share.axhline(100 * summary["uniform_needle_share"], color="black", linestyle="--", linewidth=1,
+                     label="needle, if uniform")
+    ax_share.set_xlabel("layer")
+    ax_share.set_ylabel("attention share at the answer positions (%)")
+    ax_share.set_ylim(0, 100)
+    ax_share.set_xticks(layers)
+    ax_share.legend(fontsize=8)
+    ax_share.set_title(title or "attention share")
+    ax_entropy.plot(layers, per_layer["entropy"], marker="o")
+    ax_entropy.set_xlabel("layer")
+    ax_entropy.set_ylabel("entropy (nats)")
+    ax_entropy.set_xticks(layers)
+    ax_entropy.grid(alpha=0.3)
+    ax_entropy.set_title("attention entropy, mean over heads")
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- loading and the CLI
+@dataclass
+class AttentionSettings:
+    model_dir: str
+    task: str
+    context_lengths: list[int]
+    depths: list[float]
+    samples: int = 4
+    out_dir: str = "out/attention"
+    seed: int = 0
+    haystack_file: Optional[str] = None
+    tokenizer_dir: Optional[str] = None
+    device: str = "auto"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if not self.context_lengths or not self.depths or self.samples <= 0:
+            raise UserError("context lengths, depths and samples must not be empty")
+        self.context_lengths = sorted(set(self.context_lengths))
+        self.depths = sorted(set(self.depths))
+
+
+def load_for_attention(settings: AttentionSettings):
+    """(model, tokenizer, source): a lit checkpoint as the lit GPT, a Hugging Face folder as its model."""
+    from lit_gpt.eval.models import check_model_path, load_model, prepare_tokenizer_for_batching, resolve_device, resolve_dtype
+
+    path = check_model_path(settings.model_dir, settings.tokenizer_dir)
+    if path.is_dir():
+        loaded = load_model(path, tokenizer_dir=settings.tokenizer_dir, device=settings.device, dtype=settings.dtype,
+                            trust_remote_code=settings.trust_remote_code)
+        return loaded.model, loaded.tokenizer, "hf"
+    from lit_gpt.convert.checkpoint import load_lit_checkpoint
+    from lit_gpt.convert.export import load_matching_tokenizer, resolve_tokenizer_dir
+    from lit_gpt.model import GPT
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    sd, config, meta = load_lit_checkpoint(path)
+    tok_dir = resolve_tokenizer_dir(settings.tokenizer_dir, meta)
+    if tok_dir is None:
+        raise UserError(f"{path} records no tokenizer: pass --tokenizer_dir")
+    tokenizer = load_matching_tokenizer(tok_dir, config)
+    prepare_tokenizer_for_batching(tokenizer)
+    with torch.device("meta"):
+        model = GPT(config, fused=False)
+    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
+    return model.to(device).eval(), tokenizer, "lit"
+
+
+def run_attention(settings: AttentionSettings, command: Optional[str] = None) -> dict:
+    """Builds the prompts, measures the attention, writes results.json and attention.png; returns the results."""
+    from tqdm.auto import tqdm
+
+    from lit_gpt.eval.prompts import build_prompts
+    from lit_gpt.eval.retrieval import RetrievalSettings, _haystack, prompt_answer_ids
+
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    model, tokenizer, source = load_for_attention(settings)
+    retrieval_like = RetrievalSettings(model_dir=settings.model_dir, task=settings.task, context_lengths=settings.context_lengths,
+                                       depths=settings.depths, samples=settings.samples, haystack_file=settings.haystack_file)
+    corpus, haystack = _haystack(retrieval_like)
+    prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
+                            settings.seed, corpus)
+    answers = prompt_answer_ids(tokenizer, prompts)
+    records = []
+    for prompt, answer in tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
+                               disable=not sys.stderr.isatty()):
+        records.append(analyse_prompt(model, prompt, answer))
+    summary = summarize(records)
+    results = {
+        "task": settings.task,
+        "model": str(Path(settings.model_dir).expanduser().resolve()),
+        "settings": {**asdict(settings), "model_source": source, "haystack": haystack, "command": command},
+        "definition": (
+            "attention probabilities at the positions predicting the answer tokens (teacher-forced), summed over "
+            "the needle span, the question (end of context to end of prompt) and the rest of the visible keys, "
+            "averaged over heads, answer positions and prompts"
+        ),
+        "summary": summary,
+        "records": records,
+    }
+    options.write_json(out_dir / "results.json", results)
+    plot_attention(summary, out_dir / "attention.png", title=f"{settings.task}: {Path(settings.model_dir).name}")
+    return results
+
+
+def format_summary(summary: dict) -> str:
+    per_layer = summary["per_layer"]
+    lines = [f"{'layer':>5} | {'needle':>7} {'question':>8} {'rest':>7} | {'entropy':>7}"]
+    for layer in range(len(per_layer["needle"])):
+        lines.append(f"{layer:>5} | {100 * per_layer['needle'][layer]:>6.1f}% {100 * per_layer['question'][layer]:>7.1f}% "
+                     f"{100 * per_layer['rest'][layer]:>6.1f}% | {per_layer['entropy'][layer]:>7.3f}")
+    m = summary["mean_over_layers"]
+    lines.append(f"{'mean':>5} | {100 * m['needle']:>6.1f}% {100 * m['question']:>7.1f}% {100 * m['rest']:>6.1f}% | "
+                 f"{m['entropy']:>7.3f}   (needle share if uniform: {100 * summary['uniform_needle_share']:.1f}%)")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> AttentionSettings:
+    parser = ArgumentParser(prog="python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
+    parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="float32", choices=["auto", "bfloat16", "float16", "float32"])
+    parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024])
+    parser.add_argument("--depths", type=options.comma_list(options.depth), default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--samples", type=options.positive_int, default=4, help="prompts per length and depth")
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--seed", type=int, default=0, help="prompt seed (the same prompts as retrieval with this seed)")
+    parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    return AttentionSettings(**vars(parser.parse_args(argv)))
+
+
+@exit_on_user_error
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_args(argv)
+    results = run_attention(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.attention", *argv]))
+    print(f"{settings.task}: attention at the answer positions of {settings.model_dir}, "
+          f"mean over heads and {results['summary']['n']} prompts")
+    print(format_summary(results["summary"]))
+    print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'attention.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
