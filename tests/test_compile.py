@@ -104,8 +104,6 @@ def test_inductor_training_matches_eager(tiny_data, tmp_path, monkeypatch, check
 
     torch._dynamo.reset()
     counters.clear()
-    # One compile worker: a pool of them only competes for the cores of a small CI machine.
-    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)
     compiled = []
     real = block_compile.compile_blocks
 
@@ -116,7 +114,11 @@ def test_inductor_training_matches_eager(tiny_data, tmp_path, monkeypatch, check
 
     monkeypatch.setattr(block_compile, "compile_blocks", recording)
     flags = ["--activation_checkpointing", str(checkpointing).lower()]
-    got = pretrain_cli(tiny_data, tmp_path / "compiled", "--compile", "true", *flags)
+    # One compile worker: a pool of them only competes for the cores of a small CI machine.
+    # config.patch, not monkeypatch: a monkeypatched-then-restored attribute of this config module
+    # was gone for the next test.
+    with torch._inductor.config.patch(compile_threads=1):
+        got = pretrain_cli(tiny_data, tmp_path / "compiled", "--compile", "true", *flags)
     expected = pretrain_cli(tiny_data, tmp_path / "eager", "--compile", "false", *flags)
 
     (blocks, kwargs), = compiled
