@@ -74,9 +74,9 @@ def train(run: Run, config: str, overrides: list[str]) -> Path:
     if done is not None:
         print(f"== {run.name}: finished earlier ({done.name}), skipped", flush=True)
         return done
-    command = pretrain_command(run, config, overrides)
-    print(f"== {run.name}: {shlex.join(command)}", flush=True)
-    proc = subprocess.run(command, env=os.environ.copy())
+    argv = pretrain_command(run, config, overrides)
+    print(f"== {run.name}: {shlex.join(argv)}", flush=True)
+    proc = subprocess.run(argv, env=os.environ.copy())
     if proc.returncode != 0:
         raise UserError(
             f"pretraining {run.name} stopped with exit code {proc.returncode} (its output is above); "
