@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,13 @@ def llama_tokenizer_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("llama_tokenizer")
     shutil.copy(model, folder / "tokenizer.model")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread: on a shared 2-core machine, spinning OpenMP threads can
+    make them 30x slower. Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -35,14 +35,7 @@ from pretrain_helpers import (
 RECIPES = sorted((REPO / "pretrained").glob("*.py"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models are fastest on one thread, and two spinning OpenMP threads on a shared 2-core
-    # machine can be 30x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

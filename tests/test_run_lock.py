@@ -20,12 +20,7 @@ from lit_gpt.run_lock import RUN_LOCK, RunDirLock, RunDirLocked, is_launching_pr
 from pretrain_helpers import REPO, make_corpus, make_tokenizer, read_metrics, tiny_settings, to_argv
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

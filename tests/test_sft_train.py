@@ -23,13 +23,7 @@ RECORDS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A 32-wide model gains nothing from threads, and on a shared CPU they spin-wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_llama_vocab_config(vocab_size):
