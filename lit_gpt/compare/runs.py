@@ -86,5 +86,5 @@ def train(run: Run, config: str, overrides: list[str]) -> Path:
     if not checkpoints:
         raise UserError(f"pretraining {run.name} ended without a checkpoint in {run.run_dir}")
     step, path = checkpoints[-1]
-    options.write_json(run.run_dir / DONE, {"checkpoint": str(path.resolve()), "step": step, "command": shlex.join(command)})
+    options.write_json(run.run_dir / DONE, {"checkpoint": str(path.resolve()), "step": step, "command": shlex.join(argv)})
     return path
