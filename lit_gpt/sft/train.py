@@ -192,9 +192,14 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
         parsed[-1].disable_tqdm = True  # the Trainer still prints its log lines
-    from lit_gpt.run_lock import RunDirLock
+    from lit_gpt.run_lock import RunDirLock, is_launching_process
+    from lit_gpt.sft.checks import check_world_size
 
-    with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=parsed[-1].process_index == 0):
+    # Before the lock: with a launcher world the Trainer does not share, every rank is its own
+    # process 0, and the world-size refusal is the one line each should print.
+    check_world_size(parsed[-1])
+    first = is_launching_process() and parsed[-1].process_index == 0
+    with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=first):
         return run(*parsed)
 
 
@@ -202,11 +207,10 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     import torch
     from transformers import AutoModelForCausalLM, Trainer
 
-    from lit_gpt.sft.checks import check_checkpoint_files, check_remote_code, check_world_size
+    from lit_gpt.sft.checks import check_checkpoint_files, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
-    check_world_size(training_args)
     output_dir = Path(training_args.output_dir)
     resume = _resolve_resume(training_args.resume_from_checkpoint, output_dir)
     if resume is not None:
