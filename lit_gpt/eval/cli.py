@@ -1,13 +1,11 @@
 """`meap-eval EVALUATION [options]`: one command for the evaluations in lit_gpt.eval.
 
-An evaluation is a module with `main(argv)`; adding one is one line in `EVALUATIONS`. Entries
-whose module is not part of this installation are not offered.
+An evaluation is a module with `main(argv)`; adding one is one line in `EVALUATIONS`.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from typing import Optional, Sequence
 
@@ -21,13 +19,9 @@ EVALUATIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def available() -> dict[str, tuple[str, str]]:
-    return {name: entry for name, entry in EVALUATIONS.items() if importlib.util.find_spec(entry[0]) is not None}
-
-
-def _usage(evaluations: dict[str, tuple[str, str]]) -> str:
-    lines = ["usage: meap-eval {" + ",".join(evaluations) + "} [options]", "", "evaluations:"]
-    lines += [f"  {name:<12} {summary}" for name, (_, summary) in evaluations.items()]
+def _usage() -> str:
+    lines = ["usage: meap-eval {" + ",".join(EVALUATIONS) + "} [options]", "", "evaluations:"]
+    lines += [f"  {name:<12} {summary}" for name, (_, summary) in EVALUATIONS.items()]
     lines += ["", "`meap-eval EVALUATION --help` lists an evaluation's options."]
     return "\n".join(lines)
 
@@ -35,12 +29,11 @@ def _usage(evaluations: dict[str, tuple[str, str]]) -> str:
 @exit_on_user_error
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    evaluations = available()
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage(evaluations))
+        print(_usage())
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in evaluations:
-        raise UserError(f"meap-eval: unknown evaluation {name!r}; choose one of {', '.join(evaluations)}")
-    importlib.import_module(evaluations[name][0]).main(rest)
+    if name not in EVALUATIONS:
+        raise UserError(f"meap-eval: unknown evaluation {name!r}; choose one of {', '.join(EVALUATIONS)}")
+    importlib.import_module(EVALUATIONS[name][0]).main(rest)
     return 0
