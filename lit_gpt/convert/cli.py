@@ -4,10 +4,9 @@ scripts in convert/ (one direction each)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable, Optional, Sequence
 
-from lit_gpt.cli import ArgumentParser, UserError, exit_on_user_error
+from lit_gpt.cli import ArgumentParser, exit_on_user_error, run_subcommand
 
 LIT_TO_HF = """Convert a lit checkpoint into a Hugging Face LLaMA folder (safetensors, config, tokenizer).
 
@@ -122,22 +121,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[..., None], str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: meap-convert {" + ",".join(SUBCOMMANDS) + "} [options]", "", "conversions:"]
-    lines += [f"  {name:<12} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    lines += ["", "`meap-convert CONVERSION --help` lists a conversion's options."]
-    return "\n".join(lines)
-
-
 @exit_on_user_error
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`meap-convert CONVERSION [options]`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        raise UserError(f"meap-convert: unknown conversion {name!r}; choose one of {', '.join(SUBCOMMANDS)}")
-    SUBCOMMANDS[name][0](rest, prog=f"meap-convert {name}")
-    return 0
+    return run_subcommand("meap-convert", "conversion", SUBCOMMANDS, argv)

@@ -6,10 +6,9 @@ An evaluation is a module with `main(argv)`; adding one is one line in `EVALUATI
 from __future__ import annotations
 
 import importlib
-import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from lit_gpt.cli import UserError, exit_on_user_error
+from lit_gpt.cli import exit_on_user_error, run_subcommand
 
 # name -> (module with main(argv), one-line summary)
 EVALUATIONS: dict[str, tuple[str, str]] = {
@@ -19,21 +18,11 @@ EVALUATIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: meap-eval {" + ",".join(EVALUATIONS) + "} [options]", "", "evaluations:"]
-    lines += [f"  {name:<12} {summary}" for name, (_, summary) in EVALUATIONS.items()]
-    lines += ["", "`meap-eval EVALUATION --help` lists an evaluation's options."]
-    return "\n".join(lines)
+def _run_module(module: str) -> Callable[[list[str], str], None]:
+    return lambda argv, prog: importlib.import_module(module).main(argv)  # imported only when chosen
 
 
 @exit_on_user_error
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in EVALUATIONS:
-        raise UserError(f"meap-eval: unknown evaluation {name!r}; choose one of {', '.join(EVALUATIONS)}")
-    importlib.import_module(EVALUATIONS[name][0]).main(rest)
-    return 0
+    table = {name: (_run_module(module), summary) for name, (module, summary) in EVALUATIONS.items()}
+    return run_subcommand("meap-eval", "evaluation", table, argv)

@@ -135,13 +135,6 @@ class MixedStream(ResumableStream):
         choice, sub = self.locate(position)
         return self.datasets[choice].sample_at(sub)
 
-    def _samples(self, positions):
-        for position in positions:
-            sample = self.sample_at(position)
-            if sample is None:
-                return
-            yield position, sample
-
     def __iter__(self):
         if self.consumed < self._base:  # a new pass from 0: the resume point belongs to the last one
             self._base, self._shift = 0, np.zeros_like(self._shift)

@@ -161,13 +161,6 @@ class PackedStream(ResumableStream):
         tokens = self._mmap(file_index)[block * n : (block + 1) * n]
         return torch.from_numpy(tokens.astype(np.int64))
 
-    def _samples(self, positions):
-        for position in positions:
-            sample = self.sample_at(position)
-            if sample is None:
-                return
-            yield position, sample
-
     # --- resume
     def _identity(self) -> dict:
         return {

@@ -33,9 +33,17 @@ class ResumableStream(IterableDataset):
         """Samples this rank gets in one pass, or None when the stream is endless (or unknown)."""
         raise NotImplementedError
 
+    def sample_at(self, position: int) -> Optional[torch.Tensor]:
+        """This rank's sample at `position`, or None past the end of the stream."""
+        raise NotImplementedError
+
     def _samples(self, positions: Iterator[int]) -> Iterator[tuple[int, torch.Tensor]]:
         """Yields (position, sample) for increasing positions, stopping when the stream ends."""
-        raise NotImplementedError
+        for position in positions:
+            sample = self.sample_at(position)
+            if sample is None:
+                return
+            yield position, sample
 
     # --- iteration
     def __iter__(self) -> Iterator[torch.Tensor]:
