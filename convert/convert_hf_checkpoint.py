@@ -1,11 +1,7 @@
-"""Import a Hugging Face LLaMA folder (e.g. TinyLlama) as a lit checkpoint to MEAP-pretrain from.
+"""Hugging Face LLaMA folder -> lit checkpoint (for --init_from).
 
-    python convert/convert_hf_checkpoint.py --checkpoint_dir TinyLlama-1.1B --model_name tiny_LLaMA_1b \
-        --out checkpoints/tinyllama.pth
-
-When the vocabulary must grow (for `[MASK]`, or to the named model's padded size), the new
-embedding and output rows are the mean of the existing ones. Start training from the result with
-the trainer's --init_from option.
+Same as `meap-convert hf-to-lit`; `--help` prints the full description and options
+(lit_gpt/convert/cli.py, HF_TO_LIT).
 """
 
 from lit_gpt.convert.cli import hf_to_lit_main as main
