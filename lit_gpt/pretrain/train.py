@@ -142,13 +142,17 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     train_stream = open_stream(args.train_data_dir, args.train_prefix, T, args.seed, shuffle=True, wrap=True,
                                setting="train_data_dir")
     check_data_tokenizer(args.train_data_dir, tokenizer, "train_data_dir")
-    check_token_ids(args.train_data_dir, args.train_prefix, config.padded_vocab_size, "train_data_dir")
+    # Only the launching process (global rank 0) checks token ids: without a manifest maximum it
+    # scans every chunk, which the other ranks would repeat for nothing.
+    check_ids = is_launching_process()
+    if check_ids:
+        check_token_ids(args.train_data_dir, args.train_prefix, config.padded_vocab_size, "train_data_dir")
     val_stream = None
     if args.eval_iters > 0:
         val_stream = find_val_stream(args.val_data_dir, args.train_data_dir, args.val_prefix, T, args.seed)
         if val_stream is not None and args.val_data_dir is not None:
             check_data_tokenizer(args.val_data_dir, tokenizer, "val_data_dir")
-        if val_stream is not None:
+        if val_stream is not None and check_ids:
             check_token_ids(args.val_data_dir or args.train_data_dir, args.val_prefix, config.padded_vocab_size,
                             "val_data_dir" if args.val_data_dir else "train_data_dir")
 
