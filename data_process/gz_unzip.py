@@ -7,7 +7,7 @@ so this is only needed by tools that want plain JSON lines.
 import argparse
 
 from lit_gpt.cli import exit_on_user_error
-from lit_gpt.prepare import gunzip_files
+from lit_gpt.prepare.pipeline import gunzip_files
 
 
 @exit_on_user_error

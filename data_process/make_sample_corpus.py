@@ -8,8 +8,15 @@ The defaults reproduce the committed files byte for byte (given the same wonderw
 
 import argparse
 
-from lit_gpt.cli import UserError, exit_on_user_error
-from lit_gpt.sample_corpus import make_sample_corpus
+import sys
+from pathlib import Path
+
+# tools/ lives in the repository, beside this script, not in the installed lit_gpt package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lit_gpt.cli import exit_on_user_error
+from lit_gpt.errors import UserError
+from tools.sample_corpus import make_sample_corpus
 
 
 @exit_on_user_error

@@ -9,7 +9,7 @@ in --tokenizer_dir, as upstream: BOS + the sentencepiece library's ids + EOS. Re
 source files that destination/manifest.json records as done.
 """
 
-from lit_gpt.prepare_cli import main, parse_args  # noqa: F401  (parse_args: for scripts that import it)
+from lit_gpt.prepare.cli import main, parse_args  # noqa: F401  (parse_args: for scripts that import it)
 
 if __name__ == "__main__":
     main()

@@ -8,9 +8,15 @@ Only training files (not c4-validation.*) are read.
 import argparse
 from pathlib import Path
 
-from lit_gpt.cli import UserError, exit_on_user_error
-from lit_gpt.prepare import find_sources
-from lit_gpt.sample_corpus import texts_from_json_files, train_bpe_tokenizer
+import sys
+
+# tools/ lives in the repository, beside this script, not in the installed lit_gpt package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lit_gpt.cli import exit_on_user_error
+from lit_gpt.errors import UserError
+from lit_gpt.prepare.pipeline import find_sources
+from tools.sample_corpus import texts_from_json_files, train_bpe_tokenizer
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
 

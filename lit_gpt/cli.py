@@ -7,15 +7,9 @@ import functools
 import sys
 from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
+from lit_gpt.errors import UserError
+
 T = TypeVar("T")
-
-
-class UserError(Exception):
-    """Bad input from the user (a path, an argument, a file's content).
-
-    Entry points print its message as one line, without a traceback, and exit with code 2.
-    The message must name the file, record or argument at fault.
-    """
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 MASK_TOKEN = "[MASK]"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")

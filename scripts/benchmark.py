@@ -22,11 +22,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from lit_gpt.cli import UserError, exit_on_user_error
+
+# tools/ lives in the repository, beside this script, not in the installed lit_gpt package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lit_gpt.cli import exit_on_user_error
+from lit_gpt.errors import UserError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from lit_gpt.bench.run import PRECISIONS, VARIANTS
+    from tools.bench.run import PRECISIONS, VARIANTS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name", required=True, help="shape from lit_gpt/config.py, e.g. tiny_LLaMA_1b")
@@ -50,8 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from lit_gpt.bench.report import format_table
-    from lit_gpt.bench.run import BenchSettings, run_benchmark
+    from tools.bench.report import format_table
+    from tools.bench.run import BenchSettings, run_benchmark
     from lit_gpt.config import name_to_config
 
     out = Path(args.json)

@@ -1,4 +1,4 @@
-"""Throughput of data preparation: lit_gpt.prepare against the usual alternatives, same input, same run.
+"""Throughput of data preparation: lit_gpt.prepare.pipeline against the usual alternatives, same input, same run.
 
     python scripts/benchmark_prepare.py --text_dir /usr/share/doc --megabytes 32    # natural text here
     python scripts/benchmark_prepare.py --source_path /data/c4/en --files 4         # real C4 shards
@@ -42,10 +42,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from lit_gpt.cli import UserError, exit_on_user_error  # noqa: E402
-from lit_gpt.packed import HEADER_SIZE, ChunkWriter as PackedDatasetBuilder, token_dtype  # noqa: E402
-from lit_gpt.prepare import DEFAULT_CHUNK_SIZE, MANIFEST, prepare  # noqa: E402
-from lit_gpt.token_encoding import make_encoder  # noqa: E402
+from lit_gpt.cli import exit_on_user_error
+from lit_gpt.errors import UserError  # noqa: E402
+from lit_gpt.data import HEADER_SIZE, ChunkWriter as PackedDatasetBuilder, token_dtype  # noqa: E402
+from lit_gpt.prepare.pipeline import DEFAULT_CHUNK_SIZE, MANIFEST, prepare  # noqa: E402
+from lit_gpt.prepare.token_encoding import make_encoder  # noqa: E402
 from lit_gpt.tokenizer import load_tokenizer, sentencepiece_model_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

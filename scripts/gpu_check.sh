@@ -81,7 +81,7 @@ stamp "done"
 "$PY" - "$OUT"/bench_tinyllama_1b.json "$OUT"/bench_1b_mask.json <<'EOF'
 import json, sys
 from pathlib import Path
-from lit_gpt.bench.report import format_table
+from tools.bench.report import format_table
 for path in map(Path, sys.argv[1:]):
     print()
     if not path.exists():

@@ -5,7 +5,13 @@
 `--help` lists the comparison's options; every other `--key value` is passed to the trainer.
 """
 
-from lit_gpt.compare.cli import main
+import sys
+from pathlib import Path
+
+# tools/ lives in the repository, beside this script, not in the installed lit_gpt package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.compare.cli import main
 
 if __name__ == "__main__":
     main()

@@ -65,9 +65,9 @@ def test_rejects_a_model_without_blocks():
 # ----------------------------------------------------------------------------- Inductor, end to end
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from pretrain_helpers import make_corpus, make_tokenizer
+    from tests.pretrain_helpers import make_corpus, make_tokenizer
 
-    from lit_gpt.prepare import tokenizer_fingerprint
+    from lit_gpt.prepare.pipeline import tokenizer_fingerprint
     from lit_gpt.tokenizer import load_tokenizer
 
     root = tmp_path_factory.mktemp("compile_data")
@@ -79,7 +79,7 @@ def tiny_data(tmp_path_factory):
 
 def pretrain_cli(data, out_dir, *extra: str) -> dict[int, float]:
     """MEAP-Pretrain/pretrain.py with its command line; returns the logged loss per step."""
-    from pretrain_helpers import REPO, tiny_settings, to_argv, train_losses
+    from tests.pretrain_helpers import REPO, tiny_settings, to_argv, train_losses
 
     spec = importlib.util.spec_from_file_location("pretrain_entry", REPO / "MEAP-Pretrain" / "pretrain.py")
     entry = importlib.util.module_from_spec(spec)

@@ -5,5 +5,5 @@
 - `export`: `export_hf` (a publishable HF folder), `lit_to_hf` (in memory), `import_hf` (HF -> lit).
 - `staging`: `staged_dir` / `staged_file`, the all-or-nothing writes every conversion output goes through.
 
-Weight files are read through `lit_gpt.safe_load` (an allow-list unpickler).
+Weight files are read through `lit_gpt.io.safe_load` (an allow-list unpickler).
 """

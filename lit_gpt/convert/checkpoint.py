@@ -14,10 +14,10 @@ from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.config import Config
 from lit_gpt.convert.hf import StateDictMismatch, check_keys_and_shapes
-from lit_gpt.safe_load import load_torch_file
+from lit_gpt.io.safe_load import load_torch_file
 
 # Added by torch.compile, DDP/FSDP and Fabric's module wrappers.
 WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
@@ -26,7 +26,7 @@ _NOT_META = ("model", "state_dict", "optimizer")
 
 
 def torch_load(path: Union[str, Path]) -> Any:
-    """The file's object through `lit_gpt.safe_load` (allow-list, any pickle protocol, memory-mapped)."""
+    """The file's object through `lit_gpt.io.safe_load` (allow-list, any pickle protocol, memory-mapped)."""
     return load_torch_file(path)
 
 
@@ -134,7 +134,7 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
 def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """-> (full model state dict, metadata) of a sharded training checkpoint folder, assembled on this
     one CPU process whatever the number of processes that wrote it (the optimizer shards are not read)."""
-    from lit_gpt import sharded_checkpoint
+    from lit_gpt.io import sharded_checkpoint
 
     if not sharded_checkpoint.is_sharded_checkpoint(path):
         raise UserError(f"{path} is a directory but not a sharded checkpoint (no {sharded_checkpoint.INDEX_FILE} in it)")

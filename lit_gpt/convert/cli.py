@@ -35,7 +35,7 @@ SAFETENSORS = """Rewrite Hugging Face `pytorch_model.bin` weights as safetensors
     convert_safetensors.py --checkpoint_path hf_model/pytorch_model.bin --out_dir hf_model_st
 
 config.json, generation_config.json and tokenizer files next to the .bin are copied along.
-The .bin is read through lit_gpt.safe_load (any pickle protocol, including the protocol 5 that upstream's
+The .bin is read through lit_gpt.io.safe_load (any pickle protocol, including the protocol 5 that upstream's
 converter writes): only tensors and plain containers load, so it cannot run code. New exports need no extra step:
 the lit-to-hf conversion writes safetensors directly.
 """

@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes, torch_load
 from lit_gpt.convert.hf import (

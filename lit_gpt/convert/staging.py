@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 
 def _write_errors() -> tuple[type[BaseException], ...]:

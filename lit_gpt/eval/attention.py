@@ -30,7 +30,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from lit_gpt.cli import ArgumentParser, UserError, exit_on_user_error
+from lit_gpt.cli import ArgumentParser, exit_on_user_error
+from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt
 

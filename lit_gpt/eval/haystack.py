@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 # The filler of the passkey test (Landmark Attention, LongLoRA): repetitive, so only the passkey
 # carries information.

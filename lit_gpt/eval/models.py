@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.tokenizer import TOKENIZER_FILES, load_tokenizer
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def check_safetensors_files(folder: Path) -> bool:
 
 def load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool = False):
     """A Hugging Face model folder as a causal LM. safetensors weights load through transformers;
-    `pytorch_model.bin` weights are read by `lit_gpt.safe_load` (any pickle protocol, nothing in
+    `pytorch_model.bin` weights are read by `lit_gpt.io.safe_load` (any pickle protocol, nothing in
     them runs: upstream MEAP's converter writes protocol 5, which transformers' loader refuses)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Union
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 # Red -> yellow -> green, the needle-in-a-haystack colours.
 NIAH_COLORS = ("#F0496E", "#EBB839", "#0CD79F")

@@ -30,7 +30,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.eval.haystack import PASSKEY_FILLER, Corpus, generated_text, repeated_text, word_list
 
 TASKS = ("passkey", "niah", "kv")

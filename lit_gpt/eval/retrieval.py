@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import ArgumentParser, UserError, exit_on_user_error
+from lit_gpt.cli import ArgumentParser, exit_on_user_error
+from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
 from lit_gpt.eval.scoring import METRICS, first_line, score

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.meap import MASK_SCHEMES
 
 LOGGERS = ("csv", "tensorboard", "wandb")

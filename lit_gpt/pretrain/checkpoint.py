@@ -24,8 +24,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from lit_gpt import sharded_checkpoint as sharded
-from lit_gpt.cli import UserError
+from lit_gpt.io import sharded_checkpoint as sharded
+from lit_gpt.errors import UserError
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^step-(\d{8})\.pth$")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s")
 

@@ -23,7 +23,8 @@ import operator
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lit_gpt.cli import ArgumentParser, UserError
+from lit_gpt.cli import ArgumentParser
+from lit_gpt.errors import UserError
 from lit_gpt.pretrain.args import SETTINGS, PretrainArgs, validate_args
 
 BASE_KEY = "base"

@@ -16,15 +16,15 @@ from typing import Any, Optional
 
 import torch
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.config import Config
-from lit_gpt.hyperparameters import write_hyperparameters
+from lit_gpt.io.hyperparameters import write_hyperparameters
 from lit_gpt.meap import MEAPCollator
 from lit_gpt.model import GPT, count_parameters, flops_per_token
-from lit_gpt.packed import MixedStream, PackedStream
+from lit_gpt.data import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
 from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
-from lit_gpt.pretrain.data import (
+from lit_gpt.data.batches import (
     TrainBatches,
     ValBatches,
     check_data_tokenizer,
@@ -44,7 +44,7 @@ from lit_gpt.pretrain.metrics import (
 from lit_gpt.pretrain.parallel import apply_activation_checkpointing, fsdp_strategy, full_tensor
 from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
 from lit_gpt.pretrain.step import train_step
-from lit_gpt.run_lock import RunDirLock, is_launching_process
+from lit_gpt.io.run_lock import RunDirLock, is_launching_process
 from lit_gpt.tokenizer import TokenizerInfo, load_tokenizer, tokenizer_info
 
 

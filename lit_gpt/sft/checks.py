@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 
 def check_world_size(training_args) -> None:

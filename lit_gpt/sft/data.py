@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
 from lit_gpt.sft.templates import Template
 from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, messages_to_turns, ntp_example, tokenize_turns

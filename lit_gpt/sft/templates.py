@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 
 EOS_PLACEHOLDER = "{eos}"  # stands for the tokenizer's EOS token in `assistant_end`
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import UserError
+from lit_gpt.errors import UserError
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, UpstreamSettings
@@ -192,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
         parsed[-1].disable_tqdm = True  # the Trainer still prints its log lines
-    from lit_gpt.run_lock import RunDirLock, is_launching_process
+    from lit_gpt.io.run_lock import RunDirLock, is_launching_process
     from lit_gpt.sft.checks import check_world_size
 
     # Before the lock: with a launcher world the Trainer does not share, every rank is its own
@@ -423,7 +423,7 @@ def _save(trainer, tokenizer, output_dir: Path, lora_args, training_args) -> Non
 def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, lora_args, training_args) -> None:
     from dataclasses import asdict
 
-    from lit_gpt.hyperparameters import write_hyperparameters
+    from lit_gpt.io.hyperparameters import write_hyperparameters
 
     output_dir.mkdir(parents=True, exist_ok=True)
     write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),

@@ -1,0 +1,1 @@
+"""APIs kept for scripts written against TinyLlama or the upstream MEAP code."""

@@ -1,0 +1,36 @@
+"""Packed token chunks: the file format, the writer, the position-addressed reader and the mix.
+
+    format.py   header, dtype codes, reading/writing one chunk file, finding a prefix's files
+    writer.py   ChunkWriter: a token stream -> chunk files of a fixed size
+    stream.py   ResumableStream: position-addressed iteration over dataloader workers, resume state
+    reader.py   PackedStream: chunk files -> blocks of block_size + 1 tokens, shuffled by (seed, epoch)
+    mixing.py   MixedStream: several streams mixed by weight, resumable
+
+The trainer reads through these. `lit_gpt.compat.packed_dataset` keeps TinyLlama's classes, with their
+signatures and behaviour, for scripts written against TinyLlama.
+"""
+
+from lit_gpt.data.format import (
+    DTYPES,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    ChunkHeader,
+    PackedDatasetError,
+    dtype_code,
+    find_chunk_files,
+    read_header,
+    token_dtype,
+    write_chunk,
+)
+from lit_gpt.data.mixing import MixedStream
+from lit_gpt.data.reader import PackedStream
+from lit_gpt.data.stream import ResumableStream
+from lit_gpt.data.writer import ChunkWriter
+
+__all__ = [
+    "DTYPES", "HEADER", "HEADER_SIZE", "MAGIC", "VERSION", "ChunkHeader", "ChunkWriter", "MixedStream",
+    "PackedDatasetError", "PackedStream", "ResumableStream", "dtype_code", "find_chunk_files", "read_header",
+    "token_dtype", "write_chunk",
+]

@@ -1,0 +1,263 @@
+"""Training and validation batches, read by position from one global stream of blocks.
+
+Every process opens the same stream (num_processes=1): a `PackedStream`, or a `MixedStream`
+mixing several file prefixes by weight (`--train_prefix c4:0.7,wiki:0.3`), whose choice of prefix
+for each position is itself a function of (seed, position). Each process reads only its own
+blocks by position, so nothing is read twice. Optimizer step s of a run consumes the
+global_batch_size blocks starting at `position(s)`; inside the step, the micro batch with global
+index j = micro_step * world_size + rank takes the j-th run of micro_batch_size blocks. The same
+index seeds its MEAP mask (`lit_gpt.meap.mask_seed`), so the blocks and masks of a step do not
+depend on the number of processes, and a resumed run jumps straight to its position.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from lit_gpt.errors import UserError
+from lit_gpt.meap import MEAPCollator
+from lit_gpt.data import HEADER_SIZE, MixedStream, PackedStream, find_chunk_files, read_header
+from lit_gpt.pretrain.args import parse_data_mix
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), each (B, T) int64
+Stream = Union[PackedStream, MixedStream]
+
+
+def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, shuffle: bool, wrap: bool,
+                setting: str) -> Stream:
+    """The chunk files `{prefix}*.bin` in data_dir as one stream; errors name the setting.
+
+    `prefix` may be a weighted mix, `c4:0.7,wiki:0.3` (see `parse_data_mix`): then a
+    `MixedStream` over one `PackedStream` per prefix, all with the same seed.
+    """
+    mix = parse_data_mix(prefix)
+    files = [_chunk_files(data_dir, name, block_size, setting) for name, _ in mix]
+    owner: dict[Path, str] = {}
+    for (name, _), paths in zip(mix, files):
+        for path in paths:
+            if path in owner:  # `c4` also globs `c4_news*.bin`
+                raise UserError(
+                    f"--train_prefix {prefix!r}: {path} matches both {owner[path]!r} and {name!r}; "
+                    "every chunk file must belong to one prefix (rename the files or the prefixes)"
+                )
+            owner[path] = name
+    streams = [
+        PackedStream(paths, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
+        for paths in files
+    ]
+    if len(streams) == 1:
+        return streams[0]
+    return MixedStream(streams, [weight for _, weight in mix], seed=seed, names=[name for name, _ in mix])
+
+
+def _chunk_files(data_dir: str | Path, prefix: str, block_size: int, setting: str) -> list[Path]:
+    """The files of one prefix, checked to hold at least one training sequence."""
+    try:
+        files = find_chunk_files(data_dir, prefix)
+    except UserError as err:
+        raise UserError(f"--{setting}: {err}") from None
+    largest = max(read_header(f).chunk_size for f in files)
+    if largest < block_size + 1:
+        raise UserError(
+            f"--block_size {block_size}: the chunks {prefix}*.bin in {data_dir} hold {largest} tokens, fewer than "
+            f"the {block_size + 1} a training sequence needs (prepare the data with a larger --chunk_size)"
+        )
+    return files
+
+
+def check_data_tokenizer(data_dir: str | Path, tokenizer, setting: str) -> None:
+    """Stops a run whose chunks were prepared with another tokenizer than --tokenizer_dir, using the
+    fingerprint prepare_c4.py records in manifest.json (skipped when there is no manifest)."""
+    from lit_gpt.prepare.pipeline import MANIFEST, tokenizer_fingerprint
+
+    path = Path(data_dir).expanduser() / MANIFEST
+    try:
+        recorded = json.loads(path.read_text())["tokenizer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(recorded, dict) or "fingerprint" not in recorded:
+        return
+    if recorded["fingerprint"] != tokenizer_fingerprint(tokenizer):
+        raise UserError(
+            f"--{setting} {data_dir} was prepared with the tokenizer in {recorded.get('path', '?')} "
+            f"({recorded.get('vocab_size', '?')} tokens), which differs from --tokenizer_dir's "
+            f"({len(tokenizer)} tokens): pass the tokenizer the data was prepared with"
+        )
+
+
+class TrainBatches:
+    """The micro batches of each optimizer step for one process, masked in the collate step."""
+
+    def __init__(
+        self,
+        dataset: Stream,
+        collator: MEAPCollator,
+        micro_batch_size: int,
+        grad_accum: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.dataset = dataset
+        self.collator = collator
+        self.micro_batch_size = micro_batch_size
+        self.grad_accum = grad_accum
+        self.rank = rank
+        self.world_size = world_size
+        self.global_batch_size = micro_batch_size * grad_accum * world_size
+        # Stream position of step `start_step`; a resume moves both.
+        self.start_step = 0
+        self.start_position = 0
+
+    def position(self, step: int) -> int:
+        """Stream position of the first block of optimizer step `step` (0-based)."""
+        return self.start_position + (step - self.start_step) * self.global_batch_size
+
+    def micro_batch(self, step: int, micro_step: int) -> Batch:
+        index = micro_step * self.world_size + self.rank
+        first = self.position(step) + index * self.micro_batch_size
+        blocks = [self.dataset.sample_at(p) for p in range(first, first + self.micro_batch_size)]
+        return self.collator(blocks, step, micro_step, self.rank, self.world_size)
+
+    def step_batches(self, step: int) -> list[Batch]:
+        """The grad_accum micro batches (on the CPU) of optimizer step `step`."""
+        return [self.micro_batch(step, i) for i in range(self.grad_accum)]
+
+    def state_dict(self, step: int) -> dict:
+        """The stream's state at the start of step `step`: all a resume needs (the same on every rank)."""
+        self.dataset.consumed = self.position(step)
+        return {"step": step, "stream": self.dataset.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.dataset.load_state_dict(state["stream"])
+            step = int(state["step"])
+        except (KeyError, TypeError) as err:
+            raise UserError(f"the checkpoint's data state is incomplete: {err}") from None
+        self.start_step, self.start_position = step, self.dataset.consumed
+
+
+class ValBatches:
+    """The first `eval_iters` micro batches of the validation stream, split over the processes,
+    never masked.
+
+    Every process gets the same number of full batches (FSDP needs every rank in every forward):
+    eval_iters // world_size (at least 1), fewer when the validation data is short. So the same
+    sequences are evaluated whatever the number of processes (when it divides eval_iters).
+    """
+
+    def __init__(self, dataset: PackedStream, micro_batch_size: int, eval_iters: int, rank: int = 0,
+                 world_size: int = 1):
+        self.dataset = dataset
+        self.micro_batch_size = micro_batch_size
+        self.rank = rank
+        self.world_size = world_size
+        available = dataset.blocks_per_epoch // (micro_batch_size * world_size)
+        self.num_batches = min(max(1, eval_iters // world_size), available)
+        self._collate = MEAPCollator(mask_ratio=0.0, mask_token_id=None)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        for i in range(self.num_batches):
+            first = (i * self.world_size + self.rank) * self.micro_batch_size
+            blocks = [self.dataset.sample_at(p) for p in range(first, first + self.micro_batch_size)]
+            yield self._collate(blocks, 0, 0)
+
+
+def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, block_size: int,
+                    seed: int) -> Optional[PackedStream]:
+    """The validation stream; None (validation skipped) when val_data_dir is unset and
+    train_data_dir has no `{prefix}*.bin`. An explicit val_data_dir without them is an error."""
+    if data_dir is None:
+        if not any(Path(train_data_dir).expanduser().glob(f"{prefix}*.bin")):
+            return None
+        data_dir, setting = train_data_dir, "train_data_dir"
+    else:
+        setting = "val_data_dir"
+    files = _chunk_files(data_dir, prefix, block_size, setting)
+    return PackedStream(files, block_size, seed=seed, shuffle=False, wrap=False, num_processes=1, process_rank=0)
+
+
+# ----------------------------------------------------------------------------- token ids vs. vocabulary
+_SCAN_TOKENS = 1 << 24  # tokens per vectorised pass: 32 MiB of uint16 at a time
+_PROGRESS_BYTES = 1 << 30  # show a progress bar when scanning more than this
+
+
+def recorded_max_token_ids(data_dir: str | Path) -> dict[str, int]:
+    """{chunk file name: its largest token id} from the `max_token_id` manifest.json records per
+    source (prepare_c4.py); empty without a manifest or for sources prepared before it recorded one."""
+    from lit_gpt.prepare.pipeline import MANIFEST
+
+    try:
+        sources = json.loads((Path(data_dir).expanduser() / MANIFEST).read_text())["sources"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    known: dict[str, int] = {}
+    for entry in sources.values() if isinstance(sources, dict) else ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("max_token_id"), int):
+            continue
+        for index in range(int(entry.get("files", 0))):
+            known[f"{entry['chunk_prefix']}_{index:010d}.bin"] = entry["max_token_id"]
+    return known
+
+
+def scan_token_range(path: Path, progress=None) -> tuple[int, int]:
+    """(smallest, largest) token id of one chunk file, read memory-mapped in large vectorised passes."""
+    import numpy as np
+
+    header = read_header(path)
+    tokens = np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_SIZE, shape=(header.chunk_size,))
+    low, high = None, None
+    for start in range(0, header.chunk_size, _SCAN_TOKENS):
+        part = tokens[start : start + _SCAN_TOKENS]
+        part_low, part_high = int(part.min()), int(part.max())
+        low = part_low if low is None else min(low, part_low)
+        high = part_high if high is None else max(high, part_high)
+        if progress is not None:
+            progress.update(part.nbytes)
+    del tokens
+    return low, high
+
+
+def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting: str) -> None:
+    """Stops a run whose chunks hold a token id outside the model's vocabulary (it would train until
+    the first such block, then fail with an IndexError or a device-side assert).
+
+    Uses the per-file maximum manifest.json records; files without one are scanned.
+    """
+    known = recorded_max_token_ids(data_dir)
+    files = [path for name, _ in parse_data_mix(prefix) for path in find_chunk_files(data_dir, name)]
+    todo = [path for path in files if path.name not in known]
+    for path in files:
+        if path.name in known and known[path.name] >= vocab_size:
+            raise _out_of_vocabulary(setting, data_dir, path, known[path.name], vocab_size, "per manifest.json")
+    if not todo:
+        return
+    total = sum(path.stat().st_size for path in todo)
+    progress = None
+    if total > _PROGRESS_BYTES:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total, unit="B", unit_scale=True, desc=f"checking token ids in {data_dir}",
+                        dynamic_ncols=True)
+    try:
+        for path in todo:
+            low, high = scan_token_range(path, progress)
+            if high >= vocab_size or low < 0:
+                raise _out_of_vocabulary(setting, data_dir, path, high if high >= vocab_size else low, vocab_size)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _out_of_vocabulary(setting: str, data_dir, path: Path, token_id: int, vocab_size: int, source: str = "") -> UserError:
+    return UserError(
+        f"--{setting} {data_dir}: {path.name} holds token id {token_id}{f' ({source})' if source else ''}, outside "
+        f"the model's vocabulary of {vocab_size} (ids 0..{vocab_size - 1}): prepare the data with the run's "
+        "tokenizer, or enlarge the model's vocab_size"
+    )

@@ -1,0 +1,60 @@
+"""Writing a token stream as chunk files of a fixed size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lit_gpt.data.format import PathLike, dtype_code, write_chunk
+
+
+class ChunkWriter:
+    """Fills chunks of `chunk_size` tokens and writes each as `{prefix}_{index:010d}.bin`.
+
+    `finish()` pads the last chunk with `sep_token` (the EOS that separates documents) and writes it.
+    """
+
+    def __init__(self, out_dir: PathLike, prefix: str, chunk_size: int, sep_token: int, dtype=np.uint16):
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.out_dir = Path(out_dir)
+        self.prefix = prefix
+        self.chunk_size = chunk_size
+        self.sep_token = sep_token
+        self.dtype = np.dtype(dtype)
+        dtype_code(self.dtype)  # fail early on a dtype the format cannot name
+        self._buffer = np.full(chunk_size, sep_token, dtype=self.dtype)
+        self._filled = 0
+        self.filenames: list[Path] = []
+        self.tokens_added = 0
+
+    def chunk_path(self, index: int) -> Path:
+        return self.out_dir / f"{self.prefix}_{index:010d}.bin"
+
+    def add_array(self, tokens: np.ndarray) -> None:
+        tokens = np.asarray(tokens)
+        self.tokens_added += tokens.size
+        start = 0
+        while start < tokens.size:
+            take = min(self.chunk_size - self._filled, tokens.size - start)
+            self._buffer[self._filled : self._filled + take] = tokens[start : start + take]
+            self._filled += take
+            start += take
+            if self._filled == self.chunk_size:
+                self._write()
+
+    def _write(self) -> None:
+        self.filenames.append(write_chunk(self.chunk_path(len(self.filenames)), self._buffer))
+        self._buffer.fill(self.sep_token)
+        self._filled = 0
+
+    @property
+    def padding(self) -> int:
+        """Separator tokens that `finish()` adds to fill the last chunk."""
+        return self.chunk_size - self._filled if self._filled else 0
+
+    def finish(self) -> list[Path]:
+        if self._filled:
+            self._write()
+        return list(self.filenames)

@@ -1,0 +1,159 @@
+"""Reading `.pth` / `.bin` weight files without ever running code that a file carries.
+
+`torch.load(weights_only=True)` is safe but refuses pickle protocols 4 and 5 ("Unsupported operand
+149"), and TinyLlama/upstream MEAP's converter writes `pytorch_model.bin` with protocol 5. This
+module therefore always unpickles through its own allow-list: Python's own unpickler (every
+protocol) with `find_class` answering only for tensors, storages, dtypes, sizes and plain
+containers. Any other global (`os.system`, `builtins.eval`, a class) stops the load at the point it
+is named, before anything calls it. torch.load still does the file-format work (zip archives with
+memory-mapped storages, and the legacy non-zip format) through its `pickle_module` hook, so one
+loader serves every file and a multi-GB checkpoint is mapped, not copied.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from lit_gpt.errors import UserError
+
+
+class UnsafeCheckpointError(UserError):
+    """The file names a global outside the allow-list; nothing it refers to was called."""
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    def __init__(self, name: str, why: str = "is not a tensor, storage or plain container"):
+        super().__init__(name)
+        self.name, self.why = name, why
+
+
+def _allowed_globals() -> dict[str, Any]:
+    """Name -> object for every global a weight file may name.
+
+    Python functions are wrapped in fresh closures for each unpickler: pickle's BUILD opcode can set
+    attributes on any object it holds, and must never reach torch's own functions (or carry over to
+    the next file).
+    """
+
+    def without_hooks(rebuild, hooks_index: int):
+        def rebuild_without_hooks(*args):
+            # Serialized backward hooks would be callables run during backward: refused.
+            if len(args) > hooks_index and args[hooks_index]:
+                raise _RefusedGlobal(f"torch._utils.{rebuild.__name__}", "would attach backward hooks to a tensor")
+            args = [OrderedDict() if i == hooks_index else a for i, a in enumerate(args)]
+            return rebuild(*args)
+
+        return rebuild_without_hooks
+
+    def rebuild_from_type(*args):
+        func, new_type, tensor_args, state = args
+        # Tensors with Python attributes: allowed only as plain tensors or parameters.
+        if new_type is not torch.Tensor and new_type is not torch.nn.Parameter:
+            raise _RefusedGlobal(f"{getattr(new_type, '__module__', '?')}.{getattr(new_type, '__name__', new_type)}",
+                                 "is a tensor subclass")
+        return torch._tensor._rebuild_from_type_v2(func, new_type, tensor_args, state)
+
+    def latin1_bytes(*args):
+        # Protocol 2 stores bytes as _codecs.encode(text, "latin1"); no other codec is needed.
+        text, encoding = args
+        if encoding not in ("latin1", "latin-1"):
+            raise _RefusedGlobal("_codecs.encode", f"is asked for codec {encoding!r}, not latin1")
+        return text.encode("latin1")
+
+    def layout(*args):
+        return torch.serialization._get_layout(*args)
+
+    def rebuild_tensor(*args):
+        return torch._utils._rebuild_tensor(*args)
+
+    allowed: dict[str, Any] = {
+        "collections.OrderedDict": OrderedDict,
+        "builtins.set": set,
+        "builtins.frozenset": frozenset,
+        "builtins.complex": complex,
+        "builtins.bytearray": bytearray,
+        "_codecs.encode": latin1_bytes,
+        "torch.Size": torch.Size,
+        "torch.device": torch.device,
+        "torch.Tensor": torch.Tensor,
+        "torch.nn.parameter.Parameter": torch.nn.Parameter,
+        "torch.serialization._get_layout": layout,
+        "torch._utils._rebuild_tensor": rebuild_tensor,
+        "torch._utils._rebuild_tensor_v2": without_hooks(torch._utils._rebuild_tensor_v2, 5),
+        "torch._utils._rebuild_tensor_v3": without_hooks(torch._utils._rebuild_tensor_v3, 5),
+        "torch._utils._rebuild_parameter": without_hooks(torch._utils._rebuild_parameter, 2),
+        "torch._tensor._rebuild_from_type_v2": rebuild_from_type,
+    }
+    # dtypes pickle by name (`torch.bfloat16`).
+    allowed.update({f"torch.{name}": value for name, value in vars(torch).items() if isinstance(value, torch.dtype)})
+    return allowed
+
+
+class AllowListUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals of `_allowed_globals` (torch.load resolves storages)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocols 0-2 store Python 2 names (`__builtin__.set`); map them as pickle itself would.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        key = f"{module}.{name}"
+        if key in self._allowed:
+            return self._allowed[key]
+        raise _RefusedGlobal(key)
+
+
+class _AllowListPickleModule:
+    """What torch.load's `pickle_module` must provide: `Unpickler` and `load` (legacy format headers)."""
+
+    __name__ = "lit_gpt.io.safe_load"
+    Unpickler = AllowListUnpickler
+
+    @staticmethod
+    def load(file, **kwargs) -> Any:
+        return AllowListUnpickler(file, **kwargs).load()
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list above is what
+    # keeps this safe (torch's own weights_only unpickler stops at protocol 3).
+    return torch.load(path, map_location="cpu", pickle_module=_AllowListPickleModule, weights_only=False, mmap=mmap)
+
+
+def load_torch_file(path: Union[str, Path], mmap: bool = True) -> Any:
+    """The object a `torch.save` file holds, read through the allow-list, on the CPU.
+
+    Reads zip archives (memory-mapped when `mmap`) and the legacy format, of any pickle protocol.
+    Raises `UnsafeCheckpointError` naming the file and the refused global, or `UserError` naming
+    the file when it is missing, truncated or not a PyTorch file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        try:
+            return _torch_load(path, mmap)
+        except RuntimeError as err:
+            if not mmap or "mmap can only be used" not in str(err):
+                raise
+            # The legacy (pre-zip) format and raw pickles cannot be memory-mapped.
+            return _torch_load(path, mmap=False)
+    except _RefusedGlobal as err:
+        raise UnsafeCheckpointError(
+            f"{path} was not loaded: it calls for {err.name}, which {err.why}; weight files may hold only "
+            "tensors and plain containers, and nothing in this one was run"
+        ) from None
+    except Exception as err:  # truncated or foreign files: torch and pickle raise many types
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"could not read {path} as a PyTorch checkpoint: {type(err).__name__}: {detail}") from None

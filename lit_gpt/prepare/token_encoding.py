@@ -1,0 +1,546 @@
+"""Exact, fast encoding of document batches for data preparation.
+
+`make_encoder` picks, for the tokenizer folder at hand, the encoder that turns a list of documents
+into one flat token array (each document followed by EOS):
+- a folder with a sentencepiece `tokenizer.model` (LLaMA's): `SentencePieceEncoder`
+  (`lit_gpt/prepare/sentencepiece_encoding.py`), BOS + the
+  sentencepiece library's own ids + EOS whatever else the folder holds, as upstream's LLaMA
+  tokenizer gives them (transformers 5's conversion of the model splits runs of spaces otherwise);
+- any other folder (tokenizer.json): `BatchEncoder`, the ids of `tokenizer(text)` by the fastest
+  path that is provably exact for the tokenizer and checked on probe texts at start: a word cache
+  for sentencepiece-style BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the tokenizer
+  call itself. BOS comes first exactly when the tokenizer call puts it there.
+
+Special-token strings in text ("<s>", "</s>") stay text unless `parse_special_tokens` is set;
+"[MASK]" always stays text, so only the trainer puts masks in inputs.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import re
+from typing import Callable, Optional
+
+import numpy as np
+
+from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError, sentencepiece_model_file, tokenizer_info
+
+SPACE_MARK = "\u2581"  # "▁", sentencepiece's visible space
+
+
+def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = False):
+    """The document encoder for the tokenizer loaded from `tokenizer_dir` (see the module doc)."""
+    model_file = sentencepiece_model_file(tokenizer_dir)
+    if model_file is not None:
+        from lit_gpt.prepare.sentencepiece_encoding import SentencePieceEncoder  # it builds on this module
+
+        return SentencePieceEncoder.for_tokenizer(model_file, tokenizer, dtype, parse_special_tokens)
+    return BatchEncoder(tokenizer, dtype, parse_special_tokens=parse_special_tokens)
+
+
+def special_token_pattern(tokens) -> "re.Pattern":
+    """Matches any of `tokens`, the longest first where one starts another."""
+    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+
+
+def split_at_special_tokens(text: str, pattern: "re.Pattern", ids: dict) -> list:
+    """`text` as a list of text pieces (str) and special-token ids (int), in order; no empty pieces."""
+    parts: list = []
+    start = 0
+    for match in pattern.finditer(text):
+        if match.start() > start:
+            parts.append(text[start : match.start()])
+        parts.append(ids[match.group()])
+        start = match.end()
+    if start < len(text):
+        parts.append(text[start:])
+    return parts
+
+
+# --------------------------------------------------------------------------- Hugging Face tokenizers
+
+
+class BatchEncoder:
+    """Encodes lists of documents to one flat token array, each document followed by EOS.
+
+    By default special-token strings in text stay text: a web page that contains "</s>" keeps it
+    as text, and the ids are those of `tokenizer(text, split_special_tokens=True)`. With
+    `parse_special_tokens` the tokenizer's special tokens other than "[MASK]" become their ids, as
+    `tokenizer(text)` does. The fastest way that gives these ids is chosen at start and checked on
+    `PROBE` (`method` names it):
+    - "word cache": sentencepiece-style BPE split into words that BPE provably never merges
+      across, each word encoded once (`WordCacheBPE`; not with `parse_special_tokens`);
+    - "rust batch": the Rust tokenizer's `encode_batch_fast` on whole documents (on the text
+      between special tokens with `parse_special_tokens`);
+    - "transformers": the tokenizer call itself.
+    """
+
+    PROBE = [
+        "Hello world!", "", " ", "   ", "  Leading spaces,\ttabs\nand newlines. ", "trailing spaces   ",
+        "naïve café — 1234 ünïcödé", "emoji 🦙🤖 and ZWJ 👩‍👩‍👧, flags 🇩🇪", "日本語のテキスト、中文字符 and 한국어",
+        "literal [MASK], </s> and <s> stay text", "[MASK]", "</s>", "<unk><0x0A>", "a\r\nb\x00c\x0bd\u2028e",
+        "digits 3.14159 2,000,000 0x1F", "▁already ▁marked▁▁ words", " \n \t ", "\n\nparagraph\n\n",
+        "x" * 300, "supercalifragilisticexpialidocious" * 5, "a  b   c    d     e", "tabs\t\tand\t\t\tmore",
+        "<s>a</s>  b<s> </s>c<unk>", " </s> ", "</s></s><s>",
+    ]
+    library = "tokenizers"
+
+    def __init__(self, tokenizer, dtype, parse_special_tokens: bool = False):
+        self.tokenizer = tokenizer
+        self.dtype = np.dtype(dtype)
+        self.parse_special_tokens = parse_special_tokens
+        self.eos = tokenizer_info(tokenizer).eos_id
+        reference = [list(ids) for ids in encode_as_text(tokenizer, self.PROBE)]
+        # A tokenizer whose encode already ends with EOS must not get a second one.
+        probe_ids = next((ids for ids in reference if ids), [])
+        self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
+        self.adds_bos = bool(probe_ids) and probe_ids[0] == tokenizer.bos_token_id
+        specials = [t for t in tokenizer.all_special_tokens if t != MASK_TOKEN]
+        self.special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+        self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
+        if parse_special_tokens:
+            # The reference: the tokenizer call parsing special tokens, on probes without "[MASK]".
+            probes = [text for text in self.PROBE if MASK_TOKEN not in text]
+            reference = [list(ids) for ids in tokenizer(probes, return_attention_mask=False)["input_ids"]]
+            self.PROBE = probes
+        expected = self._flatten(reference)
+        self.method, self.backend, self.word_cache = "transformers", None, None
+        self.long_text_cut, self.why_not_split = None, "not a fast (Rust) tokenizer"
+        backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        if backend is None:
+            self.library, self.why_not_word_cache = "transformers", "not a fast (Rust) tokenizer"
+            self._check(expected)
+            return
+        backend.encode_special_tokens = True
+        self.backend = backend
+        self._prefix, self._suffix = _around_body(backend)
+        try:
+            self.long_text_cut, self.why_not_split = byte_level_cut(json.loads(backend.to_str())), None
+        except NotExact as err:
+            self.why_not_split = str(err)
+        if parse_special_tokens:
+            self.why_not_word_cache = "--parse_special_tokens"
+            self.method = "rust batch"
+            self._check(expected)
+            return
+        if not np.array_equal(self._rust_batch(self.PROBE), expected):
+            self.backend, self.why_not_word_cache = None, "the Rust tokenizer differs from the tokenizer call"
+            return
+        self.method = "rust batch"
+        try:
+            word_cache = WordCacheBPE.build(backend, self.dtype, self.eos if self.append_eos else None)
+        except NotExact as err:
+            self.why_not_word_cache = str(err)
+            return
+        if not np.array_equal(word_cache(self.PROBE), expected):
+            self.why_not_word_cache = "it differs from the tokenizer call on the probe texts"
+            return
+        self.method, self.word_cache, self.why_not_word_cache = "word cache", word_cache, None
+
+    def set_threads(self, threads: int) -> None:
+        """The Rust tokenizer's threads follow TOKENIZERS_PARALLELISM instead."""
+
+    def _check(self, expected: np.ndarray) -> None:
+        if not np.array_equal(self(self.PROBE), expected):
+            raise TokenizerError(
+                "--parse_special_tokens: splitting the text at the special tokens does not give the tokenizer's ids "
+                "(its special tokens strip whitespace or are normalized)"
+            )
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self.word_cache is not None:
+            return self.word_cache(texts)
+        if self.parse_special_tokens:
+            return self._with_special_tokens(texts)
+        if self.backend is not None:
+            return self._rust_batch(texts)
+        return self._flatten(encode_as_text(self.tokenizer, texts))
+
+    # A document longer than this is encoded in pieces where `long_text_cut` allows: the Rust
+    # tokenizer's encoding of a whole 33 MB document holds ~6 GB.
+    LONG_TEXT_CHARS = 1 << 20
+
+    def _rust_batch(self, texts: list[str]) -> np.ndarray:
+        encode = self.backend.encode_batch_fast
+        if self.long_text_cut is None or max(map(len, texts), default=0) <= self.LONG_TEXT_CHARS:
+            return self._flatten(encoding.ids for encoding in encode(texts, add_special_tokens=True))
+        arrays = []
+        for text in texts:
+            if len(text) <= self.LONG_TEXT_CHARS:
+                arrays.append(self._rust_batch([text]))
+                continue
+            parts = [np.array(self._prefix, dtype=self.dtype)]
+            for piece in self.pieces(text):
+                parts.append(np.array(encode([piece], add_special_tokens=False)[0].ids, dtype=self.dtype))
+            parts.append(np.array(self._suffix + ([self.eos] if self.append_eos else []), dtype=self.dtype))
+            arrays.append(np.concatenate(parts))
+        return np.concatenate(arrays)
+
+    def pieces(self, text: str) -> list[str]:
+        """`text` cut before single spaces that follow an ASCII letter or digit, in pieces of about
+        LONG_TEXT_CHARS (where `long_text_cut` proves the cut exact; else the whole text)."""
+        if self.long_text_cut is None or len(text) <= self.LONG_TEXT_CHARS:
+            return [text]
+        pieces, start, size = [], 0, self.LONG_TEXT_CHARS
+        while len(text) - start > size:
+            match = self.long_text_cut.search(text, start + size // 2, start + size)
+            if match is None:
+                match = self.long_text_cut.search(text, start + size)
+                if match is None:
+                    break
+            pieces.append(text[start : match.start()])
+            start = match.start()
+        pieces.append(text[start:])
+        return pieces
+
+    def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
+        """Each document: template prefix, its text pieces and special ids in order, template suffix."""
+        plans = [split_at_special_tokens(text, self.special_pattern, self.special_ids) if self.special_pattern
+                 else ([text] if text else []) for text in texts]
+        pieces = [part for plan in plans for part in plan if isinstance(part, str)]
+        if self.backend is not None:
+            encoded = iter(e.ids for e in self.backend.encode_batch_fast(pieces, add_special_tokens=False))
+            prefix, suffix = self._prefix, self._suffix
+        else:
+            encoded = iter(self.tokenizer(pieces, add_special_tokens=False, return_attention_mask=False)["input_ids"])
+            prefix, suffix = ([self.tokenizer.bos_token_id] if self.adds_bos else []), []
+        documents = []
+        for plan in plans:
+            ids = list(prefix)
+            for part in plan:
+                if isinstance(part, str):
+                    ids += next(encoded)
+                else:
+                    ids.append(part)
+            documents.append(ids + suffix)
+        return self._flatten(documents)
+
+    def _flatten(self, encoded) -> np.ndarray:
+        flat: list[int] = []
+        for ids in encoded:
+            flat += ids
+            if self.append_eos:
+                flat.append(self.eos)
+        return np.array(flat, dtype=self.dtype)
+
+
+def byte_level_cut(spec: dict) -> "re.Pattern":
+    """Where a long text may be cut for a GPT-2-style byte-level tokenizer (NotExact otherwise).
+
+    Its pre-tokenizer regex (ByteLevel with use_regex) has a space only at the start of a match or
+    in an all-whitespace match, so no pre-token holds a letter or digit followed by a space: before
+    such a space a pre-token always ends, the pieces on both sides are pre-tokenized (and BPE-encoded)
+    exactly as in the whole text. Digits splitting, byte mapping and BPE work within pre-tokens.
+    """
+    if spec.get("normalizer") is not None:
+        raise NotExact("the tokenizer has a normalizer")
+    parts = _parts(spec.get("pre_tokenizer"), "pretokenizers")
+    if not parts or parts[-1] != {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": parts[-1].get(
+            "trim_offsets"), "use_regex": True} or any(part.get("type") != "Digits" for part in parts[:-1]):
+        raise NotExact("the pre-tokenizer is not a GPT-2 style ByteLevel (use_regex, no prefix space), after Digits")
+    if any(not token.get("special") for token in spec.get("added_tokens", [])):
+        raise NotExact("non-special added tokens split the text before pre-tokenization")
+    if spec.get("truncation") or spec.get("padding"):
+        raise NotExact("truncation or padding is set")
+    return re.compile("(?<=[A-Za-z0-9]) ")
+
+
+def _around_body(backend) -> tuple[list[int], list[int]]:
+    """The ids the Rust tokenizer's post-processor puts before and after a text's own ids."""
+    body = backend.encode("a", add_special_tokens=False).ids
+    full = backend.encode("a", add_special_tokens=True).ids
+    for start in range(len(full) - len(body) + 1):
+        if full[start : start + len(body)] == body:
+            return full[:start], full[start + len(body):]
+    raise TokenizerError("--parse_special_tokens: the tokenizer's post-processor changes the text's own ids")
+
+
+def encode_as_text(tokenizer, texts: list[str]) -> list[list[int]]:
+    """`tokenizer(texts)` with special-token strings in the text treated as plain text."""
+    return tokenizer(texts, split_special_tokens=True, return_attention_mask=False)["input_ids"]
+
+
+# --------------------------------------------------------------------------- the word cache
+
+
+class NotExact(Exception):
+    """The word cache would not provably give the tokenizer's ids; the message says why."""
+
+
+_DOC_START, _DOC_END = ("document start",), ("document end",)  # cache keys no word can equal
+
+
+def _replace_spaces(text: str) -> str:
+    return text.replace(" ", SPACE_MARK)
+
+
+def _double_leading_mark(text: str) -> str:  # Replace(Regex "\A▁" -> "▁▁")
+    return SPACE_MARK + text if text.startswith(SPACE_MARK) else text
+
+
+def _prepend_mark(text: str) -> str:  # Prepend("▁"); never sees an empty text here
+    return SPACE_MARK + text
+
+
+def _mark_if_missing(text: str) -> str:  # Metaspace's prepend_scheme "always" / "first"
+    return text if text.startswith(SPACE_MARK) else SPACE_MARK + text
+
+
+def mark_spaces_and_prepend(text: str) -> str:  # what LLaMA's pipelines amount to
+    return SPACE_MARK + text.replace(" ", SPACE_MARK)
+
+
+class _Normalizer:
+    """The string a sentencepiece-style pipeline hands to BPE, for a non-empty text (picklable)."""
+
+    def __init__(self, steps: tuple):
+        self.steps = steps
+
+    def __call__(self, text: str) -> str:
+        for step in self.steps:
+            text = step(text)
+        return text
+
+
+def _sentencepiece_normalizer(spec: dict) -> Callable[[str], str]:
+    """The normalizer + pre-tokenizer of `spec` as Python string steps (NotExact when not known).
+
+    Only the forms that sentencepiece conversions produce are accepted (transformers 5 from
+    tokenizer.model, LlamaTokenizer, the classic Llama tokenizer.json), each reproduced exactly; all
+    of them leave the whole text as one pre-token.
+    """
+    steps = []
+    for part in _parts(spec.get("normalizer"), "normalizers"):
+        if part == {"type": "Replace", "pattern": {"String": " "}, "content": SPACE_MARK}:
+            steps.append(_replace_spaces)
+        elif part == {"type": "Replace", "pattern": {"Regex": "\\A" + SPACE_MARK}, "content": SPACE_MARK * 2}:
+            steps.append(_double_leading_mark)
+        elif part == {"type": "Prepend", "prepend": SPACE_MARK}:
+            steps.append(_prepend_mark)
+        else:
+            raise NotExact(f"normalizer {part.get('type')} is not a known sentencepiece step")
+    pre_tokenizers = _parts(spec.get("pre_tokenizer"), "pretokenizers")
+    for part in pre_tokenizers:
+        if (part.get("type") != "Metaspace" or part.get("replacement") != SPACE_MARK or part.get("split") is not False
+                or part.get("prepend_scheme") not in ("always", "first", "never") or len(pre_tokenizers) > 1):
+            raise NotExact(f"pre-tokenizer {part.get('type')} is not Metaspace without split")
+        steps.append(_replace_spaces)
+        if part["prepend_scheme"] != "never":  # "first" == "always": the text is one piece
+            steps.append(_mark_if_missing)
+    # Shorter equivalents, as this runs once per document: no step adds a space, so replacing spaces
+    # again changes nothing; a mark doubled when present and then added when missing is a mark added.
+    simple: list = []
+    for step in steps:
+        if step is _replace_spaces and _replace_spaces in simple:
+            continue
+        if step is _mark_if_missing and simple and simple[-1] is _double_leading_mark:
+            simple[-1] = _prepend_mark
+            continue
+        simple.append(step)
+    if sorted(simple, key=id) == sorted([_replace_spaces, _prepend_mark], key=id):  # they commute
+        return mark_spaces_and_prepend
+    return _Normalizer(tuple(simple))
+
+
+def _parts(component: Optional[dict], key: str) -> list[dict]:
+    if component is None:
+        return []
+    if component.get("type") == "Sequence":
+        return [part for sub in component[key] for part in _parts(sub, key)]
+    return [component]
+
+
+class WordCacheBPE:
+    """Sentencepiece-style BPE (LLaMA's) through a cache of words: the same ids, several times faster.
+
+    The Rust pipeline runs BPE over each whole document as one piece, so its own word cache never
+    hits. Yet BPE only ever merges two adjacent symbols into a vocabulary token, so it never merges
+    across a position whose two neighbouring characters no merge result contains: cutting a
+    document at such positions and encoding the pieces separately gives exactly the same ids, in
+    the same order (the merges inside one piece happen in the same rank/position order). `build`
+    reads two kinds of such cuts off the merge list, and uses this path only when they hold:
+    - before a run of "▁" that follows another character, when no merge result has "▁" after
+      another character (true of LLaMA's: "▁" only starts tokens or forms runs like "▁▁▁▁");
+    - around a character that no merge result contains (LLaMA: digits, newline, tab, CJK, emoji),
+      when such a character cannot become <unk> and fuse with its neighbour (byte fallback).
+    Pieces are mostly words like "▁the" or "▁world."; each distinct one goes through the BPE model
+    once (`encode_words`: the Rust model, or the sentencepiece library for a tokenizer.model, see
+    `lit_gpt.prepare.sentencepiece_encoding.sentencepiece_word_cache`) and its ids are then looked up, as
+    bytes of the chunk dtype, in a dict.
+    """
+
+    # The cache is emptied when it holds about this much memory (~200 bytes per word, measured), per
+    # worker process; 128 MiB keeps ~650k words, enough for nearly every word of C4 to hit.
+    MAX_CACHE_BYTES = 128 << 20
+
+    def __init__(self, normalize: Callable[[str], str], word_pattern: "re.Pattern", encode_words, dtype,
+                 prefix: list[int], end: list[int], special_ids: Optional[dict] = None):
+        self.normalize = normalize
+        self.word_pattern = word_pattern
+        self.encode_words = encode_words  # list of words -> list of their ids, by the BPE model itself
+        self.dtype = np.dtype(dtype)
+        self.prefix, self.end = prefix, end  # ids around each document's own: template prefix; suffix + EOS
+        # Special-token strings to turn into their ids; each text between them is normalized on its own.
+        self.special_ids = special_ids or {}
+        self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
+        # array.array packs a list of ints faster than numpy does, when it has the same C type.
+        code = self.dtype.char
+        self._array_code = code if code in array.typecodes and array.array(code).itemsize == self.dtype.itemsize else None
+        self._reset_cache()
+
+    @classmethod
+    def build(cls, backend, dtype, eos: Optional[int]) -> "WordCacheBPE":
+        """The word-cache encoder for the Rust tokenizer `backend` (appending `eos` to each document
+        unless None); raises NotExact when its exactness does not follow from the tokenizer's structure."""
+        spec = json.loads(backend.to_str())  # once per encoder: the stdlib is fast enough
+        model = spec.get("model") or {}
+        if model.get("type") != "BPE":
+            raise NotExact(f"the model is {model.get('type')}, not BPE")
+        if model.get("dropout") is not None or model.get("ignore_merges"):
+            raise NotExact("BPE dropout or ignore_merges is set")
+        if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+            raise NotExact("BPE marks word continuations")
+        if any(not token.get("special") for token in spec.get("added_tokens", [])):
+            raise NotExact("non-special added tokens split the text before BPE")
+        if spec.get("truncation") or spec.get("padding"):
+            raise NotExact("truncation or padding is set")
+        normalize = _sentencepiece_normalizer(spec)
+        prefix, suffix = _template_ids(spec.get("post_processor"))
+        vocab = model.get("vocab")
+        if not isinstance(vocab, dict) or SPACE_MARK not in vocab:
+            raise NotExact(f"no vocabulary dict with {SPACE_MARK!r} in it")
+        byte_tokens = {f"<0x{b:02X}>" for b in range(256)}
+        not_mergeable = byte_tokens | {model.get("unk_token")}
+        merged_chars: set[str] = set()
+        for merge in model.get("merges") or []:
+            pair = merge.split(" ") if isinstance(merge, str) else merge  # "a b" is the older format
+            if len(pair) != 2:
+                raise NotExact(f"the merge {merge!r} is not a pair of tokens")
+            if pair[0] in not_mergeable or pair[1] in not_mergeable:
+                raise NotExact(f"the merge {merge!r} involves a byte-fallback or unknown token")
+            token = pair[0] + pair[1]
+            if SPACE_MARK in token.lstrip(SPACE_MARK):
+                raise NotExact(f"the merge result {token!r} joins across {SPACE_MARK!r}")
+            merged_chars.update(token)
+        if not merged_chars:
+            raise NotExact("no merges")
+        glued = re.escape("".join(sorted(merged_chars - {SPACE_MARK})))
+        if not glued:
+            raise NotExact(f"only {SPACE_MARK!r} is ever merged")
+        if model.get("byte_fallback") and byte_tokens <= vocab.keys():
+            # Every character outside merge results stands alone, known or not: none becomes <unk>.
+            pattern = f"{SPACE_MARK}+[{glued}]*|[{glued}]+|[^{glued}{SPACE_MARK}]"
+        else:
+            # Only known characters may stand alone; unknown ones could fuse into one <unk>.
+            alone = {t for t in vocab if len(t) == 1} - merged_chars - {SPACE_MARK}
+            alone_class = re.escape("".join(sorted(alone)))
+            pattern = f"{SPACE_MARK}+[^{SPACE_MARK}{alone_class}]*|[^{SPACE_MARK}{alone_class}]+"
+            pattern += f"|[{alone_class}]" if alone else ""
+        end = suffix + ([eos] if eos is not None else [])
+        return cls(normalize, re.compile(pattern), _RustWords(backend.model), dtype, prefix, end)
+
+    def _reset_cache(self) -> None:
+        self._cache: dict = {_DOC_START: self._to_bytes(self.prefix), _DOC_END: self._to_bytes(self.end)}
+        self._cache.update({("special", i): self._to_bytes([i]) for i in self.special_ids.values()})
+        self._cache_bytes = 0
+
+    def _to_bytes(self, ids: list[int]) -> bytes:
+        if self._array_code is not None:
+            return array.array(self._array_code, ids).tobytes()
+        return np.array(ids, dtype=self.dtype).tobytes()
+
+    # A document longer than this is cut into words a slice at a time, so memory holds the words of
+    # one slice and not all of them (a 33 MB page has millions).
+    LONG_TEXT_CHARS = 1 << 20
+
+    def _slices(self, text: str):
+        """`text` (normalized) in slices of about LONG_TEXT_CHARS, cut where a word always starts:
+        at a "▁" after another character (every word pattern that holds "▁" starts with its run)."""
+        start, size = 0, self.LONG_TEXT_CHARS
+        while len(text) - start > size:
+            cut = text.find(SPACE_MARK, start + size // 2)
+            while cut != -1 and text[cut - 1] == SPACE_MARK:
+                cut = text.find(SPACE_MARK, cut + 1)
+            if cut == -1:
+                break
+            yield text[start:cut]
+            start = cut
+        yield text[start:]
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """Documents in, one flat array out: per document prefix + its ids + end."""
+        findall, normalize = self.word_pattern.findall, self.normalize
+        parts: list[bytes] = []
+        words: list = []
+        for text in texts:
+            if self.prefix:
+                words.append(_DOC_START)
+            if self.special_pattern is None:
+                segments = (text,)
+            else:
+                segments = [("special", part) if isinstance(part, int) else part
+                            for part in split_at_special_tokens(text, self.special_pattern, self.special_ids)]
+            for segment in segments:
+                if isinstance(segment, tuple):
+                    words.append(segment)
+                elif len(segment) > self.LONG_TEXT_CHARS:
+                    for piece in self._slices(normalize(segment)):
+                        words += findall(piece)
+                        parts.append(self._lookup(words))
+                        words = []
+                elif segment:  # an empty text is no piece at all, not a lone "▁"
+                    words += findall(normalize(segment))
+            words.append(_DOC_END)
+        parts.append(self._lookup(words))
+        return np.frombuffer(b"".join(parts), dtype=self.dtype)
+
+    def _lookup(self, words: list) -> bytes:
+        """The ids of `words`, in order, as bytes; new words go through the BPE model once."""
+        cache = self._cache
+        new = list(set(words).difference(cache))
+        if new:
+            to_bytes = self._to_bytes
+            for word, ids in zip(new, self.encode_words(new)):
+                cache[word] = to_bytes(ids)
+            self._cache_bytes += 150 * len(new) + 4 * sum(map(len, new))
+        ids = b"".join(map(cache.__getitem__, words))
+        if self._cache_bytes > self.MAX_CACHE_BYTES:
+            self._reset_cache()
+        return ids
+
+
+class _RustWords:
+    """Words to ids with the Rust BPE model: `tokenize` is what its pipeline calls per piece."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, words: list[str]) -> list[list[int]]:
+        tokenize = self.model.tokenize
+        return [[token.id for token in tokenize(word)] for word in words]
+
+
+def _template_ids(post_processor: Optional[dict]) -> tuple[list[int], list[int]]:
+    """The special-token ids a TemplateProcessing puts before and after a single sequence."""
+    if post_processor is None:
+        return [], []
+    if post_processor.get("type") != "TemplateProcessing":
+        raise NotExact(f"post-processor {post_processor.get('type')} is not a template")
+    before, after, seen = [], [], False
+    for item in post_processor.get("single", []):
+        if "Sequence" in item:
+            if item["Sequence"].get("id") != "A" or seen:
+                raise NotExact("the template is not one sequence")
+            seen = True
+        elif "SpecialToken" in item:
+            special = post_processor.get("special_tokens", {}).get(item["SpecialToken"].get("id"), {})
+            if "ids" not in special:
+                raise NotExact("the template names an unknown special token")
+            (after if seen else before).extend(special["ids"])
+        else:
+            raise NotExact("unknown template item")
+    if not seen:
+        raise NotExact("the template has no sequence")
+    return before, after
+

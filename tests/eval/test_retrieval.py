@@ -1,0 +1,218 @@
+"""End to end: a tiny random LlamaForCausalLM evaluated by `python -m lit_gpt.eval.retrieval`."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_gpt.eval import retrieval
+from lit_gpt.eval.haystack import load_corpus
+from lit_gpt.eval.prompts import build_prompts
+from lit_gpt.tokenizer import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, llama_tokenizer_dir):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    shutil.copy(llama_tokenizer_dir / "tokenizer.model", folder / "tokenizer.model")
+    tokenizer = load_tokenizer(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_gpt.eval.retrieval", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def run_main(*args):
+    return retrieval.main([str(a) for a in args])
+
+
+def test_cli_writes_results_and_heatmap(model_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(
+        "--model_dir", model_dir, "--task", "passkey", "--context_lengths", "128,256", "--depths", "0,1",
+        "--samples", 2, "--batch_size", 3, "--out_dir", out, "--device", "cpu", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "mean" in proc.stdout  # the summary table
+
+    results = json.loads((out / "results.json").read_text())
+    settings = results["settings"]
+    assert results["task"] == "passkey" and Path(results["model"]) == model_dir.resolve()
+    assert settings["context_lengths"] == [128, 256] and settings["depths"] == [0.0, 1.0]
+    assert settings["samples"] == 2 and settings["seed"] == 0 and settings["metric"] == "substring"
+    assert settings["device"] == "cpu" and settings["dtype"] == "float32"
+
+    records = results["records"]
+    assert len(records) == 2 * 2 * 2
+    for r in records:
+        assert abs(r["prompt_tokens"] - r["context_length"]) <= 0.02 * r["context_length"]
+        assert re.fullmatch(r"\d{5}", r["expected"])
+        assert r["correct"] == (r["expected"] in r["predicted"])
+    # the accuracies are the means of the records
+    acc = results["accuracy"]
+    for length in (128, 256):
+        for depth, key in ((0.0, "0"), (1.0, "1")):
+            cell = [r["correct"] for r in records if r["context_length"] == length and r["depth"] == depth]
+            assert len(cell) == 2
+            assert acc["by_length_depth"][str(length)][key] == pytest.approx(sum(cell) / 2)
+    assert acc["overall"] == pytest.approx(sum(r["correct"] for r in records) / len(records))
+    # the continuous score: a log-probability per record, cells are their means
+    logprob = results["logprob"]
+    assert all(r["answer_logprob"] < 0 and r["answer_tokens"] >= 1 for r in records)
+    cell = [r["answer_logprob"] for r in records if r["context_length"] == 256 and r["depth"] == 1.0]
+    assert logprob["by_length_depth"]["256"]["1"] == pytest.approx(sum(cell) / len(cell))
+    assert logprob["overall"] == pytest.approx(sum(r["answer_logprob"] for r in records) / len(records))
+    assert "log-probability" in proc.stdout
+    assert (out / "logprob_heatmap.png").read_bytes().startswith(b"\x89PNG")
+
+    png = (out / "heatmap.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "heatmap.png").ndim == 3
+
+
+def test_batched_decoding_matches_one_prompt_at_a_time(model_dir, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    corpus_path = tmp_path / "corpus.jsonl"
+    corpus_path.write_text("".join(json.dumps({"text": f"Paragraph {i} is about rivers and hills."}) + "\n" for i in range(200)))
+    out = tmp_path / "out"
+    results = run_main(
+        "--model_dir", model_dir, "--task", "niah", "--context_lengths", "128,200", "--depths", "0.5",
+        "--samples", 2, "--batch_size", 3, "--max_new_tokens", 6, "--haystack_file", corpus_path,
+        "--out_dir", out, "--device", "cpu",
+    )  # fmt: skip
+    assert results["settings"]["haystack"] == str(corpus_path)
+
+    # Reference: the same prompts, each decoded alone (no padding) by transformers.
+    tokenizer = load_tokenizer(model_dir, add_mask_token=False)
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    prompts = build_prompts(tokenizer, "niah", [128, 200], [0.5], 2, seed=0, corpus=load_corpus(corpus_path))
+    assert len(prompts) == len(results["records"]) == 4
+    for prompt, record in zip(prompts, results["records"]):
+        assert "rivers and hills" in prompt.text
+        ids = torch.tensor([prompt.input_ids])
+        with torch.no_grad():
+            new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+        assert record["generation"] == tokenizer.decode(new[0, ids.shape[1] :], skip_special_tokens=True)
+        assert record["expected"] == prompt.answer and record["prompt_tokens"] == len(prompt.input_ids)
+
+
+def test_kv_task(model_dir, tmp_path):
+    results = run_main(
+        "--model_dir", model_dir, "--task", "kv", "--context_lengths", "300", "--depths", "0.5",
+        "--samples", 1, "--out_dir", tmp_path / "kv", "--device", "cpu", "--max_new_tokens", 4,
+    )  # fmt: skip
+    (record,) = results["records"]
+    assert results["settings"]["metric"] == "best_subspan_em"
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", record["expected"])
+    assert abs(record["needle_depth"] - 0.5) * 300 <= 6
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model_dir", "{tmp}/missing", "--task", "passkey"], "model not found"),
+        (["--model_dir", "{model}", "--task", "qa"], "invalid choice"),
+        (["--model_dir", "{model}", "--task", "niah", "--depths", "0,1.5"], "outside [0, 1]"),
+        (["--model_dir", "{model}", "--task", "niah", "--context_lengths", "1k,abc"], "not a number of tokens"),
+    ],
+)
+def test_bad_input_is_one_line(model_dir, tmp_path, args, message):
+    args = [a.format(tmp=tmp_path, model=model_dir) for a in args]
+    proc = run_cli(*args, "--out_dir", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_earlier_results_are_not_overwritten(model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("earlier")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main("--model_dir", model_dir, "--task", "passkey", "--out_dir", out)
+    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == "earlier"
+
+
+def test_lit_checkpoint_loads_as_the_same_model(model_dir, tmp_path):
+    convert = pytest.importorskip("lit_gpt.convert.hf")
+    if not all(hasattr(convert, n) for n in ("hf_to_lit_state_dict", "config_from_hf", "lit_to_hf_state_dict")):
+        pytest.skip("lit_gpt.convert.hf lacks the conversion functions")
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+
+    from lit_gpt.eval.models import load_model
+
+    hf_config = json.loads((model_dir / "config.json").read_text())
+    config = convert.config_from_hf(hf_config, name="tiny")
+    lit_sd = convert.hf_to_lit_state_dict(load_file(model_dir / "model.safetensors"), config)
+    ckpt = tmp_path / "iter-000010-ckpt.pth"
+    torch.save({"model": lit_sd, "config": config.to_dict()}, ckpt)
+
+    loaded = load_model(ckpt, tokenizer_dir=model_dir, device="cpu", dtype="float32")
+    assert loaded.source == "lit"
+    reference = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    ids = torch.randint(0, hf_config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids).logits, reference(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_answer_logprob_equals_a_naive_token_by_token_computation(model_dir):
+    """Batched, left-padded, one forward pass == each answer token scored alone by LlamaForCausalLM."""
+    from transformers import LlamaForCausalLM
+
+    from lit_gpt.eval.generation import answer_logprobs, answer_token_ids
+    from lit_gpt.eval.models import prepare_tokenizer_for_batching
+
+    tokenizer = load_tokenizer(model_dir, add_mask_token=False)
+    prepare_tokenizer_for_batching(tokenizer)
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    prompts = build_prompts(tokenizer, "passkey", [128, 160], [0.0, 1.0], 1, seed=3)
+    answers = [answer_token_ids(tokenizer, p.text, p.input_ids, p.answer) for p in prompts]
+    for p, a in zip(prompts, answers):
+        assert tokenizer.decode(a).strip() == p.answer
+    ids = [p.input_ids for p in prompts]
+    batched = answer_logprobs(model, ids, answers, pad_id=tokenizer.pad_token_id, batch_size=4)
+    alone = answer_logprobs(model, ids, answers, pad_id=tokenizer.pad_token_id, batch_size=1)
+    assert len({len(p.input_ids) + len(a) for p, a in zip(prompts, answers)}) > 1  # the batch really pads
+    for prompt, answer, got, got_alone in zip(ids, answers, batched, alone):
+        total = 0.0
+        with torch.no_grad():
+            for j, token in enumerate(answer):
+                context = torch.tensor([list(prompt) + list(answer[:j])])
+                total += torch.log_softmax(model(context).logits[0, -1].double(), -1)[token].item()
+        assert got == pytest.approx(total / len(answer), abs=1e-4)
+        assert got_alone == pytest.approx(got, abs=1e-4)

@@ -1,0 +1,208 @@
+"""One writer per run directory (lit_gpt/io/run_lock.py), in pretraining and SFT; hyperparameters.yaml."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lit_gpt.pretrain import PretrainArgs, pretrain
+from lit_gpt.pretrain.cli import main as pretrain_main
+from lit_gpt.pretrain.recipe import parse_args
+from lit_gpt.io.run_lock import RUN_LOCK, RunDirLock, RunDirLocked, is_launching_process
+from tests.pretrain_helpers import REPO, make_corpus, make_tokenizer, read_metrics, tiny_settings, to_argv
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lock")
+    return make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def write_lock(folder: Path, **body) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_LOCK).write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "command": "pretrain.py", **body}))
+
+
+# ----------------------------------------------------------------------------- the lock itself
+def test_second_run_into_a_locked_folder_refuses_with_one_line_and_changes_nothing(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    # What a run being written looks like: a checkpoint and metrics. --resume auto would read them.
+    (out / "step-00000004.pth").write_bytes(b"not read by the refused run")
+    (out / "metrics.csv").write_text("step,loss\n4,2.0\n")
+    with RunDirLock(out, command="pretrain.py --seed 1"):
+        before = snapshot(out)
+        with pytest.raises(SystemExit) as exit_:
+            pretrain_main(to_argv(tiny_settings(*data, out, resume="auto")))
+        assert snapshot(out) == before
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in err and "--out_dir" in err and str(out) in err
+    assert not (out / RUN_LOCK).exists()  # released by its holder
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
+    pid = dead_pid()
+    write_lock(tmp_path, host=socket.gethostname(), pid=pid)
+    warnings = []
+    with RunDirLock(tmp_path, warn=warnings.append, command="mine") as lock:
+        body = json.loads(lock.path.read_text())
+        assert body["pid"] == os.getpid() and body["host"] == socket.gethostname() and body["command"] == "mine"
+        with pytest.raises(RunDirLocked):  # held now: a second taker is refused
+            RunDirLock(tmp_path).acquire()
+    assert len(warnings) == 1 and f"pid {pid}" in warnings[0] and "no longer running" in warnings[0]
+    assert not (tmp_path / RUN_LOCK).exists()
+
+
+def test_lock_from_another_host_is_refused_and_kept(tmp_path):
+    write_lock(tmp_path, host="node-17.cluster", pid=4242)
+    before = snapshot(tmp_path)
+    with pytest.raises(RunDirLocked) as err:
+        RunDirLock(tmp_path).acquire()
+    assert "pid 4242 on host node-17.cluster" in str(err.value) and "\n" not in str(err.value)
+    assert snapshot(tmp_path) == before
+
+
+def test_lock_is_released_when_the_run_fails(tmp_path):
+    with pytest.raises(ValueError):
+        with RunDirLock(tmp_path):
+            raise ValueError("the run failed")
+    with RunDirLock(tmp_path, warn=pytest.fail):  # free again, and no stale body left to warn about
+        pass
+
+
+@pytest.mark.parametrize(
+    "environ, launching",
+    [({}, True), ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"LOCAL_RANK": "1"}, False), ({"RANK": "3"}, False),
+     ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False), ({"SLURM_PROCID": "2"}, False)],
+)
+def test_only_the_launching_process_takes_the_lock(environ, launching):
+    assert is_launching_process(environ) is launching
+
+
+# ----------------------------------------------------------------------------- pretraining
+def test_stale_lock_run_and_hyperparameters_yaml_round_trip(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    write_lock(out, host=socket.gethostname(), pid=dead_pid())
+    args = PretrainArgs(**tiny_settings(*data, out, max_steps=1, eval_iters=0, save_interval=1))
+    assert pretrain(args) == 0
+    assert "taking over the lock" in capsys.readouterr().err
+    assert not (out / RUN_LOCK).exists()
+
+    saved = yaml.safe_load((out / "hyperparameters.yaml").read_text())
+    assert PretrainArgs(**saved) == args
+    # The file is a recipe too: rerunning from it gives the same settings.
+    assert parse_args(["--config", str(out / "hyperparameters.yaml")]) == args
+    # A resume rewrites it with the settings of that invocation.
+    assert pretrain(args.replace(resume="auto", max_steps=2)) == 0
+    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["max_steps"] == 2
+
+
+@pytest.mark.slow
+def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path):
+    """Run A takes the folder; run B, started while A runs (A is paused meanwhile, so the overlap
+    does not depend on the machine's speed), refuses with one line; A's run is complete and alone."""
+    out = tmp_path / "shared"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = [sys.executable, str(REPO / "MEAP-Pretrain" / "pretrain.py")]
+    first = subprocess.Popen([*script, *to_argv(tiny_settings(*data, out, seed=1, max_steps=6, eval_iters=0))],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if json.loads((out / RUN_LOCK).read_text())["pid"] == first.pid:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "run A never took the lock"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)
+        second = subprocess.run([*script, *to_argv(tiny_settings(*data, out, seed=2, max_steps=6, eval_iters=0,
+                                                                 resume="auto"))],
+                                env=env, capture_output=True, text=True, timeout=120)
+        first.send_signal(signal.SIGCONT)
+        stdout, stderr = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    assert second.returncode != 0
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert f"in use by pid {first.pid} on host {socket.gethostname()}" in second.stderr
+    assert [int(r["step"]) for r in read_metrics(out)] == list(range(1, 7))
+    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["seed"] == 1
+    assert not (out / RUN_LOCK).exists()
+
+
+# ----------------------------------------------------------------------------- SFT
+def test_sft_into_a_locked_output_dir_refuses_before_reading_anything(tmp_path):
+    from lit_gpt.sft.train import main as sft_main
+
+    out = tmp_path / "sft"
+    with RunDirLock(out):
+        before = snapshot(out)
+        with pytest.raises(RunDirLocked) as err:
+            # Neither the model nor the data exist: the lock is checked first.
+            sft_main(["--model_name_or_path", str(tmp_path / "no_model"), "--train_file", str(tmp_path / "none.json"),
+                      "--output_dir", str(out), "--report_to", "none"])
+        assert snapshot(out) == before
+    assert "--output_dir" in str(err.value) and f"pid {os.getpid()}" in str(err.value)
+
+
+def test_sft_writes_its_settings_to_hyperparameters_yaml(tmp_path):
+    from dataclasses import asdict
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from lit_gpt.sft.train import main as sft_main, parse_arguments
+
+    model_dir = tmp_path / "model"
+    words = "tell me about the fox it jumps over a dog and sleeps".split()
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                            pad_token="</s>").save_pretrained(model_dir)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                                 bos_token_id=1, eos_token_id=2)).save_pretrained(model_dir)
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"instruction": "tell me about the fox", "input": "",
+                                "output": "it jumps over a dog and sleeps " * 3}) + "\n")
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(model_dir), "--train_file", str(data), "--output_dir", str(out),
+            "--template_name", "alpaca", "--mask_ratio", "0.2", "--min_answer_tokens", "5", "--max_steps", "1",
+            "--per_device_train_batch_size", "1", "--save_strategy", "no", "--report_to", "none",
+            "--cache_dir", str(tmp_path / "cache"), "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
+    sft_main(argv)
+    saved = yaml.safe_load((out / "hyperparameters.yaml").read_text())
+    model_args, data_args, meap_args, lora_args, training_args = parse_arguments(argv)
+    assert saved["model"] == asdict(model_args) and saved["data"] == asdict(data_args)
+    assert saved["meap"] == asdict(meap_args) and saved["lora"] == asdict(lora_args)
+    assert saved["training"]["max_steps"] == 1 and saved["training"]["output_dir"] == str(out)
+    assert not (out / RUN_LOCK).exists()

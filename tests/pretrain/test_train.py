@@ -1,0 +1,625 @@
+import importlib.util
+import json
+import math
+import shutil
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_gpt.config import Config
+from lit_gpt.model import GPT
+from lit_gpt.data import PackedStream
+from lit_gpt.pretrain import PretrainArgs, pretrain
+from lit_gpt.pretrain.args import SETTINGS, check_batch_layout, validate_args
+from lit_gpt.pretrain.recipe import build_parser, load_recipe, parse_args
+from tests.pretrain_helpers import (
+    BLOCK,
+    REPO,
+    TINY_MODEL,
+    make_corpus,
+    make_tokenizer,
+    read_metrics,
+    tiny_settings,
+    to_argv,
+    train_losses,
+    val_losses,
+    write_chunk,
+)
+
+RECIPES = sorted((REPO / "pretrained").glob("*.py"))
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from lit_gpt.prepare.pipeline import tokenizer_fingerprint
+    from lit_gpt.tokenizer import load_tokenizer
+
+    root = tmp_path_factory.mktemp("pretrain")
+    corpus, tokenizer = make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
+    # The manifest prepare_c4.py writes, with the right tokenizer: the run must accept it.
+    fingerprint = tokenizer_fingerprint(load_tokenizer(tokenizer))
+    (corpus / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": fingerprint, "vocab_size": 49}}))
+    return corpus, tokenizer
+
+
+def run(data, out_dir, **changes) -> int:
+    corpus, tokenizer = data
+    return pretrain(PretrainArgs(**tiny_settings(corpus, tokenizer, out_dir, **changes)))
+
+
+def _entry():
+    spec = importlib.util.spec_from_file_location("pretrain_entry", REPO / "MEAP-Pretrain" / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------- a tiny run
+def test_tiny_run_learns_and_writes_metrics_and_checkpoints(data, tmp_path):
+    out = tmp_path / "run"
+    assert run(data, out, max_steps=24, eval_interval=8, save_interval=8) == 0
+
+    rows = read_metrics(out)
+    assert list(rows[0]) == ["step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss",
+                             "val_ppl", "elapsed_s"]
+    train = [r for r in rows if r["loss"]]
+    assert [int(r["step"]) for r in train] == list(range(1, 25))
+    assert all(int(r["tokens"]) == int(r["step"]) * 8 * BLOCK for r in rows)
+    assert all(float(r["tokens_per_sec"]) > 0 and float(r["grad_norm"]) > 0 for r in train)
+    first, last = float(train[0]["loss"]), float(train[-1]["loss"])
+    assert first > math.log(48) - 0.5  # starts near uniform over the 49-token vocabulary
+    assert last < first - 1.0, (first, last)
+    val = [r for r in rows if r["val_loss"]]
+    assert [int(r["step"]) for r in val] == [8, 16, 24]
+    assert all(math.isclose(float(r["val_ppl"]), math.exp(float(r["val_loss"])), rel_tol=1e-9) for r in val)
+    assert float(val[-1]["val_loss"]) < float(val[0]["val_loss"])
+
+    # keep_last=2 of steps 8, 16, 24; nothing temporary left behind.
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pth") == ["step-00000016.pth", "step-00000024.pth"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+    ckpt = torch.load(out / "step-00000024.pth", weights_only=True)
+    for key in ("model", "optimizer", "step", "tokens", "data", "rng", "config", "tokenizer_dir", "mask_id", "eos_id"):
+        assert key in ckpt, key
+    assert ckpt["step"] == 24 and ckpt["tokens"] == 24 * 8 * BLOCK
+    assert ckpt["eos_id"] == 2 and ckpt["mask_id"] == 48  # [MASK] appended after the 48 tokens
+    assert Path(ckpt["tokenizer_dir"]) == data[1].resolve()
+    config = Config.from_dict(ckpt["config"])
+    assert (config.n_layer, config.n_embd, config.block_size, config.padded_vocab_size) == (2, 32, BLOCK, 64)
+    GPT(config).load_state_dict(ckpt["model"], strict=True)
+    assert ckpt["data"]["stream"]["consumed"] == 24 * 8
+
+
+def test_mask_ratio_zero_is_plain_next_token_prediction(data, tmp_path):
+    """The trainer at mask_ratio 0 against a plain NTP loop written here: same init, same blocks,
+    logits + F.cross_entropy, AdamW and clipping by hand."""
+    corpus, tokenizer = data
+    steps, lr = 3, 3e-3
+    out = tmp_path / "ntp"
+    run(data, out, mask_ratio=0.0, max_steps=steps, learning_rate=lr, min_lr=lr, warmup_steps=0, eval_iters=0)
+    got = [float(v) for v in train_losses(out).values()]
+
+    torch.manual_seed(1234)
+    config = Config.from_name("micro_LLaMA", **TINY_MODEL, block_size=BLOCK, vocab_size=49)
+    model = GPT(config, fused=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.95))
+    stream = PackedStream(sorted(corpus.glob("c4*.bin")), BLOCK, seed=1234, shuffle=True, wrap=True)
+    expected = []
+    for step in range(steps):
+        blocks = torch.stack([stream.sample_at(p) for p in range(step * 8, step * 8 + 8)])
+        losses = []
+        for micro in (blocks[:4], blocks[4:]):
+            logits = model(micro[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1), micro[:, 1:].flatten())
+            (loss / 2).backward()
+            losses.append(loss.item())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        expected.append(sum(losses) / 2)
+    assert got == pytest.approx(expected, rel=1e-5)
+
+    # Masking changes the inputs, hence the losses: the comparison above can fail.
+    run(data, tmp_path / "meap", mask_ratio=0.15, max_steps=steps, learning_rate=lr, min_lr=lr, warmup_steps=0,
+        eval_iters=0)
+    assert [float(v) for v in train_losses(tmp_path / "meap").values()] != pytest.approx(expected, rel=1e-5)
+
+
+def test_upstream_mask_scheme_reaches_the_trainer(data, tmp_path, monkeypatch):
+    """With --mask_scheme upstream every sequence of a step is masked at the positions the upstream
+    loop draws (global `random.seed(50 + step % 51)`, written out here), whatever the micro batch."""
+    from lit_gpt.data.batches import TrainBatches
+
+    seen = []
+    original = TrainBatches.micro_batch
+
+    def spy(self, step, micro_step):
+        batch = original(self, step, micro_step)
+        seen.append((step, batch[0]))
+        return batch
+
+    monkeypatch.setattr(TrainBatches, "micro_batch", spy)
+    run(data, tmp_path / "out", mask_scheme="upstream", mask_ratio=0.25, max_steps=2, eval_iters=0)
+    mask_id = 48  # appended after the tiny tokenizer's 48 tokens
+    saved = random.getstate()
+    try:
+        for step, inputs in seen:
+            random.seed(50 + step % 51)
+            expected = sorted(random.sample(range(0, BLOCK - 1), max(1, int(BLOCK * 0.25))))
+            for row in inputs:
+                assert (row == mask_id).nonzero().flatten().tolist() == expected
+    finally:
+        random.setstate(saved)
+    assert sorted({step for step, _ in seen}) == [0, 1] and len(seen) == 4
+
+
+def test_activation_checkpointing_changes_nothing_but_memory(data, tmp_path):
+    settings = dict(max_steps=3, eval_iters=0)
+    run(data, tmp_path / "plain", **settings)
+    run(data, tmp_path / "recomputed", activation_checkpointing=True, **settings)
+    assert train_losses(tmp_path / "recomputed") == train_losses(tmp_path / "plain")
+    keys = torch.load(tmp_path / "recomputed" / "step-00000003.pth", weights_only=True)["model"].keys()
+    assert keys == torch.load(tmp_path / "plain" / "step-00000003.pth", weights_only=True)["model"].keys()
+
+
+def test_compile_setting_compiles_the_blocks(data, tmp_path, monkeypatch):
+    from lit_gpt import compile as block_compile
+
+    compiled = []
+    real = block_compile.compile_blocks
+
+    def eager_compile(model, **kwargs):  # Dynamo tracing without Inductor's C++ build: seconds on a CPU
+        compiled.append(model)
+        return real(model, backend="eager")
+
+    monkeypatch.setattr(block_compile, "compile_blocks", eager_compile)
+    settings = dict(max_steps=2, eval_iters=0)
+    run(data, tmp_path / "compiled", compile=True, **settings)
+    run(data, tmp_path / "eager", **settings)
+    assert len(compiled) == 1 and all(block_compile.is_compiled(b) for b in compiled[0].transformer.h)
+    got, expected = train_losses(tmp_path / "compiled"), train_losses(tmp_path / "eager")
+    assert [float(v) for v in got.values()] == pytest.approx([float(v) for v in expected.values()], rel=1e-5)
+
+
+def test_lr_schedule_warms_up_linearly_then_cosine_decays_to_min_lr():
+    from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
+
+    total, warmup = 1000, warmup_steps_for(1000, 0.1)
+    assert warmup == 100
+    lrs = [get_lr(s, max_lr=4e-4, min_lr=4e-5, warmup_steps=warmup, total_steps=total) for s in range(total)]
+    assert lrs[0] == pytest.approx(4e-6) and lrs[49] == pytest.approx(2e-4) and lrs[99] == pytest.approx(4e-4)
+    assert lrs[-1] == pytest.approx(4e-5)
+    middle = warmup + (total - warmup - 1) / 2  # half way through the cosine: half way between max and min
+    assert get_lr(int(middle), max_lr=4e-4, min_lr=4e-5, warmup_steps=warmup, total_steps=total) == pytest.approx(2.2e-4, rel=1e-2)
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :]))
+
+
+# ----------------------------------------------------------------------------- resume
+def test_resume_reproduces_the_uninterrupted_run_bitwise(data, tmp_path, monkeypatch):
+    full, split = tmp_path / "full", tmp_path / "split"
+    settings = dict(max_steps=10, save_interval=3, eval_interval=5, keep_last=0)
+    assert run(data, full, **settings) == 0
+    assert run(data, split, stop_step=5, **settings) == 0
+    assert train_losses(split) == {k: v for k, v in train_losses(full).items() if k <= 5}
+
+    positions = []
+    original = PackedStream.sample_at
+
+    def spy(self, position):
+        if self.shuffle:  # the training stream (validation is read unshuffled)
+            positions.append(position)
+        return original(self, position)
+
+    monkeypatch.setattr(PackedStream, "sample_at", spy)
+    assert run(data, split, resume="auto", **settings) == 0
+    assert min(positions) == 5 * 8  # jumped to step 6's first block, read nothing before it
+
+    assert train_losses(split) == train_losses(full)  # identical float reprs: bitwise
+    assert val_losses(split) == val_losses(full)
+    a = torch.load(full / "step-00000010.pth", weights_only=True)
+    b = torch.load(split / "step-00000010.pth", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    exp_avg = lambda c: [s["exp_avg"] for s in c["optimizer"]["state"].values()]  # noqa: E731
+    assert all(torch.equal(x, y) for x, y in zip(exp_avg(a), exp_avg(b)))
+
+
+def test_signal_saves_a_checkpoint_and_stops(data, tmp_path, monkeypatch):
+    import lit_gpt.pretrain.train as train_module
+
+    calls = []
+    real_step = train_module.train_step
+
+    def step_then_signal(*args, **kwargs):
+        calls.append(1)
+        result = real_step(*args, **kwargs)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return result
+
+    monkeypatch.setattr(train_module, "train_step", step_then_signal)
+    out = tmp_path / "preempted"
+    assert run(data, out, max_steps=10, save_interval=100) == 128 + signal.SIGUSR1
+    assert (out / "step-00000003.pth").is_file()
+    assert max(train_losses(out)) == 3
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    assert run(data, out, max_steps=10, save_interval=100, resume="auto") == 0
+    assert max(train_losses(out)) == 10
+
+
+def _fail_with_full_disk_at(step: int, monkeypatch):
+    """torch.save that writes part of the checkpoint of `step`, then fails as a full disk does."""
+    import errno
+
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("step") == step:
+            f.write(b"half a checkpoint" * 64)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    # Checkpoints are written beside their destination: a $TMPDIR that does not exist is never used.
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "no_such_tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    out = tmp_path / "run"
+    settings = tiny_settings(*data, out, max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
+    _fail_with_full_disk_at(8, monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(settings))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "step-00000008.pth" in err, err
+    assert sorted(p.name for p in out.iterdir() if "step" in p.name) == ["step-00000004.pth"]  # no .tmp left
+
+    monkeypatch.undo()
+    reference = tmp_path / "reference"
+    assert run(data, reference, **{k: v for k, v in settings.items() if k in ("max_steps", "save_interval",
+                                                                            "keep_last", "eval_iters")}) == 0
+    assert run(data, out, resume="auto", max_steps=8, save_interval=4, keep_last=0, eval_iters=0) == 0
+    assert train_losses(out) == train_losses(reference)  # the kept checkpoint was whole: bitwise
+
+
+class _RunsCode:
+    """A pickle whose loading would run a shell command (creating the marker file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _unreadable(kind: str, where: Path, marker: Path) -> Path:
+    path = where / "step-00000008.pth"
+    if kind == "random_bytes":
+        path.write_bytes(random.Random(0).randbytes(4096))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_a_checkpoint_dir":
+        path.mkdir()
+        (path / "notes.txt").write_text("not a checkpoint")
+    elif kind == "code_in_zip":  # torch.save's zip format with a code-running object inside
+        torch.save({"model": {}, "optimizer": _RunsCode(marker), "format_version": 1}, path)
+    elif kind == "code_in_pickle":  # a plain pickle file
+        import pickle
+
+        path.write_bytes(pickle.dumps({"model": _RunsCode(marker)}))
+    return path
+
+
+UNREADABLE = ("random_bytes", "empty", "not_a_checkpoint_dir", "code_in_zip", "code_in_pickle")
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, data, tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    (tmp_path / "ckpts").mkdir()
+    path = _unreadable(kind, tmp_path / "ckpts", marker)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, tmp_path / "out", resume=str(path))))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err and "Traceback" not in err, err
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def test_resume_auto_skips_an_unreadable_newest_checkpoint(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    settings = dict(max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
+    assert run(data, out, **settings) == 0
+    uninterrupted = train_losses(out)
+    marker = tmp_path / "code_ran"
+    (out / "step-00000008.pth").unlink()
+    _unreadable("code_in_zip", out, marker)
+    capsys.readouterr()
+    assert run(data, out, resume="auto", **settings) == 0
+    captured = capsys.readouterr()
+    assert "skipping" in captured.err and "step-00000008.pth" in captured.err and "for safety" in captured.err
+    assert "resumed from" in captured.out and "step-00000004.pth" in captured.out
+    assert train_losses(out) == uninterrupted and not marker.exists()
+
+
+# ----------------------------------------------------------------------------- mixing prefixes
+@pytest.fixture(scope="module")
+def mixed_data(data, tmp_path_factory):
+    """The corpus plus a second prefix `wiki` of 2 files x 16 blocks of another token pattern."""
+    corpus = shutil.copytree(data[0], tmp_path_factory.mktemp("mixed") / "corpus")
+    rng = random.Random(1)
+    for i in range(2):  # random tokens among 5: every block unique and unlike a c4 document
+        write_chunk(corpus / f"wiki_{i:010d}.bin", [rng.randrange(3, 8) for _ in range((BLOCK + 1) * 16)])
+    return corpus, data[1]
+
+
+def _blocks_by_source(corpus: Path) -> dict[tuple, str]:
+    """Every block of every chunk file, read from the bytes (SPEC.md §4), with its prefix."""
+    blocks = {}
+    for path in sorted(corpus.glob("*.bin")):
+        tokens = torch.frombuffer(bytearray(path.read_bytes()[24:]), dtype=torch.int16).tolist()
+        n = BLOCK + 1
+        for i in range(len(tokens) // n):
+            blocks[tuple(tokens[i * n : (i + 1) * n])] = path.name.split("_")[0]
+    assert len(blocks) == 64 + 32 + 8  # every block unique: c4, wiki, validation
+    return blocks
+
+
+def test_weighted_prefix_mix_follows_the_weights(mixed_data, tmp_path):
+    from lit_gpt.pretrain.train import plan_run
+
+    corpus, tokenizer = mixed_data
+    plan = plan_run(PretrainArgs(**tiny_settings(corpus, tokenizer, tmp_path / "out", train_prefix="c4:0.7, wiki:0.3")))
+    sources = _blocks_by_source(corpus)
+    stream = plan.train_stream
+    seen = [tuple(stream.sample_at(p).tolist()) for p in range(20_000)]
+    names = [sources[block] for block in seen]
+    assert set(names) == {"c4", "wiki"}
+    assert abs(names.count("wiki") / len(names) - 0.3) < 0.01
+    assert abs(names[:1000].count("wiki") / 1000 - 0.3) < 0.05
+    # Each source's blocks: every one once per epoch of that source (64 c4 blocks, 32 wiki blocks).
+    wiki = [block for block, name in zip(seen, names) if name == "wiki"]
+    assert sorted(wiki[:32]) == sorted(b for b, n in sources.items() if n == "wiki")
+    assert sorted(wiki[32:64]) == sorted(wiki[:32])
+    # The same stream (a pure function of the seed) whatever opens it.
+    again = plan_run(PretrainArgs(**tiny_settings(corpus, tokenizer, tmp_path / "out", train_prefix="c4:7,wiki:3")))
+    assert all(torch.equal(again.train_stream.sample_at(p), torch.tensor(seen[p])) for p in range(0, 20_000, 97))
+
+
+def test_resume_with_a_prefix_mix_reproduces_the_uninterrupted_run(mixed_data, tmp_path, monkeypatch):
+    from lit_gpt.data import MixedStream
+
+    corpus, tokenizer = mixed_data
+    settings = dict(max_steps=10, save_interval=3, eval_interval=5, keep_last=0, train_prefix="c4:0.6,wiki:0.4")
+
+    def mixed_run(out, **changes):
+        return pretrain(PretrainArgs(**tiny_settings(corpus, tokenizer, out, **settings, **changes)))
+
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert mixed_run(full) == 0
+    assert mixed_run(split, stop_step=5) == 0
+    positions = []
+    original = MixedStream.sample_at
+    monkeypatch.setattr(MixedStream, "sample_at", lambda self, p: positions.append(p) or original(self, p))
+    assert mixed_run(split, resume="auto") == 0
+    assert min(positions) == 5 * 8  # jumped to step 6's first block
+    assert train_losses(split) == train_losses(full)
+    state = torch.load(split / "step-00000010.pth", weights_only=True)["data"]["stream"]
+    assert state["kind"] == "CombinedDataset" and state["sources"] == ["c4", "wiki"]
+    assert sum(d["consumed"] for d in state["datasets"]) == 10 * 8
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, capsys):
+    out = tmp_path / "diverged"
+    argv = to_argv(tiny_settings(*data, out, learning_rate=1e30, min_lr=0.0, warmup_steps=0, save_interval=1,
+                                 eval_iters=0))
+    assert _entry().main(argv) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "NaN/inf" in err and "step-00000001.pth" in err, err
+    kept = sorted(p.name for p in out.glob("step-*.pth"))
+    assert kept == ["step-00000001.pth"]
+
+
+# ----------------------------------------------------------------------------- recipes and CLI
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads_and_validates(path):
+    values = load_recipe(path)
+    if path.name.startswith("_"):  # a base shared by recipes, not a run: it sets no budget
+        assert "max_steps" not in values and "max_tokens" not in values
+        return
+    args = PretrainArgs(**{**PretrainArgs().to_dict(), **values})
+    validate_args(args)
+    config = Config.from_name(args.model_name, **args.model_overrides)
+    if not args.vocab_from_tokenizer:
+        assert config.padded_vocab_size == 32064  # LLaMA-2's 32000 tokens + [MASK], padded
+    if path.name.startswith(("meap_", "ntp_")):
+        assert args.out_dir.startswith("out/")
+        check_batch_layout(args, 1 if "tiny" in path.name else 8)
+
+
+def test_recipes_are_distinct_and_ntp_twins_differ_only_in_the_mask():
+    loaded = {p.stem: {**PretrainArgs().to_dict(), **load_recipe(p)} for p in RECIPES if not p.stem.startswith("_")}
+    assert loaded["meap_1b_mask0.15"] == loaded["meap_1b"]  # the default ratio: one run, two names
+    out_dirs = [r["out_dir"] for name, r in loaded.items() if name != "meap_1b_mask0.15"]
+    assert len(set(out_dirs)) == len(out_dirs)
+    for name, recipe in loaded.items():
+        if name.startswith("ntp_"):
+            twin = loaded["meap_" + name[4:]]
+            assert recipe["mask_ratio"] == 0.0 and twin["mask_ratio"] > 0
+            differ = {k for k in recipe if recipe[k] != twin[k]}
+            assert differ == {"mask_ratio", "out_dir"}, (name, differ)
+    assert loaded["meap_1b_mask0.2"]["mask_ratio"] == 0.2
+    assert loaded["meap_1b_span50"]["mask_span"] == 50
+    assert loaded["meap_0.1b_2b"]["max_steps"] == 1907 and loaded["meap_0.1b_2b"]["mask_ratio"] == 0.1
+    assert loaded["meap_1b_60b"]["model_name"] == "tiny_LLaMA_1b_mask"
+    base = loaded["meap_1b"]
+    assert (base["global_batch_size"], base["micro_batch_size"], base["learning_rate"], base["min_lr"]) == (256, 8, 4e-4, 4e-5)
+
+
+def test_cli_overrides_every_setting_named_in_the_issue(tmp_path):
+    names = ["train_data_dir", "val_data_dir", "tokenizer_dir", "out_dir", "devices", "num_nodes", "precision",
+             "micro_batch_size", "global_batch_size", "max_steps", "max_tokens", "learning_rate", "mask_ratio",
+             "mask_span", "seed", "log_interval", "eval_interval", "eval_iters", "save_interval", "resume", "logger"]
+    assert set(names) <= set(SETTINGS)
+    args = parse_args([
+        "--config", str(REPO / "pretrained" / "meap_1b_mask0.05.py"), "--mask_ratio", "0.2", "--max_tokens", "2e9",
+        "--devices", "4", "--resume", "auto", "--model_overrides", '{"n_layer": 3}', "--val_data_dir", "none",
+        "--mask_scheme", "upstream",
+    ])
+    assert (args.mask_ratio, args.max_tokens, args.devices, args.resume) == (0.2, 2_000_000_000, 4, "auto")
+    assert args.model_overrides == {"n_layer": 3} and args.val_data_dir is None and args.mask_scheme == "upstream"
+    assert args.model_name == "tiny_LLaMA_1b_mask" and args.out_dir == "out/meap_1b_mask0.05"
+
+    help_text = build_parser(PretrainArgs().to_dict()).format_help()
+    for name in SETTINGS:
+        assert f"--{name}" in help_text
+
+
+def test_recipe_base_chain_and_dict_merge(tmp_path):
+    (tmp_path / "a.py").write_text('model_name = "micro_LLaMA"\nmodel_overrides = {"n_layer": 2, "n_embd": 32}\nmax_steps = 5\n')
+    (tmp_path / "b.py").write_text('base = "a.py"\nmodel_overrides = {"n_layer": 3}\nmask_ratio = 0\n')
+    assert load_recipe(tmp_path / "b.py") == {
+        "model_name": "micro_LLaMA", "model_overrides": {"n_layer": 3, "n_embd": 32}, "max_steps": 5, "mask_ratio": 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------- bad input
+BAD_INPUTS = {
+    "no_data": (dict(train_data_dir="{empty}"), "no chunk files"),
+    "mask_ratio_one": (dict(mask_ratio=1.0), "--mask_ratio 1.0: must be in [0, 1)"),
+    "mask_ratio_negative": (dict(mask_ratio=-0.1), "must be in [0, 1)"),
+    "mask_scheme_unknown": (dict(mask_scheme="shared"), "--mask_scheme 'shared': must be one of per_sequence, upstream"),
+    "upstream_scheme_spans": (dict(mask_scheme="upstream", mask_span=5), "the upstream mask scheme masks single tokens"),
+    "shared_masks_removed": (dict(mask_shared_across_batch=True), "removed (it shared masks only within a micro batch): "
+                             "use --mask_scheme upstream"),
+    "micro_batch": (dict(micro_batch_size=3), "--micro_batch_size 3 does not divide the per-device batch of 8"),
+    "no_eos": (dict(tokenizer_dir="{no_eos}"), "no EOS"),
+    "no_room_for_mask": (dict(vocab_from_tokenizer=False, model_overrides={**TINY_MODEL, "vocab_size": 48, "padding_multiple": 1}),
+                         "no room for [MASK]"),
+    "block_too_long": (dict(block_size=600), "--block_size 600"),
+    "unknown_cli_key": (dict(mask_ration=0.1), "unrecognized arguments: --mask_ration"),
+    "unknown_recipe_key": (dict(config="{bad_recipe}"), "unknown setting 'mask_ratoi' (did you mean mask_ratio"),
+    "code_in_recipe": (dict(config="{code_recipe}"), "recipes hold data only"),
+    "missing_resume": (dict(resume="{tmp}/nope.pth"), "no such checkpoint"),
+    "fsdp_world_size_not_splitting_the_batch": (dict(strategy="fsdp", devices=3),
+                                                "--global_batch_size 8 does not split over 3 processes"),
+    "fsdp_no_shard": (dict(strategy="fsdp", fsdp_sharding="NO_SHARD"), "NO_SHARD: FSDP2 has no unsharded mode"),
+    "sharded_without_fsdp": (dict(checkpoint_format="sharded"), "--checkpoint_format sharded needs FSDP"),
+    "no_budget": (dict(max_steps="none"), "set a budget"),
+    "data_from_other_tokenizer": (dict(train_data_dir="{other_corpus}"), "was prepared with the tokenizer in /elsewhere"),
+    "mix_without_weight": (dict(train_prefix="c4:0.7,wiki"), "--train_prefix 'c4:0.7,wiki': entry 'wiki' is not prefix:weight"),
+    "mix_bad_weight": (dict(train_prefix="c4:0.7,wiki:x"), "weight 'x' of 'wiki' is not a number"),
+    "mix_negative_weight": (dict(train_prefix="c4:1,wiki:-1"), "must be a non-negative number"),
+    "mix_zero_weights": (dict(train_prefix="c4:0,wiki:0"), "--train_prefix 'c4:0,wiki:0': the weights sum to 0"),
+    "mix_twice": (dict(train_prefix="c4:1,c4:2"), "prefix 'c4' appears twice"),
+    "mix_missing_prefix": (dict(train_prefix="c4:0.5,wiki:0.5"), "no chunk files wiki*.bin"),
+    "mix_overlapping_prefixes": (dict(train_prefix="c4:0.5,c4_0000000001:0.5"), "matches both 'c4' and 'c4_0000000001'"),
+}
+if importlib.util.find_spec("wandb") is None:  # tensorboard is in requirements.txt, wandb is not
+    BAD_INPUTS["logger_not_installed"] = (dict(logger="wandb"), "pip install wandb")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_code_2(case, data, tmp_path, capsys):
+    changes, message = BAD_INPUTS[case]
+    (tmp_path / "empty").mkdir()
+    make_tokenizer(tmp_path / "no_eos", eos=False)
+    (tmp_path / "bad_recipe.py").write_text("mask_ratoi = 0.1\n")
+    (tmp_path / "code_recipe.py").write_text("import os\n")
+    other = shutil.copytree(data[0], tmp_path / "other_corpus")
+    (other / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": "0", "path": "/elsewhere"}}))
+    places = {"empty": tmp_path / "empty", "no_eos": tmp_path / "no_eos", "bad_recipe": tmp_path / "bad_recipe.py",
+              "code_recipe": tmp_path / "code_recipe.py", "tmp": tmp_path, "other_corpus": other}
+    changes = {k: v.format(**places) if isinstance(v, str) else v for k, v in changes.items()}
+    settings = tiny_settings(*data, tmp_path / "out", **changes)
+    config = settings.pop("config", None)
+    argv = (["--config", config] if config else []) + to_argv(settings)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+def test_existing_checkpoints_are_not_overwritten_without_resume(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "step-00000004.pth").write_bytes(b"precious")
+    with pytest.raises(SystemExit):
+        _entry().main(to_argv(tiny_settings(*data, out)))
+    assert "--resume auto" in capsys.readouterr().err
+    assert (out / "step-00000004.pth").read_bytes() == b"precious"
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        ["sh", "run_one_node.sh", "../pretrained/meap_tiny.py", "--mask_ratio", "1.5"],  # the upstream command
+        cwd=REPO / "MEAP-Pretrain", env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: --mask_ratio 1.5: must be in [0, 1)\n" or (
+        "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    ), result.stderr
+
+
+# ----------------------------------------------------------------------------- --init_from
+def test_init_from_starts_from_the_given_weights_and_refuses_another_shape(data, tmp_path, capsys):
+    corpus, tokenizer = data
+    first = tmp_path / "first"
+    assert run(data, first, max_steps=8, save_interval=8) == 0
+    source = first / "step-00000008.pth"
+    trained = torch.load(source, weights_only=True)
+
+    # Logging every step with lr 0: the first logged loss is the source model's own loss on the
+    # step's blocks, computed here independently with GPT + F.cross_entropy.
+    second = tmp_path / "second"
+    assert run(data, second, max_steps=1, learning_rate=1e-12, min_lr=0.0, log_interval=1, mask_ratio=0.0,
+               init_from=str(source)) == 0
+    model = GPT(Config.from_dict(trained["config"]))
+    model.load_state_dict(trained["model"])
+    settings = tiny_settings(corpus, tokenizer, second)
+    stream = PackedStream(sorted(corpus.glob("c4_*.bin")), BLOCK, seed=settings["seed"], shuffle=True, wrap=True)
+    blocks = torch.stack([stream.sample_at(i) for i in range(settings["global_batch_size"])]).long()
+    with torch.no_grad():
+        logits = model(blocks[:, :-1])
+    expected = F.cross_entropy(logits.flatten(0, 1), blocks[:, 1:].flatten()).item()
+    assert math.isclose(float(train_losses(second)[1]), expected, rel_tol=1e-5)
+
+    # A checkpoint of another shape stops the run before it starts, naming both models.
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(corpus, tokenizer, tmp_path / "third", init_from=str(source),
+                                            model_overrides={**TINY_MODEL, "n_layer": 3})))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --init_from") and "missing keys" in err and err.count("\n") == 1
+
+
+def test_tensorboard_logger_writes_the_same_values_as_metrics_csv(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert run(data, out, max_steps=6, log_interval=2, eval_interval=3, logger="tensorboard") == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    logged = {(e.step, e.value) for e in events.Scalars("loss")}
+    expected = {(step, float(loss)) for step, loss in train_losses(out).items()}
+    assert len(expected) == 3 and {s for s, _ in logged} == {s for s, _ in expected}
+    for (step, value), (_, want) in zip(sorted(logged), sorted(expected)):
+        assert math.isclose(value, want, rel_tol=1e-5), (step, value, want)
+    assert sorted(e.step for e in events.Scalars("val_loss")) == [3, 6]

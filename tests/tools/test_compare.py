@@ -1,0 +1,192 @@
+"""scripts/meap_vs_ntp.py end to end on a micro model, the bootstrap against a naive loop, bad input."""
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tools.compare import stats
+from tests.pretrain_helpers import write_chunk
+
+REPO = Path(__file__).resolve().parents[2]
+BLOCK = 128
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """The embedded sample's first documents, tokenized with the embedded tokenizer into packed chunks."""
+    from lit_gpt.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(REPO / "data" / "tokenizer")
+    folder = tmp_path_factory.mktemp("cmp_corpus")
+    for name, source, n_blocks in (("c4_0000000000.bin", "c4-train.00000-of-00002.json.gz", 48),
+                                   ("validation_0000000000.bin", "c4-validation.00000-of-00001.json.gz", 8)):
+        tokens = []
+        with gzip.open(REPO / "data" / "sample" / source, "rt") as f:
+            for line in f:
+                tokens += tokenizer(json.loads(line)["text"])["input_ids"] + [tokenizer.eos_token_id]
+                if len(tokens) >= n_blocks * (BLOCK + 1):
+                    break
+        write_chunk(folder / name, tokens[: n_blocks * (BLOCK + 1)])
+    return folder
+
+
+def _argv(corpus: Path, out_dir: Path, *extra) -> list[str]:
+    return [
+        "--config", str(REPO / "pretrained" / "meap_tiny.py"), "--seeds", "2", "--out_dir", str(out_dir),
+        "--tasks", "passkey", "--context_lengths", "100", "--depths", "0,1", "--samples", "2",
+        "--attention_samples", "1", "--bootstrap_resamples", "500", "--eval_device", "cpu",
+        "--train_data_dir", str(corpus), "--tokenizer_dir", str(REPO / "data" / "tokenizer"),
+        "--model_name", "micro_LLaMA", "--model_overrides", '{"n_layer": 2, "n_embd": 32, "intermediate_size": 64}',
+        "--block_size", str(BLOCK), "--micro_batch_size", "4", "--global_batch_size", "4", "--max_steps", "8",
+        "--eval_interval", "4", "--eval_iters", "2", "--save_interval", "8", "--log_interval", "2",
+        "--accelerator", "cpu", "--devices", "1", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path, capfd):
+    """The orchestration runs in this process (its runs are subprocesses of MEAP-Pretrain/pretrain.py)."""
+    from tools.compare.cli import main
+
+    out = tmp_path / "cmp"
+    main(_argv(corpus, out))
+    assert "MEAP vs NTP" in capfd.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert set(runs) == {"meap_seed0", "ntp_seed0", "meap_seed1", "ntp_seed1"}
+
+    for k in (0, 1):
+        meap_ckpt = torch.load(runs[f"meap_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")
+        ntp_ckpt = torch.load(runs[f"ntp_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")
+        meap_args, ntp_args = meap_ckpt["args"], ntp_ckpt["args"]
+        assert meap_ckpt["data"] == ntp_ckpt["data"] and meap_ckpt["step"] == ntp_ckpt["step"] == 8
+        # The two arms of a seed differ only in the mask ratio (and their folders).
+        assert meap_args["mask_ratio"] == 0.15 and ntp_args["mask_ratio"] == 0.0
+        differing = {key for key in meap_args if meap_args[key] != ntp_args[key]}
+        assert differing == {"mask_ratio", "out_dir"}
+        assert meap_args["seed"] == 3407 + k
+        assert runs[f"meap_seed{k}"]["val_step"] == 8
+
+    # The comparison's intervals re-computed here from the per-prompt records.
+    def records(name, key):
+        results = json.loads((out / name / "eval" / "passkey" / "results.json").read_text())
+        assert results["settings"]["seed"] == 0 and results["settings"]["context_lengths"] == [100]
+        return [r[key] for r in results["records"]]
+
+    meap = [records(f"meap_seed{k}", "answer_logprob") for k in (0, 1)]
+    ntp = [records(f"ntp_seed{k}", "answer_logprob") for k in (0, 1)]
+    logprob = summary["comparison"]["passkey"]["answer_logprob"]
+    assert logprob["n_prompts"] == 4 and logprob["n_seeds"] == 2
+    assert logprob["difference"] == pytest.approx(np.mean(meap) - np.mean(ntp))
+    assert logprob["ci_low"] <= logprob["difference"] <= logprob["ci_high"]
+    expected = stats.BETTER if logprob["ci_low"] > 0 else stats.WORSE if logprob["ci_high"] < 0 else stats.TIE
+    assert logprob["verdict"] == expected
+    val = summary["comparison"]["val_loss"]
+    assert val["difference"] == pytest.approx(np.mean([runs[f"meap_seed{k}"]["val_loss"] - runs[f"ntp_seed{k}"]["val_loss"] for k in (0, 1)]))
+    attention = summary["comparison"]["passkey"]["attention_needle_share"]
+    assert 0 < attention["meap_mean"] < 1 and attention["n_prompts"] == 2
+
+    report = (out / "report.md").read_text()
+    assert expected in report and "meap_vs_ntp.py" in report and "MEAP − NTP" in report
+    for name in ("loss_curves", "passkey_accuracy_meap", "passkey_accuracy_ntp", "passkey_accuracy_diff",
+                 "passkey_logprob_diff", "passkey_attention"):
+        assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
+        assert f"figures/{name}.png" in report
+
+    # A re-run trains and evaluates nothing again: the same checkpoints and results.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".pth", ".json") and p.name != "summary.json"}
+    main(_argv(corpus, out))
+    assert capfd.readouterr().out.count("finished earlier") == 4
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert json.loads((out / "summary.json").read_text())["comparison"] == summary["comparison"]
+
+    # Other settings into the same folder: one line, nothing touched.
+    with pytest.raises(SystemExit) as err:
+        main(_argv(corpus, out, "--learning_rate", "0.01"))
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert err.value.code != 0
+    assert len(lines) == 1 and "other settings" in lines[0] and "learning_rate" in lines[0], lines
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--mask_ratio", "0"], "the MEAP arm would be NTP"),
+        (["--seeds", "1"], "at least 2 seeds"),
+        (["--resume", "auto"], "--resume cannot be passed"),
+        (["--tasks", "qa"], "unknown task"),
+        (["--max_stepz", "3"], "max_stepz"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(corpus, tmp_path, extra, message, capsys):
+    from tools.compare.cli import main
+
+    argv = _argv(corpus, tmp_path / "cmp")
+    if extra[0] == "--seeds":
+        argv[argv.index("--seeds") + 1] = extra[1]
+        extra = []
+    with pytest.raises(SystemExit) as err:
+        main([*argv, *extra])
+    assert err.value.code != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_ntp_recipe_is_refused(tmp_path, capsys):
+    from tools.compare.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--config", str(REPO / "pretrained" / "ntp_tiny.py"), "--out_dir", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err
+    assert "ntp_tiny.py (mask_ratio = 0)" in err and "Traceback" not in err
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path, capsys):
+    from tools.compare.cli import main
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main(["--config", str(REPO / "pretrained" / "meap_tiny.py"), "--out_dir", str(out)])
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_hierarchical_bootstrap_matches_a_naive_loop():
+    rng = random.Random(0)
+    meap = [[rng.gauss(0.3, 1) for _ in range(7)] for _ in range(3)]
+    ntp = [[rng.gauss(0.0, 1) for _ in range(7)] for _ in range(3)]
+    result = stats.hierarchical_paired_bootstrap(meap, ntp, n_resamples=300, seed=5)
+
+    # Naive: the same generator calls, one resample at a time, in plain Python.
+    g = np.random.default_rng(5)
+    seeds = g.integers(0, 3, size=(300, 3))
+    prompts = g.integers(0, 7, size=(300, 3, 7))
+    means = []
+    for b in range(300):
+        values = [meap[s][p] - ntp[s][p] for i, s in enumerate(seeds[b]) for p in prompts[b, i]]
+        means.append(sum(values) / len(values))
+    means.sort()
+    assert result["difference"] == pytest.approx(np.mean(meap) - np.mean(ntp))
+    assert result["ci_low"] == pytest.approx(np.percentile(means, 2.5))
+    assert result["ci_high"] == pytest.approx(np.percentile(means, 97.5))
+    assert (result["n_seeds"], result["n_prompts"]) == (3, 7)
+
+
+def test_verdicts():
+    assert stats.verdict({"ci_low": 0.1, "ci_high": 0.5}) == stats.BETTER
+    assert stats.verdict({"ci_low": -0.5, "ci_high": -0.1}) == stats.WORSE
+    assert stats.verdict({"ci_low": -0.1, "ci_high": 0.5}) == stats.TIE
+    assert stats.verdict({"ci_low": -0.5, "ci_high": -0.1}, higher_is_better=False) == stats.BETTER
+    # Identical arms: the interval is [0, 0], which does not exclude 0.
+    same = stats.hierarchical_paired_bootstrap([[1.0, 0.0]] * 2, [[1.0, 0.0]] * 2, n_resamples=50)
+    assert (same["ci_low"], same["ci_high"]) == (0.0, 0.0) and stats.verdict(same) == stats.TIE
