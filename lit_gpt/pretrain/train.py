@@ -23,7 +23,7 @@ from lit_gpt.meap import MEAPCollator
 from lit_gpt.model import GPT, count_parameters, flops_per_token
 from lit_gpt.data import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
-from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
+from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout
 from lit_gpt.data.batches import (
     TrainBatches,
     ValBatches,
@@ -117,9 +117,9 @@ def _check_out_dir(out_dir: Path) -> None:
 def plan_run(args: PretrainArgs) -> RunPlan:
     """Checks every input (settings, tokenizer, data, out_dir, resume) and resolves the run.
 
-    Runs before any process is launched, so bad input stops the run with one line.
+    Runs before any process is launched, so bad input stops the run with one line (the settings
+    themselves were checked when `args` was built).
     """
-    validate_args(args)
     check_logger_available(args.logger)
     accelerator, devices, precision = _resolve_hardware(args)
     world_size = devices * args.num_nodes
@@ -224,7 +224,6 @@ def pretrain(args: PretrainArgs) -> int:
     The launching process holds out_dir's run lock for the whole run (the rank processes a
     launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
     """
-    validate_args(args)
     launcher = is_launching_process()
     with RunDirLock(args.out_dir, "--out_dir", enabled=launcher):
         plan = plan_run(args)
