@@ -184,7 +184,7 @@ def settings_parser(prog: Optional[str], description: str, *classes: type):
         def error(self, message: str, ex: Optional[Exception] = None):
             raise _one_line_error(message, hints) from None
 
-    parser = Parser(prog=prog, description=description, exit_on_error=False)
+    parser = Parser(prog=prog, description=description, exit_on_error=False, allow_abbrev=False)
     for cls in classes:
         parser.add_class_arguments(cls, None, as_group=True, instantiate=False)
     return parser
@@ -196,9 +196,11 @@ def _one_line_error(message: str, hints: Mapping[str, Any]) -> UserError:
     if key and key.group(1) in hints:
         name = key.group(1)
         shown = f" {got[-1].strip()!r}" if got else ""
+        if got and got[-1].strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            return UserError(f"--{name}{shown}: must be a finite number")
         verb = "must be" if typing.get_origin(_optional(hints[name])[0]) is typing.Literal else "expected"
         return UserError(f"--{name}{shown}: {verb} {describe(hints[name])}")
-    unknown = re.search(r"Unrecognized arguments: (.*)", message)
+    unknown = re.search(r"(?i)unrecognized arguments: (.*)", message)
     if unknown:
         words = unknown.group(1).split()
         close = [m for w in words if w.startswith("--")

@@ -20,7 +20,7 @@ from lit_gpt.errors import UserError
 # Past these a run cannot fit any accelerator (activations of a micro batch) or host (one step's
 # token positions); refused before anything is allocated rather than ending in a memory error.
 MAX_MICRO_BATCH_TOKENS = 2**24
-MAX_STEP_TOKENS = 2**32
+MAX_STEP_TOKENS = 2**28
 MAX_SEED = 2**63 - 1  # mask seeds pack it as a signed 64-bit integer
 
 

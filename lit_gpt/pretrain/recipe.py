@@ -222,8 +222,9 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     config = _config_path(argv)
     recipe = load_recipe(config) if config else {}
     parser = build_parser(recipe, prog)
-    parsed = parser.parse_args(normalise_argv(argv, HINTS, SLICES)).as_dict()
-    show = parsed.pop("print_config")
+    show = "--print_config" in argv  # read here: jsonargparse gives the name a meaning of its own
+    parsed = parser.parse_args(normalise_argv([a for a in argv if a != "--print_config"], HINTS, SLICES)).as_dict()
+    parsed.pop("print_config")
     parsed.pop("config")
     parsed["model_overrides"] = {**recipe.get("model_overrides", {}), **(parsed["model_overrides"] or {})}
     args = PretrainArgs(**parsed)

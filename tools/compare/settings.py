@@ -12,6 +12,7 @@ from lit_gpt.cli import ArgumentParser
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.prompts import TASKS
+from lit_gpt.io.hyperparameters import plain
 from lit_gpt.pretrain.args import PretrainArgs
 
 RECORD = "comparison.json"
@@ -134,7 +135,7 @@ def block_size_of(args: PretrainArgs) -> int:
 
 def record_of(settings: ComparisonSettings, args: PretrainArgs, command: str) -> dict[str, Any]:
     """What out_dir/comparison.json holds: every setting that decides a result."""
-    pretrain = {k: v for k, v in args.to_dict().items() if k not in ("out_dir", "resume", "mask_ratio")}
+    pretrain = {k: v for k, v in plain(args.flat()).items() if k not in ("out_dir", "resume", "mask_ratio")}
     return {
         "comparison": {**asdict(settings), "config": str(Path(settings.config).expanduser().resolve()), "command": command},
         "pretrain": pretrain,
