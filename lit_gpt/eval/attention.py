@@ -328,8 +328,8 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> AttentionSettings:
-    parser = ArgumentParser(prog="python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> AttentionSettings:
+    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
     parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
@@ -347,9 +347,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> AttentionSettings:
 
 
 @exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv)
+    settings = parse_args(argv, prog)
     results = run_attention(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.attention", *argv]))
     print(f"{settings.task}: attention at the answer positions of {settings.model_dir}, "
           f"mean over heads and {results['summary']['n']} prompts")

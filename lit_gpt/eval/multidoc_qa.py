@@ -222,8 +222,8 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     return results
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> MultiDocSettings:
-    parser = ArgumentParser(prog="python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> MultiDocSettings:
+    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
     options.add_model_arguments(parser)
     parser.add_argument("--input_path", required=True, help="lost-in-the-middle .jsonl or .jsonl.gz")
     parser.add_argument("--out_dir", required=True)
@@ -250,9 +250,9 @@ def _position(text: str) -> int:
 
 
 @exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv)
+    settings = parse_args(argv, prog)
     results = run_multidoc_qa(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.multidoc_qa", *argv]))
     acc = results["accuracy"]
     print(f"multi-document QA ({acc['metric']}, {results['settings']['num_documents']} documents) of {settings.model_dir}")

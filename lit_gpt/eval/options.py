@@ -45,9 +45,9 @@ def token_count(text: str) -> int:
 
 def comma_list(item_type):
     def parse(text: str) -> list:
-        items = [part for part in text.split(",") if part.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("empty list")
+        items = [part for part in text.split(",")]
+        if not text.strip() or not all(part.strip() for part in items):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item (expected a comma-separated list)")
         return [item_type(part) for part in items]
 
     return parse

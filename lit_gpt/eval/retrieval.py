@@ -291,8 +291,8 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     return results
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> RetrievalSettings:
-    parser = ArgumentParser(prog="python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> RetrievalSettings:
+    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
     options.add_model_arguments(parser)
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024, 2048, 4096])
@@ -308,9 +308,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> RetrievalSettings:
 
 
 @exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv)
+    settings = parse_args(argv, prog)
     results = run_retrieval(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.retrieval", *argv]))
     title = f"{settings.task} accuracy (%, {settings.metric}) of {settings.model_dir}"
     print(format_table(results["accuracy"], title))

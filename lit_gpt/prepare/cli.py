@@ -1,6 +1,6 @@
 """`meap-prepare` / data_process/prepare_c4.py: C4 (.json.gz / .json / .jsonl) -> packed token chunks.
 
-    meap-prepare --source_path original_data --destination_path data/c4_bin \
+    meap-prepare --source_path original_data --destination_path data/c4_bin \\
         --tokenizer_dir path/to/llama-tokenizer
 
 Train shards (c4-train.*) become `c4_*.bin`, validation shards (c4-validation.*) `validation_*.bin`.

@@ -140,6 +140,25 @@ class LoraArguments:
     )
 
 
+# Numbers transformers takes without a check and fails on later (a division by zero, a rank-0
+# adapter, a NaN loss scale): (owner, field, bounds) checked by the settings layer's one rule.
+_NUMBERS = [("lora", "lora_r", {"ge": 1}), ("lora", "lora_alpha", {"gt": 0}), ("lora", "lora_dropout", {"ge": 0, "lt": 1}),
+            ("training", "per_device_train_batch_size", {"ge": 1}), ("training", "per_device_eval_batch_size", {"ge": 1}),
+            ("training", "gradient_accumulation_steps", {"ge": 1}), ("training", "learning_rate", {"ge": 0}),
+            ("training", "weight_decay", {"ge": 0}), ("training", "max_grad_norm", {"ge": 0}),
+            ("training", "num_train_epochs", {"gt": 0}), ("training", "warmup_ratio", {"ge": 0, "le": 1})]
+
+
+def _check_numbers(lora_args, training_args) -> None:
+    from lit_gpt.cli import check_value
+
+    owners = {"lora": lora_args, "training": training_args}
+    for owner, name, bounds in _NUMBERS:
+        value = getattr(owners[owner], name, None)
+        if value is not None and (owner != "lora" or lora_args.use_lora):
+            check_value(name, value, float if isinstance(value, float) else int, bounds)
+
+
 @dataclass
 class SFTResult:
     output_dir: Path
@@ -170,6 +189,7 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
     if remaining:
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
+    _check_numbers(lora_args, training_args)
     if model_args.model_name_or_path is None:
         raise UserError("--model_name_or_path is required")
     if meap_args.preset == "upstream":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ def _task_list(text: str) -> list[str]:
         return []
     bad = [t for t in items if t not in TASKS]
     if bad or not items:
-        raise UserError(f"unknown task {bad[0] if bad else text!r}; choose from {', '.join(TASKS)} (comma-separated)")
+        raise argparse.ArgumentTypeError(
+            f"unknown task {bad[0] if bad else text!r}; choose from {', '.join(TASKS)} (comma-separated)")
     return items
 
 
@@ -109,6 +111,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
     settings = ComparisonSettings(**vars(known), pretrain_overrides=_check_overrides(rest))
     if settings.seeds < 2:
         raise UserError(f"--seeds {settings.seeds}: at least 2 seeds are needed for a confidence interval over seeds")
+    _check_device(settings.eval_device)
     if not settings.tasks:
         raise UserError("--tasks none: the comparison needs at least one retrieval task")
     pretrain_argv = ["--config", settings.config, *settings.pretrain_overrides]
@@ -122,6 +125,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
         raise UserError("--checkpoint_format sharded: the comparison evaluates full checkpoints (step-XXXXXXXX.pth files)")
     settings.mask_ratio = args.mask_ratio
     return settings, args
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--eval_device {name!r}: not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--eval_device {name}: no CUDA device is available")
 
 
 def block_size_of(args: PretrainArgs) -> int:
