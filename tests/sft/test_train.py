@@ -344,3 +344,17 @@ def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
                           for e in errors), proc.stderr[-3000:]
     assert f'File "{REPO}' not in proc.stderr  # torchrun reports the failed ranks; no traceback of ours
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
+    (["--use_lora", "--lora_r", "0"], "--lora_r 0: must be >= 1"),
+    (["--learning_rate", "nan"], "--learning_rate nan: must be a finite number"),
+])
+def test_sft_numbers_are_checked_before_anything_loads(flags, message, tmp_path):
+    from lit_gpt.errors import UserError
+    from lit_gpt.sft.train import parse_arguments
+
+    with pytest.raises(UserError) as err:
+        parse_arguments(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--train_file", "t", *flags])
+    assert str(err.value) == message
