@@ -198,8 +198,6 @@ def _haystack(settings: RetrievalSettings):
         return None, "random UUID key-value pairs"
     max_chars = max(4_000_000, 16 * max(settings.context_lengths))
     corpus = load_corpus(settings.haystack_file, max_chars) if settings.haystack_file else default_corpus(max_chars)
-    if corpus is None:
-        return None, "generated sentences (wonderwords word lists)"
     return corpus, corpus.source
 
 
