@@ -110,6 +110,18 @@ def default_corpus(max_chars: int = 4_000_000) -> Corpus:
     return corpus
 
 
+def task_haystack(task: str, context_lengths: list[int], haystack_file: Optional[str] = None):
+    """(corpus or None, a description for results.json) of a retrieval task's prompts: niah reads
+    `haystack_file` or the packaged filler; passkey and kv build their own filler."""
+    if task == "passkey":
+        return None, "passkey filler (repeated sentences)"
+    if task == "kv":
+        return None, "random UUID key-value pairs"
+    max_chars = max(4_000_000, 16 * max(context_lengths))
+    corpus = load_corpus(haystack_file, max_chars) if haystack_file else default_corpus(max_chars)
+    return corpus, corpus.source
+
+
 @lru_cache(maxsize=None)
 def word_list(kind: str) -> tuple[str, ...]:
     """Plain lowercase words from the wonderwords lists: 'noun', 'verb' or 'adjective'."""
