@@ -59,12 +59,7 @@ def _lit_qk(module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tu
     """Queries and keys of lit's CausalSelfAttention, as its forward forms them (plain RoPE)."""
     from lit_gpt.kernels import apply_rope_reference
 
-    B, T, _ = x.shape
-    c = module.config
-    qkv = module.attn(x).view(B, T, c.n_query_groups, c.q_per_kv + 2, c.head_size)
-    q, k, _ = qkv.split((c.q_per_kv, 1, 1), dim=3)
-    q = q.reshape(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, nh, T, hs)
-    k = k.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
+    q, k, _ = module.split_qkv(x)
     return apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
 
 
@@ -284,13 +279,12 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     from tqdm.auto import tqdm
 
     from lit_gpt.eval.prompts import build_prompts
-    from lit_gpt.eval.retrieval import RetrievalSettings, _haystack, prompt_answer_ids
+    from lit_gpt.eval.haystack import task_haystack
+    from lit_gpt.eval.retrieval import prompt_answer_ids
 
     out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)
-    retrieval_like = RetrievalSettings(model_dir=settings.model_dir, task=settings.task, context_lengths=settings.context_lengths,
-                                       depths=settings.depths, samples=settings.samples, haystack_file=settings.haystack_file)
-    corpus, haystack = _haystack(retrieval_like)
+    corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
     prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
                             settings.seed, corpus)
     answers = prompt_answer_ids(tokenizer, prompts)

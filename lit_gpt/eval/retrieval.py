@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
+from lit_gpt.eval.haystack import task_haystack
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
 from lit_gpt.eval.scoring import METRICS, first_line, score
 
@@ -188,21 +189,6 @@ def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[lis
     return ids
 
 
-def _haystack(settings: RetrievalSettings):
-    """(corpus or None, a description for results.json)."""
-    from lit_gpt.eval.haystack import default_corpus, load_corpus
-
-    if settings.task == "passkey":
-        return None, "passkey filler (repeated sentences)"
-    if settings.task == "kv":
-        return None, "random UUID key-value pairs"
-    max_chars = max(4_000_000, 16 * max(settings.context_lengths))
-    corpus = load_corpus(settings.haystack_file, max_chars) if settings.haystack_file else default_corpus(max_chars)
-    if corpus is None:
-        return None, "generated sentences (wonderwords word lists)"
-    return corpus, corpus.source
-
-
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
     from lit_gpt.eval.generation import answer_logprobs, greedy_generate
@@ -213,7 +199,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     if settings.task != "niah" and settings.haystack_file:
         print(f"warning: --haystack_file is only used by task niah, not {settings.task}", file=sys.stderr)
-    corpus, haystack = _haystack(settings)
+    corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
     loaded = load_model(
         settings.model_dir,
         tokenizer_dir=settings.tokenizer_dir,

@@ -216,3 +216,16 @@ def test_answer_logprob_equals_a_naive_token_by_token_computation(model_dir):
                 total += torch.log_softmax(model(context).logits[0, -1].double(), -1)[token].item()
         assert got == pytest.approx(total / len(answer), abs=1e-4)
         assert got_alone == pytest.approx(got, abs=1e-4)
+
+
+def test_loading_a_model_prints_no_progress_bar(model_dir, capfd):
+    """transformers' "Loading weights" bar is off for our loads, and the user's setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    from lit_gpt.eval.models import load_hf_folder
+
+    assert hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
+    load_hf_folder(model_dir, torch.float32)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,21 @@ from lit_gpt.errors import UserError
 from lit_gpt.sft.train import main, resize_embeddings_with_mean
 
 REPO = Path(__file__).resolve().parents[2]
+# The project's own code; a virtual environment inside the repository (.venv/) is not ours.
+SOURCE_FOLDERS = {"lit_gpt", "MEAP-SFT", "MEAP-Pretrain", "convert", "data_process", "scripts", "tools"}
+
+
+def our_frames(stderr: str) -> list[str]:
+    """The traceback lines of `stderr` that point into the project's source."""
+    frames = []
+    for path in re.findall(r'File "([^"]+)"', stderr):
+        try:
+            parts = Path(path).resolve().relative_to(REPO).parts
+        except ValueError:
+            continue
+        if parts and parts[0] in SOURCE_FOLDERS:
+            frames.append(path)
+    return frames
 ANSWER = "the quick brown fox jumps over the lazy dog and the cat sleeps in the warm sun all day long"
 RECORDS = [
     {"instruction": "Tell me about the fox.", "input": "", "output": ANSWER},
@@ -330,6 +346,13 @@ def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the Trainer sees one CPU process")
+def test_our_frames_leave_out_a_venv_inside_the_repository():
+    venv = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "torch" / "distributed" / "run.py"
+    ours = REPO / "lit_gpt" / "sft" / "train.py"
+    stderr = f'  File "{venv}", line 9, in main\n  File "{ours}", line 3, in main\n  File "/usr/lib/x.py", line 1\n'
+    assert our_frames(stderr) == [str(ours)]
+
+
 def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     """torchrun --nproc_per_node 2 on CPU without --use_cpu: each rank would train alone; both refuse.
 
@@ -342,7 +365,7 @@ def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and all("the launcher started WORLD_SIZE=2 processes but the Trainer sees a world of 1" in e
                           for e in errors), proc.stderr[-3000:]
-    assert f'File "{REPO}' not in proc.stderr  # torchrun reports the failed ranks; no traceback of ours
+    assert not our_frames(proc.stderr), proc.stderr[-3000:]  # torchrun reports the failed ranks; no traceback of ours
     assert not out.exists()
 
 

@@ -50,12 +50,14 @@ def _argv(corpus: Path, out_dir: Path, *extra) -> list[str]:
 
 @pytest.mark.slow
 def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path, capfd):
-    """The orchestration runs in this process (its runs are subprocesses of MEAP-Pretrain/pretrain.py)."""
+    """The orchestration runs in this process (its runs are subprocesses of `python -m lit_gpt.pretrain.cli`)."""
     from tools.compare.cli import main
 
     out = tmp_path / "cmp"
     main(_argv(corpus, out))
-    assert "MEAP vs NTP" in capfd.readouterr().out
+    first = capfd.readouterr().out
+    assert "MEAP vs NTP" in first
+    assert "== meap_seed0: passkey retrieval" in first and "== ntp_seed1: passkey attention" in first
     summary = json.loads((out / "summary.json").read_text())
     runs = {r["run"]: r for r in summary["runs"]}
     assert set(runs) == {"meap_seed0", "ntp_seed0", "meap_seed1", "ntp_seed1"}
@@ -101,7 +103,10 @@ def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path, capfd):
     # A re-run trains and evaluates nothing again: the same checkpoints and results.
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".pth", ".json") and p.name != "summary.json"}
     main(_argv(corpus, out))
-    assert capfd.readouterr().out.count("finished earlier") == 4
+    rerun = capfd.readouterr().out
+    assert rerun.count("finished earlier") == 4
+    # Nothing announced that is then skipped.
+    assert not [line for line in rerun.splitlines() if line.startswith("== ") and line.endswith(("retrieval", "attention"))]
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert json.loads((out / "summary.json").read_text())["comparison"] == summary["comparison"]
 
@@ -159,6 +164,20 @@ def test_a_folder_of_other_files_is_refused(tmp_path, capsys):
         main(["--config", str(REPO / "pretrained" / "meap_tiny.py"), "--out_dir", str(out)])
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", '{"comparison": 1}'])
+def test_a_record_that_is_no_comparison_is_named(tmp_path, content, capsys):
+    from tools.compare.cli import main
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "comparison.json").write_text(content)
+    with pytest.raises(SystemExit):
+        main(["--config", str(REPO / "pretrained" / "meap_tiny.py"), "--out_dir", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(out / "comparison.json") in lines[0] and "not a comparison record" in lines[0], lines
+    assert (out / "comparison.json").read_text() == content
 
 
 def test_hierarchical_bootstrap_matches_a_naive_loop():

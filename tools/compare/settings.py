@@ -182,10 +182,13 @@ def check_or_write_record(out_dir: Path, record: dict) -> bool:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f"{path} is not readable JSON ({err}): choose another --out_dir") from None
+        if not isinstance(old, dict) or not all(isinstance(old.get(key), dict) for key in record):
+            raise UserError(f"{path} is not a comparison record (it lacks the {' and '.join(map(repr, record))} "
+                            "settings): choose another --out_dir")
         changed = _differences(old, record)
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-            raise UserError(f"{out_dir} holds a comparison of other settings ({shown}): choose another --out_dir")
+            raise UserError(f"{path} records a comparison of other settings ({shown}): choose another --out_dir")
         return True
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"--out_dir {out_dir} is not empty and holds no {RECORD}: choose a new or empty folder")
