@@ -429,6 +429,7 @@ def prepare(
     val_prefix: str = "validation",
     parse_special_tokens: bool = False,
     progress: Optional[bool] = None,
+    encoding: str = "default",
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> Summary:
     """Prepares every C4 file under `source_path` that `destination_path/manifest.json` does not
@@ -436,6 +437,7 @@ def prepare(
 
     `parse_special_tokens` turns the tokenizer's special-token strings in text ("<s>", "</s>") into
     their ids, as upstream's prepare did; by default they are encoded as text. "[MASK]" is always text.
+    `encoding` "upstream" writes upstream's ids (`lit_gpt.prepare.token_encoding.UpstreamEncoder`).
     """
     started = time.perf_counter()
     source_path, destination = Path(source_path).expanduser(), Path(destination_path).expanduser()
@@ -461,7 +463,7 @@ def prepare(
     info = tokenizer_info(tokenizer, tokenizer_dir)
     dtype = token_dtype(info.vocab_size)
     # Built once: the workers inherit (or unpickle) it.
-    encoder = make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens=parse_special_tokens)
+    encoder = make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens=parse_special_tokens, encoding=encoding)
     settings = {
         "format": {"magic": MAGIC.decode(), "version": VERSION},
         "chunk_size": chunk_size,
@@ -473,6 +475,7 @@ def prepare(
             **info.to_dict(),
         },
         "encoding": {  # what wrote the tokens: the library, and whether each document starts with BOS
+            "name": encoding,
             "backend": encoder.library,
             "method": encoder.method,
             "bos_added": encoder.adds_bos,

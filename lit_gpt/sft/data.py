@@ -26,7 +26,7 @@ import torch
 from lit_gpt.errors import UserError
 from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
 from lit_gpt.sft.templates import Template
-from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, messages_to_turns, ntp_example, tokenize_turns
+from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, tokenize_turns, upstream_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
 ROLES = {
@@ -191,10 +191,9 @@ def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = 
     }
 
 
-def _upstream_rows(messages, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
+def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
     """Upstream's examples of one conversation: every turn's ntp example, then every turn's masked copy."""
-    system, turns = messages_to_turns(messages)
-    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer)
+    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer, settings.slow_llama)
     rows = [
         _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
         for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
@@ -212,11 +211,12 @@ def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_i
     out = {c: [] for c in COLUMNS}
     columns = list(batch)
     for index, values in zip(indices, zip(*(batch[c] for c in columns))):
-        messages = record_to_messages(dict(zip(columns, values)), source, index + 1)
-        if messages is None:
+        record = dict(zip(columns, values))
+        if upstream is not None:  # read as upstream reads it; a record giving nothing keeps one unusable row
+            dialog = upstream_turns(record, source, index + 1)
+            rows = (_upstream_rows(*dialog, tokenizer, upstream, system_prompt) if dialog else []) or [_row([], [], usable=False)]
+        elif (messages := record_to_messages(record, source, index + 1)) is None:
             rows = [_row([], [], usable=False)]
-        elif upstream is not None:
-            rows = _upstream_rows(messages, tokenizer, upstream, system_prompt) or [_row([], [], usable=False)]
         else:
             segments = template.render(messages, tokenizer.eos_token, system_prompt)
             empty = not any(m["content"].strip() for m in messages if m["role"] == "assistant")
@@ -337,11 +337,13 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
-def split_records(tokenized, percentage: float, seed: int) -> tuple[list[int], list[int]]:
+def split_records(tokenized, percentage: float, seed: int, first: bool = False) -> tuple[list[int], list[int]]:
     """(training rows, validation rows) holding out `percentage` % of the records, whole.
 
     For datasets with several rows per record (`--preset upstream`: a record's turns, then their
     masked copies); the validation side leaves the masked copies out, as it measures plain ntp.
+    The records held out are drawn at random, or with `first` the first ones, as many as upstream's
+    `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none).
     """
     turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
     record_of, records = [], -1
@@ -349,10 +351,10 @@ def split_records(tokenized, percentage: float, seed: int) -> tuple[list[int], l
         records += t == 0 and not c
         record_of.append(records)
     n_records = records + 1
-    n_eval = max(1, round(n_records * percentage / 100))
+    n_eval = round(n_records * percentage / 100) if first else max(1, round(n_records * percentage / 100))
     if n_eval >= n_records:
         raise UserError(f"--validation_split_percentage {percentage} leaves no training record out of {n_records}")
-    held_out = set(random.Random(seed).sample(range(n_records), n_eval))
+    held_out = set(range(n_eval)) if first else set(random.Random(seed).sample(range(n_records), n_eval))
     train = [i for i, r in enumerate(record_of) if r not in held_out]
     validation = [i for i, r in enumerate(record_of) if r in held_out and not copy[i]]
     return train, validation

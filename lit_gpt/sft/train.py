@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from lit_gpt.errors import UserError
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
-from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, UpstreamSettings
+from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 PRESETS = ("default", "upstream")
@@ -56,8 +56,10 @@ class DataArguments:
     train_file_dir: Optional[str] = field(default=None, metadata={"help": "Training data: every .json/.jsonl file under this folder."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data: one .json or .jsonl file."})
     validation_file_dir: Optional[str] = field(default=None, metadata={"help": "Validation data: every .json/.jsonl file under this folder."})
-    validation_split_percentage: float = field(
-        default=0.0, metadata={"help": "Without validation files: hold out this percentage of the training records."}
+    validation_split_percentage: Optional[float] = field(
+        default=None, metadata={"help": "Without validation files: hold out this percentage of the training records "
+                                        "(default 0; 1 with --preset upstream, whose first 1%% of the records upstream "
+                                        "holds out as validation and never trains on)."}
     )
     template_name: Optional[str] = field(
         default=None,
@@ -77,7 +79,7 @@ class DataArguments:
             get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
-        if not 0 <= self.validation_split_percentage < 100:
+        if self.validation_split_percentage is not None and not 0 <= self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}")
         if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
             raise UserError("give either --validation_file/--validation_file_dir or --validation_split_percentage, not both")
@@ -198,6 +200,9 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
             raise UserError(f"--preset upstream: template {data_args.template_name!r} is not one of upstream's: "
                             f"{', '.join(sorted(UPSTREAM_TEMPLATES))}")
     data_args.template_name = data_args.template_name or "vicuna"
+    if data_args.validation_split_percentage is None:  # upstream's validation_split_percentage=1
+        upstream_split = meap_args.preset == "upstream" and not (data_args.validation_file or data_args.validation_file_dir)
+        data_args.validation_split_percentage = 1.0 if upstream_split else 0.0
     # Our samples are python objects the collator reads; the Trainer must pass them through.
     training_args.remove_unused_columns = False
     return model_args, data_args, meap_args, lora_args, training_args
@@ -260,8 +265,12 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
     with training_args.main_process_first(desc="tokenizing the SFT data"):
         train_data, train_summary, eval_data, eval_summary = _prepare_data(
-            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed
+            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed,
+            model_args.tokenizer_name_or_path or model_dir,
         )
+    if eval_strategy != "no" and eval_data is None:
+        raise UserError(f"--eval_strategy {eval_strategy}: --validation_split_percentage "
+                        f"{data_args.validation_split_percentage} of the records holds out none")
     if main_process:
         print(f"train data: {train_summary}")
         if eval_summary is not None:
@@ -319,7 +328,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     return SFTResult(output_dir, train_summary, eval_summary, dict(collator.stats), list(trainer.state.log_history))
 
 
-def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed):
+def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir=None):
     from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
     def tokenize(files, max_records, masked_copies=True):
@@ -330,6 +339,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
                 max_length=meap_args.model_max_length,
                 min_answer_tokens=meap_args.min_answer_tokens,
                 masked_copies=masked_copies and meap_args.meap_mode != "ntp",
+                slow_llama=SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer) if tokenizer_dir else None,
             )
         return tokenize_files(
             files,
@@ -360,9 +370,11 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
     if eval_files:
         eval_tokenized = tokenize(eval_files, data_args.max_eval_samples, masked_copies=False)
     elif data_args.validation_split_percentage and meap_args.preset == "upstream":
-        # rows are upstream's examples (turns, copies): hold out whole records, and their copies not at all
-        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed)
-        tokenized, eval_tokenized = tokenized.select(train_rows), tokenized.select(eval_rows)
+        # rows are upstream's examples (turns, copies): hold out upstream's first records, whole, and
+        # their copies not at all (upstream's `train[:1%]` / `train[1%:]` of the records)
+        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed, first=True)
+        eval_tokenized = tokenized.select(eval_rows) if eval_rows else None
+        tokenized = tokenized.select(train_rows)
     elif data_args.validation_split_percentage:
         n_eval = max(1, round(len(tokenized) * data_args.validation_split_percentage / 100))
         if n_eval >= len(tokenized):

@@ -175,7 +175,7 @@ def test_llama_style_sentencepiece_tokenizer(tmp_path, llama_tokenizer_dir):
         assert stream.tolist() == want + [2] * (len(files) * 64 - len(want))
     manifest = json.loads((dst / "manifest.json").read_text())
     assert manifest["tokenizer"]["mask_id"] == 32000 and manifest["tokenizer"]["eos_id"] == 2
-    assert manifest["encoding"] == {"backend": "sentencepiece", "method": "word cache", "bos_added": True,
+    assert manifest["encoding"] == {"name": "default", "backend": "sentencepiece", "method": "word cache", "bos_added": True,
                                     "parse_special_tokens": False}
 
 
