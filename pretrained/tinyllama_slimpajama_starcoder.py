@@ -10,7 +10,7 @@ into one folder, each under its prefix (docs/DATA.md), e.g.:
         --val_pattern 'validation/*/*.jsonl.zst' --train_prefix slim --val_prefix validation \
         --destination_path data/slim_star_bin --tokenizer_dir tokenizer
     meap-prepare --source_path starcoderdata --train_pattern '*.parquet' --text_key content \
-        --train_prefix star --val_prefix star_validation --split train \
+        --train_prefix star --val_prefix heldout_star --split train \
         --destination_path data/slim_star_bin --tokenizer_dir tokenizer
 """
 

@@ -133,13 +133,13 @@ def manifest_lock(destination: Path):
     return FileLock(str(destination / LOCK))
 
 
-def merge_parts(destination: Path) -> tuple[int, int]:
-    """Adds the sources of every shard's part file to manifest.json; the part of a shard that has
-    finished all its files is removed once merged. Returns (sources added, parts still unfinished)."""
+def merge_parts(destination: Path) -> tuple[int, int, int]:
+    """Adds the sources of every shard's part file to manifest.json. Once every shard has finished
+    all its files, the part files are removed. Returns (sources added, shards finished, shards)."""
     with manifest_lock(destination):
         parts = sorted(destination.glob(PART_GLOB))
         manifest = load_manifest(destination)
-        added, unfinished, finished = 0, 0, []
+        added, finished, shards = 0, set(), 0
         for path in parts:
             part = _read(path)
             if manifest is None:
@@ -151,12 +151,12 @@ def merge_parts(destination: Path) -> tuple[int, int]:
                 if entry["chunk_prefix"] not in held:
                     add_entry(manifest, key, entry)
                     added += 1
-            if set(part.get("expected", [])) <= set(part["sources"]):
-                finished.append(path)
-            else:
-                unfinished += 1
+            index, shards = part["shard"]
+            if set(part["expected"]) <= set(part["sources"]):
+                finished.add(index)
         if manifest is not None and parts:
             write_manifest(destination, manifest)
-        for path in finished:
-            path.unlink()
-    return added, unfinished
+        if parts and len(finished) == shards:  # the run is complete: manifest.json alone describes it
+            for path in parts:
+                path.unlink()
+    return added, len(finished), shards

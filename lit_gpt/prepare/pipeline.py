@@ -341,10 +341,10 @@ def prepare(
         finally:
             monitor.close()
     if num_shards > 1:
-        _, unfinished = manifests.merge_parts(destination)
+        _, finished, _ = manifests.merge_parts(destination)
         log(f"shard {shard_index} of {num_shards}: " + (
-            f"{MANIFEST} holds every shard's files" if not unfinished else
-            f"{unfinished} shards not finished yet; the last one to finish completes {MANIFEST}"))
+            f"{MANIFEST} holds every shard's files" if finished == num_shards else
+            f"{num_shards - finished} shards not finished yet; the last one to finish completes {MANIFEST}"))
     summary.seconds = time.perf_counter() - started
     if failures:
         others = f" (and {len(failures) - 1} more files)" if len(failures) > 1 else ""
@@ -375,6 +375,6 @@ def merge(destination_path: Union[str, Path]) -> str:
         raise PrepareError(f"destination not found: {destination}")
     if not list(destination.glob(manifests.PART_GLOB)):
         return f"{destination}: no shard part files to merge ({MANIFEST} is complete)"
-    added, unfinished = manifests.merge_parts(destination)
+    added, finished, shards = manifests.merge_parts(destination)
     return (f"merged {added} source files into {destination / MANIFEST}"
-            + (f"; {unfinished} shards have files still to prepare" if unfinished else ""))
+            + (f"; {shards - finished} of {shards} shards have files still to prepare" if finished < shards else ""))

@@ -39,7 +39,8 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
 DEFAULT_PATTERNS = {"train": "c4-train.*", "validation": "c4-validation.*"}
 DATASET_DICT = "dataset_dict.json"  # marks a `DatasetDict.save_to_disk` folder: its subfolders are the splits
-BATCH_ROWS = 1024  # rows per Parquet / Arrow batch read
+BATCH_ROWS = 1024
+MANY_BRACKETS = 256  # above this many brackets in one line, JSON is parsed by the standard library  # rows per Parquet / Arrow batch read
 
 
 class PrepareError(UserError):
@@ -242,30 +243,30 @@ def _json_texts(path: Path, text_key: str, on_bytes) -> Iterator[tuple[int, Unio
                 position = now
             if not line.strip():
                 continue
+            # orjson (3.8 at least) crashes the process on very deep nesting; the standard parser
+            # stops such a line with a RecursionError. Lines with that many brackets are rare.
+            careful = not _STDLIB_JSON and line.count(b"[") + line.count(b"{") > MANY_BRACKETS
             try:
-                record = _json_loads(line)
+                record = json.loads(line) if careful else _json_loads(line)
             except ValueError as err:  # JSON errors and undecodable bytes
                 yield number, Skipped(f"malformed JSON ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
                 continue
             except RecursionError:  # the stdlib parser on deeply nested brackets
                 yield number, Skipped("malformed JSON (nested too deeply)")
                 continue
-            yield number, _text_of(record, text_key)
+            yield number, _text_of(record, text_key, check_unicode=_STDLIB_JSON or careful)
         on_bytes(raw.tell() - position)
 
 
-def _text_of(record, text_key: str) -> Union[str, Skipped]:
+def _text_of(record, text_key: str, check_unicode: bool) -> Union[str, Skipped]:
     if not isinstance(record, dict):
         return Skipped(f"a JSON {type(record).__name__}, not an object")
     if text_key not in record:
         return Skipped(f"no {text_key!r} field")
-    return _checked(record[text_key], text_key)
-
-
-def _checked(text, text_key: str) -> Union[str, Skipped]:
+    text = record[text_key]
     if not isinstance(text, str):
         return Skipped(f"{text_key!r} is {'null' if text is None else 'a ' + type(text).__name__}, not a string")
-    if _STDLIB_JSON and not _is_unicode(text):
+    if check_unicode and not _is_unicode(text):
         return Skipped(f"{text_key!r} holds an unpaired surrogate escape, not Unicode text")
     return text
 
