@@ -16,6 +16,9 @@ into one folder, each under its prefix (docs/DATA.md), e.g.:
 
 base = "_base.py"
 model_name = "tiny_LLaMA_1b"
+# TinyLlama's shape; its 32000-row embedding has no room for the [MASK] id (32000) every tokenizer
+# folder gets here, so the vocabulary is sized to the tokenizer (32001, padded to 32064).
+vocab_from_tokenizer = True
 mask_ratio = 0.0
 train_data_dir = "data/slim_star_bin"
 train_prefix = "slim:0.693584,star:0.306416"
