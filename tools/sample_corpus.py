@@ -397,9 +397,9 @@ def texts_from_json_files(paths: Sequence[Union[str, Path]]) -> Iterator[str]:
     from lit_gpt.prepare.pipeline import iter_records
 
     for path in paths:
-        for _, record in iter_records(Path(path)):
-            if isinstance(record, dict) and isinstance(record.get("text"), str):
-                yield record["text"]
+        for _, text in iter_records(Path(path)):
+            if type(text) is str:  # not a Skipped record
+                yield text
 
 
 HAYSTACK_CHARS = 1_000_000
