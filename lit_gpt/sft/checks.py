@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from lit_gpt.errors import UserError
@@ -31,6 +32,35 @@ def check_world_size(training_args) -> None:
         hint = " (on CPU, add --use_cpu to train with several processes)" if not _has_accelerator() else ""
         raise UserError(f"the launcher started WORLD_SIZE={launched_size} processes but the Trainer sees a world of "
                         f"{trainer_size}: each process would train alone{hint}")
+
+
+def check_masked_copies(summary, meap_args, min_share: float) -> None:
+    """Refuses a MEAP run whose training samples would mostly (or all) train plain NTP.
+
+    In concat mode the copy only gets the room the original leaves of --model_max_length, so data
+    longer than half of it gets no copy; a run launched as MEAP would then compare NTP with NTP.
+    `--meap_mode ntp` is the way to train without copies on purpose; --allow_few_masked_copies
+    accepts the shortfall, said out loud.
+    """
+    if meap_args.meap_mode == "ntp":
+        return
+    eligible, planned = summary.copy_eligible, summary.with_copy
+    if planned > 0 and planned >= min_share * eligible:
+        return
+    counts = (f"--meap_mode {meap_args.meap_mode}: {planned} of the {summary.examples} training samples will carry a "
+              f"masked copy, of {eligible} with at least --min_answer_tokens {meap_args.min_answer_tokens} answer tokens")
+    if meap_args.allow_few_masked_copies:
+        print(f"warning: {counts}; training anyway (--allow_few_masked_copies)", file=sys.stderr)
+        return
+    if eligible == 0:
+        remedies = "lower --min_answer_tokens, or use --meap_mode ntp to train without masked copies on purpose"
+    elif meap_args.meap_mode == "concat":
+        remedies = (f"a longer --model_max_length than {meap_args.model_max_length} (the paper uses 4096), "
+                    "--make_room_for_copy (cut long originals to half to fit their copy), --meap_mode separate")
+    else:
+        remedies = f"a longer --model_max_length than {meap_args.model_max_length}"
+    raise UserError(f"{counts}: the run would be mostly plain NTP; use {remedies}, or pass --allow_few_masked_copies "
+                    "to train anyway")
 
 
 def _has_accelerator() -> bool:

@@ -160,7 +160,8 @@ def test_collator_pads_and_redraws_masks():
     assert torch.equal(batch["labels"][0, 66 + masked_at], batch["input_ids"][0, masked_at])
     again = collator([features(), features(n_answer=10)])
     assert not torch.equal(again["input_ids"], batch["input_ids"])  # a new draw, new masks
-    assert collator.stats == {"samples": 4, "sequences": 4, "masked_copies": 2, "dropped": 0}
+    # samples, masked copies, masked tokens, loss tokens (60 + EOS, 6 + 10 + EOS), dropped, sequences
+    assert batch["meap_counts"].tolist() == [2, 1, 6, 78, 0, 2]
 
 
 def test_collator_modes():

@@ -344,3 +344,74 @@ def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
                           for e in errors), proc.stderr[-3000:]
     assert f'File "{REPO}' not in proc.stderr  # torchrun reports the failed ranks; no traceback of ours
     assert not out.exists()
+
+
+def long_answer_records(n=8, repeats=24):
+    """Alpaca-style records whose answers fill 512 tokens (they are cut there)."""
+    return [{"instruction": f"Tell me about the fox, part {i}.", "input": "", "output": " ".join([ANSWER] * repeats)}
+            for i in range(n)]
+
+
+def test_meap_that_would_train_ntp_is_refused(model_dir, tmp_path):
+    """The issue's case: concat, mask_ratio 0.1, min_answer_tokens 50, model_max_length 512 -> 0 copies."""
+    from lit_gpt.sft.data import select_trainable, tokenize_files
+    from lit_gpt.sft.templates import get_template
+    from transformers import AutoTokenizer
+
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps(long_answer_records()))
+    tokenized = tokenize_files([data], AutoTokenizer.from_pretrained(model_dir), get_template("vicuna"),
+                               cache_dir=str(tmp_path / "cache"))
+    assert all(550 < n < 1000 for n in tokenized["n_tokens"])  # the original alone fills 512
+    common = dict(min_answer_tokens=50, mask_ratio=0.1)
+    assert select_trainable(tokenized, max_length=512, mode="concat", **common)[1].with_copy == 0
+    assert select_trainable(tokenized, max_length=4096, mode="concat", **common)[1].with_copy == 8
+    assert select_trainable(tokenized, max_length=512, mode="separate", **common)[1].with_copy == 8
+    assert select_trainable(tokenized, max_length=512, mode="concat", make_room=True, **common)[1].with_copy == 8
+
+    def run(out, *extra):
+        return main(args(model_dir, data, tmp_path / out, "--mask_ratio", "0.1", "--min_answer_tokens", "50",
+                         "--model_max_length", "512", "--max_steps", "1", *extra))
+
+    with pytest.raises(UserError, match=r"^--meap_mode concat: 0 of the 8 training samples will carry a masked copy, "
+                                        r"of 8 with at least --min_answer_tokens 50 answer tokens: .*--model_max_length "
+                                        r"than 512.*--make_room_for_copy.*--meap_mode separate.*--allow_few_masked_copies"):
+        run("refused")
+    assert not (tmp_path / "refused").exists()
+    # each remedy gives every sample of the step its copy (4 per batch); ntp and the explicit flag train without
+    assert run("room", "--make_room_for_copy").collator_stats["masked_copies"] == 4
+    assert run("separate", "--meap_mode", "separate").collator_stats["masked_copies"] == 4
+    assert run("allowed", "--allow_few_masked_copies").collator_stats["masked_copies"] == 0
+    assert run("ntp", "--meap_mode", "ntp").collator_stats["masked_copies"] == 0
+
+
+def test_masking_counts_survive_dataloader_workers(model_dir, train_file, tmp_path, monkeypatch):
+    """The logged counts equal a count made from what the model received, with 2 DataLoader workers."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    seen = []
+    forward = LlamaForCausalLM.forward
+
+    def counting_forward(self, *a, **kw):
+        seen.append((kw["input_ids"].clone(), kw["labels"].clone()))
+        return forward(self, *a, **kw)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", counting_forward)
+    out = tmp_path / "out"
+    result = main(args(model_dir, train_file, out, "--max_steps", "4", "--logging_steps", "2",
+                       "--dataloader_num_workers", "2"))
+    mask_id = AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("[MASK]")
+    per_step = []
+    for input_ids, labels in seen:  # concat mode: one row per sample, its copy inside it
+        masked = (input_ids == mask_id) & (labels != -100)
+        per_step.append([input_ids.shape[0], int(masked.any(dim=1).sum()), int(masked.sum()), int((labels != -100).sum())])
+    assert len(per_step) == 4 and sum(s[2] for s in per_step) > 0
+    logs = [h for h in result.log_history if "meap_samples" in h]
+    assert [h["step"] for h in logs] == [2, 4]
+    for log, steps in zip(logs, (per_step[:2], per_step[2:])):
+        samples, copies, masked, loss_tokens = (sum(column) for column in zip(*steps))
+        assert (log["meap_samples"], log["meap_masked_copies"], log["meap_masked_tokens"]) == (samples, copies, masked)
+        assert log["meap_masked_share"] == pytest.approx(masked / loss_tokens)
+    totals = [sum(column) for column in zip(*per_step)]
+    counts = result.collator_stats
+    assert [counts[k] for k in ("samples", "masked_copies", "masked_tokens", "loss_tokens")] == totals
