@@ -242,6 +242,7 @@ class AttentionSettings:
     dtype: str = "float32"
     trust_remote_code: bool = False
     overwrite: bool = False
+    allow_beyond_context: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -286,8 +287,12 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     from lit_gpt.eval.prompts import build_prompts
     from lit_gpt.eval.retrieval import RetrievalSettings, _haystack, prompt_answer_ids
 
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)
+    config = model.config  # a Hugging Face config or the lit Config
+    options.check_positions(max(settings.context_lengths), getattr(config, "max_position_embeddings", None)
+                            or getattr(config, "block_size", None), settings.allow_beyond_context, "--context_lengths")
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     retrieval_like = RetrievalSettings(model_dir=settings.model_dir, task=settings.task, context_lengths=settings.context_lengths,
                                        depths=settings.depths, samples=settings.samples, haystack_file=settings.haystack_file)
     corpus, haystack = _haystack(retrieval_like)
@@ -343,6 +348,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> AttentionSettings:
     parser.add_argument("--seed", type=int, default=0, help="prompt seed (the same prompts as retrieval with this seed)")
     parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
     return AttentionSettings(**vars(parser.parse_args(argv)))
 
 
