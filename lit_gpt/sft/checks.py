@@ -88,28 +88,26 @@ def check_remote_code(folder: Path, what: str, trust_remote_code: bool) -> None:
             raise UserError(f"{what} {path}: not readable as JSON: {err}") from None
         if not isinstance(config, dict) or not config.get("auto_map"):
             continue
-        if name == "config.json" and _known_model_type(config.get("model_type")):
-            continue
-        if name == "tokenizer_config.json" and _known_tokenizer_class(config.get("tokenizer_class")):
-            continue
         classes = config["auto_map"]
         listed = ", ".join(f"{k}={v}" for k, v in classes.items()) if isinstance(classes, dict) else str(classes)
         raise UserError(f"{what} {folder}: {name} maps to custom code in that folder ({listed}); pass "
                         "--trust_remote_code to run it, only if you trust its source")
 
 
-def _known_model_type(model_type) -> bool:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+def check_model_weights(folder: Path) -> None:
+    """Opens every weight file of the model folder before transformers does, so a truncated
+    safetensors shard, or a pytorch_model.bin that is corrupt or whose pickle would call code, is
+    refused in one line naming it (transformers refuses them too, but with a traceback)."""
+    from lit_gpt.eval.models import check_safetensors_files
+    from lit_gpt.io.safe_load import load_torch_file
 
-    return isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES
-
-
-def _known_tokenizer_class(name) -> bool:
-    if not isinstance(name, str):
-        return False
-    import transformers
-
-    return hasattr(transformers, name) or hasattr(transformers, name.removesuffix("Fast"))
+    if check_safetensors_files(folder):
+        return
+    for path in sorted(folder.glob("pytorch_model*.bin")):
+        try:
+            load_torch_file(path)  # the allow-list unpickler, memory-mapped: nothing in it runs
+        except UserError as err:
+            raise UserError(f"--model_name_or_path: {err}") from None
 
 
 # What the Trainer reads with torch.load when it resumes (transformers 5 Trainer._load_*).

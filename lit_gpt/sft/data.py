@@ -128,12 +128,38 @@ def _preview(value) -> str:
     return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
+def check_utf8(path: Path, block: int = 1 << 20) -> None:
+    """Refuses a file that is not UTF-8 (e.g. Latin-1), naming its line: `datasets` would load it
+    and fail later, mid-tokenization, with a bare UnicodeDecodeError. Reads in blocks."""
+    lines, start, carry = 1, 0, b""  # start: file offset of `carry`
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(block)
+            buf = carry + data
+            try:
+                buf.decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as err:
+                if data and err.end == len(buf) and err.reason == "unexpected end of data":
+                    carry = buf[err.start:]  # a character cut by the block boundary
+                    buf = buf[: err.start]
+                else:
+                    line = lines + buf.count(b"\n", 0, err.start)
+                    raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{buf[err.start]:02x} at offset "
+                                    f"{start + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+            if not data:
+                return
+            lines += buf.count(b"\n")
+            start += len(buf)
+
+
 def find_bad_record(path: Path) -> None:
     """Reads `path` with the json module and raises the UserError of its first malformed record.
 
     `datasets` refuses a file whose records disagree on a field's type (a number here, a string
     there) without saying which record; this finds it. Returns quietly if every record is fine.
     """
+    check_utf8(path)
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -253,6 +279,7 @@ def tokenize_files(
     for path in files:
         if remaining is not None and remaining <= 0:
             break
+        check_utf8(path)
         try:
             raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache_dir)
         except Exception as err:  # datasets wraps pyarrow/json errors in several types

@@ -220,7 +220,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_remote_code
+    from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.sft.stats import MEAPTrainer, describe
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
@@ -262,6 +262,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         if eval_summary is not None:
             print(f"validation data (scored as plain next-token prediction): {eval_summary}")
 
+    check_model_weights(model_dir)
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir),
         local_files_only=True,
@@ -276,6 +277,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     if max_positions and meap_args.model_max_length > max_positions and main_process:
         print(f"warning: --model_max_length {meap_args.model_max_length} exceeds the model's "
               f"max_position_embeddings {max_positions}", file=sys.stderr)
+    align_special_tokens(model, tokenizer)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
     if lora_args.use_lora:
@@ -397,6 +399,27 @@ def resize_embeddings_with_mean(model, vocab_size: int) -> int:
         if output is not None and getattr(output, "bias", None) is not None and output.bias.shape[0] > old:
             output.bias[old:] = output.bias[:old].mean()
     return vocab_size - old
+
+
+def align_special_tokens(model, tokenizer) -> None:
+    """Writes the tokenizer's EOS/BOS/PAD ids into the model's config and generation config, as the
+    Trainer would (with a notice on every run): the saved model then generates and pads as trained.
+    The generation config keeps the stop tokens it had."""
+    configs = [model.config]
+    if getattr(model, "generation_config", None) is not None:
+        configs.append(model.generation_config)
+    for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        token_id = getattr(tokenizer, name)
+        if token_id is None:
+            continue
+        for config in configs:
+            current = getattr(config, name, None)
+            if isinstance(current, list):
+                if token_id not in current:
+                    setattr(config, name, [token_id, *current])
+            elif current != token_id:
+                keep = config is not model.config and name == "eos_token_id" and current is not None
+                setattr(config, name, [token_id, current] if keep else token_id)
 
 
 def _wrap_with_lora(model, lora_args, mask_id, gradient_checkpointing):

@@ -181,3 +181,16 @@ def test_fresh_masks_every_epoch_with_dataloader_workers():
     epochs = [next(iter(loader))["input_ids"] for _ in range(2)]
     assert not torch.equal(epochs[0], epochs[1])
     assert not torch.equal(epochs[0][0], epochs[0][1])  # nor the same mask for two samples
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 1 << 20])
+def test_utf8_check_names_the_line_whatever_the_block_size(tmp_path, block):
+    from lit_gpt.sft.data import check_utf8
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes("{\"a\": \"日本\"}\n".encode() * 3)
+    check_utf8(path, block)  # multi-byte characters across block boundaries are fine
+    path.write_bytes("{\"a\": \"日本\"}\n".encode() * 3 + "{\"a\": \"café\"}\n".encode("latin-1"))
+    offset = 3 * len("{\"a\": \"日本\"}\n".encode()) + len('{"a": "caf')
+    with pytest.raises(UserError, match=rf"d.jsonl: line 4 is not UTF-8 text \(byte 0xe9 at offset {offset}\)"):
+        check_utf8(path, block)

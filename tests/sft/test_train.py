@@ -415,3 +415,58 @@ def test_masking_counts_survive_dataloader_workers(model_dir, train_file, tmp_pa
     totals = [sum(column) for column in zip(*per_step)]
     counts = result.collator_stats
     assert [counts[k] for k in ("samples", "masked_copies", "masked_tokens", "loss_tokens")] == totals
+
+
+def test_bad_model_and_data_files_are_one_line(model_dir, train_file, tmp_path):
+    """A Latin-1 data file, a truncated model.safetensors, a malicious pytorch_model.bin, an auto_map
+    folder of a known model_type: each refused in one line naming the file, nothing written or run."""
+    import shutil
+
+    out = tmp_path / "out"
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"instruction": "x", "output": "y"}\n{"instruction": "caf\xe9", "output": "ok"}\n')
+    with pytest.raises(UserError, match=r"latin.jsonl: line 2 is not UTF-8 text \(byte 0xe9 at offset 56\)"):
+        main(args(model_dir, latin, out))
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(model_dir, truncated)
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(UserError, match=r"truncated/model.safetensors is not a readable safetensors file"):
+        main(args(truncated, train_file, out))
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(model_dir, pickled)
+    (pickled / "model.safetensors").unlink()
+    marker = tmp_path / "payload_ran"
+    torch.save(malicious_pickle(marker), pickled / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"^--model_name_or_path: .*pickled/pytorch_model.bin was not loaded: it calls for"):
+        main(args(pickled, train_file, out))
+    assert not marker.exists()
+
+    mapped = tmp_path / "mapped"
+    shutil.copytree(model_dir, mapped)
+    config = json.loads((mapped / "config.json").read_text())
+    assert config["model_type"] == "llama"
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
+    (mapped / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"mapped: config.json maps to custom code in that folder.*--trust_remote_code"):
+        main(args(mapped, train_file, out))
+    assert not out.exists()
+
+
+def test_no_special_token_notice_nor_deprecated_flag_warning(model_dir, train_file, tmp_path, capfd):
+    """The README's command (--activation_checkpointing) on a model whose config names another PAD id:
+    the ids are aligned before the Trainer (no notice), and the saved config carries the tokenizer's."""
+    import shutil
+
+    folder = tmp_path / "other_pad"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": 0}))
+    out = tmp_path / "out"
+    main(args(folder, train_file, out, "--max_steps", "1", "--activation_checkpointing"))
+    err = capfd.readouterr().err
+    assert "PAD/BOS/EOS" not in err and "FutureWarning" not in err, err
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["pad_token_id"], saved["bos_token_id"], saved["eos_token_id"]) == (3, 1, 2)
