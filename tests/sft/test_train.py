@@ -319,8 +319,11 @@ def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
     data = tmp_path / "alpaca.json"
     data.write_text(json.dumps([r for r in RECORDS if "instruction" in r] * 2))
     out = tmp_path / "out"
-    proc = run_launcher(model_dir, data, out, 1, "--use_cpu")
+    # short answers and 256 positions would leave no masked copy (refused): copies from 10 answer
+    # tokens, and room for original + copy
+    proc = run_launcher(model_dir, data, out, 1, "--use_cpu", "--min_answer_tokens", "10", "--model_max_length", "512")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "masked copies" in proc.stdout and " 0 masked copies" not in proc.stdout.splitlines()[-2], proc.stdout[-2000:]
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     tokenizer = AutoTokenizer.from_pretrained(out)
