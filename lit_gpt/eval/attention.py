@@ -237,6 +237,7 @@ class AttentionSettings:
     dtype: str = "float32"
     trust_remote_code: bool = False
     overwrite: bool = False
+    allow_beyond_context: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -282,8 +283,12 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     from lit_gpt.eval.haystack import task_haystack
     from lit_gpt.eval.retrieval import prompt_answer_ids
 
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)
+    config = model.config  # a Hugging Face config or the lit Config
+    options.check_positions(max(settings.context_lengths), getattr(config, "max_position_embeddings", None)
+                            or getattr(config, "block_size", None), settings.allow_beyond_context, "--context_lengths")
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
     prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
                             settings.seed, corpus)
@@ -337,6 +342,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument("--seed", type=int, default=0, help="prompt seed (the same prompts as retrieval with this seed)")
     parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
     return AttentionSettings(**vars(parser.parse_args(argv)))
 
 

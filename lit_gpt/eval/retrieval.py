@@ -55,6 +55,7 @@ class RetrievalSettings:
     dtype: str = "auto"
     trust_remote_code: bool = False
     overwrite: bool = False
+    allow_beyond_context: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -207,14 +208,9 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
         dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code,
     )
+    options.check_positions(max(settings.context_lengths) + settings.max_new_tokens, loaded.max_positions,
+                            settings.allow_beyond_context, "--context_lengths (longest prompt + answer)")
     out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
-    longest = max(settings.context_lengths) + settings.max_new_tokens
-    if loaded.max_positions and longest > loaded.max_positions:
-        print(
-            f"warning: {longest} tokens (longest prompt + answer) exceed the model's "
-            f"max_position_embeddings {loaded.max_positions}",
-            file=sys.stderr,
-        )
 
     start = time.perf_counter()
     prompts = build_prompts(
@@ -290,6 +286,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument("--metric", choices=list(METRICS), default=None, help="default: substring, best_subspan_em for kv")
     parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
     return RetrievalSettings(**vars(parser.parse_args(argv)))
 
 

@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 from lit_gpt.errors import UserError
 
-COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s")
+COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s",
+           "mask_fraction")
 
 # Dense bf16 tensor-core peak of one device, TFLOP/s (vendor data sheets). Matched by substring of
 # torch.cuda.get_device_name(), first match wins, so the more specific names come first.

@@ -452,7 +452,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
                     "step": step, "tokens": tokens_at(step), "loss": loss, "lr": lr,
                     "grad_norm": float(result.grad_norm.item()) if result.grad_norm is not None else None,
                     "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
-                    "elapsed_s": round(time.perf_counter() - started, 3),
+                    "elapsed_s": round(time.perf_counter() - started, 3), "mask_fraction": train.mask_fraction(step),
                 }
                 if rank_zero:
                     log.log(row)

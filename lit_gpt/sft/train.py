@@ -19,6 +19,7 @@ from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+MIN_COPY_SHARE = 0.9  # of the samples eligible by answer length; fewer copies is refused unless allowed
 PRESETS = ("default", "upstream")
 
 
@@ -106,6 +107,16 @@ class MEAPArguments:
                   "i.e. more than 50, with --preset upstream)."},
     )
     model_max_length: int = field(default=4096, metadata={"help": "Longest training sequence (original + copy in concat mode)."})
+    make_room_for_copy: bool = field(
+        default=False,
+        metadata={"help": "concat: a sample too long for original + copy is cut to half of --model_max_length and "
+                  "followed by its masked copy (the paper's layout kept; the original loses its end)."},
+    )
+    allow_few_masked_copies: bool = field(
+        default=False,
+        metadata={"help": f"Train although fewer than {MIN_COPY_SHARE:.0%} of the samples long enough for a masked "
+                  "copy will carry one (they would train plain NTP)."},
+    )
     pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
 
     def __post_init__(self):
@@ -126,6 +137,8 @@ class MEAPArguments:
             raise UserError(f"--min_answer_tokens must be >= 0, got {self.min_answer_tokens}")
         if self.model_max_length < 2:
             raise UserError(f"--model_max_length must be >= 2, got {self.model_max_length}")
+        if self.make_room_for_copy and self.meap_mode != "concat":
+            raise UserError(f"--make_room_for_copy applies to --meap_mode concat, not {self.meap_mode}")
 
 
 @dataclass
@@ -230,10 +243,11 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
 
 def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult:
     import torch
-    from transformers import AutoModelForCausalLM, Trainer
+    from transformers import AutoModelForCausalLM
 
-    from lit_gpt.sft.checks import check_checkpoint_files, check_remote_code
+    from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
+    from lit_gpt.sft.stats import MEAPTrainer, describe
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
     output_dir = Path(training_args.output_dir)
@@ -271,11 +285,13 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     if eval_strategy != "no" and eval_data is None:
         raise UserError(f"--eval_strategy {eval_strategy}: --validation_split_percentage "
                         f"{data_args.validation_split_percentage} of the records holds out none")
+    check_masked_copies(train_summary, meap_args, MIN_COPY_SHARE)
     if main_process:
         print(f"train data: {train_summary}")
         if eval_summary is not None:
-            print(f"validation data: {eval_summary}")
+            print(f"validation data (scored as plain next-token prediction): {eval_summary}")
 
+    check_model_weights(model_dir)
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir),
         local_files_only=True,
@@ -290,6 +306,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     if max_positions and meap_args.model_max_length > max_positions and main_process:
         print(f"warning: --model_max_length {meap_args.model_max_length} exceeds the model's "
               f"max_position_embeddings {max_positions}", file=sys.stderr)
+    align_special_tokens(model, tokenizer)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
     if lora_args.use_lora:
@@ -306,8 +323,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         seed=training_args.seed,
         pad_to_multiple_of=meap_args.pad_to_multiple_of,
         preset=meap_args.preset,
+        make_room=meap_args.make_room_for_copy,
     )
-    trainer = Trainer(
+    trainer = MEAPTrainer(
         model=model,
         args=training_args,
         train_dataset=SFTDataset(train_data),
@@ -319,13 +337,11 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
     trainer.train(resume_from_checkpoint=resume)
     _save(trainer, tokenizer, output_dir, lora_args, training_args)
+    counts = trainer.finish_counts()
     if main_process:
-        stats = collator.stats
-        print(f"collator: {stats['samples']} samples drawn (training and validation) -> {stats['sequences']} "
-              f"sequences, {stats['masked_copies']} with a masked copy, {stats['dropped']} dropped "
-              "(counted in this process; DataLoader workers keep their own counts)")
+        print(f"trained on: {describe(counts)} (all processes and DataLoader workers)")
         print(f"saved the model and the tokenizer (with [MASK] = id {info.mask_id}) to {output_dir}")
-    return SFTResult(output_dir, train_summary, eval_summary, dict(collator.stats), list(trainer.state.log_history))
+    return SFTResult(output_dir, train_summary, eval_summary, counts, list(trainer.state.log_history))
 
 
 def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir=None):
@@ -355,7 +371,9 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
 
     def trainable(tokenized, what, files):
         data, summary = select_trainable(
-            tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens
+            tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens,
+            mode=meap_args.meap_mode if what == "training" else "ntp", mask_ratio=meap_args.mask_ratio,
+            make_room=meap_args.make_room_for_copy, upstream=meap_args.preset == "upstream",
         )
         if len(data) == 0:
             raise UserError(f"no usable {what} example: {summary}")
@@ -413,6 +431,27 @@ def resize_embeddings_with_mean(model, vocab_size: int) -> int:
         if output is not None and getattr(output, "bias", None) is not None and output.bias.shape[0] > old:
             output.bias[old:] = output.bias[:old].mean()
     return vocab_size - old
+
+
+def align_special_tokens(model, tokenizer) -> None:
+    """Writes the tokenizer's EOS/BOS/PAD ids into the model's config and generation config, as the
+    Trainer would (with a notice on every run): the saved model then generates and pads as trained.
+    The generation config keeps the stop tokens it had."""
+    configs = [model.config]
+    if getattr(model, "generation_config", None) is not None:
+        configs.append(model.generation_config)
+    for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        token_id = getattr(tokenizer, name)
+        if token_id is None:
+            continue
+        for config in configs:
+            current = getattr(config, name, None)
+            if isinstance(current, list):
+                if token_id not in current:
+                    setattr(config, name, [token_id, *current])
+            elif current != token_id:
+                keep = config is not model.config and name == "eos_token_id" and current is not None
+                setattr(config, name, [token_id, current] if keep else token_id)
 
 
 def _wrap_with_lora(model, lora_args, mask_id, gradient_checkpointing):

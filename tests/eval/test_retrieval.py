@@ -157,6 +157,15 @@ def test_bad_input_is_one_line(model_dir, tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_lengths_beyond_the_models_positions_are_refused_before_any_work(model_dir, tmp_path):
+    proc = run_cli("--model_dir", model_dir, "--task", "passkey", "--context_lengths", "100000",
+                   "--out_dir", tmp_path / "out", cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "tokens exceed the model's 1024 positions; use shorter lengths, or pass --allow_beyond_context" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_earlier_results_are_not_overwritten(model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -70,7 +70,7 @@ def test_tiny_run_learns_and_writes_metrics_and_checkpoints(data, tmp_path):
 
     rows = read_metrics(out)
     assert list(rows[0]) == ["step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss",
-                             "val_ppl", "elapsed_s"]
+                             "val_ppl", "elapsed_s", "mask_fraction"]
     train = [r for r in rows if r["loss"]]
     assert [int(r["step"]) for r in train] == list(range(1, 25))
     assert all(int(r["tokens"]) == int(r["step"]) * 8 * BLOCK for r in rows)
@@ -150,6 +150,12 @@ def test_upstream_mask_scheme_reaches_the_trainer(data, tmp_path, monkeypatch):
     monkeypatch.setattr(TrainBatches, "micro_batch", spy)
     run(data, tmp_path / "out", mask_scheme="upstream", mask_ratio=0.25, max_steps=2, eval_iters=0)
     mask_id = 48  # appended after the tiny tokenizer's 48 tokens
+    # metrics.csv's realised mask fraction of each step against a count of the batches the trainer read
+    logged = {int(r["step"]): float(r["mask_fraction"]) for r in read_metrics(tmp_path / "out") if r["loss"]}
+    for step in (0, 1):
+        inputs = [x for s, x in seen if s == step]
+        assert logged[step + 1] == pytest.approx(sum(int((x == mask_id).sum()) for x in inputs) / sum(x.numel() for x in inputs))
+    assert 0.2 < logged[1] <= 0.25
     saved = random.getstate()
     try:
         for step, inputs in seen:

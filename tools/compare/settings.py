@@ -69,7 +69,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="meap_vs_ntp.py",
         description="Train MEAP and NTP arms per seed with the same data order and schedule, evaluate both on the "
-        "same prompts, and report MEAP - NTP with 95 % bootstrap intervals. Every other --key value is a "
+        "same prompts, and report MEAP - NTP with 95 % intervals (a verdict needs 3 seeds). Every other --key value is a "
         "pretraining override (see MEAP-Pretrain/pretrain.py --config RECIPE --help).",
         allow_abbrev=False,
     )
