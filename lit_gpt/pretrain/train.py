@@ -117,6 +117,24 @@ def _check_out_dir(out_dir: Path) -> None:
         raise UserError(f"--out_dir {out_dir} is not a directory")
 
 
+def check_launcher(num_nodes: int, world_size: int, env=None) -> None:
+    """Refuses --num_nodes N > 1 when nothing starts the other nodes' processes (it would wait at the
+    rendezvous for ever): a SLURM job step, torchrun, or MASTER_ADDR and NODE_RANK set on each node."""
+    import os
+
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" in env and int(env.get("WORLD_SIZE", world_size)) != world_size:
+        raise UserError(f"--num_nodes {num_nodes} x --devices: {world_size} processes, but the launcher started "
+                        f"{env['WORLD_SIZE']} (WORLD_SIZE)")
+    if num_nodes == 1:
+        return
+    if not ("SLURM_NTASKS" in env or "TORCHELASTIC_RUN_ID" in env or ("MASTER_ADDR" in env and "NODE_RANK" in env)):
+        raise UserError(
+            f"--num_nodes {num_nodes}: no launcher starts the other nodes; run it in a SLURM job step (srun, "
+            "scripts/slurm_pretrain.sbatch), with torchrun, or on each node with MASTER_ADDR, MASTER_PORT and NODE_RANK set"
+        )
+
+
 def plan_run(args: PretrainArgs) -> RunPlan:
     """Checks every input (settings, tokenizer, data, out_dir, resume) and resolves the run.
 
@@ -126,6 +144,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     check_logger_available(args.logger)
     accelerator, devices, precision = _resolve_hardware(args)
     world_size = devices * args.num_nodes
+    check_launcher(args.num_nodes, world_size)
     grad_accum = check_batch_layout(args, world_size)
     _check_fsdp_settings(args, accelerator, world_size, precision)
 

@@ -340,3 +340,30 @@ def test_meta_device_init_equals_the_unsharded_model_bitwise(mesh_shape, checkpo
     assert sorted(got) == sorted(expected)
     for key, value in expected.items():
         assert torch.equal(got[key], value), key
+
+
+@pytest.mark.slow
+def test_hybrid_shard_on_two_simulated_nodes_matches_one_process_and_resumes_on_one(data, single, tmp_path):
+    """HYBRID_SHARD over 2 nodes x 2 processes, the nodes simulated on this machine (two torchrun
+    launchers with node ranks 0 and 1, 4 gloo processes; the 2x2 mesh replicates across the nodes and
+    shards within each) trains what one process trains; its checkpoint resumes on one process."""
+    import socket
+
+    out = tmp_path / "hsdp"
+    settings = tiny_settings(*data, out, **{**SETTINGS, "devices": 2, "num_nodes": 2,
+                                            "strategy": "fsdp", "fsdp_sharding": "HYBRID_SHARD", "stop_step": 4})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                               "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                               str(REPO / "MEAP-Pretrain" / "pretrain.py"), *to_argv(settings)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+    results = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, stderr) in zip(nodes, results):
+        assert node.returncode == 0, stderr[-3000:]
+    expected = floats(train_losses(single))
+    assert_close(floats(train_losses(out)), expected, range(1, 5), rel=1e-5)
+    assert run_here(data, out, resume="auto") == 0  # 4 -> 1 process
+    assert_close(floats(train_losses(out)), expected, range(1, 9), rel=1e-5)

@@ -700,3 +700,13 @@ def test_usr1_or_a_first_ctrl_c_saves_and_stops_a_running_trainer(sig, data, tmp
     step = int(saved[0].stem.split("-")[1])
     assert max(train_losses(out)) == step  # nothing logged after the saved step
     assert run(data, out, max_steps=step + 2, resume="auto") == 0
+
+
+def test_num_nodes_without_a_launcher_is_refused_before_the_rendezvous(data, tmp_path, monkeypatch, capsys):
+    for name in ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, tmp_path / "out", num_nodes=2)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--num_nodes 2" in err and "MASTER_ADDR" in err, err
