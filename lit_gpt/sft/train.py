@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -80,8 +80,6 @@ class DataArguments:
             get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
-        if self.validation_split_percentage is not None and not 0 <= self.validation_split_percentage < 100:
-            raise UserError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}")
         if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
             raise UserError("give either --validation_file/--validation_file_dir or --validation_split_percentage, not both")
 
@@ -114,7 +112,7 @@ class MEAPArguments:
     )
     allow_few_masked_copies: bool = field(
         default=False,
-        metadata={"help": f"Train although fewer than {MIN_COPY_SHARE:.0%} of the samples long enough for a masked "
+        metadata={"help": f"Train although fewer than {MIN_COPY_SHARE:.0%}% of the samples long enough for a masked "
                   "copy will carry one (they would train plain NTP)."},
     )
     pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
@@ -131,12 +129,6 @@ class MEAPArguments:
             raise UserError("--preset upstream makes its masked copies separate examples: use --meap_mode separate or ntp")
         if self.meap_mode not in MEAP_MODES:
             raise UserError(f"--meap_mode {self.meap_mode!r}: choose one of {', '.join(MEAP_MODES)}")
-        if not 0 <= self.mask_ratio <= 1:
-            raise UserError(f"--mask_ratio must be in [0, 1], got {self.mask_ratio}")
-        if self.min_answer_tokens < 0:
-            raise UserError(f"--min_answer_tokens must be >= 0, got {self.min_answer_tokens}")
-        if self.model_max_length < 2:
-            raise UserError(f"--model_max_length must be >= 2, got {self.model_max_length}")
         if self.make_room_for_copy and self.meap_mode != "concat":
             raise UserError(f"--make_room_for_copy applies to --meap_mode concat, not {self.meap_mode}")
 
@@ -155,23 +147,25 @@ class LoraArguments:
     )
 
 
-# Numbers transformers takes without a check and fails on later (a division by zero, a rank-0
-# adapter, a NaN loss scale): (owner, field, bounds) checked by the settings layer's one rule.
-_NUMBERS = [("lora", "lora_r", {"ge": 1}), ("lora", "lora_alpha", {"gt": 0}), ("lora", "lora_dropout", {"ge": 0, "lt": 1}),
-            ("training", "per_device_train_batch_size", {"ge": 1}), ("training", "per_device_eval_batch_size", {"ge": 1}),
-            ("training", "gradient_accumulation_steps", {"ge": 1}), ("training", "learning_rate", {"ge": 0}),
-            ("training", "weight_decay", {"ge": 0}), ("training", "max_grad_norm", {"ge": 0}),
-            ("training", "num_train_epochs", {"gt": 0}), ("training", "warmup_ratio", {"ge": 0, "le": 1})]
+# Every number's range, checked by the settings layer's one rule (`check_value`: one line naming the
+# option, NaN refused) before anything loads; transformers takes its own without a check and fails
+# later (a division by zero, a rank-0 adapter, a NaN loss scale). LoRA's only count with --use_lora.
+_NUMBERS = {"data": {"validation_split_percentage": {"ge": 0, "lt": 100}},
+            "meap": {"mask_ratio": {"ge": 0, "le": 1}, "min_answer_tokens": {"ge": 0}, "model_max_length": {"ge": 2}},
+            "lora": {"lora_r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1}},
+            "training": {"per_device_train_batch_size": {"ge": 1}, "per_device_eval_batch_size": {"ge": 1},
+                         "gradient_accumulation_steps": {"ge": 1}, "learning_rate": {"ge": 0}, "weight_decay": {"ge": 0},
+                         "max_grad_norm": {"ge": 0}, "num_train_epochs": {"gt": 0}, "warmup_ratio": {"ge": 0, "le": 1}}}
 
 
-def _check_numbers(lora_args, training_args) -> None:
+def _check_numbers(**owners) -> None:
     from lit_gpt.cli import check_value
 
-    owners = {"lora": lora_args, "training": training_args}
-    for owner, name, bounds in _NUMBERS:
-        value = getattr(owners[owner], name, None)
-        if value is not None and (owner != "lora" or lora_args.use_lora):
-            check_value(name, value, float if isinstance(value, float) else int, bounds)
+    for owner, numbers in _NUMBERS.items():
+        for name, bounds in numbers.items():
+            value = getattr(owners[owner], name, None)
+            if value is not None and (owner != "lora" or owners["lora"].use_lora):
+                check_value(name, value, float if isinstance(value, float) else int, bounds)
 
 
 @dataclass
@@ -183,7 +177,24 @@ class SFTResult:
     log_history: list
 
 
-def parse_arguments(argv: Optional[Sequence[str]] = None):
+def own_help(prog: str) -> str:
+    """`--help`: SFT's own options, one entry each; the Trainer's hundreds are behind --help_trainer."""
+    import textwrap
+
+    lines = [f"usage: {prog} --model_name_or_path DIR --train_file FILE --output_dir OUT [options] [Trainer options]",
+             "", __doc__.split("\n\n")[0]]
+    for title, cls in (("model", ModelArguments), ("data", DataArguments), ("MEAP", MEAPArguments), ("LoRA", LoraArguments)):
+        lines += ["", f"{title}:"]
+        for f in fields(cls):
+            default = f" (default: {f.default})" if f.default not in (None, False, MISSING) else ""
+            lines += textwrap.wrap(f.metadata["help"].replace("%%", "%") + default, 110,
+                                   initial_indent=f"  --{f.name:<28}", subsequent_indent=" " * 32)
+    return "\n".join(lines + ["", "Trainer: every transformers TrainingArguments option passes through (--output_dir,",
+                               "required; --num_train_epochs, --learning_rate, --bf16, --deepspeed, --fsdp, ...);",
+                               f"`{prog} --help_trainer` lists them."])
+
+
+def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     """(ModelArguments, DataArguments, MEAPArguments, LoraArguments, TrainingArguments) from the command line."""
     from transformers import HfArgumentParser, TrainingArguments
 
@@ -192,6 +203,13 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
             raise UserError(message)
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or Path(sys.argv[0]).name
+    if "--help_trainer" in argv:
+        Parser(TrainingArguments, prog=prog).print_help()
+        raise SystemExit(0)
+    if {"-h", "--help"} & set(argv):
+        print(own_help(prog))
+        raise SystemExit(0)
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--output_dir", "--output-dir")
     if probe.parse_known_args(argv)[0].output_dir is None and not {"-h", "--help"} & set(argv):
@@ -204,7 +222,7 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
     if remaining:
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
-    _check_numbers(lora_args, training_args)
+    _check_numbers(data=data_args, meap=meap_args, lora=lora_args, training=training_args)
     if model_args.model_name_or_path is None:
         raise UserError("--model_name_or_path is required")
     if meap_args.preset == "upstream":
