@@ -18,6 +18,11 @@ from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
+def opt(default, help: str):
+    """A field with its `--help` (HfArgumentParser reads it from the metadata)."""
+    return field(default=default, metadata={"help": help})
+
+
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MIN_COPY_SHARE = 0.9  # of the samples eligible by answer length; fewer copies is refused unless allowed
 PRESETS = ("default", "upstream")
@@ -25,26 +30,14 @@ PRESETS = ("default", "upstream")
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."}
-    )
-    tokenizer_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Local tokenizer folder; defaults to the model folder."}
-    )
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run Python code shipped inside the model folder (off unless asked)."}
-    )
-    torch_dtype: str = field(
-        default="float32",
-        metadata={
-            "help": "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 autocast; "
-            "bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the checkpoint's dtype. "
-            f"One of {', '.join(DTYPES)}."
-        },
-    )
-    attn_implementation: Optional[str] = field(
-        default=None, metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2, ... (default: transformers' choice)."}
-    )
+    model_name_or_path: Optional[str] = opt(None, "Local folder of the Hugging Face causal LM to fine-tune (required).")
+    tokenizer_name_or_path: Optional[str] = opt(None, "Local tokenizer folder; defaults to the model folder.")
+    trust_remote_code: bool = opt(False, "Run Python code shipped inside the model folder (off unless asked).")
+    torch_dtype: str = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
+                           "autocast; bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the "
+                           f"checkpoint's dtype. One of {', '.join(DTYPES)}.")
+    attn_implementation: Optional[str] = opt(None, "Attention kernel: sdpa, eager, flash_attention_2, ... "
+                                             "(default: transformers' choice).")
 
     def __post_init__(self):
         if self.torch_dtype not in DTYPES:
@@ -53,27 +46,21 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: one .json or .jsonl file."})
-    train_file_dir: Optional[str] = field(default=None, metadata={"help": "Training data: every .json/.jsonl file under this folder."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data: one .json or .jsonl file."})
-    validation_file_dir: Optional[str] = field(default=None, metadata={"help": "Validation data: every .json/.jsonl file under this folder."})
-    validation_split_percentage: Optional[float] = field(
-        default=None, metadata={"help": "Without validation files: hold out this percentage of the training records "
-                                        "(default 0; 1 with --preset upstream, whose first 1%% of the records upstream "
-                                        "holds out as validation and never trains on)."}
-    )
-    template_name: Optional[str] = field(
-        default=None,
-        metadata={"help": f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream)."},
-    )
-    system_prompt: Optional[str] = field(
-        default=None, metadata={"help": "System prompt for records without one (default: the template's)."}
-    )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training records."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation records."})
-    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches the tokenized data."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the cache."})
+    train_file: Optional[str] = opt(None, "Training data: one .json or .jsonl file.")
+    train_file_dir: Optional[str] = opt(None, "Training data: every .json/.jsonl file under this folder.")
+    validation_file: Optional[str] = opt(None, "Validation data: one .json or .jsonl file.")
+    validation_file_dir: Optional[str] = opt(None, "Validation data: every .json/.jsonl file under this folder.")
+    validation_split_percentage: Optional[float] = opt(
+        None, "Without validation files: hold out this percentage of the training records (default 0; 1 with "
+        "--preset upstream, whose first 1%% of the records upstream holds out as validation and never trains on).")
+    template_name: Optional[str] = opt(
+        None, f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream).")
+    system_prompt: Optional[str] = opt(None, "System prompt for records without one (default: the template's).")
+    max_train_samples: Optional[int] = opt(None, "Use only the first N training records.")
+    max_eval_samples: Optional[int] = opt(None, "Use only the first N validation records.")
+    preprocessing_num_workers: Optional[int] = opt(None, "Processes for tokenization.")
+    cache_dir: Optional[str] = opt(None, "Where `datasets` caches the tokenized data.")
+    overwrite_cache: bool = opt(False, "Tokenize again instead of reusing the cache.")
 
     def __post_init__(self):
         if self.template_name is not None:
@@ -86,36 +73,22 @@ class DataArguments:
 
 @dataclass
 class MEAPArguments:
-    preset: str = field(
-        default="default",
-        metadata={"help": "default: this project's examples; upstream: the upstream MEAP-SFT code's examples token for "
-                  "token (one example per turn without history, masked copies as examples of their own, its "
-                  "llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + "."},
-    )
-    meap_mode: Optional[str] = field(
-        default=None,
-        metadata={"help": "concat: masked copy appended to each sample (the paper, default); separate: masked copy as "
-                  "its own sequence (the upstream code; the only MEAP mode of --preset upstream); ntp: plain "
-                  "next-token prediction."},
-    )
-    mask_ratio: float = field(default=0.1, metadata={"help": "Fraction of answer tokens masked in the copy."})
-    min_answer_tokens: Optional[int] = field(
-        default=None,
-        metadata={"help": f"Answers shorter than this get no masked copy (default 50; {UPSTREAM_MIN_ANSWER_TOKENS}, "
-                  "i.e. more than 50, with --preset upstream)."},
-    )
-    model_max_length: int = field(default=4096, metadata={"help": "Longest training sequence (original + copy in concat mode)."})
-    make_room_for_copy: bool = field(
-        default=False,
-        metadata={"help": "concat: a sample too long for original + copy is cut to half of --model_max_length and "
-                  "followed by its masked copy (the paper's layout kept; the original loses its end)."},
-    )
-    allow_few_masked_copies: bool = field(
-        default=False,
-        metadata={"help": f"Train although fewer than {MIN_COPY_SHARE:.0%}% of the samples long enough for a masked "
-                  "copy will carry one (they would train plain NTP)."},
-    )
-    pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
+    preset: str = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
+                      "examples token for token (one example per turn without history, masked copies as examples of "
+                      "their own, its llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + ".")
+    meap_mode: Optional[str] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
+                                   "masked copy as its own sequence (the upstream code; the only MEAP mode of --preset "
+                                   "upstream); ntp: plain next-token prediction.")
+    mask_ratio: float = opt(0.1, "Fraction of answer tokens masked in the copy.")
+    min_answer_tokens: Optional[int] = opt(None, "Answers shorter than this get no masked copy (default 50; "
+                                           f"{UPSTREAM_MIN_ANSWER_TOKENS}, i.e. more than 50, with --preset upstream).")
+    model_max_length: int = opt(4096, "Longest training sequence (original + copy in concat mode).")
+    make_room_for_copy: bool = opt(False, "concat: a sample too long for original + copy is cut to half of "
+                                   "--model_max_length and followed by its masked copy (the paper's layout kept; the "
+                                   "original loses its end).")
+    allow_few_masked_copies: bool = opt(False, f"Train although fewer than {MIN_COPY_SHARE:.0%}% of the samples long "
+                                        "enough for a masked copy will carry one (they would train plain NTP).")
+    pad_to_multiple_of: Optional[int] = opt(None, "Pad batches to a multiple of this length.")
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -135,16 +108,13 @@ class MEAPArguments:
 
 @dataclass
 class LoraArguments:
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (needs `pip install peft`)."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear (every linear but the head)."}
-    )
-    lora_merge: bool = field(
-        default=True, metadata={"help": "Also save the merged full model in output_dir (the adapter goes to output_dir/adapter)."}
-    )
+    use_lora: bool = opt(False, "Train LoRA adapters (needs `pip install peft`).")
+    lora_r: int = opt(8, "LoRA rank.")
+    lora_alpha: float = opt(16.0, "LoRA scaling alpha.")
+    lora_dropout: float = opt(0.05, "Dropout on the LoRA input.")
+    lora_target_modules: str = opt("all-linear", "Comma-separated module names, or all-linear (every linear but "
+                                   "the head).")
+    lora_merge: bool = opt(True, "Also save the merged full model in output_dir (the adapter goes to output_dir/adapter).")
 
 
 # Every number's range, checked by the settings layer's one rule (`check_value`: one line naming the
