@@ -251,11 +251,6 @@ def ntp_example(source_ids: Sequence[int], target_ids: Sequence[int], *, eos_tok
     return {"input_ids": input_ids, "labels": labels[:max_length]}
 
 
-def has_labels(source_ids: Sequence[int], max_length: int) -> bool:
-    """Whether the ntp example keeps a labeled token (upstream filters out those that do not)."""
-    return len(source_ids) < max_length
-
-
 def can_mask(source_ids: Sequence[int], target_ids: Sequence[int], *, max_length: int, min_answer_tokens: int) -> bool:
     """Whether upstream makes a masked copy of this turn (and would not crash on an empty range)."""
     return len(target_ids) >= min_answer_tokens and len(source_ids) < min(len(source_ids) + len(target_ids), max_length - 1)
