@@ -25,15 +25,8 @@ def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
 
 
 @torch.inference_mode()
-def greedy_generate(
-    model,
-    tokenizer,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    batch_size: int = 8,
-    desc: str = "decoding",
-    progress: Optional[bool] = None,
-) -> list[str]:
+def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int = 8,
+                    desc: str = "decoding", progress: Optional[bool] = None) -> list[str]:
     """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order.
 
     Prompts are sorted by length so a batch holds similar lengths, and left-padded so that every
@@ -78,15 +71,8 @@ def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], ans
 
 
 @torch.inference_mode()
-def answer_logprobs(
-    model,
-    prompts: Sequence[Sequence[int]],
-    answers: Sequence[Sequence[int]],
-    pad_id: int,
-    batch_size: int = 8,
-    desc: str = "scoring",
-    progress: Optional[bool] = None,
-) -> list[float]:
+def answer_logprobs(model, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], pad_id: int,
+                    batch_size: int = 8, desc: str = "scoring", progress: Optional[bool] = None) -> list[float]:
     """Mean log-probability of each answer's tokens given its prompt, teacher-forced.
 
     One forward pass over prompt + answer per row; the answer's token j is scored by the logits
