@@ -249,20 +249,12 @@ class BatchEncoder:
 
 class UpstreamEncoder(BatchEncoder):
     """Upstream's prepare encoding: `AutoTokenizer.from_pretrained(dir, legacy=False)`, then per
-    document `encode(text) + [eos]` (BOS as the folder's config says; add_eos_token is honoured).
+    document `encode(text) + [eos]` (how these ids differ from the library's: docs/UPSTREAM.md).
 
-    It differs from the sentencepiece library's ids (the default for a tokenizer.model) in two
-    ways: a text starting with spaces gets no extra "▁" (Metaspace prepends one only when the text
-    does not start with one: '   This' -> ▁▁ ▁This, not ▁▁▁ ▁This), and with legacy=False no "▁"
-    follows a special token written in the text ('<s>start' -> <s> start, not <s> ▁start).
-
-    With `parse_special_tokens` (upstream's behaviour, the default of `--encoding upstream`) the ids
-    are those of `tokenizer(text)`, through the Rust tokenizer's batch call on whole documents where
-    it equals that call on the probe texts: the word cache would prefix each text between special
-    tokens with "▁", which legacy=False does not. Without it, special-token strings stay text
-    (`tokenizer(text, split_special_tokens=True)`), through the word cache where its proof holds
-    for this tokenizer's structure (`BatchEncoder`). "[MASK]" is text either way: upstream's folder
-    had no such token, and a folder that has one is refused with `parse_special_tokens`.
+    With `parse_special_tokens` (upstream's behaviour) the ids are those of `tokenizer(text)`,
+    through the Rust batch call where it agrees on the probe texts; the word cache is not used,
+    as it would put a "▁" after each special token, which legacy=False does not. Without it,
+    special-token strings stay text (`BatchEncoder`). "[MASK]" is text either way.
     """
 
     library = "transformers legacy=False"
