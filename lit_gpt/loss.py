@@ -148,4 +148,3 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     ):
         return liger_linear_cross_entropy(hidden, weight, targets, ignore_index)
     return chunked_linear_cross_entropy(hidden, weight, targets, ignore_index, chunk_size)
-

@@ -203,9 +203,6 @@ class GPT(nn.Module):
             return linear_cross_entropy(x, self.lm_head.weight, targets, IGNORE_INDEX, self.loss_chunk_size, fused=self.fused)
         return self.lm_head(x)  # (B, T, padded_vocab_size)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def flops_per_token(config: Config, seq_len: int) -> float:
     """Training FLOPs per token: 6N (forward + backward of every weight) + 12·L·d·T (attention)."""

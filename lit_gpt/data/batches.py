@@ -12,6 +12,7 @@ depend on the number of processes, and a resumed run jumps straight to its posit
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Optional, Union
@@ -141,10 +142,22 @@ class TrainBatches:
         total = sum(n for _, n in counts)
         return sum(m for m, _ in counts) / total if total else None
 
+    def step_tensors(self, step: int, pin_memory: bool = False) -> Batch:
+        """The micro batches of step `step` stacked into (grad_accum, B, T) inputs and targets,
+        pinned for an asynchronous copy to a GPU when asked: host work the prefetch thread does."""
+        batches = self.step_batches(step)
+        inputs, targets = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        if pin_memory:
+            inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        return inputs, targets
+
     def state_dict(self, step: int) -> dict:
-        """The stream's state at the start of step `step`: all a resume needs (the same on every rank)."""
-        self.dataset.consumed = self.position(step)
-        return {"step": step, "stream": self.dataset.state_dict()}
+        """The stream's state at the start of step `step`: all a resume needs (the same on every rank).
+
+        Read from a shallow copy, so the stream the prefetch thread reads is left untouched."""
+        stream = copy.copy(self.dataset)
+        stream.consumed = self.position(step)
+        return {"step": step, "stream": stream.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         try:

@@ -36,9 +36,3 @@ def write_hyperparameters(folder: str | Path, settings: dict[str, Any]) -> Path:
     tmp.write_text(yaml.safe_dump(plain(settings), sort_keys=False, allow_unicode=True))
     os.replace(tmp, path)
     return path
-
-
-def read_hyperparameters(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(Path(path).read_text()) or {}

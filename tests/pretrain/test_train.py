@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -628,3 +629,89 @@ def test_tensorboard_logger_writes_the_same_values_as_metrics_csv(data, tmp_path
     for (step, value), (_, want) in zip(sorted(logged), sorted(expected)):
         assert math.isclose(value, want, rel_tol=1e-5), (step, value, want)
     assert sorted(e.step for e in events.Scalars("val_loss")) == [3, 6]
+
+
+# ----------------------------------------------------------------------------- host syncs, signals
+_HOST_SYNCS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy"}
+
+
+@pytest.mark.parametrize("strategy", ["auto", "fsdp"])
+def test_only_log_validation_and_save_steps_wait_for_the_device(strategy, data, tmp_path, monkeypatch):
+    """Every read of a tensor's value on the host (what would wait for a GPU) is counted per step:
+    steps that neither log, validate nor save have none; a log step has one (the packed reduction)."""
+    from torch.overrides import TorchFunctionMode
+
+    import lit_gpt.pretrain.train as train_module
+
+    events: list[tuple[int, str]] = []
+    steps_started = [0]
+    real_step = train_module.train_step
+
+    def counting_step(*args, **kwargs):
+        steps_started[0] += 1
+        return real_step(*args, **kwargs)
+
+    class CountHostSyncs(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            # AdamW's CPU path reads its step counter, a host tensor (on a GPU the trainer uses fused
+            # AdamW, whose counter stays on the device): not a wait for the device.
+            caller = sys._getframe(1).f_code.co_filename
+            if name in _HOST_SYNCS and steps_started[0] and "torch/optim" not in caller.replace("\\", "/"):
+                events.append((steps_started[0], name))
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    with CountHostSyncs():
+        assert run(data, tmp_path / "run", strategy=strategy, max_steps=8, log_interval=4, eval_interval=8,
+                   save_interval=8) == 0
+    per_step = {step: [name for s, name in events if s == step] for step in range(1, 9)}
+    for step in (2, 3, 5, 6, 7):
+        assert per_step[step] == [], (step, per_step[step])
+    assert per_step[1] == ["tolist"] and per_step[4] == ["tolist"]  # the first step is reported at once
+    assert per_step[8]  # log, validation and save
+
+
+def _start_training(data, out: Path, **changes) -> subprocess.Popen:
+    settings = tiny_settings(*data, out, **{"max_steps": 100000, "save_interval": 100000, "eval_iters": 0,
+                                            "log_interval": 1, **changes})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "MEAP-Pretrain" / "pretrain.py"), *to_argv(settings)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", ["SIGUSR1", "SIGINT"])
+def test_usr1_or_a_first_ctrl_c_saves_and_stops_a_running_trainer(sig, data, tmp_path):
+    """SLURM's --signal=USR1@120 and a user's Ctrl-C: the running trainer saves a checkpoint of the
+    step it finished and exits cleanly with 128 + the signal's number; the run resumes from it."""
+    import time
+
+    out = tmp_path / "run"
+    process = _start_training(data, out)
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_metrics(out) if (out / "metrics.csv").is_file() else []) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            time.sleep(0.2)
+        process.send_signal(getattr(signal, sig))
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + getattr(signal, sig), stderr[-2000:]
+    assert "Traceback" not in stderr and f"stopped by signal {sig}" in stdout
+    saved = sorted(out.glob("step-*.pth"))
+    assert len(saved) == 1 and int(saved[0].stem.split("-")[1]) >= 2
+    step = int(saved[0].stem.split("-")[1])
+    assert max(train_losses(out)) == step  # nothing logged after the saved step
+    assert run(data, out, max_steps=step + 2, resume="auto") == 0
+
+
+def test_num_nodes_without_a_launcher_is_refused_before_the_rendezvous(data, tmp_path, monkeypatch, capsys):
+    for name in ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, tmp_path / "out", num_nodes=2)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--num_nodes 2" in err and "MASTER_ADDR" in err, err
