@@ -30,9 +30,10 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from lit_gpt.cli import ArgumentParser, exit_on_user_error
+from lit_gpt.cli import exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
+from lit_gpt.eval.options import setting
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt
 
 OUTPUT_FILES = ("results.json", "attention.png")
@@ -222,22 +223,16 @@ def plot_attention(summary: dict, path, title: str = "") -> Path:
 
 
 # ----------------------------------------------------------------------------- loading and the CLI
-@dataclass
-class AttentionSettings:
-    model_dir: str
-    task: str
-    context_lengths: list[int]
-    depths: list[float]
-    samples: int = 4
-    out_dir: str = "out/attention"
-    seed: int = 0
-    haystack_file: Optional[str] = None
-    tokenizer_dir: Optional[str] = None
-    device: str = "auto"
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    overwrite: bool = False
-    allow_beyond_context: bool = False
+@dataclass(kw_only=True)
+class AttentionSettings(options.ModelSettings):
+    dtype: str = setting("float32", choices=options.DTYPES)
+    task: str = setting(choices=TASKS)
+    context_lengths: list[int] = setting([1024], type=options.comma_list(options.token_count))
+    depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=options.comma_list(options.depth))
+    samples: int = setting(4, type=options.positive_int, help="prompts per length and depth")
+    out_dir: str = setting("out/attention", cli_required=True)
+    seed: int = setting(0, type=int, help="prompt seed (the same prompts as retrieval with this seed)")
+    haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -328,18 +323,8 @@ def format_summary(summary: dict) -> str:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> AttentionSettings:
-    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
-    options.add_model_arguments(parser, dtype="float32", batch_size=False)  # one prompt at a time
-    parser.add_argument("--task", required=True, choices=TASKS)
-    parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024])
-    parser.add_argument("--depths", type=options.comma_list(options.depth), default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--samples", type=options.positive_int, default=4, help="prompts per length and depth")
-    parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--seed", type=int, default=0, help="prompt seed (the same prompts as retrieval with this seed)")
-    parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
-    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
-    return AttentionSettings(**vars(parser.parse_args(argv)))
+    # No --batch_size: the prompts run one at a time.
+    return options.parse_settings(AttentionSettings, argv, prog or "python -m lit_gpt.eval.attention", __doc__)
 
 
 @exit_on_user_error

@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import ArgumentParser, exit_on_user_error
+from lit_gpt.cli import exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
+from lit_gpt.eval.options import setting
 from lit_gpt.eval.scoring import METRICS, first_line, score
 
 QA_INSTRUCTION = (
@@ -118,24 +119,31 @@ def default_gold_positions(num_documents: int) -> list[int]:
     return sorted({0, *range(4, num_documents, 5), num_documents - 1})
 
 
-@dataclass
-class MultiDocSettings:
-    model_dir: str
-    input_path: str
-    out_dir: str
-    gold_positions: Optional[list[int]] = None  # None: default_gold_positions
-    num_documents: Optional[int] = None  # None: all documents of each line
-    limit: Optional[int] = None
-    max_new_tokens: int = 100
-    metric: str = "best_subspan_em"
-    chat_template: bool = False
-    batch_size: int = 8
-    tokenizer_dir: Optional[str] = None
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    overwrite: bool = False
-    allow_beyond_context: bool = False
+def _position(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"gold position {text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"gold position {value} is negative (positions start at 0)")
+    return value
+
+
+@dataclass(kw_only=True)
+class MultiDocSettings(options.ModelSettings):
+    input_path: str = setting(help="lost-in-the-middle .jsonl or .jsonl.gz")
+    out_dir: str = setting()
+    gold_positions: Optional[list[int]] = setting(  # None: default_gold_positions
+        None, type=options.comma_list(_position),
+        help="0-based (0 = the first document), as in the output, results.json and the plot; default 0,4,9,...,last")
+    num_documents: Optional[int] = setting(None, type=options.positive_int, help="gold + first N-1 distractors")
+    limit: Optional[int] = setting(None, type=options.positive_int, help="only the first N questions")
+    max_new_tokens: int = setting(100, type=options.positive_int)
+    metric: str = setting("best_subspan_em", choices=list(METRICS))
+    chat_template: bool = setting(False, help="wrap the prompt in the tokenizer's chat template")
+    batch_size: int = setting(8, type=options.positive_int)
 
 
 def _encode(tokenizer, prompt: str, chat_template: bool) -> list[int]:
@@ -229,33 +237,7 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> MultiDocSettings:
-    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
-    options.add_model_arguments(parser)
-    parser.add_argument("--input_path", required=True, help="lost-in-the-middle .jsonl or .jsonl.gz")
-    parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--gold_positions", type=options.comma_list(_position), default=None,
-                        help="0-based (0 = the first document), as in the output, results.json and the plot; "
-                        "default 0,4,9,...,last")
-    parser.add_argument("--num_documents", type=options.positive_int, default=None, help="gold + first N-1 distractors")
-    parser.add_argument("--limit", type=options.positive_int, default=None, help="only the first N questions")
-    parser.add_argument("--max_new_tokens", type=options.positive_int, default=100)
-    parser.add_argument("--metric", choices=list(METRICS), default="best_subspan_em")
-    parser.add_argument("--chat_template", action="store_true", help="wrap the prompt in the tokenizer's chat template")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
-    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
-    return MultiDocSettings(**vars(parser.parse_args(argv)))
-
-
-def _position(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"gold position {text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"gold position {value} is negative (positions start at 0)")
-    return value
+    return options.parse_settings(MultiDocSettings, argv, prog or "python -m lit_gpt.eval.multidoc_qa", __doc__)
 
 
 @exit_on_user_error

@@ -7,23 +7,67 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
+from lit_gpt.cli import ArgumentParser
 from lit_gpt.errors import UserError
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, dtype: str = "auto", batch_size: bool = True) -> None:
-    parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
-    parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's folder)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default=dtype, choices=["auto", "bfloat16", "float16", "float32"])
-    if batch_size:
-        parser.add_argument("--batch_size", type=positive_int, default=8)
-    parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
+def setting(default: Any = MISSING, *, help: Optional[str] = None, type: Optional[Callable] = None,
+            choices: Optional[Sequence] = None, cli_required: bool = False):
+    """A settings field that also describes its command-line flag (read by `add_arguments`);
+    `cli_required` makes the flag required even where the field has a default for library callers."""
+    meta = {"help": help, "type": type, "choices": choices, "required": cli_required}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
+DTYPES = ["auto", "bfloat16", "float16", "float32"]
 BEYOND_CONTEXT_HELP = ("evaluate prompts longer than the model's positions (e.g. to measure RoPE extrapolation); "
                        "refused otherwise")
+
+
+@dataclass(kw_only=True)
+class ModelSettings:
+    """What every evaluation takes: the model, where it runs, and what it may overwrite or exceed."""
+
+    model_dir: str = setting(help="Hugging Face model folder, or a lit checkpoint .pth")
+    tokenizer_dir: Optional[str] = setting(None, help="tokenizer folder (default: the model's folder)")
+    device: str = setting("auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    dtype: str = setting("auto", choices=DTYPES)
+    trust_remote_code: bool = setting(False, help="run code shipped in the model folder")
+    overwrite: bool = setting(False, help="replace results already in --out_dir")
+    allow_beyond_context: bool = setting(False, help=BEYOND_CONTEXT_HELP)
+
+
+def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Field]) -> None:
+    """One flag per field: booleans are switches; a field without a default is a required flag."""
+    for f in settings_fields:
+        meta = f.metadata
+        if f.type in (bool, "bool"):
+            parser.add_argument(f"--{f.name}", action="store_true", help=meta.get("help"))
+            continue
+        kwargs = {key: meta[key] for key in ("help", "type", "choices") if meta.get(key) is not None}
+        if meta.get("required") or (f.default is MISSING and f.default_factory is MISSING):
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default_factory() if f.default is MISSING else f.default
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def parse_settings(settings_class: type, argv: Optional[Sequence[str]], prog: str, doc: str):
+    """The settings dataclass from the command line; the description is the module docstring's first paragraph."""
+    parser = ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    add_arguments(parser, fields(settings_class))
+    return settings_class(**vars(parser.parse_args(argv)))
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags alone, for scripts that write no results."""
+    add_arguments(parser, [f for f in fields(ModelSettings) if f.name not in ("overwrite", "allow_beyond_context")])
+    parser.add_argument("--batch_size", type=positive_int, default=8)
 
 
 def check_positions(longest: int, max_positions: Optional[int], allow: bool, what: str) -> None:

@@ -339,21 +339,6 @@ class SamplePrompts:
         return best
 
 
-def build_prompt(
-    tokenizer,
-    task: str,
-    context_length: int,
-    depth: float,
-    sample_index: int = 0,
-    seed: int = 0,
-    corpus: Optional[Corpus] = None,
-) -> RetrievalPrompt:
-    """One prompt of `context_length` tokens with the needle at `depth` (see the module docstring)."""
-    if not 0.0 <= depth <= 1.0:
-        raise UserError(f"depth {depth} is outside [0, 1]")
-    return SamplePrompts(tokenizer, task, context_length, sample_index, seed, corpus).at(depth)
-
-
 def build_prompts(
     tokenizer,
     task: str,

@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import ArgumentParser, exit_on_user_error
+from lit_gpt.cli import exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
+from lit_gpt.eval.options import setting
 from lit_gpt.eval.haystack import task_haystack
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
 from lit_gpt.eval.scoring import METRICS, first_line, score
@@ -37,25 +38,18 @@ OUTPUT_FILES = ("results.json", "heatmap.png", "logprob_heatmap.png")
 LOGPROB_HEATMAP = {"vmin": None, "vmax": 0.0, "value_format": "{:.2f}", "colorbar_label": "answer log-prob (nats/token)"}
 
 
-@dataclass
-class RetrievalSettings:
-    model_dir: str
-    task: str
-    context_lengths: list[int]
-    depths: list[float]
-    samples: int = 20
-    out_dir: str = "out/retrieval"
-    seed: int = 0
-    batch_size: int = 8
-    max_new_tokens: Optional[int] = None  # None: DEFAULT_MAX_NEW_TOKENS[task]
-    metric: Optional[str] = None  # None: DEFAULT_METRIC[task]
-    haystack_file: Optional[str] = None
-    tokenizer_dir: Optional[str] = None
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    overwrite: bool = False
-    allow_beyond_context: bool = False
+@dataclass(kw_only=True)
+class RetrievalSettings(options.ModelSettings):
+    task: str = setting(choices=TASKS)
+    context_lengths: list[int] = setting([1024, 2048, 4096], type=options.comma_list(options.token_count))
+    depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=options.comma_list(options.depth))
+    samples: int = setting(20, type=options.positive_int, help="prompts per length and depth")
+    out_dir: str = setting("out/retrieval", cli_required=True)
+    seed: int = setting(0, type=int)
+    batch_size: int = setting(8, type=options.positive_int)
+    max_new_tokens: Optional[int] = setting(None, type=options.positive_int)  # None: DEFAULT_MAX_NEW_TOKENS[task]
+    metric: Optional[str] = setting(None, choices=list(METRICS), help="default: substring, best_subspan_em for kv")
+    haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -274,20 +268,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> RetrievalSettings:
-    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
-    options.add_model_arguments(parser)
-    parser.add_argument("--task", required=True, choices=TASKS)
-    parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024, 2048, 4096])
-    parser.add_argument("--depths", type=options.comma_list(options.depth), default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--samples", type=options.positive_int, default=20, help="prompts per length and depth")
-    parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_new_tokens", type=options.positive_int, default=None)
-    parser.add_argument("--metric", choices=list(METRICS), default=None, help="default: substring, best_subspan_em for kv")
-    parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
-    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
-    return RetrievalSettings(**vars(parser.parse_args(argv)))
+    return options.parse_settings(RetrievalSettings, argv, prog or "python -m lit_gpt.eval.retrieval", __doc__)
 
 
 @exit_on_user_error

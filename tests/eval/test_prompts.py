@@ -7,7 +7,7 @@ import pytest
 
 from lit_gpt.errors import UserError
 from lit_gpt.eval.haystack import load_corpus
-from lit_gpt.eval.prompts import build_prompt, build_prompts
+from lit_gpt.eval.prompts import SamplePrompts, build_prompts
 from lit_gpt.tokenizer import load_tokenizer
 
 
@@ -64,7 +64,7 @@ def check_prompt(tokenizer, prompt, task, length, depth):
 @pytest.mark.parametrize("length", [512, 1000, 3000])
 def test_length_and_depth(tokenizer, task, length):
     for depth in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0):
-        prompt = build_prompt(tokenizer, task, length, depth, sample_index=1, seed=3)
+        prompt = SamplePrompts(tokenizer, task, length, sample_index=1, seed=3).at(depth)
         context = check_prompt(tokenizer, prompt, task, length, depth)
         if task == "kv":
             pairs = json.loads(context)  # the context is a valid JSON object
@@ -81,7 +81,7 @@ def test_niah_with_a_corpus_file(tokenizer, tmp_path):
     corpus = load_corpus(path)
     assert corpus.documents == docs
     for depth in (0.0, 0.5, 1.0):
-        prompt = build_prompt(tokenizer, "niah", 2048, depth, sample_index=0, seed=0, corpus=corpus)
+        prompt = SamplePrompts(tokenizer, "niah", 2048, sample_index=0, seed=0, corpus=corpus).at(depth)
         context = check_prompt(tokenizer, prompt, "niah", 2048, depth)
         assert "zebra" in context and "talks about" in context
 
@@ -90,21 +90,21 @@ def test_samples_are_reproducible_and_share_the_needle_across_depths(tokenizer):
     a = build_prompts(tokenizer, "niah", [600], [0.0, 1.0], samples=2, seed=7)
     b = build_prompts(tokenizer, "niah", [600], [0.0, 1.0], samples=2, seed=7)
     assert [p.text for p in a] == [p.text for p in b]
-    assert build_prompt(tokenizer, "niah", 600, 1.0, sample_index=1, seed=7).text == a[3].text
+    assert SamplePrompts(tokenizer, "niah", 600, sample_index=1, seed=7).at(1.0).text == a[3].text
     assert [(p.sample_index, p.depth) for p in a] == [(0, 0.0), (0, 1.0), (1, 0.0), (1, 1.0)]
     assert a[0].answer == a[1].answer and a[0].key == a[1].key  # same sample, other depth
     assert a[0].answer != a[2].answer  # other sample
-    c = build_prompt(tokenizer, "niah", 600, 0.0, sample_index=0, seed=8)
+    c = SamplePrompts(tokenizer, "niah", 600, sample_index=0, seed=8).at(0.0)
     assert c.answer != a[0].answer
 
 
 def test_bad_requests(tokenizer, tmp_path):
     with pytest.raises(UserError, match="too short"):
-        build_prompt(tokenizer, "kv", 64, 0.5)
+        SamplePrompts(tokenizer, "kv", 64).at(0.5)
     with pytest.raises(UserError, match="outside"):
-        build_prompt(tokenizer, "passkey", 512, 1.5)
+        SamplePrompts(tokenizer, "passkey", 512).at(1.5)
     with pytest.raises(UserError, match="unknown task"):
-        build_prompt(tokenizer, "qa", 512, 0.5)
+        SamplePrompts(tokenizer, "qa", 512).at(0.5)
     with pytest.raises(UserError, match="not found"):
         load_corpus(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
