@@ -189,6 +189,16 @@ def load_matching_tokenizer(tokenizer_dir: Path, config: Config):
     return tokenizer
 
 
+def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtype: torch.dtype, config_class=dict):
+    """The tokenizer (None without a folder) and the Hugging Face config (a `config_class`) of both."""
+    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
+    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
+    try:
+        return tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 # ----------------------------------------------------------------------------- lit -> HF
 def export_hf(
     checkpoint_path: PathLike,
@@ -200,13 +210,8 @@ def export_hf(
     max_shard_size: Union[int, str] = "5GB",
     overwrite: bool = False,
 ) -> ExportResult:
-    """Writes a folder that `AutoModelForCausalLM` and `AutoTokenizer.from_pretrained` load offline.
-
-    config.json, generation_config.json, model.safetensors (or shards + model.safetensors.index.json
-    above `max_shard_size`) and the tokenizer files with `[MASK]`. `tokenizer_dir` defaults to the
-    one the checkpoint records; without any, the folder holds no tokenizer (see `tokenizer_saved`).
-    Raises UserError, having written nothing, on any problem.
-    """
+    """Writes a folder that `from_pretrained` loads offline (docs/CONVERSION.md); without a tokenizer
+    given or recorded it holds none (`tokenizer_saved`). On any problem: UserError, nothing written."""
     start = time.perf_counter()
     torch_dtype = parse_dtype(dtype)
     max_shard_bytes = parse_size(max_shard_size)
@@ -216,12 +221,7 @@ def export_hf(
     sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
     tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
     _check_destination(out, overwrite, protected=(checkpoint_path, tok_dir))
-    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
-    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
-    try:
-        hf_config = hf_config_dict(config, info, dtype=dtype_name(torch_dtype))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    tokenizer, hf_config = _tokenizer_and_hf_config(config, tok_dir, torch_dtype)
 
     from transformers import GenerationConfig, __version__ as transformers_version
 
@@ -244,23 +244,14 @@ def lit_to_hf(
     dtype: Union[str, torch.dtype, None] = None,
     model_name: Optional[str] = None,
 ):
-    """A lit checkpoint as an in-memory `transformers.LlamaForCausalLM` (eval mode) and its tokenizer.
-
-    The tokenizer is None when neither `tokenizer_dir` is given nor the checkpoint records one.
-    `dtype` None keeps the checkpoint's dtype. Weights are shared with the memory-mapped
-    checkpoint where no conversion is needed.
-    """
+    """A lit checkpoint as an in-memory `LlamaForCausalLM` (eval mode) and its tokenizer (None when none
+    is given or recorded); `dtype` None keeps the checkpoint's. Unconverted weights stay memory-mapped."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
     torch_dtype = parse_dtype(dtype) if dtype is not None else sd["lm_head.weight"].dtype
     tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
-    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
-    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
-    try:
-        hf_config = LlamaConfig(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    tokenizer, hf_config = _tokenizer_and_hf_config(config, tok_dir, torch_dtype, config_class=LlamaConfig)
     hf_sd = {k: v.to(torch_dtype) for k, v in lit_to_hf_state_dict(sd, config).items()}
     # from_pretrained with a state dict skips the random initialisation a plain constructor does.
     with quiet_hf_loading():
@@ -335,12 +326,8 @@ def target_config(source: Config, model_name: Optional[str], tokenizer_size: Opt
 
 
 def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
-    """A Hugging Face LLaMA folder -> a lit checkpoint {"model", "config", "tokenizer_dir", "source"}.
-
-    The embedding and output grow to the named model's padded vocabulary (and to hold the folder's
-    tokenizer plus `[MASK]`); new rows are the mean of the existing ones. The written checkpoint is
-    what `load_lit_checkpoint` reads and the trainer's `--init_from` starts from. Returns a summary dict.
-    """
+    """A Hugging Face LLaMA folder -> a lit checkpoint {"model", "config", "tokenizer_dir", "source"}
+    that `--init_from` starts from; embedding and head grow as docs/CONVERSION.md says. Returns a summary."""
     start = time.perf_counter()
     hf_dir = Path(hf_dir).expanduser()
     out = Path(out_path).expanduser()
@@ -390,11 +377,8 @@ def bin_to_safetensors(
     max_shard_size: Union[int, str] = "5GB",
     overwrite: bool = False,
 ) -> ExportResult:
-    """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors.
-
-    config, generation config and tokenizer files lying next to the weights are copied along.
-    `dtype` None keeps the stored dtype.
-    """
+    """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors,
+    copying the HF_SIDE_FILES next to them; `dtype` None keeps the stored dtype."""
     start = time.perf_counter()
     src = Path(checkpoint_path).expanduser()
     out = Path(out_dir).expanduser()

@@ -20,7 +20,6 @@ O(layers x heads x answer tokens x context). Writes OUT/results.json and OUT/att
 from __future__ import annotations
 
 import math
-import shlex
 import statistics
 import sys
 from contextlib import contextmanager
@@ -245,12 +244,11 @@ class AttentionSettings(options.ModelSettings):
 
 def load_for_attention(settings: AttentionSettings):
     """(model, tokenizer, source): a lit checkpoint as the lit GPT, a Hugging Face folder as its model."""
-    from lit_gpt.eval.models import check_model_path, load_model, prepare_tokenizer_for_batching, resolve_device, resolve_dtype
+    from lit_gpt.eval.models import check_model_path, prepare_tokenizer_for_batching, resolve_device, resolve_dtype
 
     path = check_model_path(settings.model_dir, settings.tokenizer_dir)
     if path.is_dir():
-        loaded = load_model(path, tokenizer_dir=settings.tokenizer_dir, device=settings.device, dtype=settings.dtype,
-                            trust_remote_code=settings.trust_remote_code)
+        loaded = settings.load_model()
         return loaded.model, loaded.tokenizer, "hf"
     from lit_gpt.convert.checkpoint import load_lit_checkpoint
     from lit_gpt.convert.export import load_matching_tokenizer, resolve_tokenizer_dir
@@ -329,9 +327,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
 
 @exit_on_user_error
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv, prog)
-    results = run_attention(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.attention", *argv]))
+    settings, results = options.run_command(parse_args, run_attention, "lit_gpt.eval.attention", argv, prog)
     print(f"{settings.task}: attention at the answer positions of {settings.model_dir}, "
           f"mean over heads and {results['summary']['n']} prompts")
     print(format_summary(results["summary"]))

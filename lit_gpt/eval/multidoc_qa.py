@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shlex
-import sys
 import zlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -157,7 +155,7 @@ def _encode(tokenizer, prompt: str, chat_template: bool) -> list[int]:
 
 def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -> dict:
     from lit_gpt.eval.generation import greedy_generate
-    from lit_gpt.eval.models import check_model_path, load_model
+    from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_accuracy_by_position
 
     if settings.metric not in METRICS:
@@ -170,20 +168,13 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     jobs = [(ex, pos, arrange(ex, pos, settings.num_documents)) for pos in positions for ex in examples]
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
 
-    loaded = load_model(
-        settings.model_dir,
-        tokenizer_dir=settings.tokenizer_dir,
-        device=settings.device,
-        dtype=settings.dtype,
-        trust_remote_code=settings.trust_remote_code,
-    )
+    loaded = settings.load_model()
     prompts = [_encode(loaded.tokenizer, qa_prompt(ex.question, docs), settings.chat_template) for ex, _, docs in jobs]
     options.check_positions(max(len(p) for p in prompts) + settings.max_new_tokens, loaded.max_positions,
                             settings.allow_beyond_context, f"{settings.input_path}: the longest prompt + answer")
     out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
-    generations = greedy_generate(
-        loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size, desc="multidoc QA"
-    )
+    generations = greedy_generate(loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
+                                  desc="multidoc QA")
     records, by_position = [], defaultdict(list)
     for (ex, pos, docs), ids, generation in zip(jobs, prompts, generations):
         scores = score(generation, ex.answers)
@@ -227,12 +218,9 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
         "records": records,
     }
     options.write_json(out_dir / "results.json", results)
-    plot_accuracy_by_position(
-        {int(k): v for k, v in accuracy.items()},
-        out_dir / "accuracy_by_position.png",
-        title=f"{num_documents}-document QA: {Path(settings.model_dir).name}",
-        label=Path(settings.model_dir).name,
-    )
+    name = Path(settings.model_dir).name
+    plot_accuracy_by_position({int(k): v for k, v in accuracy.items()}, out_dir / "accuracy_by_position.png",
+                              title=f"{num_documents}-document QA: {name}", label=name)
     return results
 
 
@@ -242,9 +230,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
 
 @exit_on_user_error
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv, prog)
-    results = run_multidoc_qa(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.multidoc_qa", *argv]))
+    settings, results = options.run_command(parse_args, run_multidoc_qa, "lit_gpt.eval.multidoc_qa", argv, prog)
     acc = results["accuracy"]
     print(f"multi-document QA ({acc['metric']}, {results['settings']['num_documents']} documents) of {settings.model_dir}")
     for pos, value in acc["by_gold_position"].items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from dataclasses import MISSING, Field, dataclass, field, fields
@@ -41,6 +42,12 @@ class ModelSettings:
     overwrite: bool = setting(False, help="replace results already in --out_dir")
     allow_beyond_context: bool = setting(False, help=BEYOND_CONTEXT_HELP)
 
+    def load_model(self):
+        from lit_gpt.eval.models import load_model
+
+        return load_model(self.model_dir, tokenizer_dir=self.tokenizer_dir, device=self.device, dtype=self.dtype,
+                          trust_remote_code=self.trust_remote_code)
+
 
 def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Field]) -> None:
     """One flag per field: booleans are switches; a field without a default is a required flag."""
@@ -62,6 +69,13 @@ def parse_settings(settings_class: type, argv: Optional[Sequence[str]], prog: st
     parser = ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     add_arguments(parser, fields(settings_class))
     return settings_class(**vars(parser.parse_args(argv)))
+
+
+def run_command(parse_args: Callable, run: Callable, module: str, argv: Optional[Sequence[str]], prog: Optional[str]):
+    """(settings, results) of an evaluation's command line; results.json records the command that ran."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_args(argv, prog)
+    return settings, run(settings, command=shlex.join(["python", "-m", module, *argv]))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

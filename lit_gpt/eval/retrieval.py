@@ -13,7 +13,6 @@ record per prompt), OUT/heatmap.png (accuracy) and OUT/logprob_heatmap.png.
 
 from __future__ import annotations
 
-import shlex
 import statistics
 import sys
 import time
@@ -110,22 +109,29 @@ def score_prompts(
     return records
 
 
-def summarize(records: Sequence[dict], metric: str) -> dict:
-    """Accuracy by length and depth, by length, by depth, overall; plus overall per metric."""
+def _by_cell(records: Sequence[dict], value) -> dict:
+    """Means of `value(record)` overall, by length, by depth and by length and depth."""
     by_cell, by_length, by_depth = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in records:
-        by_cell[(r["context_length"], r["depth"])].append(r["scores"][metric])
-        by_length[r["context_length"]].append(r["scores"][metric])
-        by_depth[r["depth"]].append(r["scores"][metric])
+        by_cell[(r["context_length"], r["depth"])].append(value(r))
+        by_length[r["context_length"]].append(value(r))
+        by_depth[r["depth"]].append(value(r))
     grid: dict[str, dict[str, float]] = defaultdict(dict)
     for (length, depth), values in sorted(by_cell.items()):
         grid[str(length)][depth_key(depth)] = _mean(values)
     return {
-        "metric": metric,
-        "overall": _mean([r["scores"][metric] for r in records]),
+        "overall": _mean([value(r) for r in records]),
         "by_length": {str(k): _mean(v) for k, v in sorted(by_length.items())},
         "by_depth": {depth_key(k): _mean(v) for k, v in sorted(by_depth.items())},
         "by_length_depth": dict(grid),
+    }
+
+
+def summarize(records: Sequence[dict], metric: str) -> dict:
+    """Accuracy by length and depth, by length, by depth, overall; plus overall per metric."""
+    return {
+        "metric": metric,
+        **_by_cell(records, lambda r: r["scores"][metric]),
         "overall_by_metric": {name: _mean([r["scores"][name] for r in records]) for name in METRICS},
         "n": len(records),
     }
@@ -133,20 +139,9 @@ def summarize(records: Sequence[dict], metric: str) -> dict:
 
 def summarize_logprob(records: Sequence[dict]) -> dict:
     """Mean answer log-probability (nats per answer token) by length and depth, by length, by depth, overall."""
-    by_cell, by_length, by_depth = defaultdict(list), defaultdict(list), defaultdict(list)
-    for r in records:
-        by_cell[(r["context_length"], r["depth"])].append(r["answer_logprob"])
-        by_length[r["context_length"]].append(r["answer_logprob"])
-        by_depth[r["depth"]].append(r["answer_logprob"])
-    grid: dict[str, dict[str, float]] = defaultdict(dict)
-    for (length, depth), values in sorted(by_cell.items()):
-        grid[str(length)][depth_key(depth)] = _mean(values)
     return {
         "unit": "mean log-probability of the answer tokens (nats per token, 0 = certain)",
-        "overall": _mean([r["answer_logprob"] for r in records]),
-        "by_length": {str(k): _mean(v) for k, v in sorted(by_length.items())},
-        "by_depth": {depth_key(k): _mean(v) for k, v in sorted(by_depth.items())},
-        "by_length_depth": dict(grid),
+        **_by_cell(records, lambda r: r["answer_logprob"]),
         "n": len(records),
     }
 
@@ -187,7 +182,7 @@ def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[lis
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
     from lit_gpt.eval.generation import answer_logprobs, greedy_generate
-    from lit_gpt.eval.models import check_model_path, load_model
+    from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_heatmap
 
     check_model_path(settings.model_dir, settings.tokenizer_dir)
@@ -195,40 +190,21 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     if settings.task != "niah" and settings.haystack_file:
         print(f"warning: --haystack_file is only used by task niah, not {settings.task}", file=sys.stderr)
     corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
-    loaded = load_model(
-        settings.model_dir,
-        tokenizer_dir=settings.tokenizer_dir,
-        device=settings.device,
-        dtype=settings.dtype,
-        trust_remote_code=settings.trust_remote_code,
-    )
+    loaded = settings.load_model()
     options.check_positions(max(settings.context_lengths) + settings.max_new_tokens, loaded.max_positions,
                             settings.allow_beyond_context, "--context_lengths (longest prompt + answer)")
     out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
 
     start = time.perf_counter()
-    prompts = build_prompts(
-        loaded.tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples, settings.seed, corpus
-    )
+    prompts = build_prompts(loaded.tokenizer, settings.task, settings.context_lengths, settings.depths,
+                            settings.samples, settings.seed, corpus)
     prompt_seconds = time.perf_counter() - start
-    generations = greedy_generate(
-        loaded.model,
-        loaded.tokenizer,
-        [p.input_ids for p in prompts],
-        max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size,
-        desc=f"{settings.task}",
-    )
+    generations = greedy_generate(loaded.model, loaded.tokenizer, [p.input_ids for p in prompts],
+                                  max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, desc=settings.task)
     decode_seconds = time.perf_counter() - start - prompt_seconds
     answers = prompt_answer_ids(loaded.tokenizer, prompts)
-    logprobs = answer_logprobs(
-        loaded.model,
-        [p.input_ids for p in prompts],
-        answers,
-        pad_id=loaded.tokenizer.pad_token_id,
-        batch_size=settings.batch_size,
-        desc=f"{settings.task} log-prob",
-    )
+    logprobs = answer_logprobs(loaded.model, [p.input_ids for p in prompts], answers, pad_id=loaded.tokenizer.pad_token_id,
+                               batch_size=settings.batch_size, desc=f"{settings.task} log-prob")
     score_seconds = time.perf_counter() - start - prompt_seconds - decode_seconds
     records = score_prompts(prompts, generations, settings.metric, logprobs, [len(a) for a in answers])
     accuracy = summarize(records, settings.metric)
@@ -247,23 +223,16 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
         },
         "accuracy": accuracy,
         "logprob": logprob,
-        "timing": {
-            "prompt_seconds": round(prompt_seconds, 2),
-            "decode_seconds": round(decode_seconds, 2),
-            "score_seconds": round(score_seconds, 2),
-        },
+        "timing": {"prompt_seconds": round(prompt_seconds, 2), "decode_seconds": round(decode_seconds, 2),
+                   "score_seconds": round(score_seconds, 2)},
         "records": records,
     }
     options.write_json(out_dir / "results.json", results)
     name = Path(settings.model_dir).name
     title = f"{settings.task}: {name} ({settings.metric} {100 * accuracy['overall']:.1f}%)"
     plot_heatmap(grid_of(accuracy), out_dir / "heatmap.png", title=title)
-    plot_heatmap(
-        grid_of(logprob),
-        out_dir / "logprob_heatmap.png",
-        title=f"{settings.task}: {name} (answer log-prob {logprob['overall']:.2f})",
-        **LOGPROB_HEATMAP,
-    )
+    plot_heatmap(grid_of(logprob), out_dir / "logprob_heatmap.png",
+                 title=f"{settings.task}: {name} (answer log-prob {logprob['overall']:.2f})", **LOGPROB_HEATMAP)
     return results
 
 
@@ -273,9 +242,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
 
 @exit_on_user_error
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv, prog)
-    results = run_retrieval(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.retrieval", *argv]))
+    settings, results = options.run_command(parse_args, run_retrieval, "lit_gpt.eval.retrieval", argv, prog)
     title = f"{settings.task} accuracy (%, {settings.metric}) of {settings.model_dir}"
     print(format_table(results["accuracy"], title))
     title = f"{settings.task} mean log-probability of the answer tokens (nats/token, 0 = certain)"
