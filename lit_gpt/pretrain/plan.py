@@ -159,6 +159,7 @@ def print_plan(args) -> int:
     print(line + (f", MFU {tflops / args.peak_tflops:.0%})" if args.peak_tflops else ")"))
     print("| model | parameters | ranks | weights + grads + optimizer + gathered | activations (checkpointed) "
           "| total (checkpointed) | tokens | tokens/s in total (per device) |")
+    print("|---|---|---|---|---|---|---|---|")
     state = plan.weights + plan.grads + plan.optimizer + plan.gathered
     print(f"| {config.name} | {plan.params / 1e6:,.0f}M | {world} | {_gib(state)} | {_gib(plan.activations)} "
           f"({_gib(plan.activations_checkpointed)}) | {_gib(plan.total(False))} ({_gib(plan.total(True))}) "
