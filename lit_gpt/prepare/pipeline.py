@@ -244,12 +244,9 @@ def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
 def write_manifest(destination: Path, manifest: dict) -> None:
     """Replaces the manifest in one step, so a crash leaves the old or the new one, never half of one."""
     manifest["sources"] = dict(sorted(manifest["sources"].items()))
-    tmp = destination / f".{MANIFEST}.tmp"
-    try:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        os.replace(tmp, destination / MANIFEST)
-    except OSError as err:
-        raise PrepareError(f"cannot write {destination / MANIFEST}: {err.strerror or err}") from None
+    from lit_gpt.io.atomic import write_text
+
+    write_text(destination / MANIFEST, json.dumps(manifest, indent=1) + "\n", "the manifest")
 
 
 def _check_destination(destination: Path, manifest: Optional[dict], prefixes: tuple[str, ...]) -> None:
@@ -343,7 +340,7 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
     """Tokenizes one source file into its chunk files; on any failure removes what it wrote."""
     encoder = _worker["encoder"]
     # Chunks of this source that a killed run left behind are not recorded as done: start afresh.
-    for pattern in (f"{source.chunk_prefix}_{'[0-9]' * 10}.bin", f".{source.chunk_prefix}_{'[0-9]' * 10}.bin.tmp"):
+    for pattern in (f"{source.chunk_prefix}_{'[0-9]' * 10}.bin", f".{source.chunk_prefix}_{'[0-9]' * 10}.bin.partial-*"):
         for stale in destination.glob(pattern):
             stale.unlink()
     builder = PackedDatasetBuilder(destination, source.chunk_prefix, chunk_size, encoder.eos, encoder.dtype)
