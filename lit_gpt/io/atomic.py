@@ -62,10 +62,13 @@ def disk_errors(label: str) -> Iterator[None]:
     (for writers of other libraries, e.g. a Trainer's checkpoints, that cannot write through `staged`)."""
     try:
         yield
-    except OSError as err:
-        if err.errno not in DISK_ERRNOS:
+    except _write_errors() as err:
+        reason = failure_reason(err, Path("."))
+        if isinstance(err, OSError) and err.errno not in DISK_ERRNOS:
             raise
-        raise UserError(f"cannot write {label}: {err.strerror or err}") from None
+        if not isinstance(err, OSError) and "I/O error" not in str(err):
+            raise
+        raise UserError(f"cannot write {label}: {reason}") from None
 
 
 def fsync_tree(path: Path, files: bool = True) -> None:

@@ -144,7 +144,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     check_data_tokenizer(args.train_data_dir, tokenizer, "train_data_dir")
     # Only the launching process (global rank 0) checks token ids: without a manifest maximum it
     # scans every chunk, which the other ranks would repeat for nothing.
-    check_ids = is_launching_process()
+    check_ids = is_launching_process(world_size, args.out_dir)
     if check_ids:
         check_token_ids(args.train_data_dir, args.train_prefix, config.padded_vocab_size, "train_data_dir")
     val_stream = None
@@ -225,7 +225,8 @@ def pretrain(args: PretrainArgs) -> int:
     launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
     """
     validate_args(args)
-    launcher = is_launching_process()
+    _, devices, _ = _resolve_hardware(args)
+    launcher = is_launching_process(devices * args.num_nodes, args.out_dir)
     with RunDirLock(args.out_dir, "--out_dir", enabled=launcher):
         plan = plan_run(args)
         if launcher:

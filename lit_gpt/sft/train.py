@@ -198,7 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
     # Before the lock: with a launcher world the Trainer does not share, every rank is its own
     # process 0, and the world-size refusal is the one line each should print.
     check_world_size(parsed[-1])
-    first = is_launching_process() and parsed[-1].process_index == 0
+    first = is_launching_process(parsed[-1].world_size, parsed[-1].output_dir) and parsed[-1].process_index == 0
     with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=first):
         return run(*parsed)
 
@@ -207,6 +207,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     import torch
     from transformers import AutoModelForCausalLM, Trainer
 
+    from lit_gpt.io.atomic import disk_errors
     from lit_gpt.sft.checks import check_checkpoint_files, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
@@ -288,8 +289,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     )
     if main_process:  # every input is checked by now: a refused run leaves nothing behind
         _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
-    trainer.train(resume_from_checkpoint=resume)
-    _save(trainer, tokenizer, output_dir, lora_args, training_args)
+    with disk_errors(f"--output_dir {output_dir}"):  # the Trainer's checkpoints and the final model
+        trainer.train(resume_from_checkpoint=resume)
+        _save(trainer, tokenizer, output_dir, lora_args, training_args)
     if main_process:
         stats = collator.stats
         print(f"collator: {stats['samples']} samples drawn (training and validation) -> {stats['sequences']} "
@@ -425,7 +427,6 @@ def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, l
 
     from lit_gpt.io.hyperparameters import write_hyperparameters
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
                                        "lora": asdict(lora_args), "training": training_args.to_dict()})
 
