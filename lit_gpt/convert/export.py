@@ -21,7 +21,8 @@ import torch
 
 from lit_gpt.errors import UserError
 from lit_gpt.config import Config, find_multiple
-from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes, torch_load
+from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
+from lit_gpt.io.safe_load import load_torch_file
 from lit_gpt.convert.hf import (
     StateDictMismatch,
     config_from_hf,
@@ -274,7 +275,7 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
 
     for index_name, single, load in (
         (SAFETENSORS_INDEX, "model.safetensors", lambda p: load_file(str(p))),
-        ("pytorch_model.bin.index.json", "pytorch_model.bin", torch_load),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin", load_torch_file),
     ):
         if (hf_dir / index_name).is_file():
             try:
@@ -404,7 +405,7 @@ def bin_to_safetensors(
     if src.is_dir():
         sd, folder = read_hf_weights(src), src
     else:
-        obj, folder = torch_load(src), src.parent
+        obj, folder = load_torch_file(src), src.parent
         sd = obj["model"] if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f"{src} is not a state dict of tensors")

@@ -117,8 +117,12 @@ class RunDirLock:
             missing = missing.parent
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(self.path, timeout=0)
-            lock.acquire()
+            while True:
+                lock = FileLock(self.path, timeout=0)
+                lock.acquire()
+                if self.path.exists():
+                    break
+                lock.release()  # a releasing run unlinked the file we opened: lock the new one
         except Timeout:
             self._created = []
             raise RunDirLocked(f"{self.what} {self.folder} is in use by {_describe(read_holder(self.folder))}; "
@@ -153,16 +157,17 @@ class RunDirLock:
     def release(self) -> None:
         if self._lock is None:
             return
-        try:
-            (self.folder / HOLDER).unlink(missing_ok=True)  # while still locked
+        try:  # both removed while still locked; a waiting run sees the file gone and locks a new one
+            (self.folder / HOLDER).unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
         finally:
-            self._lock.release()  # the lock file stays: deleting it would let two runs lock two files
+            self._lock.release()
             self._lock = None
             self._remove_created()
 
     def _remove_created(self) -> None:
         """A run refused on bad input leaves no empty output folder behind."""
-        if self._created and {p.name for p in self.folder.iterdir()} <= {RUN_LOCK}:
+        if self._created and not any(p.name != RUN_LOCK for p in self.folder.iterdir()):
             self.path.unlink(missing_ok=True)
             for folder in self._created:
                 try:

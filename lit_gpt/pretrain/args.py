@@ -19,7 +19,7 @@ LOGGERS = ("csv", "tensorboard", "wandb")
 STRATEGIES = ("auto", "fsdp", "ddp")
 PRECISIONS = ("bf16-mixed", "bf16-true", "16-mixed", "32-true")
 FSDP_SHARDING = ("FULL_SHARD", "HYBRID_SHARD", "SHARD_GRAD_OP", "NO_SHARD")
-CHECKPOINT_FORMATS = ("full", "sharded")
+CHECKPOINT_FORMATS = ("auto", "full", "sharded")
 
 
 def _setting(default: Any, help: str, group: str):
@@ -131,9 +131,16 @@ class PretrainArgs:
     save_interval: int = _setting(1000, "save a checkpoint every this many steps (and at the end)", "output")
     keep_last: int = _setting(3, "keep this many newest checkpoints (0 = keep all)", "output")
     checkpoint_format: str = _setting(
-        "full",
+        "auto",
         "full: one step-XXXXXXXX.pth file; sharded: a torch.distributed.checkpoint folder, one shard file per "
-        "process (FSDP only); either resumes with any number of processes and exports with convert_lit_checkpoint",
+        "process (FSDP only); auto: sharded under FSDP, else full; either resumes with any number of processes "
+        "and exports with convert_lit_checkpoint",
+        "output",
+    )
+    async_checkpoint: Optional[bool] = _setting(
+        None,
+        "write sharded checkpoints in the background while training goes on (default: on with sharded "
+        "checkpoints); a checkpoint counts as saved once complete",
         "output",
     )
     init_from: Optional[str] = _setting(

@@ -162,7 +162,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
         budgets.append(math.ceil(args.max_tokens / tokens_per_step))
     total_steps = min(budgets)
     out_dir = Path(args.out_dir)
-    resume_path = ckpt.resolve_resume(args.resume, out_dir)
+    resume_path = ckpt.resolve_resume(args.resume, out_dir, config)
     if args.init_from and resume_path is None:
         ckpt.load_initial_weights(args.init_from, config)  # fails here, before launch, on a mismatch
     _check_out_dir(out_dir)
@@ -178,9 +178,20 @@ def _uses_fsdp(args: PretrainArgs, accelerator: str, world_size: int) -> bool:
     return args.strategy == "fsdp" or (args.strategy == "auto" and accelerator == "cuda" and world_size > 1)
 
 
+def checkpoint_format(args: PretrainArgs, accelerator: str, world_size: int) -> tuple[str, bool]:
+    """-> (format, asynchronous): sharded and asynchronous under FSDP unless set otherwise."""
+    fsdp = _uses_fsdp(args, accelerator, world_size)
+    fmt = args.checkpoint_format if args.checkpoint_format != "auto" else ("sharded" if fsdp else "full")
+    return fmt, fmt == "sharded" if args.async_checkpoint is None else args.async_checkpoint
+
+
 def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, precision: str) -> None:
+    fmt, asynchronous = checkpoint_format(args, accelerator, world_size)
+    if asynchronous and fmt != "sharded":
+        raise UserError(f"--async_checkpoint: {fmt} checkpoints are gathered and written by one process; "
+                        "asynchronous writing needs --checkpoint_format sharded (FSDP)")
     if not _uses_fsdp(args, accelerator, world_size):
-        if args.checkpoint_format == "sharded":
+        if fmt == "sharded":
             raise UserError("--checkpoint_format sharded needs FSDP (--strategy fsdp, or several GPUs)")
         return
     if args.fsdp_sharding == "NO_SHARD":
@@ -190,7 +201,7 @@ def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, 
     if world_size == 1:
         # Not refused: the same code path and checkpoint formats as a sharded run, on one process.
         print(f"--strategy fsdp with one process: FSDP2 over a single process (nothing is sharded; "
-              f"{args.checkpoint_format} checkpoints as with several)")
+              f"{fmt} checkpoints as with several)")
 
 
 def build_fabric(plan: RunPlan):
@@ -203,7 +214,8 @@ def build_fabric(plan: RunPlan):
     if _uses_fsdp(args, plan.accelerator, plan.world_size):
         strategy: Any = fsdp_strategy(
             plan.devices, args.num_nodes, plan.precision, sharding=args.fsdp_sharding,
-            activation_checkpointing=args.activation_checkpointing, checkpoint_format=args.checkpoint_format,
+            activation_checkpointing=args.activation_checkpointing,
+            checkpoint_format=checkpoint_format(args, plan.accelerator, plan.world_size)[0],
         )
     elif args.strategy == "ddp" or plan.world_size > 1:
         strategy = DDPStrategy()
@@ -386,7 +398,10 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
                 "(lower --learning_rate or raise --warmup_fraction, then --resume it)"
             )
 
-    def save(step: int) -> None:
+    fmt, asynchronous = checkpoint_format(args, plan.accelerator, plan.world_size)
+    checkpointer = ckpt.Checkpointer(fabric, sharded_format=fmt == "sharded", asynchronous=asynchronous)
+
+    def save(step: int, final: bool) -> None:
         nonlocal last_saved
         check_finite(step)
         path = ckpt.checkpoint_path(out_dir, step)
@@ -405,11 +420,11 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
             "args": args.to_dict(),
             "format_version": ckpt.FORMAT_VERSION,
         }
-        ckpt.save_checkpoint(fabric, path, state, sharded_format=args.checkpoint_format == "sharded")
-        if rank_zero:
-            ckpt.prune_checkpoints(out_dir, args.keep_last)
-        last_saved = path
-        progress.report(f"saved {path}")
+        for done in checkpointer.save(path, state, wait=final):  # complete ones only (an async one completes later)
+            if rank_zero:
+                ckpt.prune_checkpoints(out_dir, args.keep_last)
+            last_saved = done
+            progress.report(f"saved {done}")
 
     def run_validation(step: int) -> None:
         nonlocal val_loss
@@ -469,7 +484,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
                 fabric, signals.received is not None
             )
             if step % args.save_interval == 0 or last or stop_requested:
-                save(step)
+                save(step, final=last or stop_requested)
                 throughput.reset(step, tokens_at(step))
             if stop_requested:
                 sig = signals.received or signal.SIGTERM

@@ -82,7 +82,7 @@ def test_lock_from_another_host_is_refused_and_kept(tmp_path):
     with pytest.raises(RunDirLocked) as err:
         RunDirLock(tmp_path).acquire()
     assert "pid 4242 on host node-17.cluster" in str(err.value) and "\n" not in str(err.value)
-    assert snapshot(tmp_path)[HOLDER] == before[HOLDER]  # (the empty lock file itself stays, as filelock's do)
+    assert snapshot(tmp_path)[HOLDER] == before[HOLDER]
 
 
 def test_lock_is_released_when_the_run_fails(tmp_path):
