@@ -159,6 +159,15 @@ def _describe_error(err: BaseException) -> str:
     return (err.strerror or str(err)) if isinstance(err, OSError) else _first_line(err)
 
 
+def _failures() -> tuple[type[BaseException], ...]:
+    from torch.distributed.checkpoint import CheckpointException  # not an Exception subclass
+
+    return (Exception, CheckpointException)
+
+
+_FAILURES = _failures()
+
+
 def _write_file(path: Path, obj: Any) -> None:
     with open(path, "wb") as f:
         torch.save(obj, f)
@@ -205,7 +214,7 @@ class Checkpointer:
                 try:
                     tmp.mkdir()
                     _write_file(tmp / sharded.META_FILE, meta)
-                except Exception as err:
+                except _FAILURES as err:
                     error = err
             if self.asynchronous and self._group is None:
                 # The background writes must not interleave with the training's collectives.
@@ -216,7 +225,7 @@ class Checkpointer:
                     future = dcp.async_save(shards, storage_writer=writer, process_group=self._group)
                 else:
                     dcp.save(shards, storage_writer=writer)
-            except Exception as err:
+            except _FAILURES as err:
                 error = error or err
         else:
             options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
@@ -225,7 +234,7 @@ class Checkpointer:
             if fabric.is_global_zero:
                 try:
                     _write_file(tmp, {**full, **meta})
-                except Exception as err:
+                except _FAILURES as err:
                     error = err
         if future is not None:
             self._pending = (path, tmp, future, error)
@@ -240,7 +249,7 @@ class Checkpointer:
         self._pending = None
         try:
             future.result()
-        except Exception as err:
+        except _FAILURES as err:
             error = error or err
         return [self._finish(path, tmp, error)]
 
