@@ -63,12 +63,9 @@ def disk_errors(label: str) -> Iterator[None]:
     try:
         yield
     except _write_errors() as err:
-        reason = failure_reason(err, Path("."))
-        if isinstance(err, OSError) and err.errno not in DISK_ERRNOS:
+        if err.errno not in DISK_ERRNOS if isinstance(err, OSError) else "I/O error" not in str(err):
             raise
-        if not isinstance(err, OSError) and "I/O error" not in str(err):
-            raise
-        raise UserError(f"cannot write {label}: {reason}") from None
+        raise UserError(f"cannot write {label}: {failure_reason(err, Path('.'))}") from None
 
 
 def fsync_tree(path: Path, files: bool = True) -> None:
@@ -181,10 +178,4 @@ def open_atomic(target: PathLike, mode: str = "w", what: str = "", **kwargs) -> 
 def write_text(target: PathLike, text: str, what: str = "") -> Path:
     with open_atomic(target, "w", what, encoding="utf-8") as f:
         f.write(text)
-    return Path(target)
-
-
-def write_bytes(target: PathLike, data: bytes, what: str = "") -> Path:
-    with open_atomic(target, "wb", what) as f:
-        f.write(data)
     return Path(target)

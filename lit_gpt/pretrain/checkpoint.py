@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint import CheckpointException
 
 from lit_gpt.errors import UserError
 from lit_gpt.io import atomic
@@ -159,13 +160,7 @@ def _describe_error(err: BaseException) -> str:
     return (err.strerror or str(err)) if isinstance(err, OSError) else _first_line(err)
 
 
-def _failures() -> tuple[type[BaseException], ...]:
-    from torch.distributed.checkpoint import CheckpointException  # not an Exception subclass
-
-    return (Exception, CheckpointException)
-
-
-_FAILURES = _failures()
+_FAILURES = (Exception, CheckpointException)  # CheckpointException is no Exception subclass
 
 
 def _write_file(path: Path, obj: Any) -> None:
@@ -302,7 +297,6 @@ def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
 def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     """Restores model and optimizer in place from a full file or a sharded folder, whatever the number
     of processes that wrote it; returns the rest of the checkpoint."""
-    from torch.distributed.checkpoint import CheckpointException
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
