@@ -6,6 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+# Lightning gives its loggers a StreamHandler bound to whatever sys.stderr is when it is first
+# imported. Imported here, that is pytest's session-long capture; imported first inside a test
+# using capsys, it would be that test's stream, closed afterwards, and later tests would see
+# "--- Logging error ---" tracebacks in their stderr.
+import lightning.fabric  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session")
 def llama_tokenizer_dir(tmp_path_factory) -> Path:
