@@ -665,3 +665,14 @@ def test_a_full_or_read_only_disk_at_the_start_is_one_line(data, tmp_path, monke
     assert err.count("\n") == 1 and "Traceback" not in err and os.strerror(code) in err, err
     assert f"--out_dir {out}" in err
     assert not out.exists()  # the folder this run created is removed again
+
+
+def test_async_checkpoints_with_a_full_format_are_refused_before_launch(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    for changes in ({"async_checkpoint": True}, {"async_checkpoint": True, "strategy": "fsdp", "checkpoint_format": "full"}):
+        with pytest.raises(SystemExit) as exit_info:
+            _entry().main(to_argv(tiny_settings(*data, out, max_steps=2, **changes)))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--async_checkpoint" in err and "--checkpoint_format sharded" in err, err
+        assert not out.exists()
