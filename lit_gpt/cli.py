@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import functools
+import math
+import os
+import re
 import sys
-from typing import Callable, Mapping, Optional, Sequence, TypeVar
+import types
+import typing
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from lit_gpt.errors import UserError
 
@@ -54,3 +61,190 @@ def run_subcommand(command: str, noun: str, table: Mapping[str, tuple[Callable[[
         raise UserError(f"{command}: unknown {noun} {name!r}; choose one of {', '.join(table)}")
     table[name][0](rest, f"{command} {name}")
     return 0
+
+
+# ----------------------------------------------------------------------------- typed settings
+# Settings are dataclasses: each field's type is its parser, the docstring under it its help, and
+# `setting(...)` its range. `check_fields` enforces them for every way a settings object is made
+# (command line, recipe, YAML, Python), so a range is written once and checked once.
+def setting(default: Any = dataclasses.MISSING, *, factory: Optional[Callable[[], Any]] = None, ge: Any = None,
+            gt: Any = None, le: Any = None, lt: Any = None, path: bool = False) -> Any:
+    """A field with its bounds; `path=True` makes it an absolute path when the settings are built."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt, "path": path}
+    metadata = {key: value for key, value in bounds.items() if value is not None and value is not False}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _optional(hint: Any) -> tuple[Any, bool]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+    return hint, False
+
+
+def describe(hint: Any) -> str:
+    """What a value of this type looks like, for error messages."""
+    hint, nullable = _optional(hint)
+    if typing.get_origin(hint) is typing.Literal:
+        text = f"one of {', '.join(map(str, typing.get_args(hint)))}"
+    else:
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                 dict: "a dict (a JSON object on the command line)"}
+        text = names.get(typing.get_origin(hint) or hint) or str(hint).replace("typing.", "")
+    return f"{text} or null" if nullable else text
+
+
+def _bounds_text(meta: Mapping[str, Any]) -> str:
+    low = ("[", meta["ge"]) if "ge" in meta else ("(", meta["gt"]) if "gt" in meta else None
+    high = ("]", meta["le"]) if "le" in meta else (")", meta["lt"]) if "lt" in meta else None
+    if low and high:
+        return f"must be in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"must be {'>=' if low[0] == '[' else '>'} {low[1]}"
+    return f"must be {'<=' if high[0] == ']' else '<'} {high[1]}"
+
+
+def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any], label: Optional[str] = None) -> Any:
+    """`value` checked against the field's type and bounds (integral floats become ints: `2e9` tokens)."""
+    label = label or f"--{name}"
+    hint, nullable = _optional(hint)
+    if value is None:
+        if nullable:
+            return None
+        raise UserError(f"{label} None: expected {describe(hint)}")
+    wrong = UserError(f"{label} {value!r}: expected {describe(hint)}")
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in typing.get_args(hint):
+            raise UserError(f"{label} {value!r}: must be {describe(hint)}")
+    elif hint is bool:
+        if not isinstance(value, bool):
+            raise wrong
+    elif hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        if not math.isfinite(value):
+            raise UserError(f"{label} {value!r}: must be a finite number")
+        if hint is int:
+            if not float(value).is_integer():
+                raise wrong
+            value = int(value)
+        else:
+            value = float(value)
+        bounded = {key: meta[key] for key in ("ge", "gt", "le", "lt") if key in meta}
+        ok = {"ge": value >= bounded.get("ge", value), "gt": "gt" not in bounded or value > bounded["gt"],
+              "le": value <= bounded.get("le", value), "lt": "lt" not in bounded or value < bounded["lt"]}
+        if not all(ok.values()):
+            raise UserError(f"{label} {value!r}: {_bounds_text(bounded)}")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise wrong
+        if meta.get("path"):
+            value = os.path.abspath(os.path.expanduser(value))
+    elif (typing.get_origin(hint) or hint) is dict and not isinstance(value, dict):
+        raise wrong
+    return value
+
+
+def check_fields(settings: Any) -> None:
+    """Checks (and normalises) every field of a settings dataclass in place; UserError names the field."""
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        setattr(settings, f.name, check_value(f.name, getattr(settings, f.name), hints[f.name], f.metadata))
+
+
+def field_hints(*classes: type) -> dict[str, Any]:
+    """{field name: type} over settings dataclasses whose field names are unique."""
+    hints: dict[str, Any] = {}
+    for cls in classes:
+        for name, hint in typing.get_type_hints(cls).items():
+            if name in hints:
+                raise TypeError(f"setting {name!r} is defined twice")
+            hints[name] = hint
+    return hints
+
+
+def unknown_setting(key: str, known: Iterable[str], where: str) -> UserError:
+    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return UserError(f"{where}: unknown setting {key!r}{hint}")
+
+
+def settings_parser(prog: Optional[str], description: str, *classes: type):
+    """A jsonargparse parser with one `--field` per field of `classes` (one help group per class),
+    whose errors are one-line UserErrors naming the option."""
+    import jsonargparse
+
+    jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    hints = field_hints(*classes)
+
+    class Parser(jsonargparse.ArgumentParser):
+        def error(self, message: str, ex: Optional[Exception] = None):
+            raise _one_line_error(message, hints) from None
+
+    parser = Parser(prog=prog, description=description, exit_on_error=False, allow_abbrev=False)
+    for cls in classes:
+        parser.add_class_arguments(cls, None, as_group=True, instantiate=False)
+    return parser
+
+
+def _one_line_error(message: str, hints: Mapping[str, Any]) -> UserError:
+    key = re.search(r'[Kk]ey "([^"]+)"', message)
+    got = re.findall(r"Got value: (.*)", message)
+    if key and key.group(1) in hints:
+        name = key.group(1)
+        shown = f" {got[-1].strip()!r}" if got else ""
+        if got and got[-1].strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            return UserError(f"--{name}{shown}: must be a finite number")
+        verb = "must be" if typing.get_origin(_optional(hints[name])[0]) is typing.Literal else "expected"
+        return UserError(f"--{name}{shown}: {verb} {describe(hints[name])}")
+    unknown = re.search(r"(?i)unrecognized arguments: (.*)", message)
+    if unknown:
+        words = unknown.group(1).split()
+        close = [m for w in words if w.startswith("--")
+                 for m in difflib.get_close_matches(w[2:].split("=")[0], list(hints), n=1, cutoff=0.6)]
+        hint = f" (did you mean {', '.join('--' + m for m in close)}?)" if close else ""
+        return UserError(f"unrecognized arguments: {' '.join(words)}{hint}")
+    return UserError(" ".join(message.split()))
+
+
+def normalise_argv(argv: Sequence[str], hints: Mapping[str, Any], groups: Iterable[str] = ()) -> list[str]:
+    """The command line as the parser reads it: `--group.name` -> `--name`, `--name=value` split,
+    `none` for a nullable setting -> null, `2e9` for an integer setting -> 2000000000, 1/0 for a flag."""
+    out: list[str] = []
+    pending: Optional[str] = None
+    prefixes = tuple(f"--{g}." for g in groups)
+    for item in argv:
+        if pending is not None:
+            out.append(_normal_text(item, hints[pending]))
+            pending = None
+            continue
+        if item.startswith("--"):
+            name, eq, value = item[2:].partition("=")
+            if item.startswith(prefixes) and name.split(".", 1)[1] in hints:
+                name = name.split(".", 1)[1]
+            if name in hints:
+                out.append(f"--{name}")
+                if eq:
+                    out.append(_normal_text(value, hints[name]))
+                else:
+                    pending = name
+                continue
+        out.append(item)
+    return out
+
+
+def _normal_text(text: str, hint: Any) -> str:
+    hint, nullable = _optional(hint)
+    lowered = text.strip().lower()
+    if nullable and lowered in ("none", "null"):
+        return "null"
+    if hint is int and re.fullmatch(r"[+-]?[\d_]+(\.\d*)?([eE][+-]?\d+)?", lowered):
+        number = float(lowered.replace("_", "")) if any(c in lowered for c in ".e") else int(lowered.replace("_", ""))
+        if float(number).is_integer():
+            return str(int(number))
+    if hint is bool and lowered in ("1", "0", "yes", "no", "on", "off"):
+        return "true" if lowered in ("1", "yes", "on") else "false"
+    return text

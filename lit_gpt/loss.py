@@ -18,7 +18,6 @@ import functools
 import inspect
 
 import torch
-import torch.nn.functional as F
 
 from lit_gpt.kernels import importable, use_fused
 
@@ -160,7 +159,3 @@ def linear_cross_entropy(
     ):
         return liger_linear_cross_entropy(hidden, weight, targets, ignore_index)
     return chunked_linear_cross_entropy(hidden, weight, targets, ignore_index, chunk_size)
-
-
-def cross_entropy_reference(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=ignore_index)

@@ -60,7 +60,8 @@ class CausalSelfAttention(nn.Module):
         self.fused = fused
         self.kv_cache: Optional[KVCache] = None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def split_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, nh, T, hs), keys and values (B, ng, T, hs) of x, before RoPE."""
         B, T, _ = x.shape
         c = self.config
         qkv = self.attn(x).view(B, T, c.n_query_groups, c.q_per_kv + 2, c.head_size)
@@ -69,6 +70,12 @@ class CausalSelfAttention(nn.Module):
         q = q.reshape(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = k.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
         v = v.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, input_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        c = self.config
+        q, k, v = self.split_qkv(x)
         q, k = kernels.apply_rope(q, k, cos, sin, fused=self.fused)
 
         if input_pos is None:
@@ -195,9 +202,6 @@ class GPT(nn.Module):
         if targets is not None:
             return linear_cross_entropy(x, self.lm_head.weight, targets, IGNORE_INDEX, self.loss_chunk_size, fused=self.fused)
         return self.lm_head(x)  # (B, T, padded_vocab_size)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 def flops_per_token(config: Config, seq_len: int) -> float:

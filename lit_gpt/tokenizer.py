@@ -19,7 +19,20 @@ SENTENCEPIECE_MODEL = "tokenizer.model"
 
 
 class TokenizerError(UserError, ValueError):
-    """A tokenizer folder that cannot be used; the message names the folder."""
+    """A tokenizer folder that cannot be used; the message names the folder, or the file at fault."""
+
+
+# The JSON files transformers reads from a tokenizer folder, each a JSON object.
+JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+# Settings of tokenizer_config.json whose type transformers relies on without checking it.
+_CONFIG_TYPES = {
+    "tokenizer_class": (str, type(None)),
+    "added_tokens_decoder": (dict,),
+    "additional_special_tokens": (list, type(None)),
+    "extra_special_tokens": (list, dict, type(None)),
+    **{name: (str, dict, type(None)) for name in ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token",
+                                                   "sep_token", "cls_token")},
+}
 
 
 def load_tokenizer(tokenizer_dir: Union[str, Path], add_mask_token: bool = True, trust_remote_code: bool = False):
@@ -36,16 +49,74 @@ def load_tokenizer(tokenizer_dir: Union[str, Path], add_mask_token: bool = True,
         raise TokenizerError(f"tokenizer directory not found: {path}")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise TokenizerError(f"{path} holds neither {' nor '.join(TOKENIZER_FILES)}")
+    check_json_files(path)
     options = {"add_bos_token": True} if is_bare_sentencepiece_folder(path) else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(path), local_files_only=True, trust_remote_code=trust_remote_code, **options
         )
-    except Exception as err:  # transformers raises many types; the user needs the folder and the cause
-        raise TokenizerError(f"could not load the tokenizer in {path}: {err}") from err
+    except Exception as err:  # transformers raises many types; the user needs the file and the cause
+        raise TokenizerError(f"could not load the tokenizer in {_file_at_fault(path)}: {_cause(err)}") from err
     if add_mask_token:
         ensure_mask_token(tokenizer)
     return tokenizer
+
+
+def check_json_files(path: Path) -> None:
+    """Each JSON file of the folder parses to an object, and tokenizer_config.json's typed settings
+    have their types: transformers would otherwise fail deep inside with a message naming neither."""
+    import json
+
+    for name in JSON_FILES:
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise TokenizerError(f"{file} is not valid JSON: {err}") from None
+        except OSError as err:
+            raise TokenizerError(f"cannot read {file}: {err.strerror or err}") from None
+        if not isinstance(data, dict):
+            raise TokenizerError(f"{file} must hold a JSON object, not a {type(data).__name__}")
+        if name == "tokenizer_config.json":
+            for key, types in _CONFIG_TYPES.items():
+                if key in data and not isinstance(data[key], types):
+                    raise TokenizerError(f"{file}: {key} must be {' or '.join(_JSON_NAMES[t] for t in types)}, "
+                                         f"not {_JSON_NAMES.get(type(data[key]), type(data[key]).__name__)}")
+            decoder = data.get("added_tokens_decoder") or {}
+            bad = next((k for k, v in decoder.items() if not isinstance(v, dict) or not isinstance(v.get("content"), str)), None)
+            if bad is not None:
+                raise TokenizerError(f"{file}: added_tokens_decoder[{bad!r}] must be an object with a string content")
+
+
+_JSON_NAMES = {str: "a string", dict: "an object", list: "a list", int: "a number", float: "a number",
+               bool: "true/false", type(None): "null"}
+
+
+def _file_at_fault(path: Path) -> Path:
+    """The file of a folder that transformers could not load: tokenizer.json when the tokenizers
+    library refuses it on its own; tokenizer_config.json beside a sound tokenizer.json; the
+    tokenizer.model of a folder holding nothing else; else the folder."""
+    file, config = path / "tokenizer.json", path / "tokenizer_config.json"
+    if file.is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(str(file))
+        except Exception:  # the Rust library raises its own exception type
+            return file
+        return config if config.is_file() else path
+    if is_bare_sentencepiece_folder(path):
+        return path / SENTENCEPIECE_MODEL
+    return path
+
+
+def _cause(err: BaseException) -> str:
+    """One line: a bare KeyError says only the key, so its type is named too."""
+    text = f"{type(err).__name__} {err}" if isinstance(err, (KeyError, TypeError, AttributeError)) else str(err)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def sentencepiece_model_file(tokenizer_dir: Union[str, Path]) -> Path | None:

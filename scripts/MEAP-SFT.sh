@@ -30,13 +30,13 @@ if (( ACCUM < 1 || ACCUM * NUM_GPUS * MICRO_BATCH != GLOBAL_BATCH )); then
 fi
 
 if [[ "$BACKEND" == fsdp ]]; then
-  # activation checkpointing comes from FSDP itself here, so no --gradient_checkpointing
+  # activation checkpointing comes from FSDP itself here, so no --activation_checkpointing
   LAUNCH=(accelerate launch --config_file "$REPO/scripts/fsdp_llama.yaml" --num_processes "$NUM_GPUS")
   BACKEND_ARGS=(--torch_dtype float32)
 elif [[ "$BACKEND" == deepspeed ]]; then
   LAUNCH=(accelerate launch --use_deepspeed --deepspeed_config_file "$REPO/scripts/ds_zero2.json"
           --mixed_precision bf16 --num_machines 1 --num_processes "$NUM_GPUS")
-  BACKEND_ARGS=(--torch_dtype bfloat16 --gradient_checkpointing)  # DeepSpeed keeps fp32 master weights
+  BACKEND_ARGS=(--torch_dtype bfloat16 --activation_checkpointing)  # DeepSpeed keeps fp32 master weights
 elif [[ "$BACKEND" == none ]]; then
   if (( NUM_GPUS == 1 )); then
     LAUNCH=("${PYTHON:-python3}")

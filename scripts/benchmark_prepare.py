@@ -3,6 +3,12 @@
     python scripts/benchmark_prepare.py --text_dir /usr/share/doc --megabytes 32    # natural text here
     python scripts/benchmark_prepare.py --source_path /data/c4/en --files 4         # real C4 shards
     python scripts/benchmark_prepare.py --megabytes 30                               # the embedded sample
+    python scripts/benchmark_prepare.py --text_dir /usr/share/doc --formats          # one text, three formats
+    python scripts/benchmark_prepare.py --parquet_rss 200                            # peak memory, 200 MB Parquet
+
+`--formats`: prepare on the same documents as .json.gz, .jsonl.zst and .parquet files, side by
+side (the chunks must be equal). `--parquet_rss MB`: peak resident memory of a one-worker prepare
+of one Parquet file of about MB megabytes with small row groups, against the file's size.
 
 Input: the first `--files` C4 .json.gz files of `--source_path`; or C4-shaped files built from the
 text files under `--text_dir` (documentation, licences, man pages: natural prose with many distinct
@@ -356,6 +362,93 @@ def available(module: str) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- formats and memory
+
+
+def write_format(out_dir: Path, texts: list[str], files: int, fmt: str) -> None:
+    """`texts` spread over `files` files of one format, named as C4's training shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    out_dir.mkdir(parents=True)
+    for i in range(files):
+        part = texts[i::files]
+        name = out_dir / f"c4-train.{i:05d}-of-{files:05d}"
+        if fmt == "parquet":
+            pq.write_table(pa.table({"text": part}), f"{name}.parquet", row_group_size=1000)
+            continue
+        data = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in part).encode()
+        if fmt == "json.gz":
+            Path(f"{name}.json.gz").write_bytes(gzip.compress(data, compresslevel=6))
+        else:
+            Path(f"{name}.jsonl.zst").write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
+
+
+def compare_formats(work: Path, texts: list[str], tokenizer_dir: Path, files: int, workers: Optional[int],
+                    chunk_size: int, repeats: int) -> None:
+    formats = ("json.gz", "jsonl.zst", "parquet")
+    for fmt in formats:
+        write_format(work / fmt, texts, files, fmt)
+    best: dict[str, Run] = {}
+    for repeat in range(repeats):
+        outs = {}
+        for fmt in formats[repeat % 3:] + formats[: repeat % 3]:
+            outs[fmt] = work / f"out-{fmt}"
+            run = measure(lambda: run_prepare(work / fmt, outs[fmt], tokenizer_dir, chunk_size, workers))
+            if fmt not in best or run.wall < best[fmt].wall:
+                best[fmt] = run
+        chunks = {fmt: sorted((p.name, p.read_bytes()) for p in out.glob("*.bin")) for fmt, out in outs.items()}
+        if any(c != chunks["json.gz"] for c in chunks.values()):
+            raise SystemExit("the formats gave different chunks: the comparison is void")
+        for out in outs.values():
+            shutil.rmtree(out)
+    for fmt in formats:
+        run, size = best[fmt], sum(p.stat().st_size for p in (work / fmt).iterdir())
+        print(f"{fmt:>9}: {size / 1e6:7.1f} MB on disk, {run.wall:6.2f} s, {run.tokens / run.wall:12,.0f} tokens/s "
+              f"({run.tokens / run.cpu:10,.0f} per CPU-second; {run.note()})")
+
+
+RSS_CHILD = """
+import resource, sys
+from lit_gpt.prepare.pipeline import prepare
+prepare(sys.argv[1], sys.argv[2], sys.argv[3], chunk_size=4097 * 1024, num_workers=1, progress=False,
+        log=lambda line: None)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def parquet_rss(work: Path, texts: list[str], megabytes: float, tokenizer_dir: Path) -> None:
+    """Peak RSS of prepare on one Parquet file of ~`megabytes` MB, with a baseline of a tiny one."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def run(src: Path, out: Path) -> int:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-c", RSS_CHILD, str(src), str(out), str(tokenizer_dir)],
+                              capture_output=True, text=True, env=env, check=True)
+        return int(done.stdout.split()[-1]) * 1024
+
+    big, small = work / "big", work / "small"
+    big.mkdir()
+    small.mkdir()
+    schema = pa.schema([("text", pa.string())])
+    with pq.ParquetWriter(big / "c4-train.00000-of-00001.parquet", schema, compression="none") as writer:
+        size, rng = 0, random.Random(0)
+        while size < megabytes * 1e6:
+            rows = [rng.choice(texts) for _ in range(500)]
+            writer.write_table(pa.table({"text": rows}, schema=schema), row_group_size=500)
+            size += sum(len(t) for t in rows)
+    pq.write_table(pa.table({"text": texts[:100]}), small / "c4-train.00000-of-00001.parquet")
+    file_size = (big / "c4-train.00000-of-00001.parquet").stat().st_size
+    rss_big, rss_small = run(big, work / "out-big"), run(small, work / "out-small")
+    print(f"parquet {file_size / 1e6:.0f} MB (row groups of 500 rows, uncompressed): peak RSS {rss_big / 1e6:.0f} MB; "
+          f"the same run on a 100-row file: {rss_small / 1e6:.0f} MB")
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -370,6 +463,10 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all methods; the fastest run of each counts")
     parser.add_argument("--methods", default="reference,prepare,datasets,litdata",
                         help="comma-separated; datasets and litdata are skipped when not installed")
+    parser.add_argument("--formats", action="store_true",
+                        help="compare prepare on .json.gz, .jsonl.zst and .parquet of the same documents")
+    parser.add_argument("--parquet_rss", type=float, default=None, metavar="MB",
+                        help="measure peak RSS of prepare on one Parquet file of about MB megabytes")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - {"reference", "prepare", "datasets", "litdata"}
@@ -398,6 +495,17 @@ def main(argv=None) -> None:
             if not SAMPLE.is_dir():
                 raise UserError(f"the sample corpus is missing: {SAMPLE}")
             size, what = write_c4_files(work / "src", sample_texts(args.megabytes), args.files), "the sample repeated"
+        if args.formats or args.parquet_rss:
+            if not args.text_dir:
+                texts = sample_texts(args.megabytes)
+            print(f"input: {len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} M characters; tokenizer: "
+                  f"{tokenizer_name}; cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
+            if args.formats:
+                compare_formats(work, texts, tokenizer_dir, args.files, args.num_workers, args.chunk_size,
+                                args.repeats)
+            if args.parquet_rss:
+                parquet_rss(work, texts, args.parquet_rss, tokenizer_dir)
+            return
         src = work / "src"
         print(f"input: {len(list(src.glob('*.json.gz')))} .json.gz files, {size / 1e6:.1f} MB of JSON lines ({what})")
         # Loading once first keeps the one-off imports out of the timings.

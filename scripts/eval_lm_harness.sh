@@ -20,8 +20,13 @@
 set -euo pipefail
 
 usage="usage: $0 HF_DIR [TASKS] [OUT] [LM_EVAL_OPTIONS...]"
-if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
-  echo "$usage" >&2
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  # The help is the comment block at the top of this file.
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+if [[ $# -lt 1 ]]; then
+  echo "$usage (--help for more)" >&2
   exit 2
 fi
 positional=()
@@ -88,4 +93,30 @@ fi
 extra=(${LM_EVAL_ARGS:-})
 
 echo "lm_eval ${args[*]} ${extra[*]} ${passthrough[*]}  (on $device_kind)"
-exec lm_eval "${args[@]}" "${extra[@]}" "${passthrough[@]}"
+# lm_eval's stderr passes through as it comes, except a traceback, which is held back: when it says a
+# dataset could not be fetched in offline mode it becomes one line naming the dataset (status 2);
+# any other traceback is printed as it was.
+set +e
+{ lm_eval "${args[@]}" "${extra[@]}" "${passthrough[@]}" 2>&1 1>&3 3>&- | awk -v tasks="$TASKS" '
+  /^Traceback \(most recent call last\):/ { held = 1 }
+  held {
+    trace = trace $0 "\n"
+    # The exception line (not indented) names the dataset; quoted source lines above it do not.
+    if ($0 !~ /^[ \t]/ && match($0, /reach \x27[^\x27]+\x27/)) name = "dataset " substr($0, RSTART + 6, RLENGTH - 6)
+    next
+  }
+  { print; fflush() }
+  END {
+    if (trace ~ /OfflineModeIsEnabled|offline mode is enabled/) {
+      if (name == "") name = "a dataset"
+      printf "error: %s (for tasks %s) is not on disk and LM_EVAL_OFFLINE=1 forbids downloading it: run once online with the same HF_HOME (or HF_DATASETS_CACHE), or pass --include_path with a task YAML whose dataset_path is a local copy\n", name, tasks
+      exit 3
+    }
+    printf "%s", trace
+  }' >&2; } 3>&1
+statuses=("${PIPESTATUS[@]}")
+set -e
+if [[ "${statuses[1]}" == 3 ]]; then
+  exit 2
+fi
+exit "${statuses[0]}"

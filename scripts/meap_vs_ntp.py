@@ -1,4 +1,4 @@
-"""MEAP vs NTP, measured: paired runs per seed, the same evaluation, bootstrap confidence intervals.
+"""MEAP vs NTP, measured: paired runs per seed, the same evaluation, confidence intervals.
 
     python scripts/meap_vs_ntp.py --config pretrained/meap_tiny.py --seeds 3 --out_dir out/cmp [--max_steps 200 ...]
 

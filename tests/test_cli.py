@@ -69,3 +69,32 @@ def test_help_of_every_command_and_subcommand_exits_0_and_bad_choices_are_one_li
     listed = {name: out for name, argv, _, out, _ in results if argv == ["--help"]}
     assert all(sub in listed["meap-convert"] for sub in ("lit-to-hf", "hf-to-lit", "safetensors"))
     assert all(sub in listed["meap-eval"] for sub in ("retrieval", "multidoc_qa"))
+
+
+def test_help_names_the_command_typed_and_lists_break_where_written(capsys):
+    from lit_gpt.convert.cli import main as convert_main
+    from lit_gpt.eval.cli import main as eval_main
+    from lit_gpt.prepare.cli import main as prepare_main
+
+    for call, argv in ((eval_main, ["retrieval", "--help"]), (eval_main, ["multidoc_qa", "--help"]),
+                       (eval_main, ["attention", "--help"]), (convert_main, ["lit-to-hf", "--help"]),
+                       (prepare_main, ["--help"])):
+        with pytest.raises(SystemExit):
+            call(argv)
+        out = capsys.readouterr().out
+        if call is eval_main:
+            assert out.startswith(f"usage: meap-eval {argv[0]} "), out[:80]
+        if call is convert_main:
+            assert "convert_lit_checkpoint.py" not in out and "    meap-convert lit-to-hf --checkpoint_name" in out
+        if call is prepare_main:
+            assert "--destination_path data/c4_bin \\\n" in out
+
+
+def test_an_empty_item_in_a_list_option_is_refused_naming_it(capsys):
+    from lit_gpt.eval.cli import main as eval_main
+
+    with pytest.raises(SystemExit) as exit_:
+        eval_main(["retrieval", "--model_dir", "m", "--out_dir", "o", "--context_lengths", "128,,256"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "--context_lengths: '128,,256' has an empty item" in err

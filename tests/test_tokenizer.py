@@ -24,3 +24,44 @@ def test_missing_folder_and_missing_files_are_clear_errors(tmp_path):
         load_tokenizer(tmp_path / "nope")
     with pytest.raises(TokenizerError, match="tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def hf_llama_folder(llama_tokenizer_dir, tmp_path_factory):
+    """The LLaMA-style model saved as a Hugging Face folder: tokenizer.json + tokenizer_config.json."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("hf_llama")
+    AutoTokenizer.from_pretrained(str(llama_tokenizer_dir)).save_pretrained(folder)
+    assert {"tokenizer.json", "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    return folder
+
+
+BROKEN = [
+    ("tokenizer.json", "garbage{"),
+    ("tokenizer.json", "[]"),
+    ("tokenizer.json", "{}"),  # transformers ends in a bare 'added_tokens' KeyError here
+    ("tokenizer.json", '{"added_tokens": 5}'),
+    ("tokenizer.json", '{"added_tokens": [{"id": 1}]}'),
+    ("tokenizer_config.json", "garbage{"),
+    ("tokenizer_config.json", "[1, 2]"),
+    ("tokenizer_config.json", '{"added_tokens_decoder": 5}'),
+    ("tokenizer_config.json", '{"added_tokens_decoder": {"1": 3}}'),
+    ("tokenizer_config.json", '{"tokenizer_class": 5}'),
+    ("tokenizer_config.json", '{"eos_token": 2}'),
+    ("special_tokens_map.json", "nonsense"),
+]
+
+
+@pytest.mark.parametrize("name,content", BROKEN)
+def test_a_broken_file_is_named_not_just_its_folder(hf_llama_folder, tmp_path, name, content):
+    import shutil
+
+    folder = tmp_path / "tok"
+    shutil.copytree(hf_llama_folder, folder)
+    (folder / name).write_text(content)
+    with pytest.raises(TokenizerError) as caught:
+        load_tokenizer(folder)
+    message = str(caught.value)
+    assert str(folder / name) in message and "\n" not in message
+    assert not message.endswith(": 'added_tokens'")  # a bare key says nothing; the error's type goes with it

@@ -397,6 +397,25 @@ def texts_from_json_files(paths: Sequence[Union[str, Path]]) -> Iterator[str]:
     from lit_gpt.prepare.pipeline import iter_records
 
     for path in paths:
-        for _, record in iter_records(Path(path)):
-            if isinstance(record, dict) and isinstance(record.get("text"), str):
-                yield record["text"]
+        for _, text in iter_records(Path(path)):
+            if type(text) is str:  # not a Skipped record
+                yield text
+
+
+HAYSTACK_CHARS = 1_000_000
+
+
+def make_haystack_filler(sample_dir: Union[str, Path], out_path: Union[str, Path],
+                         n_chars: int = HAYSTACK_CHARS) -> int:
+    """Writes the needle-in-a-haystack filler that ships inside the package
+    (lit_gpt/eval/haystack.jsonl.gz): the first `n_chars` characters of whole documents of the
+    sample's training files, as {"text": ...} lines. Returns the number of documents."""
+    docs, size = [], 0
+    for text in texts_from_json_files(sorted(Path(sample_dir).glob("c4-train.*.json.gz"))):
+        text = text.strip()
+        if text:
+            docs.append(text)
+            size += len(text)
+        if size >= n_chars:
+            break
+    return write_json_gz(out_path, ({"text": text} for text in docs))

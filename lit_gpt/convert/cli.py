@@ -42,6 +42,9 @@ the lit-to-hf conversion writes safetensors directly.
 
 
 def _parser(doc: str, prog: Optional[str]) -> argparse.ArgumentParser:
+    if prog:  # the examples name the command the user typed (meap-convert SUB, or the script)
+        for script in ("convert_lit_checkpoint.py", "convert_hf_checkpoint.py", "convert_safetensors.py"):
+            doc = doc.replace(script, prog)
     return ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 

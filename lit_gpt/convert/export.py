@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 import torch
 
 from lit_gpt.errors import UserError
+from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
 from lit_gpt.io.safe_load import load_torch_file
@@ -263,7 +264,8 @@ def lit_to_hf(
         raise UserError(str(err)) from None
     hf_sd = {k: v.to(torch_dtype) for k, v in lit_to_hf_state_dict(sd, config).items()}
     # from_pretrained with a state dict skips the random initialisation a plain constructor does.
-    model = LlamaForCausalLM.from_pretrained(None, config=hf_config, state_dict=hf_sd, dtype=torch_dtype)
+    with quiet_hf_loading():
+        model = LlamaForCausalLM.from_pretrained(None, config=hf_config, state_dict=hf_sd, dtype=torch_dtype)
     return model.eval(), tokenizer
 
 

@@ -12,6 +12,7 @@ depend on the number of processes, and a resumed run jumps straight to its posit
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Optional, Union
@@ -111,6 +112,9 @@ class TrainBatches:
         # Stream position of step `start_step`; a resume moves both.
         self.start_step = 0
         self.start_position = 0
+        # step -> ([MASK] inputs, inputs) of this process, counted in the collate step (the prefetch
+        # thread) and taken by `mask_fraction` when the step is logged
+        self._masked: dict[int, tuple[int, int]] = {}
 
     def position(self, step: int) -> int:
         """Stream position of the first block of optimizer step `step` (0-based)."""
@@ -124,12 +128,36 @@ class TrainBatches:
 
     def step_batches(self, step: int) -> list[Batch]:
         """The grad_accum micro batches (on the CPU) of optimizer step `step`."""
-        return [self.micro_batch(step, i) for i in range(self.grad_accum)]
+        batches = [self.micro_batch(step, i) for i in range(self.grad_accum)]
+        mask_id = self.collator.mask_token_id
+        masked = sum(int((inputs == mask_id).sum()) for inputs, _ in batches) if mask_id is not None else 0
+        self._masked[step] = (masked, sum(inputs.numel() for inputs, _ in batches))
+        return batches
+
+    def mask_fraction(self, before_step: int) -> Optional[float]:
+        """The share of this process's input positions that were [MASK] over the steps before
+        `before_step` (0-based) not reported yet: the mask ratio the model really saw."""
+        done = [s for s in list(self._masked) if s < before_step]
+        counts = [self._masked.pop(s) for s in done]
+        total = sum(n for _, n in counts)
+        return sum(m for m, _ in counts) / total if total else None
+
+    def step_tensors(self, step: int, pin_memory: bool = False) -> Batch:
+        """The micro batches of step `step` stacked into (grad_accum, B, T) inputs and targets,
+        pinned for an asynchronous copy to a GPU when asked: host work the prefetch thread does."""
+        batches = self.step_batches(step)
+        inputs, targets = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        if pin_memory:
+            inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        return inputs, targets
 
     def state_dict(self, step: int) -> dict:
-        """The stream's state at the start of step `step`: all a resume needs (the same on every rank)."""
-        self.dataset.consumed = self.position(step)
-        return {"step": step, "stream": self.dataset.state_dict()}
+        """The stream's state at the start of step `step`: all a resume needs (the same on every rank).
+
+        Read from a shallow copy, so the stream the prefetch thread reads is left untouched."""
+        stream = copy.copy(self.dataset)
+        stream.consumed = self.position(step)
+        return {"step": step, "stream": stream.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         try:

@@ -33,9 +33,9 @@ class MixedStream(ResumableStream):
       position apportion(k * WINDOW)[i] + (the positions of window k before o that go to i).
 
     So the choices and the sub-positions are a pure function of (seed, rank, weights, p): the mix
-    resumes exactly, any number of dataloader workers read the same sequence, and iterating yields
-    sample_at(consumed), sample_at(consumed + 1), ... Without `wrap`, a pass ends at the first
-    position whose dataset has no block left (sample_at returns None from there on).
+    resumes exactly, and iterating yields sample_at(consumed), sample_at(consumed + 1), ... Without
+    `wrap`, a pass ends at the first position whose dataset has no block left (sample_at returns
+    None from there on).
 
     The datasets may be given new weights on resume: each continues from the position it had
     reached, and the positions after the resume point follow the new weights.
@@ -46,8 +46,8 @@ class MixedStream(ResumableStream):
     _SEED_DOMAIN = 0x4D4958  # keeps the mix's generators apart from PackedStream's (seed, epoch, window)
 
     def __init__(self, datasets: Sequence[PackedStream], weights: Sequence[float], seed: int = 12345,
-                 batch_size: Optional[int] = None, names: Optional[Sequence[str]] = None):
-        super().__init__(batch_size)
+                 names: Optional[Sequence[str]] = None):
+        super().__init__()
         if not datasets or len(datasets) != len(weights):
             raise ValueError(f"need one weight per dataset, got {len(datasets)} datasets and {len(weights)} weights")
         if names is not None and len(names) != len(datasets):
@@ -72,9 +72,6 @@ class MixedStream(ResumableStream):
         self._base = 0
         self._shift = np.zeros(len(self.datasets), dtype=np.int64)
         self._windows: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
-
-    def stream_length(self) -> Optional[int]:
-        return None  # a finite mix ends where a chosen dataset runs out: sample_at returns None from there
 
     # --- where a position's block comes from
     def apportion(self, n: int) -> np.ndarray:

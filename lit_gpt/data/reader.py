@@ -1,10 +1,9 @@
 """Reading packed chunk files as one stream of blocks per rank, addressed by position.
 
 Where each block sits in the stream is a pure function of (seed, epoch, rank): nothing depends on
-how many dataloader workers read it or on what was read before. So a resumed reader needs only the
-count of samples its rank has consumed, and jumps there without touching the blocks before it.
-Iterate it (through `lit_gpt.data.StatefulLoader` when dataloader workers read it) or read it by
-position with `sample_at`.
+what was read before. So a resumed reader needs only the count of samples its rank has consumed,
+and jumps there without touching the blocks before it. Iterate it, or read it by position with
+`sample_at` (as the trainer's `lit_gpt.data.batches` does).
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ class PackedStream(ResumableStream):
 
     Each epoch orders all blocks of all files once: files are shuffled (seed, epoch), taken in
     windows of `n_chunks` files, and the blocks inside a window shuffled. Block g of that order goes
-    to rank g % num_processes, so every block is read exactly once per epoch across ranks (and
-    across each rank's dataloader workers), however few files there are. With `wrap` the stream is
+    to rank g % num_processes, so every block is read exactly once per epoch across ranks, however
+    few files there are. With `wrap` the stream is
     endless and each epoch is reshuffled; without it, one pass.
 
     `block_size` is the training length T (each block holds T + 1 tokens); TinyLlama's
@@ -46,9 +45,8 @@ class PackedStream(ResumableStream):
         num_processes: int = 1,
         process_rank: int = 0,
         n_chunks: int = 16,
-        batch_size: Optional[int] = None,
     ):
-        super().__init__(batch_size)
+        super().__init__()
         if block_size <= 0:
             raise ValueError(f"block_size must be positive, got {block_size}")
         if not 0 <= process_rank < num_processes:
@@ -92,13 +90,10 @@ class PackedStream(ResumableStream):
         self._mmaps: OrderedDict[int, np.memmap] = OrderedDict()
 
     def __getstate__(self):
-        # Memory maps do not travel to dataloader workers; each worker opens its own.
+        # Memory maps are not pickled: a copy opens its own.
         state = self.__dict__.copy()
         state["_mmaps"] = OrderedDict()
         return state
-
-    def stream_length(self) -> Optional[int]:
-        return None if self.wrap else self.rank_blocks_per_epoch
 
     # --- where a block sits
     def _epoch_layout(self, epoch: int):

@@ -59,12 +59,7 @@ def _lit_qk(module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tu
     """Queries and keys of lit's CausalSelfAttention, as its forward forms them (plain RoPE)."""
     from lit_gpt.kernels import apply_rope_reference
 
-    B, T, _ = x.shape
-    c = module.config
-    qkv = module.attn(x).view(B, T, c.n_query_groups, c.q_per_kv + 2, c.head_size)
-    q, k, _ = qkv.split((c.q_per_kv, 1, 1), dim=3)
-    q = q.reshape(B, T, c.n_head, c.head_size).transpose(1, 2)  # (B, nh, T, hs)
-    k = k.squeeze(3).transpose(1, 2)  # (B, ng, T, hs)
+    q, k, _ = module.split_qkv(x)
     return apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
 
 
@@ -242,6 +237,7 @@ class AttentionSettings:
     dtype: str = "float32"
     trust_remote_code: bool = False
     overwrite: bool = False
+    allow_beyond_context: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -284,13 +280,16 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     from tqdm.auto import tqdm
 
     from lit_gpt.eval.prompts import build_prompts
-    from lit_gpt.eval.retrieval import RetrievalSettings, _haystack, prompt_answer_ids
+    from lit_gpt.eval.haystack import task_haystack
+    from lit_gpt.eval.retrieval import prompt_answer_ids
 
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)
-    retrieval_like = RetrievalSettings(model_dir=settings.model_dir, task=settings.task, context_lengths=settings.context_lengths,
-                                       depths=settings.depths, samples=settings.samples, haystack_file=settings.haystack_file)
-    corpus, haystack = _haystack(retrieval_like)
+    config = model.config  # a Hugging Face config or the lit Config
+    options.check_positions(max(settings.context_lengths), getattr(config, "max_position_embeddings", None)
+                            or getattr(config, "block_size", None), settings.allow_beyond_context, "--context_lengths")
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
     prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
                             settings.seed, corpus)
     answers = prompt_answer_ids(tokenizer, prompts)
@@ -328,8 +327,8 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> AttentionSettings:
-    parser = ArgumentParser(prog="python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> AttentionSettings:
+    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
     parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
@@ -343,13 +342,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> AttentionSettings:
     parser.add_argument("--seed", type=int, default=0, help="prompt seed (the same prompts as retrieval with this seed)")
     parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
     return AttentionSettings(**vars(parser.parse_args(argv)))
 
 
 @exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv)
+    settings = parse_args(argv, prog)
     results = run_attention(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.attention", *argv]))
     print(f"{settings.task}: attention at the answer positions of {settings.model_dir}, "
           f"mean over heads and {results['summary']['n']} prompts")

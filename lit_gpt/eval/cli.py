@@ -19,7 +19,7 @@ EVALUATIONS: dict[str, tuple[str, str]] = {
 
 
 def _run_module(module: str) -> Callable[[list[str], str], None]:
-    return lambda argv, prog: importlib.import_module(module).main(argv)  # imported only when chosen
+    return lambda argv, prog: importlib.import_module(module).main(argv, prog)  # imported only when chosen
 
 
 @exit_on_user_error

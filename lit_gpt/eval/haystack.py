@@ -1,8 +1,11 @@
 """Text to hide needles in: a local corpus (plain text, JSON lines, C4 `json.gz`) or generated filler.
 
-The needle-in-a-haystack task reads real prose from the user's disk. Without one it falls back to the
-project's sample corpus (`data/sample/*.json.gz`, C4 lines), then to sentences made from the
-`wonderwords` word lists with a seeded RNG, so the evaluation never needs the network.
+The needle-in-a-haystack task reads real prose from the user's disk. Without one it uses the filler
+that ships inside the package (`haystack.jsonl.gz` beside this module: 1M characters of the sample
+corpus's documents, made by `tools.sample_corpus.make_haystack_filler` from `data/sample`), so an
+installed package and a clone build the same haystacks and the evaluation never needs the network.
+`generated_text` (sentences from the `wonderwords` word lists with a seeded RNG) is the filler of
+prompts built without a corpus.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from lit_gpt.errors import UserError
 PASSKEY_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 
 CORPUS_SUFFIXES = (".txt", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
-DEFAULT_CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
+PACKAGED_FILLER = "haystack.jsonl.gz"  # package data of lit_gpt.eval
 
 
 @dataclass
@@ -97,11 +100,26 @@ def load_corpus(path: Union[str, Path], max_chars: int = 4_000_000) -> Corpus:
     return Corpus(documents, str(path))
 
 
-def default_corpus(max_chars: int = 4_000_000) -> Optional[Corpus]:
-    """The project's sample corpus, or None when it is not there."""
-    if DEFAULT_CORPUS_DIR.is_dir() and any(DEFAULT_CORPUS_DIR.glob("*.json.gz")):
-        return load_corpus(DEFAULT_CORPUS_DIR, max_chars)
-    return None
+def default_corpus(max_chars: int = 4_000_000) -> Corpus:
+    """The filler shipped with the package; `source` names it the same way in every install."""
+    from importlib.resources import as_file, files
+
+    with as_file(files("lit_gpt.eval") / PACKAGED_FILLER) as path:
+        corpus = load_corpus(path, max_chars)
+    corpus.source = f"lit_gpt.eval/{PACKAGED_FILLER} (packaged sample text)"
+    return corpus
+
+
+def task_haystack(task: str, context_lengths: list[int], haystack_file: Optional[str] = None):
+    """(corpus or None, a description for results.json) of a retrieval task's prompts: niah reads
+    `haystack_file` or the packaged filler; passkey and kv build their own filler."""
+    if task == "passkey":
+        return None, "passkey filler (repeated sentences)"
+    if task == "kv":
+        return None, "random UUID key-value pairs"
+    max_chars = max(4_000_000, 16 * max(context_lengths))
+    corpus = load_corpus(haystack_file, max_chars) if haystack_file else default_corpus(max_chars)
+    return corpus, corpus.source
 
 
 @lru_cache(maxsize=None)
@@ -122,7 +140,7 @@ _SENTENCES = (
 
 
 def generated_text(rng: random.Random, n_chars: int) -> str:
-    """Random grammatical sentences from the wonderwords lists (the fallback haystack)."""
+    """Random grammatical sentences from the wonderwords lists (niah filler when no corpus is given)."""
     nouns, verbs, adjectives = word_list("noun"), word_list("verb"), word_list("adjective")
     parts, size = [], 0
     while size < n_chars:

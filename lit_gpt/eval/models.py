@@ -142,32 +142,38 @@ def load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool = F
     """A Hugging Face model folder as a causal LM. safetensors weights load through transformers;
     `pytorch_model.bin` weights are read by `lit_gpt.io.safe_load` (any pickle protocol, nothing in
     them runs: upstream MEAP's converter writes protocol 5, which transformers' loader refuses)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from lit_gpt.io.hf_quiet import quiet_hf_loading
 
     try:
-        if check_safetensors_files(path):
-            return AutoModelForCausalLM.from_pretrained(
-                str(path), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code
-            )
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
-
-        from lit_gpt.convert.export import read_hf_weights
-
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-        if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-            raise UserError(f"{path}: pytorch_model.bin weights of model type {config.model_type!r} are not supported here; "
-                            "convert them with convert/convert_safetensors.py first")
-        state_dict = read_hf_weights(path)
-        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
-        model, info = model_class.from_pretrained(None, config=config, state_dict=state_dict, dtype=dtype,
-                                                  output_loading_info=True)
-        if info["missing_keys"]:
-            # transformers would leave these randomly initialised; an evaluation of that means nothing.
-            missing = sorted(info["missing_keys"])
-            raise UserError(f"{path}: pytorch_model.bin lacks {len(missing)} weights of the model: {', '.join(missing[:5])}")
-        return model
+        with quiet_hf_loading():
+            return _load_hf_folder(path, dtype, trust_remote_code)
     except (OSError, ValueError) as err:
         raise UserError(f"could not load the Hugging Face model in {path}: {_first_line(err)}") from None
+
+
+def _load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from lit_gpt.convert.export import read_hf_weights
+
+    if check_safetensors_files(path):
+        return AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise UserError(f"{path}: pytorch_model.bin weights of model type {config.model_type!r} are not supported here; "
+                        "convert them with convert/convert_safetensors.py first")
+    state_dict = read_hf_weights(path)
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    model, info = model_class.from_pretrained(None, config=config, state_dict=state_dict, dtype=dtype,
+                                              output_loading_info=True)
+    if info["missing_keys"]:
+        # transformers would leave these randomly initialised; an evaluation of that means nothing.
+        missing = sorted(info["missing_keys"])
+        raise UserError(f"{path}: pytorch_model.bin lacks {len(missing)} weights of the model: {', '.join(missing[:5])}")
+    return model
 
 
 def load_model(

@@ -7,7 +7,9 @@ Each input line holds `question`, `answers` (list) and `ctxs` (list of {title, t
 as in the lost-in-the-middle release. The gold document (isgold, else the first with hasanswer) is
 taken out and put back at each requested position among the others; the prompt is the paper's QA
 instruction; decoding is greedy; the first line of the answer is scored by best-subspan exact match.
-Writes OUT/results.json and OUT/accuracy_by_position.png.
+Writes OUT/results.json and OUT/accuracy_by_position.png. Gold positions are 0-based everywhere (0 =
+the first document): in --gold_positions, the printed table, results.json and the plot, as in the
+release's file names (gold_at_0).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gzip
 import json
 import shlex
 import sys
+import zlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,8 +67,8 @@ def read_examples(path: str | Path, limit: Optional[int] = None) -> list[QAExamp
                 examples.append(_example(record, path, n))
                 if limit is not None and len(examples) >= limit:
                     break
-    except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise UserError(f"could not read {path}: {err}") from err
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as err:  # a corrupt or truncated .gz too
+        raise UserError(f"could not read {path}: {err}") from None
     if not examples:
         raise UserError(f"{path} holds no examples")
     return examples
@@ -132,6 +135,7 @@ class MultiDocSettings:
     dtype: str = "auto"
     trust_remote_code: bool = False
     overwrite: bool = False
+    allow_beyond_context: bool = False
 
 
 def _encode(tokenizer, prompt: str, chat_template: bool) -> list[int]:
@@ -165,8 +169,10 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
         dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code,
     )
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     prompts = [_encode(loaded.tokenizer, qa_prompt(ex.question, docs), settings.chat_template) for ex, _, docs in jobs]
+    options.check_positions(max(len(p) for p in prompts) + settings.max_new_tokens, loaded.max_positions,
+                            settings.allow_beyond_context, f"{settings.input_path}: the longest prompt + answer")
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     generations = greedy_generate(
         loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size, desc="multidoc QA"
     )
@@ -222,18 +228,21 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     return results
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> MultiDocSettings:
-    parser = ArgumentParser(prog="python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> MultiDocSettings:
+    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.multidoc_qa", description=__doc__.split("\n\n")[0])
     options.add_model_arguments(parser)
     parser.add_argument("--input_path", required=True, help="lost-in-the-middle .jsonl or .jsonl.gz")
     parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--gold_positions", type=options.comma_list(_position), default=None, help="0-based; default 0,4,9,...,last")
+    parser.add_argument("--gold_positions", type=options.comma_list(_position), default=None,
+                        help="0-based (0 = the first document), as in the output, results.json and the plot; "
+                        "default 0,4,9,...,last")
     parser.add_argument("--num_documents", type=options.positive_int, default=None, help="gold + first N-1 distractors")
     parser.add_argument("--limit", type=options.positive_int, default=None, help="only the first N questions")
     parser.add_argument("--max_new_tokens", type=options.positive_int, default=100)
     parser.add_argument("--metric", choices=list(METRICS), default="best_subspan_em")
     parser.add_argument("--chat_template", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
     return MultiDocSettings(**vars(parser.parse_args(argv)))
 
 
@@ -250,15 +259,15 @@ def _position(text: str) -> int:
 
 
 @exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv)
+    settings = parse_args(argv, prog)
     results = run_multidoc_qa(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.multidoc_qa", *argv]))
     acc = results["accuracy"]
     print(f"multi-document QA ({acc['metric']}, {results['settings']['num_documents']} documents) of {settings.model_dir}")
     for pos, value in acc["by_gold_position"].items():
-        print(f"  gold at {int(pos) + 1:>3}: {100 * value:5.1f}%")
-    print(f"  overall    : {100 * acc['overall']:5.1f}%  ({acc['n']} prompts)")
+        print(f"  gold at position {int(pos):>3} (0-based): {100 * value:5.1f}%")
+    print(f"  overall                     : {100 * acc['overall']:5.1f}%  ({acc['n']} prompts)")
     print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'accuracy_by_position.png'}")
     return results
 

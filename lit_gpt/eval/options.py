@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Optional, Union
 
 from lit_gpt.errors import UserError
 
@@ -17,6 +18,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     parser.add_argument("--batch_size", type=positive_int, default=8)
     parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
+
+
+BEYOND_CONTEXT_HELP = ("evaluate prompts longer than the model's positions (e.g. to measure RoPE extrapolation); "
+                       "refused otherwise")
+
+
+def check_positions(longest: int, max_positions: Optional[int], allow: bool, what: str) -> None:
+    """Refuses prompts the model has no positions for, before any is built or run: its answers there
+    mean nothing unless extrapolation is what is measured, and long prompts can take minutes each."""
+    if not max_positions or longest <= max_positions:
+        return
+    message = f"{what}: {longest} tokens exceed the model's {max_positions} positions"
+    if not allow:
+        raise UserError(f"{message}; use shorter lengths, or pass --allow_beyond_context to run them anyway")
+    print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
 
 
 def positive_int(text: str) -> int:
@@ -44,9 +60,9 @@ def token_count(text: str) -> int:
 
 def comma_list(item_type):
     def parse(text: str) -> list:
-        items = [part for part in text.split(",") if part.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("empty list")
+        items = [part for part in text.split(",")]
+        if not text.strip() or not all(part.strip() for part in items):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item (expected a comma-separated list)")
         return [item_type(part) for part in items]
 
     return parse

@@ -107,9 +107,9 @@ def plot_accuracy_by_position(
     """`accuracy[position]` (0-based gold document position) -> the lost-in-the-middle line plot."""
     positions = sorted(accuracy)
     fig, ax = _figure(6.0, 4.0)
-    ax.plot([p + 1 for p in positions], [100 * accuracy[p] for p in positions], marker="o", label=label)
-    ax.set_xticks([p + 1 for p in positions])
-    ax.set_xlabel("position of the document with the answer")
+    ax.plot(positions, [100 * accuracy[p] for p in positions], marker="o", label=label)
+    ax.set_xticks(positions)
+    ax.set_xlabel("position of the document with the answer (0-based, as in results.json)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)

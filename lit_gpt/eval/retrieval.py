@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
+from lit_gpt.eval.haystack import task_haystack
 from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
 from lit_gpt.eval.scoring import METRICS, first_line, score
 
@@ -54,6 +55,7 @@ class RetrievalSettings:
     dtype: str = "auto"
     trust_remote_code: bool = False
     overwrite: bool = False
+    allow_beyond_context: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -188,21 +190,6 @@ def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[lis
     return ids
 
 
-def _haystack(settings: RetrievalSettings):
-    """(corpus or None, a description for results.json)."""
-    from lit_gpt.eval.haystack import default_corpus, load_corpus
-
-    if settings.task == "passkey":
-        return None, "passkey filler (repeated sentences)"
-    if settings.task == "kv":
-        return None, "random UUID key-value pairs"
-    max_chars = max(4_000_000, 16 * max(settings.context_lengths))
-    corpus = load_corpus(settings.haystack_file, max_chars) if settings.haystack_file else default_corpus(max_chars)
-    if corpus is None:
-        return None, "generated sentences (wonderwords word lists)"
-    return corpus, corpus.source
-
-
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
     from lit_gpt.eval.generation import answer_logprobs, greedy_generate
@@ -213,7 +200,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     if settings.task != "niah" and settings.haystack_file:
         print(f"warning: --haystack_file is only used by task niah, not {settings.task}", file=sys.stderr)
-    corpus, haystack = _haystack(settings)
+    corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
     loaded = load_model(
         settings.model_dir,
         tokenizer_dir=settings.tokenizer_dir,
@@ -221,14 +208,9 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
         dtype=settings.dtype,
         trust_remote_code=settings.trust_remote_code,
     )
+    options.check_positions(max(settings.context_lengths) + settings.max_new_tokens, loaded.max_positions,
+                            settings.allow_beyond_context, "--context_lengths (longest prompt + answer)")
     out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
-    longest = max(settings.context_lengths) + settings.max_new_tokens
-    if loaded.max_positions and longest > loaded.max_positions:
-        print(
-            f"warning: {longest} tokens (longest prompt + answer) exceed the model's "
-            f"max_position_embeddings {loaded.max_positions}",
-            file=sys.stderr,
-        )
 
     start = time.perf_counter()
     prompts = build_prompts(
@@ -291,8 +273,8 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     return results
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> RetrievalSettings:
-    parser = ArgumentParser(prog="python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> RetrievalSettings:
+    parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.retrieval", description=__doc__.split("\n\n")[0])
     options.add_model_arguments(parser)
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024, 2048, 4096])
@@ -304,13 +286,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> RetrievalSettings:
     parser.add_argument("--metric", choices=list(METRICS), default=None, help="default: substring, best_subspan_em for kv")
     parser.add_argument("--haystack_file", default=None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out_dir")
+    parser.add_argument("--allow_beyond_context", action="store_true", help=options.BEYOND_CONTEXT_HELP)
     return RetrievalSettings(**vars(parser.parse_args(argv)))
 
 
 @exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv)
+    settings = parse_args(argv, prog)
     results = run_retrieval(settings, command=shlex.join(["python", "-m", "lit_gpt.eval.retrieval", *argv]))
     title = f"{settings.task} accuracy (%, {settings.metric}) of {settings.model_dir}"
     print(format_table(results["accuracy"], title))

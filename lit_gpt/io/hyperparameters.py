@@ -33,9 +33,3 @@ def write_hyperparameters(folder: str | Path, settings: dict[str, Any]) -> Path:
     from lit_gpt.io.atomic import write_text
 
     return write_text(Path(folder) / HYPERPARAMETERS, yaml.safe_dump(plain(settings), sort_keys=False, allow_unicode=True))
-
-
-def read_hyperparameters(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(Path(path).read_text()) or {}

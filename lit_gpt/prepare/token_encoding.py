@@ -11,6 +11,9 @@ into one flat token array (each document followed by EOS):
   for sentencepiece-style BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the tokenizer
   call itself. BOS comes first exactly when the tokenizer call puts it there.
 
+With `encoding="upstream"`, any folder: `UpstreamEncoder`, the ids of upstream's prepare call,
+`AutoTokenizer.from_pretrained(dir, legacy=False).encode(text) + [eos]`.
+
 Special-token strings in text ("<s>", "</s>") stay text unless `parse_special_tokens` is set;
 "[MASK]" always stays text, so only the trainer puts masks in inputs.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import array
 import json
 import re
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -29,8 +33,15 @@ from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError, sentencepiece_model_fi
 SPACE_MARK = "\u2581"  # "▁", sentencepiece's visible space
 
 
-def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = False):
+ENCODINGS = ("default", "upstream")
+
+
+def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = False, encoding: str = "default"):
     """The document encoder for the tokenizer loaded from `tokenizer_dir` (see the module doc)."""
+    if encoding not in ENCODINGS:
+        raise TokenizerError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    if encoding == "upstream":
+        return UpstreamEncoder(tokenizer_dir, tokenizer, dtype, parse_special_tokens)
     model_file = sentencepiece_model_file(tokenizer_dir)
     if model_file is not None:
         from lit_gpt.prepare.sentencepiece_encoding import SentencePieceEncoder  # it builds on this module
@@ -223,6 +234,91 @@ class BatchEncoder:
             if self.append_eos:
                 flat.append(self.eos)
         return np.array(flat, dtype=self.dtype)
+
+
+class UpstreamEncoder(BatchEncoder):
+    """Upstream's prepare encoding: `AutoTokenizer.from_pretrained(dir, legacy=False)`, then per
+    document `encode(text) + [eos]` (BOS as the folder's config says; add_eos_token is honoured).
+
+    It differs from the sentencepiece library's ids (the default for a tokenizer.model) in two
+    ways: a text starting with spaces gets no extra "▁" (Metaspace prepends one only when the text
+    does not start with one: '   This' -> ▁▁ ▁This, not ▁▁▁ ▁This), and with legacy=False no "▁"
+    follows a special token written in the text ('<s>start' -> <s> start, not <s> ▁start).
+
+    With `parse_special_tokens` (upstream's behaviour, the default of `--encoding upstream`) the ids
+    are those of `tokenizer(text)`, through the Rust tokenizer's batch call on whole documents where
+    it equals that call on the probe texts: the word cache would prefix each text between special
+    tokens with "▁", which legacy=False does not. Without it, special-token strings stay text
+    (`tokenizer(text, split_special_tokens=True)`), through the word cache where its proof holds
+    for this tokenizer's structure (`BatchEncoder`). "[MASK]" is text either way: upstream's folder
+    had no such token, and a folder that has one is refused with `parse_special_tokens`.
+    """
+
+    library = "transformers legacy=False"
+
+    def __init__(self, tokenizer_dir, tokenizer, dtype, parse_special_tokens: bool = True):
+        upstream = load_legacy_false_tokenizer(tokenizer_dir)
+        _check_same_ids(upstream, tokenizer, tokenizer_dir)
+        if not parse_special_tokens:
+            super().__init__(upstream, dtype, parse_special_tokens=False)
+            self.library = type(self).library  # BatchEncoder names the library it falls back to
+            return
+        if MASK_TOKEN in upstream.get_vocab():
+            raise TokenizerError(
+                f"--encoding upstream --parse_special_tokens: {tokenizer_dir} already holds {MASK_TOKEN} as a token, "
+                f"so a literal {MASK_TOKEN} in text would become the mask id; upstream's folder had none: use a "
+                "folder without it, or --no-parse_special_tokens"
+            )
+        self.tokenizer, self.dtype, self.parse_special_tokens = upstream, np.dtype(dtype), True
+        self.eos = tokenizer_info(upstream).eos_id
+        self.word_cache, self.why_not_word_cache = None, "legacy=False puts no '▁' after a special token in text"
+        self.long_text_cut, self.why_not_split = None, "special tokens in text are parsed"
+        reference = [list(ids) for ids in upstream(self.PROBE, return_attention_mask=False)["input_ids"]]
+        probe_ids = next((ids for ids in reference if ids), [])
+        self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
+        self.adds_bos = bool(probe_ids) and probe_ids[0] == upstream.bos_token_id
+        expected = self._flatten(reference)
+        self.method, self.backend = "transformers", None
+        backend = upstream.backend_tokenizer if getattr(upstream, "is_fast", False) else None
+        if backend is not None:
+            backend.encode_special_tokens = False
+            self.backend = backend
+            if np.array_equal(self._rust_batch(self.PROBE), expected):
+                self.method = "rust batch"
+            else:
+                self.backend = None
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if not self.parse_special_tokens:
+            return super().__call__(texts)
+        if self.backend is not None:
+            return self._rust_batch(texts)
+        return self._flatten(self.tokenizer(texts, return_attention_mask=False)["input_ids"])
+
+
+def load_legacy_false_tokenizer(tokenizer_dir):
+    """The tokenizer of `tokenizer_dir` as upstream's prepare loaded it (local files only)."""
+    from transformers import AutoTokenizer
+
+    from lit_gpt.tokenizer import check_json_files
+
+    path = Path(tokenizer_dir).expanduser()
+    check_json_files(path)
+    try:
+        return AutoTokenizer.from_pretrained(str(path), legacy=False, local_files_only=True)
+    except Exception as err:  # transformers raises many types
+        raise TokenizerError(f"--encoding upstream: could not load the tokenizer in {path} with legacy=False: "
+                             f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+
+
+def _check_same_ids(upstream, tokenizer, tokenizer_dir) -> None:
+    """Every token of the legacy=False tokenizer has the id the project's tokenizer gives it (the
+    manifest and the trainer use the latter), and [MASK] lies outside the ids upstream can write."""
+    ours = tokenizer.get_vocab()
+    for token, i in upstream.get_vocab().items():
+        if ours.get(token) != i:
+            raise TokenizerError(f"--encoding upstream: {tokenizer_dir} gives {token!r} the id {i} with legacy=False "
+                                 f"and {ours.get(token)} otherwise: the folder's tokenizer files disagree")
 
 
 def byte_level_cut(spec: dict) -> "re.Pattern":

@@ -24,3 +24,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+
+
+if __name__ == "__main__":  # `python -m lit_gpt.pretrain.cli`: what tools/compare runs, from any directory
+    sys.exit(main(prog="meap-pretrain"))

@@ -14,7 +14,8 @@ from typing import Any, Optional
 from lit_gpt.errors import UserError
 from lit_gpt.io.atomic import open_atomic
 
-COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s")
+COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s",
+           "mask_fraction")
 
 # Dense bf16 tensor-core peak of one device, TFLOP/s (vendor data sheets). Matched by substring of
 # torch.cuda.get_device_name(), first match wins, so the more specific names come first.
@@ -208,3 +209,12 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def format_count(n: float) -> str:
+    """12 -> '12', 40960 -> '41.0k', 1.2e9 -> '1.20B': a count in a unit that shows its size."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            value = n / size
+            return f"{value:.2f}{unit}" if value < 10 else f"{value:.1f}{unit}"
+    return f"{n:.0f}"

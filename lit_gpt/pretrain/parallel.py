@@ -12,17 +12,24 @@ root (embedding, final norm, head). The same code runs on GPUs (NCCL) and on CPU
   HYBRID_SHARD   a 2-D mesh (nodes x devices per node): shards within a node, replicates across
                  nodes (gradients all-reduced between the replicas); on one node, FULL_SHARD;
   NO_SHARD       has no FSDP2 meaning; refused (use --strategy ddp).
+
+Initialisation (as torchtitan): the model is built on the meta device, sharded, then each rank
+allocates only its shards (`to_empty`) and fills them from `initial_weights`, which replays the
+random draws of `GPT(config)` built on the CPU one unit (head, embedding, block, final norm) at a
+time. So the weights are bit-identical to an unsharded model's for the same seed, whatever the
+number of processes, while a rank never holds more than its shards plus one full unit.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn as nn
 
-from lit_gpt.model import Block
+from lit_gpt.config import Config
+from lit_gpt.model import GPT, Block, RMSNorm
 
 SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD")  # the --fsdp_sharding values FSDP2 has
 
@@ -72,11 +79,106 @@ def parallelize(
     return model
 
 
-def _parallelize_on_mesh(model: nn.Module, device_mesh, hybrid: bool, **kwargs) -> nn.Module:
+def _units(model: GPT) -> list[tuple[str, nn.Module]]:
+    """The model's top-level pieces in the order `GPT.__init__` builds them and `apply` visits them."""
+    t = model.transformer
+    return [("lm_head", model.lm_head), ("transformer.wte", t.wte),
+            *[(f"transformer.h.{i}", block) for i, block in enumerate(t.h)], ("transformer.ln_f", t.ln_f)]
+
+
+@torch.no_grad()
+def initial_weights(config: Config, dtype: torch.dtype = torch.float32) -> Iterator[dict[str, torch.Tensor]]:
+    """The initial weights of `GPT(config)` built on the CPU now (from the current RNG state), one unit at a time.
+
+    GPT draws twice: each Linear/Embedding's default init while it is built, then
+    `GPT._init_weights` over the whole model. Both passes are replayed in their order on CPU
+    tensors of the same shape and dtype (the first pass's values are thrown away), so the random
+    stream, and every value, is the same as building the whole model. All blocks share one
+    scratch block (a yielded unit is only valid until the next is asked for), so the memory is
+    that of the head, the embedding and one block, allocated once.
+    """
+    with torch.device("meta"):
+        template = GPT(config, fused=False).to(dtype)
+    t = template.transformer
+    scratch_block = t.h[0]
+    units = [("lm_head", template.lm_head), ("transformer.wte", t.wte),
+             *[(f"transformer.h.{i}", scratch_block) for i in range(config.n_layer)], ("transformer.ln_f", t.ln_f)]
+    for unit in (template.lm_head, t.wte, scratch_block, t.ln_f):
+        unit.to_empty(device="cpu")
+    for _, unit in units:  # pass 1: the default inits done while building
+        for module in unit.modules():
+            if next(module.children(), None) is None and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    for name, unit in units:  # pass 2: GPT._init_weights, in apply's (children first) order
+        for module in unit.modules():
+            if isinstance(module, RMSNorm):
+                module.reset_parameters()  # ones: no random draw
+        unit.apply(template._init_weights)
+        yield {f"{name}.{key}": value for key, value in unit.state_dict().items()}
+
+
+_WRAPPER = "_checkpoint_wrapped_module."  # inserted by activation checkpointing, absent from state dicts
+
+
+def _local_part(value: torch.Tensor, param) -> torch.Tensor:
+    """This rank's part of a full tensor for a DTensor's placements, as a view (DTensor's chunking)."""
+    from torch.distributed.tensor import distribute_tensor
+
+    mesh, coordinate = param.device_mesh, param.device_mesh.get_coordinate()
+    local = value
+    for mesh_dim, placement in enumerate(param.placements):
+        if placement.is_shard():
+            pieces = torch.chunk(local, mesh.size(mesh_dim), dim=placement.dim)
+            index = coordinate[mesh_dim]
+            local = pieces[index] if index < len(pieces) else local.narrow(placement.dim, 0, 0)
+        elif not placement.is_replicate():
+            local = None
+            break
+    if local is None or local.shape != param.to_local().shape:  # any other layout: DTensor slices it
+        local = distribute_tensor(value, mesh, param.placements, src_data_rank=None).to_local()
+    return local
+
+
+@torch.no_grad()
+def copy_full_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copies full tensors into `model`'s parameters, each rank keeping only its shard of a DTensor
+    (every rank holds the full value, so nothing is communicated)."""
+    from torch.distributed.tensor import DTensor
+
+    params = {name.replace(_WRAPPER, ""): p for name, p in model.named_parameters()}
+    for name, value in weights.items():
+        param = params[name]
+        if isinstance(param, DTensor):
+            param.to_local().copy_(_local_part(value, param))
+        else:
+            param.copy_(value)
+
+
+def init_weights(model: nn.Module, config: Config) -> None:
+    """Fills a sharded (or plain) GPT with the initial weights of `GPT(config)` for the current RNG state."""
+    dtype = next(model.parameters()).dtype
+    for unit in initial_weights(config, dtype):
+        copy_full_weights(model, unit)
+
+
+def materialize(model: nn.Module, device: torch.device, init: Callable[[nn.Module], None]) -> None:
+    """Allocates a meta-device model's (sharded) parameters on `device` and initialises them with `init`."""
+    if any(p.is_meta for p in model.parameters()):
+        model.to_empty(device=device)
+        init(model)
+
+
+def _parallelize_on_mesh(model: nn.Module, device_mesh, hybrid: bool,
+                         init: Optional[Callable[[nn.Module], None]] = None, **kwargs) -> nn.Module:
     # Fabric's mesh is (data_parallel, tensor_parallel); we size it (world, 1) or, for HYBRID_SHARD,
     # (nodes, devices per node), whose two dimensions FSDP2 reads as (replicate, shard).
     mesh = device_mesh if hybrid else device_mesh["data_parallel"]
-    return parallelize(model, mesh, **kwargs)
+    model = parallelize(model, mesh, **kwargs)
+    if init is not None:
+        # Here, not in Fabric's own materialisation, which would run every reset_parameters on the shards.
+        device = torch.device("cuda", torch.cuda.current_device()) if mesh.device_type == "cuda" else torch.device("cpu")
+        materialize(model, device, init)
+    return model
 
 
 def fsdp_strategy(
@@ -86,8 +188,11 @@ def fsdp_strategy(
     sharding: str = "FULL_SHARD",
     activation_checkpointing: bool = False,
     checkpoint_format: str = "full",
+    init: Optional[Callable[[nn.Module], None]] = None,
 ):
     """Lightning Fabric's ModelParallelStrategy with `parallelize` as its parallelize_fn.
+
+    init: fills the shards of a model built on the meta device, once sharded (see `init_weights`).
 
     Fabric keeps launching the processes, the precision plugin and the collectives; checkpoints
     are written by `lit_gpt.pretrain.checkpoint` (full file or torch.distributed.checkpoint folder).
@@ -95,7 +200,7 @@ def fsdp_strategy(
     from lightning.fabric.strategies import ModelParallelStrategy
 
     hybrid = sharding == "HYBRID_SHARD"
-    fn = partial(_parallelize_on_mesh, hybrid=hybrid, precision=precision, sharding=sharding,
+    fn = partial(_parallelize_on_mesh, hybrid=hybrid, init=init, precision=precision, sharding=sharding,
                  activation_checkpointing=activation_checkpointing)
     return ModelParallelStrategy(
         parallelize_fn=fn,

@@ -1,11 +1,13 @@
-"""Run recipes (`pretrained/*.py`) and the command line that overrides them.
+"""Run recipes (`pretrained/*.py`), a run's hyperparameters.yaml, and the command line over them.
 
-A recipe is a Python file holding data only: module-level assignments of `PretrainArgs` fields,
-and optionally `base = "other_recipe.py"` (a path relative to the recipe's own folder) whose
-values it starts from. It is parsed with `ast`, never run: values are literals (numbers, strings,
-True/False/None, lists/tuples/dicts of them) and + - * / ** between numbers (`256 * 4096`);
-imports, calls, names and anything else are refused with the file and line. Dict values
-(`model_overrides`) are merged with the base's; everything else replaces it. Precedence: PretrainArgs defaults < base recipe(s) < recipe < command line.
+A recipe is a Python file holding data only: module-level assignments of settings (flat names,
+lit_gpt/pretrain/args.py), and optionally `base = "other_recipe.py"` (a path relative to the
+recipe's own folder) whose values it starts from. It is parsed with `ast`, never run: values are
+literals (numbers, strings, True/False/None, lists/tuples/dicts of them) and + - * / ** between
+numbers (`256 * 4096`); imports, calls, names and anything else are refused with the file and line.
+Dict values (`model_overrides`) are merged with the base's; everything else replaces it.
+Precedence: defaults < base recipe(s) < recipe < command line. The command line is parsed by
+jsonargparse from the settings' types; `--help` after `--config` shows the recipe's values.
 
     base = "meap_1b.py"
     mask_ratio = 0.05
@@ -14,84 +16,19 @@ imports, calls, names and anything else are refused with the file and line. Dict
 
 from __future__ import annotations
 
-import argparse
 import ast
-import difflib
-import json
+import dataclasses
 import math
 import operator
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lit_gpt.cli import ArgumentParser
+from lit_gpt.cli import check_value, normalise_argv, settings_parser, unknown_setting
 from lit_gpt.errors import UserError
-from lit_gpt.pretrain.args import SETTINGS, PretrainArgs, validate_args
+from lit_gpt.pretrain.args import HINTS, SETTINGS, SLICES, PretrainArgs
 
 BASE_KEY = "base"
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-_NONE = {"none", "null"}
-
-
-def _unknown_key_message(key: str, where: str) -> str:
-    close = difflib.get_close_matches(key, SETTINGS, n=3, cutoff=0.6)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return f"{where}: unknown setting {key!r}{hint}; `pretrain.py --help` lists them all"
-
-
-def _field_type(name: str) -> tuple[str, bool]:
-    """('int' | 'float' | 'str' | 'bool' | 'dict', nullable) of a PretrainArgs field."""
-    annotation = str(SETTINGS[name].type)
-    if annotation.startswith("Optional["):
-        return annotation[len("Optional[") : -1], True
-    return annotation, False
-
-
-def coerce_value(name: str, value: Any, where: str) -> Any:
-    """Checks (recipe values) or parses (command-line strings) one setting's value."""
-    kind, nullable = _field_type(name)
-    from_cli = isinstance(value, str) and kind != "str"
-    if isinstance(value, str) and nullable and value.strip().lower() in _NONE:
-        return None
-    if value is None:
-        if nullable:
-            return None
-        raise UserError(f"{where}: {name} cannot be None")
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if from_cli and value.strip().lower() in _TRUE | _FALSE:
-                return value.strip().lower() in _TRUE
-            raise ValueError("expected true or false")
-        if kind == "int":
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            if from_cli:
-                number = float(value.replace("_", "")) if any(c in value for c in "eE.") else int(value.replace("_", ""))
-                value = number
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)  # 2e9 tokens
-            if not isinstance(value, int):
-                raise ValueError("expected an integer")
-            return value
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            value = float(value) if from_cli else value
-            if not isinstance(value, (int, float)):
-                raise ValueError("expected a number")
-            return float(value)
-        if kind == "dict":
-            value = json.loads(value) if isinstance(value, str) else value
-            if not isinstance(value, dict):
-                raise ValueError("expected a dict (JSON object on the command line)")
-            return value
-        if not isinstance(value, str):
-            raise ValueError("expected a string")
-        return value
-    except (ValueError, json.JSONDecodeError) as err:
-        raise UserError(f"{where}: {name}={value!r}: {err}") from None
 
 
 def _merge(into: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -104,11 +41,23 @@ def _merge(into: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> dict[str, Any]:
-    """The settings a recipe file makes (its bases' included), checked against PretrainArgs.
+def _flatten(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Flat settings from flat names or slices (`meap: {mask_ratio: 0.1}`, as hyperparameters.yaml holds)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SLICES and isinstance(value, dict):
+            for name, item in value.items():
+                if SETTINGS.get(name) != key:
+                    raise unknown_setting(name, SETTINGS, f"{where} ({key})")
+                flat[name] = item
+        else:
+            flat[key] = value
+    return flat
 
-    The file is parsed, never run: see `read_recipe_values`.
-    """
+
+def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> dict[str, Any]:
+    """The flat settings a recipe (or hyperparameters.yaml) makes, its bases' included, each checked
+    against its type. The file is parsed, never run: see `read_recipe_values`."""
     path = Path(path).expanduser()
     seen = _seen or ()
     if not path.is_file():
@@ -121,7 +70,7 @@ def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> d
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read recipe {path}: {err}") from None
     if resolved.suffix in (".yaml", ".yml"):  # a run's hyperparameters.yaml: the same settings as data
-        assigned = _read_yaml_settings(source, str(path))
+        assigned = _flatten(_read_yaml_settings(source, str(path)), f"recipe {path}")
     else:
         assigned = read_recipe_values(source, str(path))
 
@@ -130,8 +79,12 @@ def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> d
         if key == BASE_KEY:
             continue
         if key not in SETTINGS:
-            raise UserError(_unknown_key_message(key, f"recipe {path}"))
-        values[key] = coerce_value(key, value, f"recipe {path}")
+            raise unknown_setting(key, SETTINGS, f"recipe {path}")
+        if isinstance(value, tuple):
+            value = list(value)
+        field = next(f for f in dataclasses.fields(SLICES[SETTINGS[key]]) if f.name == key)
+        # Types only: paths stay as written (relative to where the run starts) until the run is built.
+        values[key] = check_value(key, value, HINTS[key], {**field.metadata, "path": False}, f"recipe {path}: {key}")
 
     base = assigned.get(BASE_KEY)
     if base is None:
@@ -241,46 +194,45 @@ def _not_data(where: str, node: ast.AST, what: str) -> UserError:
     )
 
 
-def build_parser(defaults: dict[str, Any], prog: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog=prog,
-        description="MEAP pretraining with Lightning Fabric. Settings come from the defaults below, "
-        "then the --config recipe, then the command line.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("--config", metavar="RECIPE", help="recipe file, e.g. pretrained/meap_1b.py")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for name, spec in SETTINGS.items():
-        group_name = spec.metadata["group"]
-        if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(group_name)
-        kind, _ = _field_type(name)
-        shown = json.dumps(defaults[name]) if kind == "dict" else defaults[name]
-        text = spec.metadata["help"]
-        if not (shown is None and "default:" in text):
-            text += f" (default: {shown})"
-        groups[group_name].add_argument(
-            f"--{name}",
-            metavar=kind.upper(),
-            default=None,
-            help=text.replace("%", "%%"),
-        )
+def build_parser(defaults: Optional[dict[str, Any]] = None, prog: Optional[str] = None):
+    """The command line: one `--setting` per field of the settings tree, recipe values as defaults."""
+    parser = settings_parser(
+        prog, "MEAP pretraining with Lightning Fabric. Settings come from the defaults below, then the --config "
+        "recipe, then the command line (each also as --slice.name, e.g. --meap.mask_ratio).", *SLICES.values())
+    parser.add_argument("--config", metavar="RECIPE", help="recipe file (pretrained/*.py) or a run's hyperparameters.yaml")
+    parser.add_argument("--print_config", action="store_true", help="print the resolved settings as YAML and exit")
+    if defaults:
+        parser.set_defaults(**defaults)
     return parser
 
 
+def _config_path(argv: Sequence[str]) -> Optional[str]:
+    for i, item in enumerate(argv):
+        if item == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if item.startswith("--config="):
+            return item.split("=", 1)[1]
+    return None
+
+
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> PretrainArgs:
-    """PretrainArgs from `--config RECIPE` and `--key value` overrides; validated."""
-    pre = ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config")
-    known, _ = pre.parse_known_args(argv)
-    recipe = load_recipe(known.config) if known.config else {}
-    defaults = _merge(PretrainArgs().to_dict(), recipe)
-    namespace = build_parser(defaults, prog).parse_args(argv)
-    overrides = {
-        name: coerce_value(name, value, f"--{name}")
-        for name, value in vars(namespace).items()
-        if name != "config" and value is not None
-    }
-    args = PretrainArgs(**_merge(defaults, overrides))
-    validate_args(args)
+    """PretrainArgs from `--config RECIPE` and `--setting value` overrides, checked once.
+    `--print_config` prints them as YAML (that `--config` reads back) and exits."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = _config_path(argv)
+    recipe = load_recipe(config) if config else {}
+    parser = build_parser(recipe, prog)
+    show = "--print_config" in argv  # read here: jsonargparse gives the name a meaning of its own
+    parsed = parser.parse_args(normalise_argv([a for a in argv if a != "--print_config"], HINTS, SLICES)).as_dict()
+    parsed.pop("print_config")
+    parsed.pop("config")
+    parsed["model_overrides"] = {**recipe.get("model_overrides", {}), **(parsed["model_overrides"] or {})}
+    args = PretrainArgs(**parsed)
+    if show:
+        import yaml
+
+        from lit_gpt.io.hyperparameters import plain
+
+        print(yaml.safe_dump(plain(args.to_dict()), sort_keys=False), end="")
+        raise SystemExit(0)
     return args

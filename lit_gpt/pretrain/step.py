@@ -11,9 +11,27 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 
+def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
+    """Clips gradients to a total norm of `max_norm`; returns the norm before clipping, a plain tensor.
+
+    Under FSDP2 the gradients are shards (DTensors): their norm is reduced over the processes
+    once, here, and that one value is both used to clip and returned for logging (as torchtitan).
+    Finiteness is not checked (it would sync with the host); the loop checks it at log time.
+    """
+    from torch.distributed.tensor import DTensor
+
+    parameters = list(parameters)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm, foreach=True)
+    return norm
+
+
 class StepResult(NamedTuple):
     loss: torch.Tensor  # mean training loss of this process's micro batches, 0-dim, on the device
-    grad_norm: Optional[torch.Tensor]  # total gradient norm before clipping; None without clipping
+    grad_norm: Optional[torch.Tensor]  # total gradient norm before clipping (over all processes); None without clipping
 
 
 def train_step(
@@ -43,8 +61,8 @@ def train_step(
         total = loss.detach() if total is None else total + loss.detach()
     grad_norm = None
     if grad_clip > 0:
-        # error_if_nonfinite would sync with the host; the loop checks finiteness at log time.
-        grad_norm = fabric.clip_gradients(model, optimizer, max_norm=grad_clip, error_if_nonfinite=False)
+        fabric.strategy.precision.unscale_gradients(optimizer)  # 16-mixed's loss scale; a no-op otherwise
+        grad_norm = clip_grad_norm(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(total / n, grad_norm)

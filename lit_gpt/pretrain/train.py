@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +25,7 @@ from lit_gpt.meap import MEAPCollator
 from lit_gpt.model import GPT, count_parameters, flops_per_token
 from lit_gpt.data import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
-from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, validate_args
+from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout
 from lit_gpt.data.batches import (
     TrainBatches,
     ValBatches,
@@ -37,11 +39,12 @@ from lit_gpt.pretrain.metrics import (
     Progress,
     Throughput,
     check_logger_available,
+    format_count,
     format_duration,
     format_train_line,
     peak_tflops,
 )
-from lit_gpt.pretrain.parallel import apply_activation_checkpointing, fsdp_strategy, full_tensor
+from lit_gpt.pretrain.parallel import apply_activation_checkpointing, copy_full_weights, fsdp_strategy, init_weights
 from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
 from lit_gpt.pretrain.step import train_step
 from lit_gpt.io.run_lock import RunDirLock, is_launching_process
@@ -114,15 +117,34 @@ def _check_out_dir(out_dir: Path) -> None:
         raise UserError(f"--out_dir {out_dir} is not a directory")
 
 
+def check_launcher(num_nodes: int, world_size: int, env=None) -> None:
+    """Refuses --num_nodes N > 1 when nothing starts the other nodes' processes (it would wait at the
+    rendezvous for ever): a SLURM job step, torchrun, or MASTER_ADDR and NODE_RANK set on each node."""
+    import os
+
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" in env and int(env.get("WORLD_SIZE", world_size)) != world_size:
+        raise UserError(f"--num_nodes {num_nodes} x --devices: {world_size} processes, but the launcher started "
+                        f"{env['WORLD_SIZE']} (WORLD_SIZE)")
+    if num_nodes == 1:
+        return
+    if not ("SLURM_NTASKS" in env or "TORCHELASTIC_RUN_ID" in env or ("MASTER_ADDR" in env and "NODE_RANK" in env)):
+        raise UserError(
+            f"--num_nodes {num_nodes}: no launcher starts the other nodes; run it in a SLURM job step (srun, "
+            "scripts/slurm_pretrain.sbatch), with torchrun, or on each node with MASTER_ADDR, MASTER_PORT and NODE_RANK set"
+        )
+
+
 def plan_run(args: PretrainArgs) -> RunPlan:
     """Checks every input (settings, tokenizer, data, out_dir, resume) and resolves the run.
 
-    Runs before any process is launched, so bad input stops the run with one line.
+    Runs before any process is launched, so bad input stops the run with one line (the settings
+    themselves were checked when `args` was built).
     """
-    validate_args(args)
     check_logger_available(args.logger)
     accelerator, devices, precision = _resolve_hardware(args)
     world_size = devices * args.num_nodes
+    check_launcher(args.num_nodes, world_size)
     grad_accum = check_batch_layout(args, world_size)
     _check_fsdp_settings(args, accelerator, world_size, precision)
 
@@ -216,6 +238,7 @@ def build_fabric(plan: RunPlan):
             plan.devices, args.num_nodes, plan.precision, sharding=args.fsdp_sharding,
             activation_checkpointing=args.activation_checkpointing,
             checkpoint_format=checkpoint_format(args, plan.accelerator, plan.world_size)[0],
+            init=partial(init_weights, config=plan.config),
         )
     elif args.strategy == "ddp" or plan.world_size > 1:
         strategy = DDPStrategy()
@@ -236,7 +259,6 @@ def pretrain(args: PretrainArgs) -> int:
     The launching process holds out_dir's run lock for the whole run (the rank processes a
     launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
     """
-    validate_args(args)
     _, devices, _ = _resolve_hardware(args)
     launcher = is_launching_process(devices * args.num_nodes, args.out_dir)
     with RunDirLock(args.out_dir, "--out_dir", enabled=launcher):
@@ -249,21 +271,35 @@ def pretrain(args: PretrainArgs) -> int:
 
 
 # ----------------------------------------------------------------------------- main
-def main(fabric, plan: RunPlan) -> int:
+def build_model(fabric, plan: RunPlan) -> torch.nn.Module:
+    """The set-up model: under FSDP built on the meta device and initialised shard by shard
+    (`parallel.init_weights`: the same values as an unsharded model for the seed)."""
     args, config = plan.args, plan.config
+    fsdp = _uses_fsdp(args, plan.accelerator, plan.world_size)
     fabric.seed_everything(args.seed, verbose=False)
-    with fabric.init_module(empty_init=False):
+    with fabric.init_module(empty_init=fsdp):
         model = GPT(config, fused=args.fused_kernels)
-    if args.init_from and plan.resume_path is None:
+    init_from = args.init_from and plan.resume_path is None
+    if init_from and not fsdp:
         model.load_state_dict(ckpt.load_initial_weights(args.init_from, config))
-        fabric.print(f"initialised the weights from {args.init_from}")
     if args.compile:
         from lit_gpt import compile as block_compile
 
         block_compile.compile_blocks(model)  # in place, before wrapping: parameter names stay the same
-    if args.activation_checkpointing and not _uses_fsdp(args, plan.accelerator, plan.world_size):
+    if args.activation_checkpointing and not fsdp:
         apply_activation_checkpointing(model)  # with FSDP, `parallelize` applies it before sharding
     model = fabric.setup(model)
+    if init_from and fsdp:
+        copy_full_weights(model, ckpt.load_initial_weights(args.init_from, config))
+    if init_from:
+        fabric.print(f"initialised the weights from {args.init_from}")
+    return model
+
+
+def main(fabric, plan: RunPlan) -> int:
+    args, config = plan.args, plan.config
+    fabric.print(f"setup: building the model on {plan.world_size} x {plan.accelerator}")
+    model = build_model(fabric, plan)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=args.learning_rate,
@@ -290,6 +326,7 @@ def main(fabric, plan: RunPlan) -> int:
 
     start_step = start_tokens = 0
     if plan.resume_path is not None:
+        fabric.print(f"setup: loading {plan.resume_path}")
         state = ckpt.load_checkpoint(fabric, plan.resume_path, model, optimizer)
         start_step, start_tokens = int(state["step"]), int(state["tokens"])
         train.load_state_dict(state["data"])
@@ -303,7 +340,7 @@ def main(fabric, plan: RunPlan) -> int:
         f"{config.name}: {n_params / 1e6:.1f}M parameters, block {config.block_size}, vocab {config.padded_vocab_size} | "
         f"{plan.world_size} x {plan.accelerator} ({plan.precision}) | global batch {args.global_batch_size} = "
         f"{plan.world_size} x {args.micro_batch_size} x {plan.grad_accum} accumulation | {plan.total_steps} steps, "
-        f"{plan.total_steps * plan.tokens_per_step / 1e6:.1f}M tokens | mask_ratio {args.mask_ratio}"
+        f"{format_count(plan.total_steps * plan.tokens_per_step)} tokens | mask_ratio {args.mask_ratio}"
         + (f", span {args.mask_span}" if args.mask_span > 1 else "")
     )
     return fit(fabric, plan, model, optimizer, train, val, start_step, start_tokens)
@@ -311,9 +348,10 @@ def main(fabric, plan: RunPlan) -> int:
 
 # ----------------------------------------------------------------------------- fit
 class StopSignals:
-    """Turns SIGTERM/SIGUSR1 (SLURM preemption, scancel, time limits) into a request to save and stop."""
+    """Turns SIGTERM/SIGUSR1 (SLURM preemption, scancel, time limits) and a first Ctrl-C (SIGINT)
+    into a request to save and stop; a second Ctrl-C aborts at once."""
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+    SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGUSR1", "SIGINT")) if s is not None)
 
     def __init__(self) -> None:
         self.received: Optional[int] = None
@@ -325,23 +363,44 @@ class StopSignals:
             self._previous = {}
 
     def _handle(self, signum, frame) -> None:
-        self.received = signum
+        if signum == signal.SIGINT:
+            if self.received is not None:
+                raise KeyboardInterrupt
+            sys.stderr.write("\nCtrl-C: saving a checkpoint and stopping (press Ctrl-C again to abort without saving)\n")
+        self.received = self.received or signum
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
-def _to_device(fabric, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    if fabric.device.type == "cuda":
-        return tuple(t.pin_memory().to(fabric.device, non_blocking=True) for t in batch)
-    return tuple(t.to(fabric.device) for t in batch)
+@dataclass
+class Synced:
+    """What one packed all-reduce brings back to the host at a log, validation or save step."""
+
+    loss: float  # mean over processes
+    grad_norm: Optional[float]
+    nonfinite: bool  # a NaN/inf loss or gradient norm on any process since the last sync
+    stop: bool  # a stop signal on any process
 
 
-def _step_to_device(fabric, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One host-to-device copy per step (not two per micro batch), split back into micro batches."""
-    inputs, targets = _to_device(fabric, (torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])))
-    return list(zip(inputs.unbind(0), targets.unbind(0)))
+def sync_step_state(fabric, loss: torch.Tensor, grad_norm: Optional[torch.Tensor], nonfinite: torch.Tensor,
+                    stop: bool) -> Synced:
+    """One all-reduce (sum) of [loss, norm, non-finite flag, stop flag] and one copy to the host."""
+    norm = grad_norm if grad_norm is not None else torch.zeros((), device=loss.device)
+    if not fabric.is_global_zero:
+        norm = torch.zeros_like(norm)  # the same on every process: rank 0's value alone is summed
+    packed = torch.stack([loss.float(), norm.float(), nonfinite.float(),
+                          torch.tensor(float(stop), device=loss.device)])
+    if fabric.world_size > 1:
+        packed = fabric.all_reduce(packed, reduce_op="sum")
+    total, norm_value, bad, stops = packed.tolist()
+    return Synced(total / fabric.world_size, norm_value if grad_norm is not None else None, bad > 0, stops > 0)
+
+
+def to_device(fabric, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    # Pinned by the prefetch thread on a GPU, so the copy is asynchronous.
+    return tuple(t.to(fabric.device, non_blocking=fabric.device.type == "cuda") for t in tensors)
 
 
 @torch.no_grad()
@@ -350,146 +409,177 @@ def validate(fabric, model: torch.nn.Module, val: ValBatches) -> float:
     model.eval()
     total = torch.zeros((), device=fabric.device)
     for batch in val:
-        inputs, targets = _to_device(fabric, batch)
+        inputs, targets = to_device(fabric, batch)
         total += model(inputs, targets=targets).float()
     model.train()
     return float(fabric.all_reduce(total / max(len(val), 1), reduce_op="mean").item())
 
 
-def _any_process(fabric, flag: torch.Tensor | bool) -> bool:
-    """Whether the flag is set on any process (a collective when there are several)."""
-    if isinstance(flag, bool) and fabric.world_size == 1:
-        return flag  # no device round trip, so checking it every step costs nothing
-    tensor = torch.as_tensor(float(flag) if isinstance(flag, bool) else flag, device=fabric.device).float().clone()
-    if fabric.world_size > 1:
-        tensor = fabric.all_reduce(tensor, reduce_op="sum")
-    return bool(tensor.item() > 0)
+@dataclass
+class LoopState:
+    """The loop's state between steps: everything `fit`'s helpers read or change."""
+
+    step: int
+    start_step: int
+    start_tokens: int
+    end_step: int
+    tokens_per_step: int
+    last_saved: Optional[Path]
+    nonfinite: torch.Tensor  # device flag: a non-finite loss or norm since the last sync
+    val_loss: Optional[float] = None
+
+    def tokens(self) -> int:
+        # Counted from the checkpoint, so a resume with another global batch size stays exact.
+        return self.start_tokens + (self.step - self.start_step) * self.tokens_per_step
+
+
+def set_lr(optimizer, plan: RunPlan, step: int) -> float:
+    args = plan.args
+    lr = get_lr(step, max_lr=args.learning_rate, min_lr=args.min_lr, warmup_steps=plan.warmup_steps,
+                total_steps=plan.total_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def step_events(plan: RunPlan, state: LoopState, has_val: bool) -> tuple[bool, bool, bool]:
+    """-> (log, validate, save) after state.step; the first step of an invocation is reported at once."""
+    args, step = plan.args, state.step
+    last = step == state.end_step
+    log = step % args.log_interval == 0 or last or step == state.start_step + 1
+    validate_now = has_val and (step % args.eval_interval == 0 or step == plan.total_steps)
+    save = step % args.save_interval == 0 or last
+    return log, validate_now, save
+
+
+def raise_if_diverged(state: LoopState, nonfinite: bool) -> None:
+    if nonfinite:
+        where = f"; the last good checkpoint is {state.last_saved}" if state.last_saved else "; no checkpoint was saved"
+        raise TrainingDiverged(
+            f"the training loss or gradient norm became NaN/inf by step {state.step}: stopping{where} "
+            "(lower --learning_rate or raise --warmup_fraction, then --resume it)"
+        )
+
+
+def log_train(plan: RunPlan, state: LoopState, synced: Synced, lr: float, throughput: Throughput, log, progress,
+              started: float, mask_fraction: Optional[float]) -> None:
+    tokens_per_sec, mfu, sec_per_step = throughput.update(state.step, state.tokens())
+    row = {
+        "step": state.step, "tokens": state.tokens(), "loss": synced.loss, "lr": lr, "grad_norm": synced.grad_norm,
+        "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
+        "elapsed_s": round(time.perf_counter() - started, 3), "mask_fraction": mask_fraction,
+    }
+    if log is not None and (state.step % plan.args.log_interval == 0 or state.step == state.end_step):
+        log.log(row)
+    line = format_train_line(row, plan.total_steps, (plan.total_steps - state.step) * sec_per_step)
+    if state.step == state.start_step + 1:
+        line += f" | first step {time.perf_counter() - started:.1f}s"
+    progress.report(line, postfix={"loss": f"{synced.loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
+
+
+def run_validation(fabric, plan: RunPlan, state: LoopState, model, val: ValBatches, log, progress,
+                   started: float) -> None:
+    state.val_loss = validate(fabric, model, val)
+    ppl = math.exp(min(state.val_loss, 80.0))
+    if log is not None:
+        log.log({"step": state.step, "tokens": state.tokens(), "val_loss": state.val_loss, "val_ppl": ppl,
+                 "elapsed_s": round(time.perf_counter() - started, 3)})
+    progress.report(f"step {state.step}: val loss {state.val_loss:.4f}, val ppl {ppl:.2f}")
+
+
+def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: TrainBatches, checkpointer,
+         final: bool) -> list[Path]:
+    """Starts the checkpoint of this step; -> the checkpoints complete now (an asynchronous one completes
+    at the next save, or here when `final`): only those count as saved and are pruned against."""
+    args = plan.args
+    out_dir = Path(args.out_dir)
+    path = ckpt.checkpoint_path(out_dir, state.step)
+    contents = {
+        "model": model,
+        "optimizer": optimizer,
+        "step": state.step,
+        "tokens": state.tokens(),
+        "data": train.state_dict(state.step),
+        "rng": ckpt.gather_rng(fabric),
+        "config": plan.config.to_dict(),
+        "tokenizer_dir": str(Path(args.tokenizer_dir).expanduser().resolve()),
+        "tokenizer": plan.tokenizer.to_dict(),
+        "mask_id": plan.tokenizer.mask_id,
+        "eos_id": plan.tokenizer.eos_id,
+        "args": args.to_dict(),
+        "format_version": ckpt.FORMAT_VERSION,
+    }
+    done = checkpointer.save(path, contents, wait=final)
+    if done and fabric.is_global_zero:
+        ckpt.prune_checkpoints(out_dir, args.keep_last)
+    state.last_saved = done[-1] if done else state.last_saved
+    return done
 
 
 def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optional[ValBatches], start_step: int = 0,
         start_tokens: int = 0) -> int:
-    args, config = plan.args, plan.config
+    """The training loop. Between log, validation and save steps nothing waits for the device:
+    at those steps one packed all-reduce brings loss, norm, non-finite and stop flags to the host."""
+    args = plan.args
     out_dir = Path(args.out_dir)
-    rank_zero = fabric.is_global_zero
     end_step = min(plan.total_steps, args.stop_step) if args.stop_step else plan.total_steps
+    state = LoopState(start_step, start_step, start_tokens, end_step, plan.tokens_per_step, plan.resume_path,
+                      torch.zeros((), device=fabric.device))
     log = None
-    if rank_zero:
+    if fabric.is_global_zero:
         log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
                          run_name=args.run_name or out_dir.name, config=args.to_dict())
     device_name = torch.cuda.get_device_name(fabric.device) if fabric.device.type == "cuda" else "cpu"
-    peak = peak_tflops(device_name, plan.precision, args.peak_tflops)
-    throughput = Throughput(flops_per_token(config, config.block_size), fabric.world_size, peak)
-    progress = Progress(plan.total_steps, start_step, enabled=rank_zero)
+    throughput = Throughput(flops_per_token(plan.config, plan.config.block_size), fabric.world_size,
+                            peak_tflops(device_name, plan.precision, args.peak_tflops))
+    progress = Progress(plan.total_steps, start_step, enabled=fabric.is_global_zero)
     signals = StopSignals()
-    nonfinite = torch.zeros((), device=fabric.device)
-    last_saved = plan.resume_path
-    val_loss = None
-    started = time.perf_counter()
-
-    def tokens_at(step: int) -> int:
-        # Counted from the checkpoint, so a resume with another global batch size stays exact.
-        return start_tokens + (step - start_step) * plan.tokens_per_step
-
-    def check_finite(step: int, loss: Optional[float] = None) -> None:
-        if _any_process(fabric, nonfinite) or (loss is not None and not math.isfinite(loss)):
-            where = f"; the last good checkpoint is {last_saved}" if last_saved else "; no checkpoint was saved"
-            raise TrainingDiverged(
-                f"the training loss or gradient norm became NaN/inf by step {step}: stopping{where} "
-                "(lower --learning_rate or raise --warmup_fraction, then --resume it)"
-            )
-
     fmt, asynchronous = checkpoint_format(args, plan.accelerator, plan.world_size)
     checkpointer = ckpt.Checkpointer(fabric, sharded_format=fmt == "sharded", asynchronous=asynchronous)
-
-    def save(step: int, final: bool) -> None:
-        nonlocal last_saved
-        check_finite(step)
-        path = ckpt.checkpoint_path(out_dir, step)
-        state = {
-            "model": model,
-            "optimizer": optimizer,
-            "step": step,
-            "tokens": tokens_at(step),
-            "data": train.state_dict(step),
-            "rng": ckpt.gather_rng(fabric),
-            "config": config.to_dict(),
-            "tokenizer_dir": str(Path(args.tokenizer_dir).expanduser().resolve()),
-            "tokenizer": plan.tokenizer.to_dict(),
-            "mask_id": plan.tokenizer.mask_id,
-            "eos_id": plan.tokenizer.eos_id,
-            "args": args.to_dict(),
-            "format_version": ckpt.FORMAT_VERSION,
-        }
-        for done in checkpointer.save(path, state, wait=final):  # complete ones only (an async one completes later)
-            if rank_zero:
-                ckpt.prune_checkpoints(out_dir, args.keep_last)
-            last_saved = done
-            progress.report(f"saved {done}")
-
-    def run_validation(step: int) -> None:
-        nonlocal val_loss
-        val_loss = validate(fabric, model, val)
-        ppl = math.exp(min(val_loss, 80.0))
-        if rank_zero:
-            log.log({"step": step, "tokens": tokens_at(step), "val_loss": val_loss, "val_ppl": ppl,
-                     "elapsed_s": round(time.perf_counter() - started, 3)})
-        progress.report(f"step {step}: val loss {val_loss:.4f}, val ppl {ppl:.2f}")
-
-    step = start_step
-    throughput.reset(step, tokens_at(step))
+    started = time.perf_counter()
+    throughput.reset(state.step, state.tokens())
     exit_code = 0
-    # The next step's batches are read and masked in a background thread while this one runs.
+    # The next step's batches are read, masked, stacked and pinned in a background thread while this one runs.
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meap-data")
-    upcoming = prefetch.submit(train.step_batches, step) if step < end_step else None
+    pin = fabric.device.type == "cuda"
+    upcoming = prefetch.submit(train.step_tensors, state.step, pin) if state.step < end_step else None
     try:
-        if step >= plan.total_steps:
+        if state.step >= plan.total_steps:
             fabric.print(f"nothing to do: the run already reached its last step {plan.total_steps}")
-        while step < end_step:
-            lr = get_lr(step, max_lr=args.learning_rate, min_lr=args.min_lr,
-                        warmup_steps=plan.warmup_steps, total_steps=plan.total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batches = _step_to_device(fabric, upcoming.result())
-            upcoming = prefetch.submit(train.step_batches, step + 1) if step + 1 < end_step else None
-            result = train_step(fabric, model, optimizer, batches, args.grad_clip)
-            result = result._replace(grad_norm=full_tensor(result.grad_norm))  # FSDP2: a sharded norm
-            step += 1
+        while state.step < end_step:
+            lr = set_lr(optimizer, plan, state.step)
+            inputs, targets = to_device(fabric, upcoming.result())
+            if state.step + 1 < end_step:
+                upcoming = prefetch.submit(train.step_tensors, state.step + 1, pin)
+            result = train_step(fabric, model, optimizer, list(zip(inputs.unbind(0), targets.unbind(0))),
+                                args.grad_clip)
+            state.step += 1
+            progress.advance()
             bad = ~torch.isfinite(result.loss)
             if result.grad_norm is not None:
                 bad = bad | ~torch.isfinite(result.grad_norm)
-            nonfinite = torch.maximum(nonfinite, bad.float())
-            progress.advance()
-            last = step == end_step
+            state.nonfinite = torch.maximum(state.nonfinite, bad.float())
 
-            if step % args.log_interval == 0 or last:
-                loss = float(fabric.all_reduce(result.loss, reduce_op="mean").item())
-                check_finite(step, loss)
-                tokens_per_sec, mfu, sec_per_step = throughput.update(step, tokens_at(step))
-                row = {
-                    "step": step, "tokens": tokens_at(step), "loss": loss, "lr": lr,
-                    "grad_norm": float(result.grad_norm.item()) if result.grad_norm is not None else None,
-                    "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
-                    "elapsed_s": round(time.perf_counter() - started, 3),
-                }
-                if rank_zero:
-                    log.log(row)
-                line = format_train_line(row, plan.total_steps, (plan.total_steps - step) * sec_per_step)
-                progress.report(line, postfix={"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
-
-            if val is not None and len(val) and (step % args.eval_interval == 0 or step == plan.total_steps):
-                run_validation(step)
-                throughput.reset(step, tokens_at(step))  # validation time is not training throughput
-
-            stop_requested = (fabric.world_size == 1 or step % args.log_interval == 0 or last) and _any_process(
-                fabric, signals.received is not None
-            )
-            if step % args.save_interval == 0 or last or stop_requested:
-                save(step, final=last or stop_requested)
-                throughput.reset(step, tokens_at(step))
-            if stop_requested:
+            log_now, validate_now, save_now = step_events(plan, state, val is not None and len(val) > 0)
+            stop = signals.received is not None
+            if not (log_now or validate_now or save_now or (stop and fabric.world_size == 1)):
+                continue  # no host sync, no collective
+            synced = sync_step_state(fabric, result.loss, result.grad_norm, state.nonfinite, stop)
+            raise_if_diverged(state, synced.nonfinite or not math.isfinite(synced.loss))
+            if log_now:
+                log_train(plan, state, synced, lr, throughput, log, progress, started, train.mask_fraction(state.step))
+            if validate_now:
+                run_validation(fabric, plan, state, model, val, log, progress, started)
+                throughput.reset(state.step, state.tokens())  # validation time is not training throughput
+            if save_now or synced.stop:
+                final = synced.stop or state.step == end_step
+                for done in save(fabric, plan, state, model, optimizer, train, checkpointer, final):
+                    progress.report(f"saved {done}")
+                throughput.reset(state.step, state.tokens())
+            if synced.stop:
                 sig = signals.received or signal.SIGTERM
-                fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {step}; "
-                             f"checkpoint {last_saved}; continue with --resume auto")
+                fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {state.step}; "
+                             f"checkpoint {state.last_saved}; continue with --resume auto")
                 exit_code = 128 + int(sig)
                 break
     finally:
@@ -499,12 +589,12 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
         if log is not None:
             log.close()
 
-    if exit_code == 0 and step > start_step:
-        elapsed = time.perf_counter() - started
-        verb = "done" if step >= plan.total_steps else "paused (--stop_step; continue with --resume auto)"
-        summary = f"{verb}: step {step}/{plan.total_steps}, {tokens_at(step) / 1e6:.1f}M tokens in {format_duration(elapsed)}"
-        if val_loss is not None:
-            summary += f" | final val loss {val_loss:.4f} (ppl {math.exp(min(val_loss, 80.0)):.2f})"
-        summary += f" | checkpoint {last_saved} | metrics {out_dir / 'metrics.csv'}"
+    if exit_code == 0 and state.step > start_step:
+        verb = "done" if state.step >= plan.total_steps else "paused (--stop_step; continue with --resume auto)"
+        summary = (f"{verb}: step {state.step}/{plan.total_steps}, {format_count(state.tokens())} tokens in "
+                   f"{format_duration(time.perf_counter() - started)}")
+        if state.val_loss is not None:
+            summary += f" | final val loss {state.val_loss:.4f} (ppl {math.exp(min(state.val_loss, 80.0)):.2f})"
+        summary += f" | checkpoint {state.last_saved} | metrics {out_dir / 'metrics.csv'}"
         fabric.print(summary)
     return exit_code

@@ -35,6 +35,7 @@ def build_meap_example(
     max_length: int,
     min_answer_tokens: int = 50,
     generator: Optional[torch.Generator] = None,
+    make_room: bool = False,
 ) -> list[dict]:
     """The training examples for one prompt/answer pair, each `{"input_ids", "labels"}` (lists).
 
@@ -49,7 +50,8 @@ def build_meap_example(
     length and the copy gets the room left over, cut at the same position as a prefix of the
     original: copy position j always copies original position j. A copy left without a masked
     answer token is not emitted; an example left without any labeled token is dropped, so the
-    result may be empty.
+    result may be empty. `make_room` ("concat" only): a sample too long for both halves is cut
+    to `max_length // 2` and followed by its masked copy of the same length (see `layout`).
     """
     return build_meap_example_from_segments(
         [(prompt_ids, False), (answer_ids, True)],
@@ -60,7 +62,37 @@ def build_meap_example(
         max_length=max_length,
         min_answer_tokens=min_answer_tokens,
         generator=generator,
+        make_room=make_room,
     )
+
+
+def layout(length: int, answer_positions: Sequence[int], *, mode: str, max_length: int,
+           make_room: bool = False) -> Tuple[int, int]:
+    """(tokens kept of the original, tokens of it the masked copy may use) for a sample of `length`
+    tokens (EOS included). In "concat" mode the copy gets what the original leaves of `max_length`,
+    so a sample longer than half of it gets a short copy or none. `make_room` keeps the paper's
+    layout (original and copy in one sequence) for such samples by cutting the original to
+    `max_length // 2` and copying exactly that, as long as an answer token is left in it."""
+    ntp_length = min(length, max_length)
+    if mode != "concat":
+        return ntp_length, max_length
+    half = max_length // 2
+    if make_room and length > half and answer_positions and answer_positions[0] < half:
+        return half, half
+    return ntp_length, max_length - ntp_length
+
+
+def planned_masked_tokens(answer_positions: Sequence[int], length: int, *, mode: str, mask_ratio: float,
+                          max_length: int, min_answer_tokens: int, make_room: bool = False) -> int:
+    """Answer tokens the masked copy of this sample will hold (0: it gets no copy). The builder
+    decides with the same `layout`, so counting this over a split before training says how many
+    samples will in fact carry a masked copy. `length` includes the EOS."""
+    if mode == "ntp" or len(answer_positions) < min_answer_tokens:
+        return 0
+    ntp_length, room = layout(length, answer_positions, mode=mode, max_length=max_length, make_room=make_room)
+    if not any(p < ntp_length for p in answer_positions):
+        return 0  # the original has no labeled token: the sample is dropped
+    return num_masked(mask_ratio, sum(1 for p in answer_positions if p < min(length, room)))
 
 
 def build_meap_example_from_segments(
@@ -73,6 +105,7 @@ def build_meap_example_from_segments(
     max_length: int,
     min_answer_tokens: int = 50,
     generator: Optional[torch.Generator] = None,
+    make_room: bool = False,
 ) -> list[dict]:
     """`build_meap_example` for a multi-turn conversation given as (ids, is_answer) segments.
 
@@ -89,7 +122,8 @@ def build_meap_example_from_segments(
         tokens.extend(int(t) for t in ids)
     tokens.append(int(eos_token_id))
 
-    ntp_length = min(len(tokens), max_length)
+    ntp_length, copy_room = layout(len(tokens), answer_positions, mode=mode, max_length=max_length,
+                                   make_room=make_room)
     ntp_ids = tokens[:ntp_length]
     ntp_labels = [IGNORE_INDEX] * ntp_length
     for p in answer_positions:
@@ -104,7 +138,6 @@ def build_meap_example_from_segments(
     ntp = {"input_ids": ntp_ids, "labels": ntp_labels}
     if mode == "ntp" or len(answer_positions) < min_answer_tokens:
         return [ntp]
-    copy_room = max_length - ntp_length if mode == "concat" else max_length
     copy = _masked_copy(tokens, answer_positions, copy_room, mask_ratio, mask_token_id, generator)
     if copy is None:
         return [ntp]

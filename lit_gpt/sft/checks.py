@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from lit_gpt.errors import UserError
@@ -31,6 +32,35 @@ def check_world_size(training_args) -> None:
         hint = " (on CPU, add --use_cpu to train with several processes)" if not _has_accelerator() else ""
         raise UserError(f"the launcher started WORLD_SIZE={launched_size} processes but the Trainer sees a world of "
                         f"{trainer_size}: each process would train alone{hint}")
+
+
+def check_masked_copies(summary, meap_args, min_share: float) -> None:
+    """Refuses a MEAP run whose training samples would mostly (or all) train plain NTP.
+
+    In concat mode the copy only gets the room the original leaves of --model_max_length, so data
+    longer than half of it gets no copy; a run launched as MEAP would then compare NTP with NTP.
+    `--meap_mode ntp` is the way to train without copies on purpose; --allow_few_masked_copies
+    accepts the shortfall, said out loud.
+    """
+    if meap_args.meap_mode == "ntp":
+        return
+    eligible, planned = summary.copy_eligible, summary.with_copy
+    if planned > 0 and planned >= min_share * eligible:
+        return
+    counts = (f"--meap_mode {meap_args.meap_mode}: {planned} of the {summary.examples} training samples will carry a "
+              f"masked copy, of {eligible} with at least --min_answer_tokens {meap_args.min_answer_tokens} answer tokens")
+    if meap_args.allow_few_masked_copies:
+        print(f"warning: {counts}; training anyway (--allow_few_masked_copies)", file=sys.stderr)
+        return
+    if eligible == 0:
+        remedies = "lower --min_answer_tokens, or use --meap_mode ntp to train without masked copies on purpose"
+    elif meap_args.meap_mode == "concat":
+        remedies = (f"a longer --model_max_length than {meap_args.model_max_length} (the paper uses 4096), "
+                    "--make_room_for_copy (cut long originals to half to fit their copy), --meap_mode separate")
+    else:
+        remedies = f"a longer --model_max_length than {meap_args.model_max_length}"
+    raise UserError(f"{counts}: the run would be mostly plain NTP; use {remedies}, or pass --allow_few_masked_copies "
+                    "to train anyway")
 
 
 def _has_accelerator() -> bool:
@@ -58,28 +88,26 @@ def check_remote_code(folder: Path, what: str, trust_remote_code: bool) -> None:
             raise UserError(f"{what} {path}: not readable as JSON: {err}") from None
         if not isinstance(config, dict) or not config.get("auto_map"):
             continue
-        if name == "config.json" and _known_model_type(config.get("model_type")):
-            continue
-        if name == "tokenizer_config.json" and _known_tokenizer_class(config.get("tokenizer_class")):
-            continue
         classes = config["auto_map"]
         listed = ", ".join(f"{k}={v}" for k, v in classes.items()) if isinstance(classes, dict) else str(classes)
         raise UserError(f"{what} {folder}: {name} maps to custom code in that folder ({listed}); pass "
                         "--trust_remote_code to run it, only if you trust its source")
 
 
-def _known_model_type(model_type) -> bool:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+def check_model_weights(folder: Path) -> None:
+    """Opens every weight file of the model folder before transformers does, so a truncated
+    safetensors shard, or a pytorch_model.bin that is corrupt or whose pickle would call code, is
+    refused in one line naming it (transformers refuses them too, but with a traceback)."""
+    from lit_gpt.eval.models import check_safetensors_files
+    from lit_gpt.io.safe_load import load_torch_file
 
-    return isinstance(model_type, str) and model_type in CONFIG_MAPPING_NAMES
-
-
-def _known_tokenizer_class(name) -> bool:
-    if not isinstance(name, str):
-        return False
-    import transformers
-
-    return hasattr(transformers, name) or hasattr(transformers, name.removesuffix("Fast"))
+    if check_safetensors_files(folder):
+        return
+    for path in sorted(folder.glob("pytorch_model*.bin")):
+        try:
+            load_torch_file(path)  # the allow-list unpickler, memory-mapped: nothing in it runs
+        except UserError as err:
+            raise UserError(f"--model_name_or_path: {err}") from None
 
 
 # What the Trainer reads with torch.load when it resumes (transformers 5 Trainer._load_*).

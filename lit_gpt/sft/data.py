@@ -24,9 +24,9 @@ from typing import Optional, Sequence
 import torch
 
 from lit_gpt.errors import UserError
-from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments, planned_masked_tokens
 from lit_gpt.sft.templates import Template
-from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, messages_to_turns, ntp_example, tokenize_turns
+from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, tokenize_turns, upstream_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
 ROLES = {
@@ -128,12 +128,38 @@ def _preview(value) -> str:
     return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
+def check_utf8(path: Path, block: int = 1 << 20) -> None:
+    """Refuses a file that is not UTF-8 (e.g. Latin-1), naming its line: `datasets` would load it
+    and fail later, mid-tokenization, with a bare UnicodeDecodeError. Reads in blocks."""
+    lines, start, carry = 1, 0, b""  # start: file offset of `carry`
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(block)
+            buf = carry + data
+            try:
+                buf.decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as err:
+                if data and err.end == len(buf) and err.reason == "unexpected end of data":
+                    carry = buf[err.start:]  # a character cut by the block boundary
+                    buf = buf[: err.start]
+                else:
+                    line = lines + buf.count(b"\n", 0, err.start)
+                    raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{buf[err.start]:02x} at offset "
+                                    f"{start + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+            if not data:
+                return
+            lines += buf.count(b"\n")
+            start += len(buf)
+
+
 def find_bad_record(path: Path) -> None:
     """Reads `path` with the json module and raises the UserError of its first malformed record.
 
     `datasets` refuses a file whose records disagree on a field's type (a number here, a string
     there) without saying which record; this finds it. Returns quietly if every record is fine.
     """
+    check_utf8(path)
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -191,10 +217,9 @@ def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = 
     }
 
 
-def _upstream_rows(messages, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
+def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
     """Upstream's examples of one conversation: every turn's ntp example, then every turn's masked copy."""
-    system, turns = messages_to_turns(messages)
-    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer)
+    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer, settings.slow_llama)
     rows = [
         _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
         for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
@@ -212,11 +237,12 @@ def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_i
     out = {c: [] for c in COLUMNS}
     columns = list(batch)
     for index, values in zip(indices, zip(*(batch[c] for c in columns))):
-        messages = record_to_messages(dict(zip(columns, values)), source, index + 1)
-        if messages is None:
+        record = dict(zip(columns, values))
+        if upstream is not None:  # read as upstream reads it; a record giving nothing keeps one unusable row
+            dialog = upstream_turns(record, source, index + 1)
+            rows = (_upstream_rows(*dialog, tokenizer, upstream, system_prompt) if dialog else []) or [_row([], [], usable=False)]
+        elif (messages := record_to_messages(record, source, index + 1)) is None:
             rows = [_row([], [], usable=False)]
-        elif upstream is not None:
-            rows = _upstream_rows(messages, tokenizer, upstream, system_prompt) or [_row([], [], usable=False)]
         else:
             segments = template.render(messages, tokenizer.eos_token, system_prompt)
             empty = not any(m["content"].strip() for m in messages if m["role"] == "assistant")
@@ -253,6 +279,7 @@ def tokenize_files(
     for path in files:
         if remaining is not None and remaining <= 0:
             break
+        check_utf8(path)
         try:
             raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache_dir)
         except Exception as err:  # datasets wraps pyarrow/json errors in several types
@@ -302,18 +329,26 @@ class DataSummary:
     examples: int = 0
     masked_copies: int = 0  # --preset upstream: examples that are masked copies (counted in `examples`)
     empty_answers: int = 0  # kept examples whose answer text is empty (masked copies not counted)
+    with_copy: int = 0  # samples that will carry a masked copy under the mode and length in use
 
     def __str__(self) -> str:
         copies = f" ({self.masked_copies} of them masked copies)" if self.masked_copies else ""
         return (
             f"{self.examples} examples{copies} from {self.records} records "
             f"({self.unusable} without a user/assistant exchange, {self.dropped} dropped because the prompt "
-            f"fills model_max_length, {self.cut} cut to model_max_length, {self.copy_eligible} long enough for a masked copy)"
+            f"fills model_max_length, {self.cut} cut to model_max_length, {self.copy_eligible} long enough for a masked "
+            f"copy, {self.with_copy} will carry one)"
         )
 
 
-def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
-    """Drops unusable records and those whose prompt leaves no labeled token; returns (dataset, summary)."""
+def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode: str = "concat",
+                     mask_ratio: float = 0.1, make_room: bool = False, upstream: bool = False):
+    """Drops unusable records and those whose prompt leaves no labeled token; returns (dataset, summary).
+
+    `summary.with_copy` counts the samples the collator will give a masked copy (the builder's own
+    `planned_masked_tokens`), so a MEAP run that would in fact train NTP is seen before it starts.
+    With `upstream` (`--preset upstream`) the copies are rows of their own, counted as they are.
+    """
     usable = list(tokenized["usable"])
     first_label = list(tokenized["first_label"])
     n_answer = list(tokenized["n_answer"])
@@ -334,14 +369,24 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int):
         masked_copies=len(keep) - len(originals),
         empty_answers=sum(1 for i in originals if empty[i]),
     )
+    if upstream:
+        summary.with_copy = summary.masked_copies
+    elif mode != "ntp":
+        flags = list(tokenized["is_answer"])
+        summary.with_copy = sum(
+            1 for i in originals if n_answer[i] >= min_answer_tokens and planned_masked_tokens(
+                [p for p, f in enumerate(flags[i]) if f], lengths[i], mode=mode, mask_ratio=mask_ratio,
+                max_length=max_length, min_answer_tokens=min_answer_tokens, make_room=make_room) > 0)
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
-def split_records(tokenized, percentage: float, seed: int) -> tuple[list[int], list[int]]:
+def split_records(tokenized, percentage: float, seed: int, first: bool = False) -> tuple[list[int], list[int]]:
     """(training rows, validation rows) holding out `percentage` % of the records, whole.
 
     For datasets with several rows per record (`--preset upstream`: a record's turns, then their
     masked copies); the validation side leaves the masked copies out, as it measures plain ntp.
+    The records held out are drawn at random, or with `first` the first ones, as many as upstream's
+    `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none).
     """
     turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
     record_of, records = [], -1
@@ -349,10 +394,10 @@ def split_records(tokenized, percentage: float, seed: int) -> tuple[list[int], l
         records += t == 0 and not c
         record_of.append(records)
     n_records = records + 1
-    n_eval = max(1, round(n_records * percentage / 100))
+    n_eval = round(n_records * percentage / 100) if first else max(1, round(n_records * percentage / 100))
     if n_eval >= n_records:
         raise UserError(f"--validation_split_percentage {percentage} leaves no training record out of {n_records}")
-    held_out = set(random.Random(seed).sample(range(n_records), n_eval))
+    held_out = set(range(n_eval)) if first else set(random.Random(seed).sample(range(n_records), n_eval))
     train = [i for i, r in enumerate(record_of) if r not in held_out]
     validation = [i for i, r in enumerate(record_of) if r in held_out and not copy[i]]
     return train, validation
@@ -383,6 +428,13 @@ class SFTDataset(torch.utils.data.Dataset):
         }
 
 
+# Per-batch counts the collator puts in every batch under COUNTS_KEY, in this order. They are made
+# where the batch is built (a DataLoader worker, possibly) and travel with it to the main process,
+# where `MEAPTrainer` removes them before the model sees the batch and sums them.
+COUNTS_KEY = "meap_counts"
+COUNT_NAMES = ("samples", "masked_copies", "masked_tokens", "loss_tokens", "dropped", "sequences")
+
+
 class MEAPCollator:
     """Builds MEAP examples from tokenized samples (fresh masks every draw) and pads them into a batch.
 
@@ -390,6 +442,7 @@ class MEAPCollator:
     its masked copy), so a step sees the same samples as in "concat" mode. With `preset="upstream"`
     every sample is one upstream example (`lit_gpt.sft.upstream`): its masked copies are rows of
     their own, whose masks are drawn here with `random.Random.sample` as upstream draws them.
+    The batch carries its own counts (`COUNTS_KEY`, one number per `COUNT_NAMES`).
     """
 
     def __init__(
@@ -405,6 +458,7 @@ class MEAPCollator:
         seed: int = 0,
         pad_to_multiple_of: Optional[int] = None,
         preset: str = "default",
+        make_room: bool = False,
     ):
         self.mode = mode
         self.preset = preset
@@ -416,8 +470,8 @@ class MEAPCollator:
         self.min_answer_tokens = min_answer_tokens
         self.seed = seed
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.make_room = make_room
         self.rank = int(os.environ.get("RANK", "0"))
-        self.stats = {"samples": 0, "sequences": 0, "masked_copies": 0, "dropped": 0}
         self._generator: Optional[torch.Generator] = None
         self._rng: Optional[random.Random] = None
         self._generator_key: Optional[int] = None
@@ -454,40 +508,48 @@ class MEAPCollator:
 
     def __call__(self, features: Sequence[dict]) -> dict:
         examples = []
+        counts = dict.fromkeys(COUNT_NAMES, 0)
         for feature in features:
             if self.preset == "upstream":
                 built = self._upstream_example(feature)
-                self.stats["samples"] += 1
-                self.stats["dropped"] += not built
-                self.stats["masked_copies"] += bool(feature.get("masked_copy")) and bool(built)
-                examples.extend(built)
-                continue
-            segments = [
-                (list(ids for ids, _ in group), bool(flag))
-                for flag, group in itertools.groupby(zip(feature["input_ids"], feature["is_answer"]), key=lambda x: x[1])
-            ]
-            built = build_meap_example_from_segments(
-                segments,
-                mode="ntp" if feature.get("ntp_only") else self.mode,
-                mask_ratio=self.mask_ratio,
-                mask_token_id=self.mask_token_id,
-                eos_token_id=self.eos_token_id,
-                max_length=self.max_length,
-                min_answer_tokens=self.min_answer_tokens,
-                generator=self.generator(),
-            )
-            self.stats["samples"] += 1
-            self.stats["dropped"] += not built
-            self.stats["masked_copies"] += sum(_has_masked_target(e, self.mask_token_id) for e in built)
+            else:
+                segments = [
+                    (list(ids for ids, _ in group), bool(flag))
+                    for flag, group in itertools.groupby(zip(feature["input_ids"], feature["is_answer"]), key=lambda x: x[1])
+                ]
+                built = build_meap_example_from_segments(
+                    segments,
+                    mode="ntp" if feature.get("ntp_only") else self.mode,
+                    mask_ratio=self.mask_ratio,
+                    mask_token_id=self.mask_token_id,
+                    eos_token_id=self.eos_token_id,
+                    max_length=self.max_length,
+                    min_answer_tokens=self.min_answer_tokens,
+                    generator=self.generator(),
+                    make_room=self.make_room,
+                )
+            # upstream's copies are samples of their own; elsewhere a sample's copy is part of it
+            counts["samples"] += not (self.preset == "upstream" and feature.get("masked_copy"))
+            counts["dropped"] += not built
+            for example in built:
+                masked = _masked_targets(example, self.mask_token_id)
+                counts["masked_copies"] += masked > 0
+                counts["masked_tokens"] += masked
+                counts["loss_tokens"] += sum(label != IGNORE_INDEX for label in example["labels"])
             examples.extend(built)
         if not examples:
             raise ValueError("every sample of this batch was dropped: no labeled token within max_length")
-        self.stats["sequences"] += len(examples)
-        return pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
+        counts["sequences"] = len(examples)
+        batch = pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
+        batch[COUNTS_KEY] = torch.tensor([counts[name] for name in COUNT_NAMES], dtype=torch.long)
+        return batch
 
 
-def _has_masked_target(example: dict, mask_token_id: Optional[int]) -> bool:
-    return any(i == mask_token_id and l != IGNORE_INDEX for i, l in zip(example["input_ids"], example["labels"]))
+def _masked_targets(example: dict, mask_token_id: Optional[int]) -> int:
+    """Positions whose input is [MASK] and whose label is the original token: masked predictions."""
+    if mask_token_id is None:
+        return 0
+    return sum(i == mask_token_id and l != IGNORE_INDEX for i, l in zip(example["input_ids"], example["labels"]))
 
 
 def pad_batch(examples: Sequence[dict], pad_token_id: int, pad_to_multiple_of: Optional[int] = None) -> dict:

@@ -16,9 +16,10 @@ from typing import Optional, Sequence
 from lit_gpt.errors import UserError
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
-from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, UpstreamSettings
+from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+MIN_COPY_SHARE = 0.9  # of the samples eligible by answer length; fewer copies is refused unless allowed
 PRESETS = ("default", "upstream")
 
 
@@ -56,8 +57,10 @@ class DataArguments:
     train_file_dir: Optional[str] = field(default=None, metadata={"help": "Training data: every .json/.jsonl file under this folder."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data: one .json or .jsonl file."})
     validation_file_dir: Optional[str] = field(default=None, metadata={"help": "Validation data: every .json/.jsonl file under this folder."})
-    validation_split_percentage: float = field(
-        default=0.0, metadata={"help": "Without validation files: hold out this percentage of the training records."}
+    validation_split_percentage: Optional[float] = field(
+        default=None, metadata={"help": "Without validation files: hold out this percentage of the training records "
+                                        "(default 0; 1 with --preset upstream, whose first 1%% of the records upstream "
+                                        "holds out as validation and never trains on)."}
     )
     template_name: Optional[str] = field(
         default=None,
@@ -77,7 +80,7 @@ class DataArguments:
             get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
-        if not 0 <= self.validation_split_percentage < 100:
+        if self.validation_split_percentage is not None and not 0 <= self.validation_split_percentage < 100:
             raise UserError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}")
         if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
             raise UserError("give either --validation_file/--validation_file_dir or --validation_split_percentage, not both")
@@ -104,6 +107,16 @@ class MEAPArguments:
                   "i.e. more than 50, with --preset upstream)."},
     )
     model_max_length: int = field(default=4096, metadata={"help": "Longest training sequence (original + copy in concat mode)."})
+    make_room_for_copy: bool = field(
+        default=False,
+        metadata={"help": "concat: a sample too long for original + copy is cut to half of --model_max_length and "
+                  "followed by its masked copy (the paper's layout kept; the original loses its end)."},
+    )
+    allow_few_masked_copies: bool = field(
+        default=False,
+        metadata={"help": f"Train although fewer than {MIN_COPY_SHARE:.0%} of the samples long enough for a masked "
+                  "copy will carry one (they would train plain NTP)."},
+    )
     pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
 
     def __post_init__(self):
@@ -124,6 +137,8 @@ class MEAPArguments:
             raise UserError(f"--min_answer_tokens must be >= 0, got {self.min_answer_tokens}")
         if self.model_max_length < 2:
             raise UserError(f"--model_max_length must be >= 2, got {self.model_max_length}")
+        if self.make_room_for_copy and self.meap_mode != "concat":
+            raise UserError(f"--make_room_for_copy applies to --meap_mode concat, not {self.meap_mode}")
 
 
 @dataclass
@@ -138,6 +153,25 @@ class LoraArguments:
     lora_merge: bool = field(
         default=True, metadata={"help": "Also save the merged full model in output_dir (the adapter goes to output_dir/adapter)."}
     )
+
+
+# Numbers transformers takes without a check and fails on later (a division by zero, a rank-0
+# adapter, a NaN loss scale): (owner, field, bounds) checked by the settings layer's one rule.
+_NUMBERS = [("lora", "lora_r", {"ge": 1}), ("lora", "lora_alpha", {"gt": 0}), ("lora", "lora_dropout", {"ge": 0, "lt": 1}),
+            ("training", "per_device_train_batch_size", {"ge": 1}), ("training", "per_device_eval_batch_size", {"ge": 1}),
+            ("training", "gradient_accumulation_steps", {"ge": 1}), ("training", "learning_rate", {"ge": 0}),
+            ("training", "weight_decay", {"ge": 0}), ("training", "max_grad_norm", {"ge": 0}),
+            ("training", "num_train_epochs", {"gt": 0}), ("training", "warmup_ratio", {"ge": 0, "le": 1})]
+
+
+def _check_numbers(lora_args, training_args) -> None:
+    from lit_gpt.cli import check_value
+
+    owners = {"lora": lora_args, "training": training_args}
+    for owner, name, bounds in _NUMBERS:
+        value = getattr(owners[owner], name, None)
+        if value is not None and (owner != "lora" or lora_args.use_lora):
+            check_value(name, value, float if isinstance(value, float) else int, bounds)
 
 
 @dataclass
@@ -170,6 +204,7 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
     if remaining:
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
+    _check_numbers(lora_args, training_args)
     if model_args.model_name_or_path is None:
         raise UserError("--model_name_or_path is required")
     if meap_args.preset == "upstream":
@@ -178,6 +213,9 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
             raise UserError(f"--preset upstream: template {data_args.template_name!r} is not one of upstream's: "
                             f"{', '.join(sorted(UPSTREAM_TEMPLATES))}")
     data_args.template_name = data_args.template_name or "vicuna"
+    if data_args.validation_split_percentage is None:  # upstream's validation_split_percentage=1
+        upstream_split = meap_args.preset == "upstream" and not (data_args.validation_file or data_args.validation_file_dir)
+        data_args.validation_split_percentage = 1.0 if upstream_split else 0.0
     # Our samples are python objects the collator reads; the Trainer must pass them through.
     training_args.remove_unused_columns = False
     return model_args, data_args, meap_args, lora_args, training_args
@@ -205,11 +243,12 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
 
 def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult:
     import torch
-    from transformers import AutoModelForCausalLM, Trainer
+    from transformers import AutoModelForCausalLM
 
     from lit_gpt.io.atomic import disk_errors
-    from lit_gpt.sft.checks import check_checkpoint_files, check_remote_code
+    from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
+    from lit_gpt.sft.stats import MEAPTrainer, describe
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
     output_dir = Path(training_args.output_dir)
@@ -241,13 +280,19 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
     with training_args.main_process_first(desc="tokenizing the SFT data"):
         train_data, train_summary, eval_data, eval_summary = _prepare_data(
-            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed
+            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed,
+            model_args.tokenizer_name_or_path or model_dir,
         )
+    if eval_strategy != "no" and eval_data is None:
+        raise UserError(f"--eval_strategy {eval_strategy}: --validation_split_percentage "
+                        f"{data_args.validation_split_percentage} of the records holds out none")
+    check_masked_copies(train_summary, meap_args, MIN_COPY_SHARE)
     if main_process:
         print(f"train data: {train_summary}")
         if eval_summary is not None:
-            print(f"validation data: {eval_summary}")
+            print(f"validation data (scored as plain next-token prediction): {eval_summary}")
 
+    check_model_weights(model_dir)
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir),
         local_files_only=True,
@@ -262,6 +307,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     if max_positions and meap_args.model_max_length > max_positions and main_process:
         print(f"warning: --model_max_length {meap_args.model_max_length} exceeds the model's "
               f"max_position_embeddings {max_positions}", file=sys.stderr)
+    align_special_tokens(model, tokenizer)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
     if lora_args.use_lora:
@@ -278,8 +324,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         seed=training_args.seed,
         pad_to_multiple_of=meap_args.pad_to_multiple_of,
         preset=meap_args.preset,
+        make_room=meap_args.make_room_for_copy,
     )
-    trainer = Trainer(
+    trainer = MEAPTrainer(
         model=model,
         args=training_args,
         train_dataset=SFTDataset(train_data),
@@ -292,16 +339,14 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     with disk_errors(f"--output_dir {output_dir}"):  # the Trainer's checkpoints and the final model
         trainer.train(resume_from_checkpoint=resume)
         _save(trainer, tokenizer, output_dir, lora_args, training_args)
+    counts = trainer.finish_counts()
     if main_process:
-        stats = collator.stats
-        print(f"collator: {stats['samples']} samples drawn (training and validation) -> {stats['sequences']} "
-              f"sequences, {stats['masked_copies']} with a masked copy, {stats['dropped']} dropped "
-              "(counted in this process; DataLoader workers keep their own counts)")
+        print(f"trained on: {describe(counts)} (all processes and DataLoader workers)")
         print(f"saved the model and the tokenizer (with [MASK] = id {info.mask_id}) to {output_dir}")
-    return SFTResult(output_dir, train_summary, eval_summary, dict(collator.stats), list(trainer.state.log_history))
+    return SFTResult(output_dir, train_summary, eval_summary, counts, list(trainer.state.log_history))
 
 
-def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed):
+def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir=None):
     from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
     def tokenize(files, max_records, masked_copies=True):
@@ -312,6 +357,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
                 max_length=meap_args.model_max_length,
                 min_answer_tokens=meap_args.min_answer_tokens,
                 masked_copies=masked_copies and meap_args.meap_mode != "ntp",
+                slow_llama=SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer) if tokenizer_dir else None,
             )
         return tokenize_files(
             files,
@@ -327,7 +373,9 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
 
     def trainable(tokenized, what, files):
         data, summary = select_trainable(
-            tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens
+            tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens,
+            mode=meap_args.meap_mode if what == "training" else "ntp", mask_ratio=meap_args.mask_ratio,
+            make_room=meap_args.make_room_for_copy, upstream=meap_args.preset == "upstream",
         )
         if len(data) == 0:
             raise UserError(f"no usable {what} example: {summary}")
@@ -342,9 +390,11 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
     if eval_files:
         eval_tokenized = tokenize(eval_files, data_args.max_eval_samples, masked_copies=False)
     elif data_args.validation_split_percentage and meap_args.preset == "upstream":
-        # rows are upstream's examples (turns, copies): hold out whole records, and their copies not at all
-        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed)
-        tokenized, eval_tokenized = tokenized.select(train_rows), tokenized.select(eval_rows)
+        # rows are upstream's examples (turns, copies): hold out upstream's first records, whole, and
+        # their copies not at all (upstream's `train[:1%]` / `train[1%:]` of the records)
+        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed, first=True)
+        eval_tokenized = tokenized.select(eval_rows) if eval_rows else None
+        tokenized = tokenized.select(train_rows)
     elif data_args.validation_split_percentage:
         n_eval = max(1, round(len(tokenized) * data_args.validation_split_percentage / 100))
         if n_eval >= len(tokenized):
@@ -383,6 +433,27 @@ def resize_embeddings_with_mean(model, vocab_size: int) -> int:
         if output is not None and getattr(output, "bias", None) is not None and output.bias.shape[0] > old:
             output.bias[old:] = output.bias[:old].mean()
     return vocab_size - old
+
+
+def align_special_tokens(model, tokenizer) -> None:
+    """Writes the tokenizer's EOS/BOS/PAD ids into the model's config and generation config, as the
+    Trainer would (with a notice on every run): the saved model then generates and pads as trained.
+    The generation config keeps the stop tokens it had."""
+    configs = [model.config]
+    if getattr(model, "generation_config", None) is not None:
+        configs.append(model.generation_config)
+    for name in ("eos_token_id", "bos_token_id", "pad_token_id"):
+        token_id = getattr(tokenizer, name)
+        if token_id is None:
+            continue
+        for config in configs:
+            current = getattr(config, name, None)
+            if isinstance(current, list):
+                if token_id not in current:
+                    setattr(config, name, [token_id, *current])
+            elif current != token_id:
+                keep = config is not model.config and name == "eos_token_id" and current is not None
+                setattr(config, name, [token_id, current] if keep else token_id)
 
 
 def _wrap_with_lora(model, lora_args, mask_id, gradient_checkpointing):

@@ -11,17 +11,36 @@ Selected with `--preset upstream` (SPEC §3a). It differs from this project's de
 - an ntp example longer than max_length keeps its first max_length - 1 tokens and then EOS, while
   its labels keep their first max_length entries (the last label is the answer token the EOS replaced).
 
+Records are read as upstream's `get_dialog` reads them (`upstream_turns`): a first turn not from
+"human" is dropped, then turn j is kept only when it is from "human" (j even) or "gpt" (j odd), any
+other speaker ("user", "assistant", "system", unknown) is skipped, and a record with an odd number
+of kept turns gives nothing. Only a `system_prompt` field replaces the template's system prompt (a
+`system` field or turn does not). Alpaca records become one human turn (upstream reads only
+ShareGPT `conversations`). A LLaMA sentencepiece folder is tokenized as upstream's slow tokenizer
+(`use_fast=False`) does (`SlowLlamaEncoding`).
+
+Where upstream crashes: a turn whose prompt leaves no answer position before max_length - 1 makes
+`random.sample` fail on an empty range; the preset makes no masked copy of that turn (its ntp
+example is kept when it has a labeled token, as upstream keeps it).
+
 Masks are drawn with `random.Random.sample`, the call upstream makes; unlike upstream (which draws
 them once inside a cached `dataset.map`), the collator draws them again every time a copy is drawn.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
+from lit_gpt.errors import UserError
 from lit_gpt.loss import IGNORE_INDEX
+
+SPACE_MARK = "\u2581"  # sentencepiece's visible space
+UPSTREAM_ROLES = ("human", "gpt")
 
 # upstream makes a masked copy when `len(target_ids) > 50`
 UPSTREAM_MIN_ANSWER_TOKENS = 51
@@ -67,31 +86,158 @@ class UpstreamSettings:
     max_length: int
     min_answer_tokens: int = UPSTREAM_MIN_ANSWER_TOKENS
     masked_copies: bool = True  # False for the ntp baseline and for validation
+    slow_llama: Optional["SlowLlamaEncoding"] = None  # upstream's slow tokenizer, for a LLaMA sentencepiece folder
 
 
-def messages_to_turns(messages: Sequence[dict]) -> tuple[Optional[str], list[tuple[str, str]]]:
-    """(system prompt or None, [(user text, assistant text), ...]) of a normalized conversation.
+def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Optional[str], list[tuple[str, str]]]]:
+    """(the record's system_prompt or None, [(human text, gpt text), ...]) as upstream reads the
+    record, or None when upstream gets no example from it. `index` counts records from 1 in `source`."""
+    where = f"{source}: record {index}"
+    if not isinstance(record, dict):
+        raise UserError(f"{where} is not a JSON object")
+    system = record.get("system_prompt") or None
+    if system is not None and not isinstance(system, str):
+        raise UserError(f"{where}: system_prompt must be a string")
+    conversation = record.get("conversations")
+    if conversation is None:
+        instruction, output, extra = record.get("instruction"), record.get("output"), record.get("input")
+        if not isinstance(instruction, str) or not isinstance(output, str) or not isinstance(extra, (str, type(None))):
+            return _not_upstream(record, source, index)
+        query = f"{instruction}\n\n{extra}" if extra else instruction
+        return system, [(query, output)]
+    if not isinstance(conversation, list) or not all(isinstance(turn, dict) for turn in conversation):
+        raise UserError(f"{where}: conversations must be a list of {{from, value}} turns")
+    if len(conversation) < 2:
+        return None
+    if conversation[0].get("from") != UPSTREAM_ROLES[0]:
+        conversation = conversation[1:]
+    if len(conversation) < 2:
+        return None
+    texts = []
+    for j, turn in enumerate(conversation):
+        if turn.get("from") == UPSTREAM_ROLES[j % 2]:  # any other speaker, or one out of order, is skipped
+            if not isinstance(turn.get("value"), str):
+                raise UserError(f"{where}: conversation turn {j + 1} ({turn.get('from')}): value must be a string")
+            texts.append(turn["value"])
+    if not texts or len(texts) % 2:
+        return None
+    return system, list(zip(texts[0::2], texts[1::2]))
 
-    An Alpaca input is appended to its instruction after a blank line (upstream reads only
-    ShareGPT `conversations`, so Alpaca data reaches it converted into one human turn).
+
+def _not_upstream(record: dict, source: str, index: int):
+    from lit_gpt.sft.data import record_to_messages  # its errors name what is wrong with the record
+
+    record_to_messages(record, source, index)
+    raise UserError(f"{source}: record {index}: --preset upstream reads `conversations` ({{from, value}} turns) or "
+                    "instruction/output records, as upstream does")
+
+
+class SlowLlamaEncoding:
+    """`encode` of upstream's tokenizer for a LLaMA sentencepiece folder: upstream's SFT loads it
+    with `use_fast=False`, i.e. transformers 4's sentencepiece `LlamaTokenizer` (`legacy` as the
+    folder's tokenizer_config.json says, True when it says nothing), whose ids differ from the fast
+    tokenizer's for text that starts with whitespace: "   " is ▁▁▁▁ there, ▁▁▁ in the fast one.
+
+    It works as that class does: the text is split at the added tokens; with legacy=False, "▁"
+    marks are written back as spaces, one "▁" is put before the text (add_prefix_space) and dropped
+    again before a leading added token, and each piece is encoded without sentencepiece's dummy
+    prefix (a piece starting with a space behind an "<unk>" whose pieces are then removed); with
+    legacy=True each piece is encoded by the model as it is, dummy prefix included.
     """
-    messages = list(messages)
-    system = messages.pop(0)["content"] if messages and messages[0]["role"] == "system" else None
-    turns = []
-    for user, assistant in zip(messages[0::2], messages[1::2]):
-        query = user["content"]
-        if user.get("input"):
-            query = f"{query}\n\n{user['input']}"
-        turns.append((query, assistant["content"]))
-    return system, turns
+
+    def __init__(self, model_proto: bytes, added: dict, *, legacy: bool, add_prefix_space: bool, bos_id: Optional[int],
+                 eos_id: Optional[int], add_bos: bool, add_eos: bool, unk_token: str):
+        self.model_proto, self.added = model_proto, dict(added)
+        self.legacy, self.add_prefix_space, self.unk_token = legacy, add_prefix_space, unk_token
+        self.prefix = [bos_id] if add_bos and bos_id is not None else []
+        self.suffix = [eos_id] if add_eos and eos_id is not None else []
+        self._pattern = re.compile("|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)))
+        self._sp = None
+
+    @classmethod
+    def for_folder(cls, folder, tokenizer) -> Optional["SlowLlamaEncoding"]:
+        """The encoding for `folder` when upstream would load a slow LlamaTokenizer from it, else None.
+        `tokenizer` (loaded from the same folder, [MASK] added) gives the added tokens and their ids."""
+        folder = Path(folder).expanduser()
+        model, config_file = folder / "tokenizer.model", folder / "tokenizer_config.json"
+        if not model.is_file() or not config_file.is_file():
+            return None
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # load_tokenizer has said what is wrong with it
+        if not isinstance(config, dict) or config.get("tokenizer_class") not in ("LlamaTokenizer", "LlamaTokenizerFast"):
+            return None
+        legacy = config.get("legacy")
+        return cls(model.read_bytes(), tokenizer.get_added_vocab(), legacy=True if legacy is None else bool(legacy),
+                   add_prefix_space=bool(config.get("add_prefix_space", True)), bos_id=tokenizer.bos_token_id,
+                   eos_id=tokenizer.eos_token_id, add_bos=bool(config.get("add_bos_token", True)),
+                   add_eos=bool(config.get("add_eos_token", False)), unk_token=tokenizer.unk_token or "<unk>")
+
+    def __getstate__(self) -> dict:  # the processor is rebuilt from the model bytes
+        return {k: v for k, v in vars(self).items() if k != "_sp"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._sp = None
+
+    @property
+    def sp(self):
+        if self._sp is None:
+            import sentencepiece
+            from sentencepiece import sentencepiece_model_pb2
+
+            proto = self.model_proto
+            if not self.legacy:  # as transformers loads the model for legacy=False
+                model = sentencepiece_model_pb2.ModelProto()
+                model.ParseFromString(proto)
+                model.normalizer_spec.add_dummy_prefix = False
+                proto = model.SerializeToString()
+            self._sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        return self._sp
+
+    def tokenize(self, text: str) -> list[str]:
+        if self.legacy or not text:
+            return self._split(text)
+        text = text.replace(SPACE_MARK, " ")
+        if self.add_prefix_space:
+            text = SPACE_MARK + text
+        tokens = self._split(text)
+        if len(tokens) > 1 and tokens[0] == SPACE_MARK and tokens[1] in self.added:
+            tokens = tokens[1:]
+        return tokens
+
+    def _split(self, text: str) -> list[str]:
+        tokens, start = [], 0
+        for match in (self._pattern.finditer(text) if self.added else ()):
+            tokens += self._pieces(text[start:match.start()])
+            tokens.append(match.group())
+            start = match.end()
+        return tokens + self._pieces(text[start:])
+
+    def _pieces(self, text: str) -> list[str]:
+        if not text:
+            return []
+        if self.legacy or not text.startswith((SPACE_MARK, " ")):
+            return self.sp.encode(text, out_type=str)
+        pieces = self.sp.encode(self.unk_token + text, out_type=str)
+        n = len(self.sp.encode(self.unk_token, out_type=str))
+        return pieces[n:] if len(pieces) >= n else pieces
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [self.added[t] if t in self.added else self.sp.piece_to_id(t) for t in self.tokenize(text)]
+        return self.prefix + ids + self.suffix if add_special_tokens else ids
 
 
-def tokenize_turns(texts: Sequence[str], tokenizer) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, answer ids) per turn; BOS (the tokenizer's special tokens) on the first prompt only."""
+def tokenize_turns(texts: Sequence[str], tokenizer, slow_llama: Optional[SlowLlamaEncoding] = None
+                   ) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, answer ids) per turn; BOS (the tokenizer's special tokens) on the first prompt only.
+    With `slow_llama`, the ids of upstream's slow tokenizer."""
+    encode = slow_llama.encode if slow_llama is not None else tokenizer.encode
     pairs = []
     for i in range(len(texts) // 2):
-        source = tokenizer.encode(texts[2 * i], add_special_tokens=(i == 0))
-        target = tokenizer.encode(texts[2 * i + 1], add_special_tokens=False)
+        source = encode(texts[2 * i], add_special_tokens=(i == 0))
+        target = encode(texts[2 * i + 1], add_special_tokens=False)
         pairs.append((list(source), list(target)))
     return pairs
 
@@ -103,11 +249,6 @@ def ntp_example(source_ids: Sequence[int], target_ids: Sequence[int], *, eos_tok
         input_ids = input_ids[: max_length - 1] + [eos_token_id]
     labels = [IGNORE_INDEX] * len(source_ids) + list(target_ids) + [eos_token_id]
     return {"input_ids": input_ids, "labels": labels[:max_length]}
-
-
-def has_labels(source_ids: Sequence[int], max_length: int) -> bool:
-    """Whether the ntp example keeps a labeled token (upstream filters out those that do not)."""
-    return len(source_ids) < max_length
 
 
 def can_mask(source_ids: Sequence[int], target_ids: Sequence[int], *, max_length: int, min_answer_tokens: int) -> bool:

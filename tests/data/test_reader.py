@@ -1,4 +1,4 @@
-"""Packed chunk files: the byte format, header checks, exactly-once sharding, resume, mixing."""
+"""Packed chunk files: the byte format, header checks, exactly-once sharding, resume, mixing (the\nstreams the trainer reads by position)."""
 
 import json
 import struct
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lit_gpt.errors import UserError
-from lit_gpt.data.loader import StatefulLoader, build_dataset
+from lit_gpt.data.batches import open_stream
 from lit_gpt.data import (
     ChunkWriter,
     MixedStream,
@@ -54,8 +54,8 @@ def chunk_files(tmp_path):
     return paths
 
 
-def rows(batches):
-    return [tuple(int(t) for t in row) for batch in batches for row in batch]
+def rows(samples):
+    return [tuple(int(t) for t in sample) for sample in samples]
 
 
 # ----------------------------------------------------------------------------- format
@@ -145,18 +145,11 @@ def test_unshuffled_single_reader_yields_the_files_blocks_in_order(chunk_files):
     assert ds.blocks_per_epoch == 12 + 5 + 9
 
 
-@pytest.mark.parametrize("processes, workers, batch_size", [(1, 0, 4), (2, 2, 3), (3, 2, 2)])
-def test_every_block_exactly_once_per_epoch_across_ranks_and_workers(chunk_files, processes, workers, batch_size):
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_every_block_exactly_once_per_epoch_across_ranks(chunk_files, processes):
     seen = []
     for rank in range(processes):
-        ds = PackedStream(chunk_files, 7, seed=3, num_processes=processes, process_rank=rank)
-        seen += rows(StatefulLoader(ds, batch_size, num_workers=workers))
-    assert Counter(seen) == Counter(naive_blocks(chunk_files, 7))
-
-
-def test_plain_dataloader_with_workers_still_reads_each_block_once(chunk_files):
-    ds = PackedStream(chunk_files, 7, seed=3)  # no batch size: the workers take alternate samples (and warn)
-    seen = rows(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2))
+        seen += rows(PackedStream(chunk_files, 7, seed=3, num_processes=processes, process_rank=rank))
     assert Counter(seen) == Counter(naive_blocks(chunk_files, 7))
 
 
@@ -164,18 +157,16 @@ def test_fewer_files_than_shards_splits_blocks_within_files(tmp_path):
     path = hand_written_chunk(tmp_path / "c4_0.bin", np.arange(1, 8 * 10 + 1))
     per_rank = []
     for rank in range(2):
-        ds = PackedStream([path], 7, seed=1, num_processes=2, process_rank=rank)
-        per_rank.append(rows(StatefulLoader(ds, 2, num_workers=2)))
+        per_rank.append(rows(PackedStream([path], 7, seed=1, num_processes=2, process_rank=rank)))
     assert all(len(r) == 5 for r in per_rank)
     assert Counter(per_rank[0] + per_rank[1]) == Counter(naive_blocks([path], 7))
 
 
-def test_order_does_not_depend_on_the_number_of_workers(chunk_files):
-    def batches(workers):
-        ds = PackedStream(chunk_files, 7, seed=5, num_processes=2, process_rank=1)
-        return rows(StatefulLoader(ds, 3, num_workers=workers))
-
-    assert batches(0) == batches(2)
+def test_iteration_yields_sample_at_in_order(chunk_files):
+    ds = PackedStream(chunk_files, 7, seed=5, num_processes=2, process_rank=1)
+    iterated = rows(ds)
+    assert iterated == rows(ds.sample_at(p) for p in range(ds.rank_blocks_per_epoch))
+    assert ds.sample_at(ds.rank_blocks_per_epoch) is None
 
 
 def test_shuffle_depends_on_the_seed(chunk_files):
@@ -206,18 +197,17 @@ def test_block_larger_than_every_chunk_is_an_error(tmp_path):
 # ----------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resumed_reader_yields_the_batches_that_followed(chunk_files, workers):
+def test_resumed_reader_yields_the_samples_that_followed(chunk_files):
     def loader():
-        return StatefulLoader(PackedStream(chunk_files, 7, seed=9, wrap=True, n_chunks=2), 3, num_workers=workers)
+        return PackedStream(chunk_files, 7, seed=9, wrap=True, n_chunks=2)
 
     full = loader()
     it = iter(full)
-    expected = [next(it) for _ in range(15)]  # crosses epoch boundaries (26 blocks per epoch)
+    expected = [next(it) for _ in range(45)]  # crosses epoch boundaries (26 blocks per epoch)
 
     first = loader()
     it = iter(first)
-    for _ in range(6):
+    for _ in range(18):
         next(it)
     state = json.loads(json.dumps(first.state_dict()))
     assert state["consumed"] == 18
@@ -225,7 +215,7 @@ def test_resumed_reader_yields_the_batches_that_followed(chunk_files, workers):
     resumed = loader()
     resumed.load_state_dict(state)
     it = iter(resumed)
-    for want in expected[6:]:
+    for want in expected[18:]:
         assert torch.equal(next(it), want)
 
 
@@ -242,22 +232,23 @@ def test_resume_does_not_read_the_blocks_before_the_position(chunk_files, monkey
     assert ds.state_dict()["consumed"] == 1004
 
 
-def test_in_process_state_without_the_wrapper(chunk_files):
+def test_state_counts_the_samples_taken(chunk_files):
     ds = PackedStream(chunk_files, 7, seed=2, wrap=True)
-    loader = torch.utils.data.DataLoader(ds, batch_size=4)
-    it = iter(loader)
-    for _ in range(3):
+    it = iter(ds)
+    for _ in range(12):
         next(it)
     assert ds.state_dict()["consumed"] == 12
     following = next(it)
     again = PackedStream(chunk_files, 7, seed=2, wrap=True)
     again.load_state_dict(ds.state_dict() | {"consumed": 12})
-    assert torch.equal(next(iter(torch.utils.data.DataLoader(again, batch_size=4))), following)
+    assert torch.equal(next(iter(again)), following)
+    assert torch.equal(again.sample_at(12), following)
 
 
 def test_a_finite_pass_restarts_after_it_ends(chunk_files):
-    loader = StatefulLoader(PackedStream(chunk_files, 7, shuffle=False), 5)
-    assert rows(loader) == rows(loader)
+    ds = PackedStream(chunk_files, 7, shuffle=False)
+    first = rows(ds)
+    assert ds.consumed == 0 and rows(ds) == first
 
 
 def test_resume_refuses_a_different_data_order(chunk_files):
@@ -293,48 +284,48 @@ def test_combined_dataset_respects_the_weights(two_sources):
 
 
 def test_combined_dataset_without_wrap_ends_when_a_source_runs_out(two_sources):
-    samples = rows(StatefulLoader(mix(two_sources, wrap=False), 4, num_workers=2))
+    samples = rows(mix(two_sources, wrap=False))
     from_a = [s for s in samples if s[0] < 30_000]
     # a (100 blocks at weight 0.8) runs out after ~125 samples, before b (40 blocks at 0.2, ~200).
     assert len(set(samples)) == len(samples)
     assert len(from_a) == 100 and 0 < len(samples) - 100 < 40
-    assert rows(StatefulLoader(mix(two_sources, wrap=False), 4, num_workers=0)) == samples
+    assert rows(mix(two_sources, wrap=False)) == samples
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_combined_dataset_resumes(two_sources, workers):
-    full = iter(StatefulLoader(mix(two_sources), 4, num_workers=workers))
-    expected = [next(full) for _ in range(60)]
+def test_combined_dataset_resumes(two_sources):
+    full = iter(mix(two_sources))
+    expected = [next(full) for _ in range(240)]
 
-    first = StatefulLoader(mix(two_sources), 4, num_workers=workers)
+    first = mix(two_sources)
     it = iter(first)
-    for _ in range(25):
+    for _ in range(100):
         next(it)
     state = json.loads(json.dumps(first.state_dict()))
     assert state["consumed"] == 100
     assert sum(d["consumed"] for d in state["datasets"]) == 100
 
-    resumed = StatefulLoader(mix(two_sources), 4, num_workers=workers)
+    resumed = mix(two_sources)
     resumed.load_state_dict(state)
     it = iter(resumed)
-    for want in expected[25:]:
+    for want in expected[100:]:
         assert torch.equal(next(it), want)
 
 
-def test_build_dataset_by_prefix(two_sources, tmp_path):
-    ds = build_dataset(tmp_path, [("a", 1.0)], 7)
+def test_open_stream_by_prefix(two_sources, tmp_path):
+    options = dict(seed=0, shuffle=True, wrap=True, setting="--train_prefix")
+    ds = open_stream(tmp_path, "a", 7, **options)
     assert isinstance(ds, PackedStream) and ds.blocks_per_epoch == 100
-    mixed = build_dataset(tmp_path, [("a", 3.0), ("b", 1.0)], 7)
+    mixed = open_stream(tmp_path, "a:3,b:1", 7, **options)
     assert isinstance(mixed, MixedStream) and mixed.weights.tolist() == [0.75, 0.25]
 
 
 def test_finite_mix_restarts_after_a_resumed_pass(two_sources):
-    reference = rows(StatefulLoader(mix(two_sources, wrap=False), 4))
+    reference = rows(mix(two_sources, wrap=False))
     partial = mix(two_sources, wrap=False)
     it = iter(partial)
     for _ in range(40):
         next(it)
-    loader = StatefulLoader(mix(two_sources, wrap=False), 4, num_workers=2)
+    loader = mix(two_sources, wrap=False)
     loader.load_state_dict(json.loads(json.dumps(partial.state_dict())))
     assert rows(loader) == reference[40:]
     assert rows(loader) == reference  # the next pass starts from the beginning
@@ -349,7 +340,7 @@ def source_of(sample) -> str:
 
 def test_mix_iteration_yields_sample_at_in_order(two_sources):
     reference = mix(two_sources)
-    iterated = rows(StatefulLoader(mix(two_sources, wrap=False), 4, num_workers=2))
+    iterated = rows(mix(two_sources, wrap=False))
     by_position = []
     finite = mix(two_sources, wrap=False)
     while (sample := finite.sample_at(len(by_position))) is not None:

@@ -115,3 +115,9 @@ def test_cli_on_a_lit_checkpoint_and_its_hf_export_agree(tmp_path, llama_tokeniz
     with pytest.raises(SystemExit) as err:
         attention.main(["--model_dir", str(ckpt), "--out_dir", str(tmp_path / "a_lit"), *common])
     assert err.value.code != 0
+    # Lengths beyond the model's 256 positions: refused before any prompt is built, nothing written.
+    for model in (ckpt, tmp_path / "hf"):
+        with pytest.raises(SystemExit) as err:
+            attention.main(["--model_dir", str(model), "--out_dir", str(tmp_path / "long"), *common[:2],
+                            "--context_lengths", "100000", "--device", "cpu"])
+        assert err.value.code == 2 and not (tmp_path / "long").exists()

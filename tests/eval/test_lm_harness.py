@@ -120,9 +120,42 @@ def test_clear_errors(tmp_path, hf_dir):
     proc = run([tmp_path / "nothing"], SYSTEM_PATH)
     assert proc.returncode != 0 and "config.json" in proc.stderr
     proc = run([], SYSTEM_PATH)
-    assert proc.returncode != 0 and "usage" in proc.stderr
+    assert proc.returncode == 2 and "usage" in proc.stderr
     proc = run([hf_dir, "piqa", tmp_path / "o", "stray"], SYSTEM_PATH)
     assert proc.returncode != 0 and "unexpected argument 'stray'" in proc.stderr
+
+
+def test_help_prints_the_usage_and_exits_0():
+    proc = run(["--help"], SYSTEM_PATH)
+    assert proc.returncode == 0 and "HF_DIR [TASKS] [OUT]" in proc.stdout and "LM_EVAL_OFFLINE" in proc.stdout
+
+
+OFFLINE_TRACE = """Traceback (most recent call last):
+  File "/x/datasets/load.py", line 1125, in dataset_module_factory
+    raise ConnectionError(f"Couldn't reach '{path}' on the Hub ({e.__class__.__name__})") from e
+ConnectionError: Couldn't reach 'baber/piqa' on the Hub (OfflineModeIsEnabled)
+"""
+
+
+@pytest.mark.parametrize("trace, status", [(OFFLINE_TRACE, 2), ("Traceback (most recent call last):\nValueError: other\n", 1)])
+def test_an_offline_dataset_missing_is_one_line(tmp_path, hf_dir, trace, status):
+    """lm_eval's traceback for a dataset not on disk in offline mode becomes one line; others pass as they are."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "trace.txt").write_text(trace)
+    script = bin_dir / "lm_eval"
+    script.write_text(f"#!/usr/bin/env bash\necho progress >&2\ncat '{tmp_path / 'trace.txt'}' >&2\nexit 1\n")
+    script.chmod(0o755)
+    fake_python(bin_dir, cuda=False)
+    proc = run([hf_dir, "piqa"], f"{bin_dir}:{SYSTEM_PATH}", LM_EVAL_OFFLINE="1")
+    assert proc.returncode == status
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "progress"
+    if status == 2:
+        assert len(lines) == 2 and lines[1].startswith("error: dataset 'baber/piqa' (for tasks piqa) is not on disk")
+        assert "HF_DATASETS_CACHE" in lines[1] and "--include_path" in lines[1]
+    else:
+        assert lines[1:] == trace.splitlines()
 
 
 TASK_YAML = """task: meap_local_choice

@@ -81,7 +81,35 @@ def model_dir(tmp_path_factory, llama_tokenizer_dir):
     return folder
 
 
-def test_end_to_end(model_dir, tmp_path):
+def test_corrupt_or_truncated_gzip_is_one_line_naming_the_file(tmp_path):
+    good = write_examples(tmp_path / "good.jsonl.gz", n_examples=50).read_bytes()
+    corrupt = bytearray(good)
+    corrupt[len(good) // 2: len(good) // 2 + 16] = b"\xff" * 16
+    for name, content in (("corrupt.jsonl.gz", bytes(corrupt)), ("truncated.jsonl.gz", good[: len(good) // 2]),
+                          ("plain.jsonl.gz", b"not gzip at all")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UserError, match=rf"(could not read .*{name}: |{name} line \d+ is not JSON)") as err:
+            read_examples(tmp_path / name)
+        assert "\n" not in str(err.value)
+
+
+def test_prompts_beyond_the_models_positions_are_refused(model_dir, tmp_path, capsys):
+    data = write_examples(tmp_path / "long.jsonl.gz", n_examples=1, n_docs=40)
+    out = tmp_path / "out"
+    argv = ["--model_dir", model_dir, "--input_path", data, "--gold_positions", "0", "--out_dir", out,
+            "--max_new_tokens", 2, "--device", "cpu"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        multidoc_qa.main([str(a) for a in argv])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(lines) == 1, lines
+    assert "long.jsonl.gz: the longest prompt + answer" in lines[0] and "exceed the model's 512 positions" in lines[0]
+    assert "--allow_beyond_context" in lines[0] and not out.exists()
+    results = multidoc_qa.main([str(a) for a in argv + ["--allow_beyond_context"]])
+    assert results["settings"]["longest_prompt_tokens"] > 512
+    assert "warning: " in capsys.readouterr().err
+
+
+def test_end_to_end(model_dir, tmp_path, capsys):
     data = write_examples(tmp_path / "nq-open-5_total_documents_gold_at_1.jsonl.gz")
     out = tmp_path / "out"
     argv = ["--model_dir", model_dir, "--input_path", data, "--gold_positions", "0,2,4", "--out_dir", out,
@@ -97,6 +125,9 @@ def test_end_to_end(model_dir, tmp_path):
         assert len(cell) == 3 and saved["accuracy"]["by_gold_position"][str(position)] == pytest.approx(sum(cell) / 3)
     assert {r["answers"][0] for r in records} == {"city0", "city1", "city2"}
     assert (out / "accuracy_by_position.png").read_bytes().startswith(b"\x89PNG")
+    # one convention: the positions given are those printed, saved and plotted (0-based)
+    printed = [line.split()[3] for line in capsys.readouterr().out.splitlines() if "gold at position" in line]
+    assert printed == ["0", "2", "4"] == list(saved["accuracy"]["by_gold_position"])
 
     with pytest.raises(SystemExit) as exit_info:  # a second run does not replace the results
         multidoc_qa.main([str(a) for a in argv])

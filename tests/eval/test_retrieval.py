@@ -157,6 +157,15 @@ def test_bad_input_is_one_line(model_dir, tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_lengths_beyond_the_models_positions_are_refused_before_any_work(model_dir, tmp_path):
+    proc = run_cli("--model_dir", model_dir, "--task", "passkey", "--context_lengths", "100000",
+                   "--out_dir", tmp_path / "out", cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "tokens exceed the model's 1024 positions; use shorter lengths, or pass --allow_beyond_context" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_earlier_results_are_not_overwritten(model_dir, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -246,3 +255,16 @@ def test_a_full_or_read_only_output_folder_is_one_line(model_dir, tmp_path, monk
     assert len(lines) == 1 and "Traceback" not in err and os.strerror(code) in lines[0], err
     assert str(out / "results.json") in lines[0]
     assert (out / "results.json").read_text() == "earlier" and sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_loading_a_model_prints_no_progress_bar(model_dir, capfd):
+    """transformers' "Loading weights" bar is off for our loads, and the user's setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    from lit_gpt.eval.models import load_hf_folder
+
+    assert hf_logging.is_progress_bar_enabled()
+    capfd.readouterr()
+    load_hf_folder(model_dir, torch.float32)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()

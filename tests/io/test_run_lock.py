@@ -130,7 +130,7 @@ def test_stale_lock_run_and_hyperparameters_yaml_round_trip(data, tmp_path, caps
     assert parse_args(["--config", str(out / "hyperparameters.yaml")]) == args
     # A resume rewrites it with the settings of that invocation.
     assert pretrain(args.replace(resume="auto", max_steps=2)) == 0
-    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["max_steps"] == 2
+    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["budget"]["max_steps"] == 2
 
 
 @pytest.mark.slow

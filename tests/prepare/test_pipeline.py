@@ -175,7 +175,7 @@ def test_llama_style_sentencepiece_tokenizer(tmp_path, llama_tokenizer_dir):
         assert stream.tolist() == want + [2] * (len(files) * 64 - len(want))
     manifest = json.loads((dst / "manifest.json").read_text())
     assert manifest["tokenizer"]["mask_id"] == 32000 and manifest["tokenizer"]["eos_id"] == 2
-    assert manifest["encoding"] == {"backend": "sentencepiece", "method": "word cache", "bos_added": True,
+    assert manifest["encoding"] == {"name": "default", "backend": "sentencepiece", "method": "word cache", "bos_added": True,
                                     "parse_special_tokens": False}
 
 
@@ -198,7 +198,7 @@ def test_malformed_lines_are_skipped_counted_and_reported(tmp_path, tokenizer_di
 
 def test_unpaired_surrogates_are_skipped_without_orjson(tmp_path, tokenizer_dir, hf_tokenizer, monkeypatch):
     """json (unlike orjson) decodes "\\ud800" into a str no tokenizer accepts: that record is bad input."""
-    import lit_gpt.prepare.pipeline as prepare_module
+    import lit_gpt.prepare.sources as prepare_module
 
     monkeypatch.setattr(prepare_module, "_json_loads", json.loads)
     monkeypatch.setattr(prepare_module, "_STDLIB_JSON", True)
@@ -217,10 +217,17 @@ def test_split_and_prefixes(tmp_path, tokenizer_dir):
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
     write_lines(src / "c4-validation.00000-of-00001.json.gz", c4_lines(DOCS))
-    write_lines(src / "extra.jsonl", c4_lines(DOCS))  # other JSON files count as train
+    write_lines(src / "extra.jsonl", c4_lines(DOCS))  # in no split by default: reported, not read
     write_lines(src / "more" / "deeper" / "c4-train.00001-of-00002.json.gz", c4_lines(DOCS))  # searched
     write_lines(src / ".hidden" / "c4-train.00009-of-00010.json.gz", c4_lines(DOCS))  # not searched
-    prepare(src, dst, tokenizer_dir, split="train", chunk_size=64, num_workers=1, train_prefix="train", log=quiet)
+    logged = []
+    prepare(src, tmp_path / "default", tokenizer_dir, split="train", chunk_size=64, num_workers=1, log=logged.append)
+    assert [line for line in logged if "extra.jsonl" in line] == [
+        f"not read: 1 files under {src} match neither --train_pattern 'c4-train.*' nor --val_pattern "
+        "'c4-validation.*': extra.jsonl"]
+    assert not list((tmp_path / "default").glob("*extra*"))
+    prepare(src, dst, tokenizer_dir, split="train", chunk_size=64, num_workers=1, train_prefix="train",
+            train_pattern="c4-train.*,extra.*", log=quiet)
     names = sorted(p.name for p in dst.glob("*.bin"))
     assert names and all(n.startswith("train_") for n in names)
     assert {n.rsplit("_", 1)[0] for n in names} == {"train_c4-train.00000-of-00001", "train_extra",

@@ -205,7 +205,7 @@ def test_prepare_records_the_backend_and_parses_special_tokens_on_request(tmp_pa
     want = reference(sp, texts, parse_special_tokens=True)
     assert read_chunk(chunk)[1].tolist() == want + [2] * (128 - len(want))
     manifest = json.loads((dst / "manifest.json").read_text())
-    assert manifest["encoding"] == {"backend": "sentencepiece", "method": "word cache", "bos_added": True,
+    assert manifest["encoding"] == {"name": "default", "backend": "sentencepiece", "method": "word cache", "bos_added": True,
                                     "parse_special_tokens": True}
     # A destination written one way refuses a run the other way.
     (src / "c4-train.00000-of-00001.json.gz").rename(src / "c4-train.00000-of-00002.json.gz")
@@ -338,3 +338,121 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- --encoding upstream
+
+def _added(content):
+    return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+            "special": True}
+
+
+@pytest.fixture(scope="module")
+def upstream_dir(llama_tokenizer_dir, tmp_path_factory):
+    """The 32k model in a folder shaped like upstream's MEAP-Pretain/tokenizer (a LLaMA-2 Hugging Face
+    folder): tokenizer.model and a tokenizer_config.json naming LlamaTokenizer, so legacy=False applies."""
+    folder = tmp_path_factory.mktemp("upstream_tokenizer")
+    shutil.copy(llama_tokenizer_dir / "tokenizer.model", folder / "tokenizer.model")
+    config = {
+        "add_bos_token": True, "add_eos_token": False, "add_prefix_space": True,
+        "added_tokens_decoder": {"0": _added("<unk>"), "1": _added("<s>"), "2": _added("</s>")},
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None,
+        "clean_up_tokenization_spaces": False, "legacy": True, "model_max_length": 1000000000000000019884624838656,
+        "sp_model_kwargs": {}, "spaces_between_special_tokens": False, "tokenizer_class": "LlamaTokenizer",
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def upstream_call(upstream_dir):
+    """Upstream's prepare call: AutoTokenizer.from_pretrained(dir, legacy=False), encode(text) + [eos]."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(upstream_dir), legacy=False)
+
+    def encode(texts, parse_special_tokens=True):
+        ids = []
+        for text in texts:
+            if parse_special_tokens:
+                ids += tokenizer.encode(text) + [tokenizer.eos_token_id]
+            else:  # the same call with special-token strings kept as text
+                ids += tokenizer(text, split_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
+        return ids
+
+    return encode
+
+
+SPECIAL_TEXTS = ["<s>start", "end</s>", "a </s> b", "  <s>  two  ", "<unk><s></s>", "x<s>y</s>z", "</s>", " </s> ",
+                 "[MASK] stays text", "a[MASK]b </s>[MASK]"]
+UNICODE_TEXTS = ["Ünïcödé  日本語   😀 \t emoji  ", "\u3000full width space", "e\u0301 combining", "\U0001F999\U0001F916",
+                 "\u2581 \u2581\u2581  x", "\x00nul\x0bvt\u2028ls", "한국어 텍스트"]
+
+
+@pytest.mark.parametrize("parse_special_tokens", [True, False])
+def test_upstream_encoding_equals_upstreams_call(upstream_dir, upstream_call, parse_special_tokens):
+    texts = TRICKY + WHITESPACE_RUNS + SPECIAL_TEXTS + UNICODE_TEXTS + fuzz_texts(300, seed=21)
+    encoder = make_encoder(load_tokenizer(upstream_dir), upstream_dir, np.uint16,
+                           parse_special_tokens=parse_special_tokens, encoding="upstream")
+    # Parsed special tokens rule out the word cache (no "▁" after them); as text it applies.
+    assert encoder.method == ("rust batch" if parse_special_tokens else "word cache")
+    assert encoder.library == "transformers legacy=False"
+    assert encoder(texts).tolist() == upstream_call(texts, parse_special_tokens)
+    for text in texts[:40]:  # one document at a time too: nothing depends on the batch
+        assert encoder([text]).tolist() == upstream_call([text], parse_special_tokens)
+
+
+def test_upstream_ids_where_they_differ_from_the_sentencepiece_default(upstream_dir, llama_tokenizer_dir, sp):
+    """The two differences found on C4 (leading whitespace, text after a literal special token),
+    written out as pieces: upstream's, and the sentencepiece library's that the default writes."""
+    tokenizer = load_tokenizer(upstream_dir)
+    upstream = make_encoder(tokenizer, upstream_dir, np.uint16, parse_special_tokens=True, encoding="upstream")
+    default = make_encoder(tokenizer, upstream_dir, np.uint16, parse_special_tokens=True)
+    pieces = lambda ids: [sp.id_to_piece(int(i)) for i in ids]
+    assert pieces(upstream(["   This"])) == ["<s>", "▁▁", "▁This", "</s>"]
+    assert pieces(default(["   This"])) == ["<s>", "▁▁▁", "▁This", "</s>"]
+    assert pieces(upstream(["<s>start"])) == ["<s>", "<s>", "start", "</s>"]
+    assert pieces(default(["<s>start"])) == ["<s>", "<s>", "▁start", "</s>"]
+    # Stripped text (single spaces) without special tokens or a literal "▁": the same ids either way.
+    texts = [" ".join(t.split()) for t in DOCS + TRICKY + fuzz_texts(100, seed=3)]
+    texts = [t for t in texts if not re.search("<s>|</s>|<unk>|\u2581", t)]
+    assert len(texts) > 60
+    assert upstream(texts).tolist() == default(texts).tolist()
+
+
+def test_prepare_with_the_upstream_encoding(tmp_path, upstream_dir, upstream_call):
+    from lit_gpt.prepare.cli import main
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    texts = ["   This starts with spaces.", "<s>start and </s> end", "plain text", "Ünïcödé  日本語"]
+    write_lines(src / "c4-train.00000-of-00002.json.gz", c4_lines(texts))
+    common = ["--source_path", str(src), "--destination_path", str(dst), "--tokenizer_dir", str(upstream_dir),
+              "--chunk_size", "128", "--num_workers", "1"]
+    main([*common, "--encoding", "upstream"])
+    (chunk,) = sorted(dst.glob("*.bin"))
+    want = upstream_call(texts)  # special tokens parsed: upstream's default
+    assert read_chunk(chunk)[1].tolist() == want + [2] * (128 - len(want))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    assert manifest["encoding"] == {"name": "upstream", "backend": "transformers legacy=False", "method": "rust batch",
+                                    "bos_added": True, "parse_special_tokens": True}
+    # Chunks of one encoding are never mixed with another's.
+    write_lines(src / "c4-train.00001-of-00002.json.gz", c4_lines(texts))
+    with pytest.raises(SystemExit) as caught:
+        main(common)
+    assert caught.value.code == 2
+
+
+def test_upstream_encoding_options(tmp_path, upstream_dir):
+    from lit_gpt.prepare.cli import parse_args
+
+    common = "--source_path s --destination_path d --tokenizer_dir t".split()
+    assert parse_args([*common, "--encoding", "upstream"]).parse_special_tokens is True
+    assert parse_args([*common, "--encoding", "upstream", "--no-parse_special_tokens"]).parse_special_tokens is False
+    assert parse_args(common).parse_special_tokens is False and parse_args(common).encoding == "default"
+    # A folder that already holds [MASK] would turn a literal "[MASK]" into the mask id: refused.
+    folder = tmp_path / "with_mask"
+    load_tokenizer(upstream_dir).save_pretrained(folder)
+    from lit_gpt.tokenizer import TokenizerError
+
+    with pytest.raises(TokenizerError, match=r"\[MASK\]"):
+        make_encoder(load_tokenizer(folder), folder, np.uint16, parse_special_tokens=True, encoding="upstream")

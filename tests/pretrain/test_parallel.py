@@ -354,3 +354,93 @@ def test_a_failed_async_save_leaves_the_previous_checkpoint_newest_and_resumable
     assert run_here(data, out, strategy="fsdp", save_interval=2, keep_last=2, resume="auto") == 0
     assert_close(floats(train_losses(out)), floats(train_losses(single)), range(1, 9), rel=1e-5)
     assert sorted(p.name for p in out.iterdir() if "step" in p.name) == [step6, STEP8]
+
+
+# ----------------------------------------------------------------------------- meta-device initialisation
+def _init_on_ranks(rank: int, world: int, store: str, out: str, mesh_shape: tuple, checkpointing: bool) -> None:
+    """One rank: seed, build on the meta device, shard, materialise and initialise its shards (as the
+    trainer does), then rank 0 saves the gathered full state dict."""
+    from functools import partial
+
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from lit_gpt.model import GPT
+    from lit_gpt.pretrain.parallel import init_weights, materialize, parallelize
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.manual_seed(INIT_SEED)
+    with torch.device("meta"):
+        model = GPT(_init_config(), fused=False)
+    names = ("replicate", "shard")[-len(mesh_shape):]
+    mesh = init_device_mesh("cpu", mesh_shape, mesh_dim_names=names)
+    parallelize(model, mesh, sharding="HYBRID_SHARD" if len(mesh_shape) == 2 else "FULL_SHARD",
+                activation_checkpointing=checkpointing)
+    materialize(model, torch.device("cpu"), partial(init_weights, config=_init_config()))
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        torch.save({k: v.clone() for k, v in state.items()}, out)
+    dist.destroy_process_group()
+
+
+INIT_SEED = 4321
+
+
+def _init_config():
+    from lit_gpt.config import Config
+
+    # 5 query groups and a vocabulary of 50 rows: shards of unequal size over 2 and 4 processes.
+    return Config.from_name("micro_LLaMA", n_layer=3, n_embd=40, n_head=5, n_query_groups=5, intermediate_size=72,
+                            vocab_size=50, padding_multiple=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh_shape, checkpointing", [((1,), False), ((2,), True), ((2, 2), False)])
+def test_meta_device_init_equals_the_unsharded_model_bitwise(mesh_shape, checkpointing, tmp_path):
+    """The sharded, meta-device initialisation gives every weight of `GPT(config)` built whole on the
+    CPU with the same seed, bit for bit, on 1, 2 and 2x2 (hybrid) processes."""
+    import math
+
+    import torch.multiprocessing as mp
+
+    from lit_gpt.model import GPT
+
+    world = math.prod(mesh_shape)
+    out = tmp_path / "state.pt"
+    mp.spawn(_init_on_ranks, args=(world, str(tmp_path / "store"), str(out), mesh_shape, checkpointing),
+             nprocs=world)
+    torch.manual_seed(INIT_SEED)
+    expected = GPT(_init_config(), fused=False).state_dict()
+    got = torch.load(out, weights_only=True)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key
+
+
+@pytest.mark.slow
+def test_hybrid_shard_on_two_simulated_nodes_matches_one_process_and_resumes_on_one(data, single, tmp_path):
+    """HYBRID_SHARD over 2 nodes x 2 processes, the nodes simulated on this machine (two torchrun
+    launchers with node ranks 0 and 1, 4 gloo processes; the 2x2 mesh replicates across the nodes and
+    shards within each) trains what one process trains; its checkpoint resumes on one process."""
+    import socket
+
+    out = tmp_path / "hsdp"
+    settings = tiny_settings(*data, out, **{**SETTINGS, "devices": 2, "num_nodes": 2,
+                                            "strategy": "fsdp", "fsdp_sharding": "HYBRID_SHARD", "stop_step": 4})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                               "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                               str(REPO / "MEAP-Pretrain" / "pretrain.py"), *to_argv(settings)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+    results = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, stderr) in zip(nodes, results):
+        assert node.returncode == 0, stderr[-3000:]
+    expected = floats(train_losses(single))
+    assert_close(floats(train_losses(out)), expected, range(1, 5), rel=1e-5)
+    assert run_here(data, out, resume="auto") == 0  # 4 -> 1 process
+    assert_close(floats(train_losses(out)), expected, range(1, 9), rel=1e-5)

@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from lit_gpt.config import Config
 from lit_gpt.model import GPT
 from lit_gpt.data import PackedStream
 from lit_gpt.pretrain import PretrainArgs, pretrain
-from lit_gpt.pretrain.args import SETTINGS, check_batch_layout, validate_args
+from lit_gpt.pretrain.args import SETTINGS, check_batch_layout
 from lit_gpt.pretrain.recipe import build_parser, load_recipe, parse_args
 from tests.pretrain_helpers import (
     BLOCK,
@@ -71,7 +72,7 @@ def test_tiny_run_learns_and_writes_metrics_and_checkpoints(data, tmp_path):
 
     rows = read_metrics(out)
     assert list(rows[0]) == ["step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss",
-                             "val_ppl", "elapsed_s"]
+                             "val_ppl", "elapsed_s", "mask_fraction"]
     train = [r for r in rows if r["loss"]]
     assert [int(r["step"]) for r in train] == list(range(1, 25))
     assert all(int(r["tokens"]) == int(r["step"]) * 8 * BLOCK for r in rows)
@@ -151,6 +152,12 @@ def test_upstream_mask_scheme_reaches_the_trainer(data, tmp_path, monkeypatch):
     monkeypatch.setattr(TrainBatches, "micro_batch", spy)
     run(data, tmp_path / "out", mask_scheme="upstream", mask_ratio=0.25, max_steps=2, eval_iters=0)
     mask_id = 48  # appended after the tiny tokenizer's 48 tokens
+    # metrics.csv's realised mask fraction of each step against a count of the batches the trainer read
+    logged = {int(r["step"]): float(r["mask_fraction"]) for r in read_metrics(tmp_path / "out") if r["loss"]}
+    for step in (0, 1):
+        inputs = [x for s, x in seen if s == step]
+        assert logged[step + 1] == pytest.approx(sum(int((x == mask_id).sum()) for x in inputs) / sum(x.numel() for x in inputs))
+    assert 0.2 < logged[1] <= 0.25
     saved = random.getstate()
     try:
         for step, inputs in seen:
@@ -441,18 +448,17 @@ def test_every_recipe_loads_and_validates(path):
     if path.name.startswith("_"):  # a base shared by recipes, not a run: it sets no budget
         assert "max_steps" not in values and "max_tokens" not in values
         return
-    args = PretrainArgs(**{**PretrainArgs().to_dict(), **values})
-    validate_args(args)
+    args = PretrainArgs(**values)
     config = Config.from_name(args.model_name, **args.model_overrides)
     if not args.vocab_from_tokenizer:
         assert config.padded_vocab_size == 32064  # LLaMA-2's 32000 tokens + [MASK], padded
     if path.name.startswith(("meap_", "ntp_")):
-        assert args.out_dir.startswith("out/")
+        assert values["out_dir"].startswith("out/") and args.out_dir == os.path.abspath(values["out_dir"])
         check_batch_layout(args, 1 if "tiny" in path.name else 8)
 
 
 def test_recipes_are_distinct_and_ntp_twins_differ_only_in_the_mask():
-    loaded = {p.stem: {**PretrainArgs().to_dict(), **load_recipe(p)} for p in RECIPES if not p.stem.startswith("_")}
+    loaded = {p.stem: PretrainArgs(**load_recipe(p)).flat() for p in RECIPES if not p.stem.startswith("_")}
     assert loaded["meap_1b_mask0.15"] == loaded["meap_1b"]  # the default ratio: one run, two names
     out_dirs = [r["out_dir"] for name, r in loaded.items() if name != "meap_1b_mask0.15"]
     assert len(set(out_dirs)) == len(out_dirs)
@@ -482,9 +488,9 @@ def test_cli_overrides_every_setting_named_in_the_issue(tmp_path):
     ])
     assert (args.mask_ratio, args.max_tokens, args.devices, args.resume) == (0.2, 2_000_000_000, 4, "auto")
     assert args.model_overrides == {"n_layer": 3} and args.val_data_dir is None and args.mask_scheme == "upstream"
-    assert args.model_name == "tiny_LLaMA_1b_mask" and args.out_dir == "out/meap_1b_mask0.05"
+    assert args.model_name == "tiny_LLaMA_1b_mask" and args.out_dir == os.path.abspath("out/meap_1b_mask0.05")
 
-    help_text = build_parser(PretrainArgs().to_dict()).format_help()
+    help_text = build_parser().format_help()
     for name in SETTINGS:
         assert f"--{name}" in help_text
 
@@ -676,3 +682,89 @@ def test_async_checkpoints_with_a_full_format_are_refused_before_launch(data, tm
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--async_checkpoint" in err and "--checkpoint_format sharded" in err, err
         assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- host syncs, signals
+_HOST_SYNCS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy"}
+
+
+@pytest.mark.parametrize("strategy", ["auto", "fsdp"])
+def test_only_log_validation_and_save_steps_wait_for_the_device(strategy, data, tmp_path, monkeypatch):
+    """Every read of a tensor's value on the host (what would wait for a GPU) is counted per step:
+    steps that neither log, validate nor save have none; a log step has one (the packed reduction)."""
+    from torch.overrides import TorchFunctionMode
+
+    import lit_gpt.pretrain.train as train_module
+
+    events: list[tuple[int, str]] = []
+    steps_started = [0]
+    real_step = train_module.train_step
+
+    def counting_step(*args, **kwargs):
+        steps_started[0] += 1
+        return real_step(*args, **kwargs)
+
+    class CountHostSyncs(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            # AdamW's CPU path reads its step counter, a host tensor (on a GPU the trainer uses fused
+            # AdamW, whose counter stays on the device): not a wait for the device.
+            caller = sys._getframe(1).f_code.co_filename
+            if name in _HOST_SYNCS and steps_started[0] and "torch/optim" not in caller.replace("\\", "/"):
+                events.append((steps_started[0], name))
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    with CountHostSyncs():
+        assert run(data, tmp_path / "run", strategy=strategy, max_steps=8, log_interval=4, eval_interval=8,
+                   save_interval=8) == 0
+    per_step = {step: [name for s, name in events if s == step] for step in range(1, 9)}
+    for step in (2, 3, 5, 6, 7):
+        assert per_step[step] == [], (step, per_step[step])
+    assert per_step[1] == ["tolist"] and per_step[4] == ["tolist"]  # the first step is reported at once
+    assert per_step[8]  # log, validation and save
+
+
+def _start_training(data, out: Path, **changes) -> subprocess.Popen:
+    settings = tiny_settings(*data, out, **{"max_steps": 100000, "save_interval": 100000, "eval_iters": 0,
+                                            "log_interval": 1, **changes})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "MEAP-Pretrain" / "pretrain.py"), *to_argv(settings)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", ["SIGUSR1", "SIGINT"])
+def test_usr1_or_a_first_ctrl_c_saves_and_stops_a_running_trainer(sig, data, tmp_path):
+    """SLURM's --signal=USR1@120 and a user's Ctrl-C: the running trainer saves a checkpoint of the
+    step it finished and exits cleanly with 128 + the signal's number; the run resumes from it."""
+    import time
+
+    out = tmp_path / "run"
+    process = _start_training(data, out)
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_metrics(out) if (out / "metrics.csv").is_file() else []) < 2:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            time.sleep(0.2)
+        process.send_signal(getattr(signal, sig))
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + getattr(signal, sig), stderr[-2000:]
+    assert "Traceback" not in stderr and f"stopped by signal {sig}" in stdout
+    saved = sorted(out.glob("step-*.pth"))
+    assert len(saved) == 1 and int(saved[0].stem.split("-")[1]) >= 2
+    step = int(saved[0].stem.split("-")[1])
+    assert max(train_losses(out)) == step  # nothing logged after the saved step
+    assert run(data, out, max_steps=step + 2, resume="auto") == 0
+
+
+def test_num_nodes_without_a_launcher_is_refused_before_the_rendezvous(data, tmp_path, monkeypatch, capsys):
+    for name in ("SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, tmp_path / "out", num_nodes=2)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--num_nodes 2" in err and "MASTER_ADDR" in err, err

@@ -160,7 +160,8 @@ def test_collator_pads_and_redraws_masks():
     assert torch.equal(batch["labels"][0, 66 + masked_at], batch["input_ids"][0, masked_at])
     again = collator([features(), features(n_answer=10)])
     assert not torch.equal(again["input_ids"], batch["input_ids"])  # a new draw, new masks
-    assert collator.stats == {"samples": 4, "sequences": 4, "masked_copies": 2, "dropped": 0}
+    # samples, masked copies, masked tokens, loss tokens (60 + EOS, 6 + 10 + EOS), dropped, sequences
+    assert batch["meap_counts"].tolist() == [2, 1, 6, 78, 0, 2]
 
 
 def test_collator_modes():
@@ -180,3 +181,16 @@ def test_fresh_masks_every_epoch_with_dataloader_workers():
     epochs = [next(iter(loader))["input_ids"] for _ in range(2)]
     assert not torch.equal(epochs[0], epochs[1])
     assert not torch.equal(epochs[0][0], epochs[0][1])  # nor the same mask for two samples
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 1 << 20])
+def test_utf8_check_names_the_line_whatever_the_block_size(tmp_path, block):
+    from lit_gpt.sft.data import check_utf8
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes("{\"a\": \"日本\"}\n".encode() * 3)
+    check_utf8(path, block)  # multi-byte characters across block boundaries are fine
+    path.write_bytes("{\"a\": \"日本\"}\n".encode() * 3 + "{\"a\": \"café\"}\n".encode("latin-1"))
+    offset = 3 * len("{\"a\": \"日本\"}\n".encode()) + len('{"a": "caf')
+    with pytest.raises(UserError, match=rf"d.jsonl: line 4 is not UTF-8 text \(byte 0xe9 at offset {offset}\)"):
+        check_utf8(path, block)

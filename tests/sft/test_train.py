@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,21 @@ from lit_gpt.errors import UserError
 from lit_gpt.sft.train import main, resize_embeddings_with_mean
 
 REPO = Path(__file__).resolve().parents[2]
+# The project's own code; a virtual environment inside the repository (.venv/) is not ours.
+SOURCE_FOLDERS = {"lit_gpt", "MEAP-SFT", "MEAP-Pretrain", "convert", "data_process", "scripts", "tools"}
+
+
+def our_frames(stderr: str) -> list[str]:
+    """The traceback lines of `stderr` that point into the project's source."""
+    frames = []
+    for path in re.findall(r'File "([^"]+)"', stderr):
+        try:
+            parts = Path(path).resolve().relative_to(REPO).parts
+        except ValueError:
+            continue
+        if parts and parts[0] in SOURCE_FOLDERS:
+            frames.append(path)
+    return frames
 ANSWER = "the quick brown fox jumps over the lazy dog and the cat sleeps in the warm sun all day long"
 RECORDS = [
     {"instruction": "Tell me about the fox.", "input": "", "output": ANSWER},
@@ -319,8 +335,11 @@ def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
     data = tmp_path / "alpaca.json"
     data.write_text(json.dumps([r for r in RECORDS if "instruction" in r] * 2))
     out = tmp_path / "out"
-    proc = run_launcher(model_dir, data, out, 1, "--use_cpu")
+    # short answers and 256 positions would leave no masked copy (refused): copies from 10 answer
+    # tokens, and room for original + copy
+    proc = run_launcher(model_dir, data, out, 1, "--use_cpu", "--min_answer_tokens", "10", "--model_max_length", "512")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "masked copies" in proc.stdout and " 0 masked copies" not in proc.stdout.splitlines()[-2], proc.stdout[-2000:]
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -330,6 +349,13 @@ def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the Trainer sees one CPU process")
+def test_our_frames_leave_out_a_venv_inside_the_repository():
+    venv = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "torch" / "distributed" / "run.py"
+    ours = REPO / "lit_gpt" / "sft" / "train.py"
+    stderr = f'  File "{venv}", line 9, in main\n  File "{ours}", line 3, in main\n  File "/usr/lib/x.py", line 1\n'
+    assert our_frames(stderr) == [str(ours)]
+
+
 def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     """torchrun --nproc_per_node 2 on CPU without --use_cpu: each rank would train alone; both refuse.
 
@@ -342,7 +368,7 @@ def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and all("the launcher started WORLD_SIZE=2 processes but the Trainer sees a world of 1" in e
                           for e in errors), proc.stderr[-3000:]
-    assert f'File "{REPO}' not in proc.stderr  # torchrun reports the failed ranks; no traceback of ours
+    assert not our_frames(proc.stderr), proc.stderr[-3000:]  # torchrun reports the failed ranks; no traceback of ours
     assert not out.exists()
 
 
@@ -363,3 +389,143 @@ def test_a_full_or_read_only_output_folder_is_one_line(model_dir, train_file, tm
         main(args(model_dir, train_file, out, "--max_steps", "1"))
     message = str(err.value)
     assert "\n" not in message and f"--output_dir {out}" in message and os.strerror(code) in message
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
+    (["--use_lora", "--lora_r", "0"], "--lora_r 0: must be >= 1"),
+    (["--learning_rate", "nan"], "--learning_rate nan: must be a finite number"),
+])
+def test_sft_numbers_are_checked_before_anything_loads(flags, message, tmp_path):
+    from lit_gpt.errors import UserError
+    from lit_gpt.sft.train import parse_arguments
+
+    with pytest.raises(UserError) as err:
+        parse_arguments(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--train_file", "t", *flags])
+    assert str(err.value) == message
+
+
+def long_answer_records(n=8, repeats=24):
+    """Alpaca-style records whose answers fill 512 tokens (they are cut there)."""
+    return [{"instruction": f"Tell me about the fox, part {i}.", "input": "", "output": " ".join([ANSWER] * repeats)}
+            for i in range(n)]
+
+
+def test_meap_that_would_train_ntp_is_refused(model_dir, tmp_path):
+    """The issue's case: concat, mask_ratio 0.1, min_answer_tokens 50, model_max_length 512 -> 0 copies."""
+    from lit_gpt.sft.data import select_trainable, tokenize_files
+    from lit_gpt.sft.templates import get_template
+    from transformers import AutoTokenizer
+
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps(long_answer_records()))
+    tokenized = tokenize_files([data], AutoTokenizer.from_pretrained(model_dir), get_template("vicuna"),
+                               cache_dir=str(tmp_path / "cache"))
+    assert all(550 < n < 1000 for n in tokenized["n_tokens"])  # the original alone fills 512
+    common = dict(min_answer_tokens=50, mask_ratio=0.1)
+    assert select_trainable(tokenized, max_length=512, mode="concat", **common)[1].with_copy == 0
+    assert select_trainable(tokenized, max_length=4096, mode="concat", **common)[1].with_copy == 8
+    assert select_trainable(tokenized, max_length=512, mode="separate", **common)[1].with_copy == 8
+    assert select_trainable(tokenized, max_length=512, mode="concat", make_room=True, **common)[1].with_copy == 8
+
+    def run(out, *extra):
+        return main(args(model_dir, data, tmp_path / out, "--mask_ratio", "0.1", "--min_answer_tokens", "50",
+                         "--model_max_length", "512", "--max_steps", "1", *extra))
+
+    with pytest.raises(UserError, match=r"^--meap_mode concat: 0 of the 8 training samples will carry a masked copy, "
+                                        r"of 8 with at least --min_answer_tokens 50 answer tokens: .*--model_max_length "
+                                        r"than 512.*--make_room_for_copy.*--meap_mode separate.*--allow_few_masked_copies"):
+        run("refused")
+    assert not (tmp_path / "refused").exists()
+    # each remedy gives every sample of the step its copy (4 per batch); ntp and the explicit flag train without
+    assert run("room", "--make_room_for_copy").collator_stats["masked_copies"] == 4
+    assert run("separate", "--meap_mode", "separate").collator_stats["masked_copies"] == 4
+    assert run("allowed", "--allow_few_masked_copies").collator_stats["masked_copies"] == 0
+    assert run("ntp", "--meap_mode", "ntp").collator_stats["masked_copies"] == 0
+
+
+def test_masking_counts_survive_dataloader_workers(model_dir, train_file, tmp_path, monkeypatch):
+    """The logged counts equal a count made from what the model received, with 2 DataLoader workers."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    seen = []
+    forward = LlamaForCausalLM.forward
+
+    def counting_forward(self, *a, **kw):
+        seen.append((kw["input_ids"].clone(), kw["labels"].clone()))
+        return forward(self, *a, **kw)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", counting_forward)
+    out = tmp_path / "out"
+    result = main(args(model_dir, train_file, out, "--max_steps", "4", "--logging_steps", "2",
+                       "--dataloader_num_workers", "2"))
+    mask_id = AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("[MASK]")
+    per_step = []
+    for input_ids, labels in seen:  # concat mode: one row per sample, its copy inside it
+        masked = (input_ids == mask_id) & (labels != -100)
+        per_step.append([input_ids.shape[0], int(masked.any(dim=1).sum()), int(masked.sum()), int((labels != -100).sum())])
+    assert len(per_step) == 4 and sum(s[2] for s in per_step) > 0
+    logs = [h for h in result.log_history if "meap_samples" in h]
+    assert [h["step"] for h in logs] == [2, 4]
+    for log, steps in zip(logs, (per_step[:2], per_step[2:])):
+        samples, copies, masked, loss_tokens = (sum(column) for column in zip(*steps))
+        assert (log["meap_samples"], log["meap_masked_copies"], log["meap_masked_tokens"]) == (samples, copies, masked)
+        assert log["meap_masked_share"] == pytest.approx(masked / loss_tokens)
+    totals = [sum(column) for column in zip(*per_step)]
+    counts = result.collator_stats
+    assert [counts[k] for k in ("samples", "masked_copies", "masked_tokens", "loss_tokens")] == totals
+
+
+def test_bad_model_and_data_files_are_one_line(model_dir, train_file, tmp_path):
+    """A Latin-1 data file, a truncated model.safetensors, a malicious pytorch_model.bin, an auto_map
+    folder of a known model_type: each refused in one line naming the file, nothing written or run."""
+    import shutil
+
+    out = tmp_path / "out"
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"instruction": "x", "output": "y"}\n{"instruction": "caf\xe9", "output": "ok"}\n')
+    with pytest.raises(UserError, match=r"latin.jsonl: line 2 is not UTF-8 text \(byte 0xe9 at offset 56\)"):
+        main(args(model_dir, latin, out))
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(model_dir, truncated)
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(UserError, match=r"truncated/model.safetensors is not a readable safetensors file"):
+        main(args(truncated, train_file, out))
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(model_dir, pickled)
+    (pickled / "model.safetensors").unlink()
+    marker = tmp_path / "payload_ran"
+    torch.save(malicious_pickle(marker), pickled / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"^--model_name_or_path: .*pickled/pytorch_model.bin was not loaded: it calls for"):
+        main(args(pickled, train_file, out))
+    assert not marker.exists()
+
+    mapped = tmp_path / "mapped"
+    shutil.copytree(model_dir, mapped)
+    config = json.loads((mapped / "config.json").read_text())
+    assert config["model_type"] == "llama"
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
+    (mapped / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"mapped: config.json maps to custom code in that folder.*--trust_remote_code"):
+        main(args(mapped, train_file, out))
+    assert not out.exists()
+
+
+def test_no_special_token_notice_nor_deprecated_flag_warning(model_dir, train_file, tmp_path, capfd):
+    """The README's command (--activation_checkpointing) on a model whose config names another PAD id:
+    the ids are aligned before the Trainer (no notice), and the saved config carries the tokenizer's."""
+    import shutil
+
+    folder = tmp_path / "other_pad"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": 0}))
+    out = tmp_path / "out"
+    main(args(folder, train_file, out, "--max_steps", "1", "--activation_checkpointing"))
+    err = capfd.readouterr().err
+    assert "PAD/BOS/EOS" not in err and "FutureWarning" not in err, err
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["pad_token_id"], saved["bos_token_id"], saved["eos_token_id"]) == (3, 1, 2)

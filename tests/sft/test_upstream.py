@@ -265,3 +265,188 @@ def test_validation_split_holds_out_whole_records(tmp_path, tokenizer):
             assert not group & set(train) and set(validation) & group == {i for i in group if not rows[i][1]}
         else:
             assert group <= set(train)
+
+
+# ---- record shapes: upstream reads conversations its own way ---------------------------------------
+
+def turn(role, value):
+    return {"from": role, "value": value}
+
+
+# shape: (record, upstream's number of ntp examples, as the issue lists them)
+SHAPES = {
+    "two leading gpt turns": ({"conversations": [turn("gpt", "Hi."), turn("gpt", "Hello."), turn("human", "Q?"),
+                                                 turn("gpt", "A.")]}, 0),
+    "ends with a human turn": ({"conversations": [turn("human", "Q?"), turn("gpt", "A."), turn("human", "More?")]}, 0),
+    "an extra gpt turn at the end": ({"conversations": [turn("human", "Q?"), turn("gpt", "A."), turn("human", "Q2?"),
+                                                        turn("gpt", LONG), turn("gpt", "Extra.")]}, 2),
+    "a leading system turn": ({"conversations": [turn("system", "Be terse."), turn("human", "Q?"), turn("gpt", LONG)]}, 1),
+    "a system field": ({"conversations": [turn("human", "Q?"), turn("gpt", "A.")], "system": "Be terse."}, 1),
+    "a system_prompt field": ({"conversations": [turn("human", "Q?"), turn("gpt", LONG)], "system_prompt": "Be terse."}, 1),
+    "user/assistant roles": ({"conversations": [turn("user", "Q?"), turn("assistant", "A."), turn("user", "Q2?"),
+                                                turn("assistant", LONG)]}, 0),
+    "an unknown speaker": ({"conversations": [turn("human", "Q?"), turn("gpt", "A."), turn("narrator", "Meanwhile."),
+                                              turn("human", "Q2?"), turn("gpt", LONG)]}, 1),
+    "an unknown speaker mid-turn": ({"conversations": [turn("human", "Q?"), turn("bot", "Hm."), turn("gpt", "A.")]}, 0),
+    "a single turn": ({"conversations": [turn("human", "Q?")]}, 0),
+    "whitespace answer": ({"conversations": [turn("human", "Q?"), turn("gpt", "   ")]}, 1),
+}
+
+
+def reference_examples(records, tokenizer, max_length, mask_ratio, rng):
+    """Upstream's examples of `records` (all read as one batch, as its dataset.map does)."""
+    batch = {"conversations": [as_sharegpt(r)["conversations"] for r in records],
+             "system_prompt": [r.get("system_prompt") for r in records]}
+    return upstream_preprocess(batch, tokenizer, LLAMA3, max_length, mask_ratio, rng)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_each_record_shape_matches_upstream(tmp_path, tokenizer, shape):
+    record, n_ntp = SHAPES[shape]
+    expected = reference_examples([record], tokenizer, 4096, 0.1, random.Random(5))
+    mask_id = tokenizer.convert_tokens_to_ids("[MASK]")
+    assert sum(mask_id not in e["input_ids"] for e in expected) == n_ntp  # the issue's figure, from upstream's code
+    if n_ntp == 0:  # nothing to train on: the run refuses a file of such records, the rows are unusable
+        path = tmp_path / "data.jsonl"
+        path.write_text(json.dumps(record) + "\n")
+        tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
+                                   upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
+        assert not any(tokenized["usable"])
+        return
+    ours, _ = our_examples(tmp_path, tokenizer, [record], 4096, 0.1, random.Random(5))
+    assert ours == expected
+
+
+def test_all_shapes_in_one_file_match_upstream(tmp_path, tokenizer):
+    records = [SHAPES[s][0] for s in sorted(SHAPES)] + RECORDS
+    expected = reference_examples(records, tokenizer, 100, 0.2, random.Random(11))
+    ours, summary = our_examples(tmp_path, tokenizer, records, 100, 0.2, random.Random(11))
+    assert ours == expected and summary.records == len(records)
+
+
+def test_system_prompt_field_only(tmp_path, tokenizer):
+    """A `system` field or turn leaves upstream's default system prompt; `system_prompt` replaces it."""
+    for shape, default in (("a system field", True), ("a leading system turn", True), ("a system_prompt field", False)):
+        folder = tmp_path / shape.replace(" ", "_")
+        folder.mkdir()
+        ours, _ = our_examples(folder, tokenizer, [SHAPES[shape][0]], 4096, 0.1,
+                               random.Random(0), mode="ntp")
+        text = tokenizer.decode(ours[0]["input_ids"])
+        assert ("You are a helpful, excellent and smart assistant." in text) is default
+        assert ("Be terse." in text) is not default
+
+
+def test_the_first_percent_of_records_is_held_out(tmp_path, tokenizer):
+    """upstream: `train[:1%]` is validation and `train[1%:]` the training set, by record order."""
+    from lit_gpt.sft.data import split_records
+
+    records = [{"instruction": f"Question {i}?", "input": "", "output": f"Answer {i}."} for i in range(250)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
+                               upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
+    train, validation = split_records(tokenized, 1, seed=3, first=True)
+    held = [tokenizer.decode(tokenized[i]["input_ids"]) for i in validation]
+    # round(250 * 1 / 100) = 2 (datasets rounds percent boundaries to the closest record): records 0 and 1
+    assert len(held) == 2 and "Question 0?" in held[0] and "Question 1?" in held[1]
+    assert not any("Question 0?" in tokenizer.decode(tokenized[i]["input_ids"]) for i in train) and len(train) == 248
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(path), split="train[:1%]", cache_dir=str(tmp_path / "c2"))
+    assert [r["instruction"] for r in ds] == ["Question 0?", "Question 1?"]  # what upstream's call holds out
+
+
+def test_preset_upstream_holds_out_one_percent_by_default():
+    from lit_gpt.sft.train import parse_arguments
+
+    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o"]
+    assert parse_arguments(base + ["--preset", "upstream"])[1].validation_split_percentage == 1.0
+    assert parse_arguments(base)[1].validation_split_percentage == 0.0
+    assert parse_arguments(base + ["--preset", "upstream", "--validation_split_percentage", "0"]
+                           )[1].validation_split_percentage == 0.0
+
+
+# ---- LLaMA sentencepiece folders: upstream's slow tokenizer ---------------------------------------
+
+def slow_llama_reference(model_file, legacy):
+    """transformers 4's slow LlamaTokenizer, as upstream's use_fast=False loads it: the library's
+    sentencepiece backend (splitting at added tokens, `_tokenize`) under LlamaTokenizer.tokenize,
+    written here from that class (add_prefix_space True, add_bos_token True)."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    class SlowLlama(SentencePieceBackend):
+        def tokenize(self, text, **kwargs):
+            if self.legacy or len(text) == 0:
+                return super().tokenize(text, **kwargs)
+            text = "\u2581" + text.replace("\u2581", " ")
+            tokens = super().tokenize(text, **kwargs)
+            if len(tokens) > 1 and tokens[0] == "\u2581" and tokens[1] in self.all_special_tokens:
+                tokens = tokens[1:]
+            return tokens
+
+        def encode(self, text, add_special_tokens=True):
+            ids = self.convert_tokens_to_ids(self.tokenize(text))
+            return [self.bos_token_id] + ids if add_special_tokens else ids
+
+    tokenizer = SlowLlama(vocab_file=str(model_file), legacy=legacy, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[MASK]"]})  # as upstream's SFT does
+    return tokenizer
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["legacy=False", "legacy=True"])
+def llama_folder(request, llama_tokenizer_dir, tmp_path_factory):
+    """A LLaMA-2-style Hugging Face folder (tokenizer.model + tokenizer_config.json) with `legacy` set."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("llama2")
+    shutil.copy(llama_tokenizer_dir / "tokenizer.model", folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "legacy": request.param, "tokenizer_class": "LlamaTokenizer", "pad_token": None}))
+    return folder, request.param
+
+
+SLOW_TEXTS = ["   ", " ", "", "Paris", " Paris", "  two", "a  b", "x ", "<s>start", "x </s> y", "[MASK]z", "a[MASK] b",
+              "\u2581x", "a\u2581\u2581b", "\n\nnew  lines\t", "Ünïcödé 日本語 🦙", "<unk>", " <s> ", "end</s>"]
+
+
+def test_slow_llama_encoding_equals_the_slow_tokenizer(llama_folder):
+    from lit_gpt.sft.upstream import SlowLlamaEncoding
+
+    folder, legacy = llama_folder
+    ours = SlowLlamaEncoding.for_folder(folder, load_tokenizer(folder))
+    reference = slow_llama_reference(folder / "tokenizer.model", legacy)
+    for text in SLOW_TEXTS + [LONG]:
+        for special in (True, False):
+            assert ours.encode(text, add_special_tokens=special) == reference.encode(text, add_special_tokens=special), text
+    # the issue's case: a whitespace-only answer is ▁▁▁▁ there, ▁▁▁ with the fast tokenizer
+    pieces = lambda ids: reference.convert_ids_to_tokens(ids)
+    assert pieces(ours.encode("   ", add_special_tokens=False)) == ["\u2581" * 4]
+    assert pieces(load_tokenizer(folder).encode("   ", add_special_tokens=False)) == ["\u2581" * 3]
+
+
+def test_whitespace_answer_with_a_llama_folder_matches_upstream(tmp_path, llama_folder):
+    from lit_gpt.sft.upstream import SlowLlamaEncoding
+
+    folder, legacy = llama_folder
+    tokenizer = load_tokenizer(folder)
+    records = [SHAPES["whitespace answer"][0], {"instruction": " Leading space.", "input": "", "output": " " + LONG}]
+    expected = reference_examples(records, slow_llama_reference(folder / "tokenizer.model", legacy), 4096, 0.1,
+                                  random.Random(2))
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    settings = UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096,
+                                slow_llama=SlowLlamaEncoding.for_folder(folder, tokenizer))
+    tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
+                               upstream=settings)
+    kept, _ = select_trainable(tokenized, max_length=4096, min_answer_tokens=settings.min_answer_tokens)
+    collator = MEAPCollator(mode="separate", mask_ratio=0.1, mask_token_id=32000, eos_token_id=2, pad_token_id=2,
+                            max_length=4096, preset="upstream")
+    rng = random.Random(2)
+    collator.rng = lambda: rng
+    dataset = SFTDataset(kept)
+    ours = []
+    for index in range(len(dataset)):
+        batch = collator([dataset[index]])
+        ours.append({"input_ids": batch["input_ids"][0].tolist(), "labels": batch["labels"][0].tolist()})
+    assert ours == expected and len(expected) == 3

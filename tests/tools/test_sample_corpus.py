@@ -80,3 +80,20 @@ def test_tokenizer_training_from_json_files(tmp_path):
     tok = load_tokenizer(out)
     assert len(tok) == 512 and tok.convert_tokens_to_ids(MASK_TOKEN) == 511
     assert tok.decode(tok(texts[0])["input_ids"], skip_special_tokens=True) == texts[0]
+
+
+def test_packaged_haystack_filler_is_what_the_generator_makes(tmp_path):
+    """The NIAH filler shipped inside lit_gpt is the generator's output from the committed sample."""
+    from importlib.resources import files
+
+    from tools.sample_corpus import HAYSTACK_CHARS, make_haystack_filler
+
+    packaged = files("lit_gpt.eval") / "haystack.jsonl.gz"
+    assert len(packaged.read_bytes()) < 300_000
+    make_haystack_filler(SAMPLE, tmp_path / "filler.jsonl.gz")
+    regenerated = gzip.decompress((tmp_path / "filler.jsonl.gz").read_bytes())
+    assert gzip.decompress(packaged.read_bytes()) == regenerated
+    texts = [json.loads(line)["text"] for line in regenerated.splitlines()]
+    train = [t.strip() for t in texts_from_json_files(sorted(SAMPLE.glob("c4-train.*")))]
+    assert texts == train[: len(texts)]  # whole documents, in the sample's order, from its start
+    assert sum(map(len, texts[:-1])) < HAYSTACK_CHARS <= sum(map(len, texts))

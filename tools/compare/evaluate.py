@@ -30,9 +30,14 @@ def final_val_loss(run: Run) -> tuple[Optional[float], Optional[int]]:
     return curves.val_loss[-1], int(curves.val_x[-1])
 
 
-def _read_or_run(path: Path, compute) -> dict:
+def _read_or_run(path: Path, compute, announce: str) -> dict:
+    """An earlier run's results, read back silently; otherwise announces the evaluation and runs it."""
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"{path} is not readable JSON ({err}): delete it to evaluate again") from None
+    print(announce, flush=True)
     return compute()
 
 
@@ -61,7 +66,7 @@ def retrieval(run: Run, checkpoint: Path, task: str, lengths: list[int], setting
         out_dir=str(out), seed=settings.prompt_seed, batch_size=settings.eval_batch_size,
         haystack_file=settings.haystack_file, device=settings.eval_device,
     )
-    return _read_or_run(out / "results.json", lambda: run_retrieval(config))
+    return _read_or_run(out / "results.json", lambda: run_retrieval(config), f"== {run.name}: {task} retrieval")
 
 
 def attention(run: Run, checkpoint: Path, task: str, lengths: list[int], settings: ComparisonSettings) -> dict:
@@ -73,7 +78,7 @@ def attention(run: Run, checkpoint: Path, task: str, lengths: list[int], setting
         samples=settings.attention_samples, out_dir=str(out), seed=settings.prompt_seed,
         haystack_file=settings.haystack_file, device=settings.eval_device,
     )
-    return _read_or_run(out / "results.json", lambda: run_attention(config))
+    return _read_or_run(out / "results.json", lambda: run_attention(config), f"== {run.name}: {task} attention")
 
 
 def prompt_keys(results: dict) -> list[tuple]:
@@ -86,10 +91,8 @@ def evaluate_run(run: Run, checkpoint: Path, settings: ComparisonSettings, lengt
     out: dict[str, Any] = {"val_loss": val_loss, "val_step": val_step, "retrieval": {}, "attention": {}}
     for task in settings.tasks:
         if lengths.get(task):
-            print(f"== {run.name}: {task} retrieval", flush=True)
             out["retrieval"][task] = retrieval(run, checkpoint, task, lengths[task], settings)
     for task in settings.attention_tasks:
         if lengths.get(task):
-            print(f"== {run.name}: {task} attention", flush=True)
             out["attention"][task] = attention(run, checkpoint, task, lengths[task], settings)
     return out

@@ -2,8 +2,9 @@
 
 Per task, two scores are compared prompt by prompt: the accuracy (0/1 per prompt, the task's
 match) and the answer log-probability (continuous). Attention: the needle share at the answer
-positions, mean over layers, per prompt. Validation loss: one number per run, bootstrapped over
-seeds. Every interval is `stats.hierarchical_paired_bootstrap`; a verdict says whether it excludes 0.
+positions, mean over layers, per prompt. Validation loss: one number per run, compared over
+seeds. Every comparison is `stats.paired_comparison` (its docstring states the method); a verdict needs a
+seed-level interval, which needs stats.MIN_SEEDS_FOR_VERDICT seeds.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ def _paired_matrix(runs, results, arm: str, section: str, task: str, value) -> t
     return rows, keys
 
 
-def compare_scores(runs, results, settings: ComparisonSettings, section: str, task: str, value) -> dict:
+def compare_scores(runs, results, settings: ComparisonSettings, section: str, task: str, value,
+                   higher_is_better: bool = True) -> dict:
     meap, meap_keys = _paired_matrix(runs, results, "meap", section, task, value)
     ntp, ntp_keys = _paired_matrix(runs, results, "ntp", section, task, value)
     if meap_keys != ntp_keys:
         raise UserError(f"the MEAP and NTP runs were evaluated on different {task} prompts")
-    return stats.hierarchical_paired_bootstrap(meap, ntp, settings.bootstrap_resamples, settings.bootstrap_seed)
+    return stats.paired_comparison(meap, ntp, settings.bootstrap_resamples, settings.bootstrap_seed, higher_is_better)
 
 
 def _needle_share(record: dict) -> float:
@@ -73,30 +75,25 @@ def build_summary(runs: Sequence[Run], results: dict[str, dict], settings: Compa
     comparison: dict[str, Any] = {}
     val = {arm: [results[r.name]["val_loss"] for r in runs if r.arm == arm] for arm in ("meap", "ntp")}
     if all(v is not None for values in val.values() for v in values):
-        result = stats.seed_bootstrap(val["meap"], val["ntp"], settings.bootstrap_resamples, settings.bootstrap_seed)
-        comparison["val_loss"] = {**result, "verdict": stats.verdict(result, higher_is_better=False)}
+        comparison["val_loss"] = stats.seed_comparison(val["meap"], val["ntp"], higher_is_better=False)
     for task in settings.tasks:
         if not lengths.get(task):
             continue
         acc = compare_scores(runs, results, settings, "retrieval", task, lambda r: float(r["correct"]))
         logprob = compare_scores(runs, results, settings, "retrieval", task, lambda r: r["answer_logprob"])
-        comparison[task] = {
-            "accuracy": {**acc, "verdict": stats.verdict(acc)},
-            "answer_logprob": {**logprob, "verdict": stats.verdict(logprob)},
-        }
+        comparison[task] = {"accuracy": acc, "answer_logprob": logprob}
     for task in settings.attention_tasks:
         if not lengths.get(task):
             continue
         share = compare_scores(runs, results, settings, "attention", task, _needle_share)
-        comparison.setdefault(task, {})["attention_needle_share"] = {**share, "verdict": stats.verdict(share)}
+        comparison.setdefault(task, {})["attention_needle_share"] = share
     return {
         "settings": record,
         "context_lengths": lengths,
         "context_lengths_dropped": dropped,
         "prompt_seed": settings.prompt_seed,
         "bootstrap": {
-            "method": "paired hierarchical bootstrap: resample seeds with replacement, then prompts within each seed "
-                      "(the same prompts for both arms); 2.5th-97.5th percentiles of the mean MEAP - NTP difference",
+            "method": stats.METHOD, "min_seeds_for_verdict": stats.MIN_SEEDS_FOR_VERDICT,
             "resamples": settings.bootstrap_resamples, "seed": settings.bootstrap_seed,
         },
         "runs": per_run,
@@ -211,6 +208,17 @@ def _fmt(value: Optional[float], percent: bool, signed: bool = False) -> str:
     return f"{100 * value:{sign}.1f}" if percent else f"{value:{sign}.3f}"
 
 
+def _interval_cell(result: dict, percent: bool) -> str:
+    """The seed-level interval, else the prompt-level one marked as conditional on the seeds."""
+    diff = _fmt(result["difference"], percent, True)
+    if result.get("ci_low") is not None:
+        return f"{diff} [{_fmt(result['ci_low'], percent, True)}, {_fmt(result['ci_high'], percent, True)}]"
+    if result.get("prompt_ci_low") is not None:
+        return (f"{diff} [{_fmt(result['prompt_ci_low'], percent, True)}, {_fmt(result['prompt_ci_high'], percent, True)}]"
+                " given these seeds")
+    return f"{diff} (no interval)"
+
+
 def _arm_cell(values: Sequence[float], percent: bool) -> str:
     mean = statistics.fmean(values)
     spread = stats.seed_spread(values)
@@ -261,16 +269,18 @@ def write_report(summary: dict, out_dir: Path, commands: Sequence[str], figures:
     for task, key, result, label, percent in items:
         meap = _run_values(summary, "meap", None if task == "-" else task, key)
         ntp = _run_values(summary, "ntp", None if task == "-" else task, key)
-        ci = f"{_fmt(result['difference'], percent, True)} [{_fmt(result['ci_low'], percent, True)}, {_fmt(result['ci_high'], percent, True)}]"
+        ci = _interval_cell(result, percent)
         prompts = "-" if task == "-" else str(result["n_prompts"])
         lines.append(f"| {task} | {label} | {_arm_cell(meap, percent)} | {_arm_cell(ntp, percent)} | {ci} | {prompts} | {result['verdict']} |")
         where = "validation loss" if task == "-" else f"{task}, {label.split(' (')[0]}"
         sentences.append(f"- {where}: **{result['verdict']}**.")
+    if n_seeds < stats.MIN_SEEDS_FOR_VERDICT:
+        sentences.append(f"- {n_seeds} seeds: not enough seeds for a verdict (a seed-level interval needs at least "
+                         f"{stats.MIN_SEEDS_FOR_VERDICT}); the intervals shown hold only for these seeds' models.")
     lines += [
         "",
-        "Verdicts: an interval that excludes 0 decides for one arm; otherwise there is no significant difference at this scale. "
-        "Intervals: " + summary["bootstrap"]["method"] + f" ({summary['bootstrap']['resamples']} resamples, seed "
-        f"{summary['bootstrap']['seed']}). Validation loss is bootstrapped over seeds only.",
+        "Method: " + summary["bootstrap"]["method"] + f" (bootstrap: {summary['bootstrap']['resamples']} resamples, "
+        f"seed {summary['bootstrap']['seed']}.)",
         "",
         *sentences,
         "",

@@ -20,7 +20,8 @@ from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.pretrain.checkpoint import list_checkpoints
 
-PRETRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "MEAP-Pretrain" / "pretrain.py"
+# The installed library's entry point, not a script found through this file's place in a clone.
+PRETRAIN_MODULE = "lit_gpt.pretrain.cli"
 DONE = "run_done.json"
 
 
@@ -52,7 +53,7 @@ def plan_runs(out_dir: Path, n_seeds: int, base_seed: int, mask_ratio: float) ->
 
 def pretrain_command(run: Run, config: str, overrides: list[str]) -> list[str]:
     return [
-        sys.executable, str(PRETRAIN_SCRIPT), "--config", config, *overrides,
+        sys.executable, "-m", PRETRAIN_MODULE, "--config", config, *overrides,
         "--mask_ratio", repr(run.mask_ratio), "--seed", str(run.seed), "--out_dir", str(run.run_dir), "--resume", "auto",
     ]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from lit_gpt.cli import ArgumentParser
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.prompts import TASKS
+from lit_gpt.io.hyperparameters import plain
 from lit_gpt.pretrain.args import PretrainArgs
 
 RECORD = "comparison.json"
@@ -58,7 +60,8 @@ def _task_list(text: str) -> list[str]:
         return []
     bad = [t for t in items if t not in TASKS]
     if bad or not items:
-        raise UserError(f"unknown task {bad[0] if bad else text!r}; choose from {', '.join(TASKS)} (comma-separated)")
+        raise argparse.ArgumentTypeError(
+            f"unknown task {bad[0] if bad else text!r}; choose from {', '.join(TASKS)} (comma-separated)")
     return items
 
 
@@ -66,7 +69,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="meap_vs_ntp.py",
         description="Train MEAP and NTP arms per seed with the same data order and schedule, evaluate both on the "
-        "same prompts, and report MEAP - NTP with 95 % bootstrap intervals. Every other --key value is a "
+        "same prompts, and report MEAP - NTP with 95 % intervals (a verdict needs 3 seeds). Every other --key value is a "
         "pretraining override (see MEAP-Pretrain/pretrain.py --config RECIPE --help).",
         allow_abbrev=False,
     )
@@ -108,6 +111,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
     settings = ComparisonSettings(**vars(known), pretrain_overrides=_check_overrides(rest))
     if settings.seeds < 2:
         raise UserError(f"--seeds {settings.seeds}: at least 2 seeds are needed for a confidence interval over seeds")
+    _check_device(settings.eval_device)
     if not settings.tasks:
         raise UserError("--tasks none: the comparison needs at least one retrieval task")
     pretrain_argv = ["--config", settings.config, *settings.pretrain_overrides]
@@ -124,6 +128,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
     return settings, args
 
 
+def _check_device(name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--eval_device {name!r}: not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--eval_device {name}: no CUDA device is available")
+
+
 def block_size_of(args: PretrainArgs) -> int:
     from lit_gpt.config import Config
 
@@ -135,7 +152,7 @@ def block_size_of(args: PretrainArgs) -> int:
 
 def record_of(settings: ComparisonSettings, args: PretrainArgs, command: str) -> dict[str, Any]:
     """What out_dir/comparison.json holds: every setting that decides a result."""
-    pretrain = {k: v for k, v in args.to_dict().items() if k not in ("out_dir", "resume", "mask_ratio")}
+    pretrain = {k: v for k, v in plain(args.flat()).items() if k not in ("out_dir", "resume", "mask_ratio")}
     return {
         "comparison": {**asdict(settings), "config": str(Path(settings.config).expanduser().resolve()), "command": command},
         "pretrain": pretrain,
@@ -166,10 +183,13 @@ def check_or_write_record(out_dir: Path, record: dict) -> bool:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f"{path} is not readable JSON ({err}): choose another --out_dir") from None
+        if not isinstance(old, dict) or not all(isinstance(old.get(key), dict) for key in record):
+            raise UserError(f"{path} is not a comparison record (it lacks the {' and '.join(map(repr, record))} "
+                            "settings): choose another --out_dir")
         changed = _differences(old, record)
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-            raise UserError(f"{out_dir} holds a comparison of other settings ({shown}): choose another --out_dir")
+            raise UserError(f"{path} records a comparison of other settings ({shown}): choose another --out_dir")
         return True
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"--out_dir {out_dir} is not empty and holds no {RECORD}: choose a new or empty folder")

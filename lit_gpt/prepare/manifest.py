@@ -1,0 +1,155 @@
+"""manifest.json: what a destination holds (settings, and one entry per prepared source file).
+
+Several runs may write into one destination: another named source (its own prefix) adds its
+entries; a run split over machines (--num_shards) writes one part file per shard, merged into
+manifest.json under a lock when each shard ends (or by `meap-prepare --merge`). Entries are
+keyed by the source's key; one whose key another prefix already holds is keyed "{prefix}/{key}".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from lit_gpt.prepare.sources import MANIFEST, PrepareError
+
+LOCK = f".{MANIFEST}.lock"
+PART_GLOB = f".{MANIFEST[:-5]}.shard-*.json"
+
+# Settings that must agree across runs writing into one destination.
+MUST_MATCH = ("chunk_size", "dtype", "tokenizer.fingerprint", "tokenizer.vocab_size", "tokenizer.bos_id",
+              "tokenizer.eos_id", "tokenizer.mask_id", "tokenizer.adds_bos", "encoding.backend",
+              "encoding.bos_added", "encoding.parse_special_tokens")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Changes whenever any token's id does, so two runs can tell whether they used the same vocabulary."""
+    items = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part, {}) if isinstance(d, dict) else {}
+    return d if d != {} else None
+
+
+def _read(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest.get("sources"), dict):
+            raise ValueError("no 'sources' table")
+    except (ValueError, OSError, AttributeError) as err:
+        raise PrepareError(f"{path} is unreadable ({err}); move it away or choose another destination") from None
+    return manifest
+
+
+def load_manifest(destination: Path) -> Optional[dict]:
+    path = destination / MANIFEST
+    return _read(path) if path.exists() else None
+
+
+def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
+    if "encoding" not in manifest and isinstance(manifest.get("tokenizer"), dict):
+        # Written before the encoding was recorded: every folder was encoded by the Hugging Face
+        # tokenizer call, with BOS as it adds it and special tokens as text.
+        manifest["encoding"] = {"backend": "tokenizers", "bos_added": manifest["tokenizer"].get("adds_bos"),
+                                "parse_special_tokens": False}
+    for key in MUST_MATCH:
+        if _get(manifest, key) == _get(settings, key):
+            continue
+        if key.startswith("tokenizer."):
+            raise PrepareError(
+                f"{destination} holds chunks made with another tokenizer ({_get(manifest, 'tokenizer.path')}, "
+                f"{key}={_get(manifest, key)!r}) than {_get(settings, 'tokenizer.path')} ({_get(settings, key)!r}); "
+                "use another --destination_path"
+            )
+        raise PrepareError(
+            f"{destination} holds chunks made with {key}={_get(manifest, key)!r}, this run has "
+            f"{_get(settings, key)!r}; use another --destination_path"
+        )
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Replaces `path` in one step, so a crash leaves the old or the new one, never half of one."""
+    from lit_gpt.io.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def write_manifest(destination: Path, manifest: dict) -> None:
+    manifest["sources"] = dict(sorted(manifest["sources"].items()))
+    write_json(destination / MANIFEST, manifest)
+
+
+def prefixes_of(manifest: dict) -> set[str]:
+    """The chunk prefixes of the sources recorded (entries from before "prefix" was recorded: the run's)."""
+    legacy = manifest.get("prefixes", {})
+    return {entry.get("prefix") or legacy.get(entry.get("split"), "") for entry in manifest["sources"].values()} - {""}
+
+
+def done_chunk_prefixes(manifest: dict) -> set[str]:
+    return {entry.get("chunk_prefix") for entry in manifest["sources"].values()}
+
+
+def add_entry(manifest: dict, key: str, entry: dict) -> None:
+    """Records a source; a key that another prefix's file already holds gets the prefix in front."""
+    held = manifest["sources"].get(key)
+    if held is not None and held.get("chunk_prefix") != entry["chunk_prefix"]:
+        key = f"{entry['prefix']}/{key}"
+    manifest["sources"][key] = entry
+
+
+# --------------------------------------------------------------------------- runs split over machines
+
+
+def part_path(destination: Path, shard_index: int, num_shards: int) -> Path:
+    return destination / f".{MANIFEST[:-5]}.shard-{shard_index:05d}-of-{num_shards:05d}.json"
+
+
+def write_part(destination: Path, part: dict, shard_index: int, num_shards: int) -> None:
+    part["sources"] = dict(sorted(part["sources"].items()))
+    write_json(part_path(destination, shard_index, num_shards), part)
+
+
+def load_part(destination: Path, shard_index: int, num_shards: int) -> Optional[dict]:
+    path = part_path(destination, shard_index, num_shards)
+    return _read(path) if path.exists() else None
+
+
+def manifest_lock(destination: Path):
+    from filelock import FileLock
+
+    return FileLock(str(destination / LOCK))
+
+
+def merge_parts(destination: Path) -> tuple[int, int, int]:
+    """Adds the sources of every shard's part file to manifest.json. Once every shard has finished
+    all its files, the part files are removed. Returns (sources added, shards finished, shards)."""
+    with manifest_lock(destination):
+        parts = sorted(destination.glob(PART_GLOB))
+        manifest = load_manifest(destination)
+        added, finished, shards = 0, set(), 0
+        for path in parts:
+            part = _read(path)
+            if manifest is None:
+                manifest = {k: v for k, v in part.items() if k not in ("sources", "shard", "expected")}
+                manifest["sources"] = {}
+            check_manifest(manifest, part, destination)
+            held = done_chunk_prefixes(manifest)
+            for key, entry in part["sources"].items():
+                if entry["chunk_prefix"] not in held:
+                    add_entry(manifest, key, entry)
+                    added += 1
+            index, shards = part["shard"]
+            if set(part["expected"]) <= set(part["sources"]):
+                finished.add(index)
+        if manifest is not None and parts:
+            write_manifest(destination, manifest)
+        if parts and len(finished) == shards:  # the run is complete: manifest.json alone describes it
+            for path in parts:
+                path.unlink()
+    return added, len(finished), shards

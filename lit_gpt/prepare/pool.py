@@ -1,0 +1,146 @@
+"""The worker processes of a prepare run: one task per source file, progress and warnings sent
+back to the main process, and workers that end when the main process dies."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Iterable, Optional
+
+from lit_gpt.prepare.sources import PrepareError
+
+_worker: dict = {}  # this process's encoder and event queue
+
+
+def init_worker(encoder, events, single_thread: bool, parent_pid: Optional[int] = None) -> None:
+    if single_thread:  # the processes are the parallelism; tokenizer threads on top only contend
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    encoder.set_threads(1 if single_thread else (os.cpu_count() or 1))
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+    _worker.update(encoder=encoder, events=events)
+
+
+def worker_encoder():
+    return _worker["encoder"]
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Ends this worker when the main process dies (killed, it cannot shut the pool down): a
+    worker left behind would hold a core and keep writing into the destination."""
+    if sys.platform.startswith("linux"):
+        try:  # the kernel signals this process the moment its parent exits
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before that was set up
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """The portable backstop: once orphaned, a process is re-parented, so its parent id changes."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def emit(kind: str, *payload) -> None:
+    events = _worker.get("events")
+    if events is not None:
+        events.put((kind, *payload))
+
+
+def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, workers: int, monitor) -> list[str]:
+    """Runs `work(task)` for each task, `on_result(result)` in this process as each ends; returns
+    the messages of the tasks that failed with a PrepareError (the others go on)."""
+    failures: list[str] = []
+    try:
+        if workers == 1:
+            # In-process: one source at a time, the tokenizer's own threads are the parallelism.
+            init_worker(encoder, monitor, single_thread=False)
+            for task in tasks:
+                try:
+                    on_result(work(task))
+                except PrepareError as err:
+                    failures.append(str(err))
+            return failures
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        events = context.Queue()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                                 initargs=(encoder, events, True, os.getpid())) as pool:
+            pending: dict[Future, object] = {pool.submit(work, task): task for task in tasks}
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    monitor.drain(events)
+                    for future in done:
+                        pending.pop(future)
+                        try:
+                            on_result(future.result())
+                        except PrepareError as err:
+                            failures.append(str(err))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        monitor.drain(events)
+        return failures
+    finally:
+        _worker.clear()
+
+
+class Monitor:
+    """Turns the workers' events into progress-bar updates and warning lines."""
+
+    def __init__(self, total_bytes: int, progress: Optional[bool], log):
+        self.bar, self.log = _progress_bar(total_bytes, progress), log
+        self.documents = self.tokens = 0
+        self.started = time.perf_counter()
+
+    def drain(self, events) -> None:
+        while True:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                break
+            self.put(event)
+
+    def put(self, event: tuple) -> None:
+        """Handles one event at once (the in-process run hands them over directly)."""
+        kind, *payload = event
+        if kind == "warning":
+            (self.bar.write if self.bar is not None else self.log)(f"warning: {payload[0]}")
+            return
+        nbytes, documents, tokens = payload
+        self.documents += documents
+        self.tokens += tokens
+        if self.bar is not None:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            self.bar.set_postfix_str(
+                f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tokens/s", refresh=False
+            )
+            self.bar.update(nbytes)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress_bar(total_bytes: int, progress: Optional[bool]):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, desc="source read", dynamic_ncols=True)

@@ -1,0 +1,388 @@
+"""Finding the source files of a corpus, their split, and reading their texts, per format.
+
+Formats, by file name:
+    JSON lines   .json .jsonl, each also as .gz or .zst (one object per line)
+    Parquet      .parquet (read one record batch at a time: memory follows the row group, not the file)
+    Arrow        .arrow (Arrow IPC stream or file, as `datasets.Dataset.save_to_disk` writes them)
+
+The split of a file is explicit: the glob patterns of --train_pattern / --val_pattern (a pattern
+with "/" matches the path below --source_path, one without matches the file name), or the split
+folders of a `datasets.DatasetDict.save_to_disk` folder (train/, validation/). A file matching
+neither is reported and not read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import io
+import json
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Union
+
+from lit_gpt.errors import UserError
+
+try:  # several times faster than json on C4 lines; optional
+    import orjson
+
+    _json_loads, _STDLIB_JSON = orjson.loads, False
+except ImportError:  # pragma: no cover - depends on the environment
+    _json_loads, _STDLIB_JSON = json.loads, True
+
+JSON_SUFFIXES = tuple(base + comp for comp in (".gz", ".zst", "") for base in (".json", ".jsonl"))
+SOURCE_SUFFIXES = (*JSON_SUFFIXES, ".parquet", ".arrow")
+MANIFEST = "manifest.json"
+SPLITS = ("train", "validation")
+DEFAULT_PATTERNS = {"train": "c4-train.*", "validation": "c4-validation.*"}
+DATASET_DICT = "dataset_dict.json"  # marks a `DatasetDict.save_to_disk` folder: its subfolders are the splits
+BATCH_ROWS = 1024
+MANY_BRACKETS = 256  # above this many brackets in one line, JSON is parsed by the standard library  # rows per Parquet / Arrow batch read
+
+
+class PrepareError(UserError):
+    """Bad input to data preparation; the message names the file, line or argument."""
+
+
+class Skipped(str):
+    """A record that holds no text to prepare; its value says why (for the warning line)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    key: str  # the manifest's name for it: the file name, or its path below --source_path
+    split: str  # "train" or "validation"
+    prefix: str  # chunk file prefix for its split
+
+    @property
+    def chunk_prefix(self) -> str:
+        return f"{self.prefix}_{re.sub(r'[^A-Za-z0-9._-]', '_', strip_suffix(self.key))}"
+
+
+def strip_suffix(name: str) -> str:
+    for suffix in SOURCE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def parse_patterns(text: str, option: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not patterns:
+        raise PrepareError(f"{option} is empty: give one or more glob patterns, comma-separated")
+    return patterns
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def find_sources(
+    source_path: Path,
+    destination: Path,
+    split: str = "all",
+    train_prefix: str = "c4",
+    val_prefix: str = "validation",
+    train_pattern: str = DEFAULT_PATTERNS["train"],
+    val_pattern: str = DEFAULT_PATTERNS["validation"],
+    report: Callable[[str], None] = lambda line: None,
+) -> list[Source]:
+    """The source files of `split` in the folder `source_path` and its subfolders (or that one file).
+
+    Hidden files and folders, the destination and files named manifest.json are left out. A file
+    name selected twice by a name pattern is an error: a clone of allenai/c4 holds en/,
+    en.noblocklist/, realnewslike/ side by side with the same names, and only one of them is meant.
+    Files in no split are passed to `report` in one line and not read.
+    """
+    source_path = Path(source_path).expanduser()
+    if not source_path.exists():
+        raise PrepareError(f"source path not found: {source_path}")
+    patterns = {"train": parse_patterns(train_pattern, "--train_pattern"),
+                "validation": parse_patterns(val_pattern, "--val_pattern")}
+    if source_path.is_file():
+        if not source_path.name.endswith(SOURCE_SUFFIXES):
+            raise PrepareError(f"{source_path} is not a {', '.join(SOURCE_SUFFIXES)} file")
+        paths, root = [source_path], source_path.parent
+    else:
+        paths, root = _walk(source_path, Path(destination).expanduser().resolve()), source_path
+    if not paths:
+        suffixes = ", ".join("*" + s for s in SOURCE_SUFFIXES)
+        raise PrepareError(f"no C4 files or other sources ({suffixes}) in {source_path} or its subfolders")
+    split_folders = _dataset_dict_splits(root)
+    # The gzip file wins over an unzipped copy of it: its checksum catches corruption.
+    by_stem: dict[str, Path] = {}
+    for path in paths:
+        stem = strip_suffix(path.relative_to(root).as_posix())
+        if stem not in by_stem or path.name.endswith(".gz"):
+            by_stem[stem] = path
+    chosen: list[tuple[Path, str, str]] = []  # (path, key, split)
+    unmatched: list[str] = []
+    for path in sorted(by_stem.values(), key=lambda p: p.relative_to(root).as_posix()):
+        relative = path.relative_to(root).as_posix()
+        file_split, key = _split_of(relative, patterns, split_folders)
+        if file_split is None:
+            unmatched.append(relative)
+        else:
+            chosen.append((path, key, file_split))
+    if unmatched:
+        shown = ", ".join(unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
+        report(f"not read: {len(unmatched)} files under {source_path} match neither --train_pattern "
+               f"{train_pattern!r} nor --val_pattern {val_pattern!r}: {shown}")
+    folders_of: dict[str, list[str]] = {}
+    for path, key, _ in chosen:
+        folders_of.setdefault(key, []).append(path.parent.relative_to(root).as_posix())
+    for key, folders in sorted(folders_of.items()):
+        if len(folders) > 1:
+            raise PrepareError(
+                f"{key} is in {folders[0]}/ and {folders[1]}/ under {source_path}: point --source_path at the one "
+                "folder meant (a C4 clone holds en/, en.noblocklist/, realnewslike/ side by side), or select files "
+                "by their path with a pattern holding '/' (e.g. 'train/*/*.jsonl.zst')"
+            )
+    prefixes = {"train": train_prefix, "validation": val_prefix}
+    sources = [Source(path, key, s, prefixes[s]) for path, key, s in sorted(chosen, key=lambda c: c[1])
+               if split in ("all", s)]
+    if not sources:
+        raise PrepareError(f"no {'' if split == 'all' else split + ' '}files in {source_path} match "
+                           f"--train_pattern {train_pattern!r} or --val_pattern {val_pattern!r}")
+    return sources
+
+
+def _split_of(relative: str, patterns: dict, split_folders: dict[str, str]) -> tuple[Optional[str], str]:
+    """(split or None, manifest key) of the file at `relative` (posix path below the source root)."""
+    top = relative.split("/", 1)[0]
+    if top in split_folders:  # a DatasetDict's split folder: the folder says the split
+        return split_folders[top], relative
+    name = relative.rsplit("/", 1)[-1]
+    found = []
+    for split, globs in patterns.items():
+        for pattern in globs:
+            if fnmatch.fnmatchcase(relative if "/" in pattern else name, pattern):
+                found.append((split, relative if "/" in pattern else name))
+                break
+    if len(found) > 1:
+        raise PrepareError(f"{relative} matches both --train_pattern and --val_pattern: make them exclusive")
+    return found[0] if found else (None, name)
+
+
+def _dataset_dict_splits(root: Path) -> dict[str, str]:
+    """{folder: split} for the train/validation folders of a DatasetDict saved at `root`."""
+    path = root / DATASET_DICT
+    if not path.is_file():
+        return {}
+    try:
+        names = json.loads(path.read_text())["splits"]
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        raise PrepareError(f"{path} is unreadable ({err})") from None
+    return {name: name for name in names if name in SPLITS}
+
+
+def _walk(folder: Path, destination: Path) -> list[Path]:
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        # Pruned in place, so os.walk never enters them.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != destination)
+        for name in sorted(filenames):
+            path = here / name
+            if not name.endswith(SOURCE_SUFFIXES) or name.startswith(".") or name == MANIFEST:
+                continue
+            if path.is_symlink() and not path.exists():  # a shard gone missing must not pass unnoticed
+                raise PrepareError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist")
+            if path.is_file():
+                paths.append(path)
+    return paths
+
+
+def shard_of(sources: list[Source], num_shards: int, shard_index: int) -> list[Source]:
+    """This machine's share: every num_shards-th file in the order of the keys, so the shards are
+    disjoint, cover every file, and agree on any machine that sees the same files."""
+    ordered = sorted(sources, key=lambda s: (s.split, s.key))
+    return ordered[shard_index::num_shards]
+
+
+# --------------------------------------------------------------------------- reading texts
+
+
+def iter_records(
+    path: Path, text_key: str = "text", on_bytes: Callable[[int], None] = lambda n: None
+) -> Iterator[tuple[int, Union[str, Skipped]]]:
+    """(line or row number, the text or why there is none) for each record; a corrupt or unreadable
+    file raises PrepareError naming it (and the row, where known)."""
+    name = path.name
+    try:
+        if name.endswith(".parquet"):
+            yield from _parquet_texts(path, text_key, on_bytes)
+        elif name.endswith(".arrow"):
+            yield from _arrow_texts(path, text_key, on_bytes)
+        else:
+            yield from _json_texts(path, text_key, on_bytes)
+    except PrepareError:
+        raise
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise PrepareError(f"{path}: corrupt gzip ({err or type(err).__name__})") from None
+    except OSError as err:
+        raise PrepareError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _json_texts(path: Path, text_key: str, on_bytes) -> Iterator[tuple[int, Union[str, Skipped]]]:
+    with open(path, "rb") as raw:
+        if path.name.endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif path.name.endswith(".zst"):
+            stream = io.BufferedReader(_ZstdReader(raw, path), buffer_size=1 << 20)
+        else:
+            stream = raw
+        position = 0
+        for number, line in enumerate(stream, start=1):
+            if number % 4096 == 0:
+                now = raw.tell()
+                on_bytes(now - position)
+                position = now
+            if not line.strip():
+                continue
+            # orjson (3.8 at least) crashes the process on very deep nesting; the standard parser
+            # stops such a line with a RecursionError. Lines with that many brackets are rare.
+            careful = not _STDLIB_JSON and line.count(b"[") + line.count(b"{") > MANY_BRACKETS
+            try:
+                record = json.loads(line) if careful else _json_loads(line)
+            except ValueError as err:  # JSON errors and undecodable bytes
+                yield number, Skipped(f"malformed JSON ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+                continue
+            except RecursionError:  # the stdlib parser on deeply nested brackets
+                yield number, Skipped("malformed JSON (nested too deeply)")
+                continue
+            yield number, _text_of(record, text_key, check_unicode=_STDLIB_JSON or careful)
+        on_bytes(raw.tell() - position)
+
+
+def _text_of(record, text_key: str, check_unicode: bool) -> Union[str, Skipped]:
+    if not isinstance(record, dict):
+        return Skipped(f"a JSON {type(record).__name__}, not an object")
+    if text_key not in record:
+        return Skipped(f"no {text_key!r} field")
+    text = record[text_key]
+    if not isinstance(text, str):
+        return Skipped(f"{text_key!r} is {'null' if text is None else 'a ' + type(text).__name__}, not a string")
+    if check_unicode and not _is_unicode(text):
+        return Skipped(f"{text_key!r} holds an unpaired surrogate escape, not Unicode text")
+    return text
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a str with lone surrogates, which json (unlike orjson) lets through from "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _ZstdReader(io.RawIOBase):
+    """The decompressed bytes of a .zst file of one or more frames; a file that ends inside a
+    frame is an error (zstandard's stream reader would end there without a word)."""
+
+    def __init__(self, raw, path: Path):
+        import zstandard
+
+        self._raw, self._path, self._zstd = raw, path, zstandard
+        self._decoder = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            data = self._raw.read(1 << 20)
+            if not data:
+                if self._in_frame:
+                    raise PrepareError(f"{self._path}: corrupt zstd (the file ends inside a frame: truncated)")
+                return 0
+            while data:
+                self._in_frame = True
+                try:
+                    self._pending += self._decoder.decompress(data)
+                except self._zstd.ZstdError as err:
+                    raise PrepareError(f"{self._path}: corrupt zstd ({err})") from None
+                data = b""
+                if self._decoder.eof:  # a frame ended: what follows starts the next one
+                    data = self._decoder.unused_data
+                    self._decoder = self._zstd.ZstdDecompressor().decompressobj()
+                    self._in_frame = False
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _column_texts(path: Path, batches, schema, text_key: str, on_bytes, bytes_per_row: float = 0.0):
+    """Texts of the `text_key` column of an Arrow batch iterator; rows are numbered from 1."""
+    import pyarrow as pa
+
+    if text_key not in schema.names:
+        raise PrepareError(f"{path}: no {text_key!r} column (columns: {', '.join(schema.names[:8])}); "
+                           "choose one with --text_key")
+    kind = schema.field(text_key).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise PrepareError(f"{path}: column {text_key!r} holds {kind}, not strings")
+    row = 0
+    for batch in batches:
+        column = batch.column(batch.schema.get_field_index(text_key))
+        for text in column.to_pylist():
+            row += 1
+            yield row, (text if isinstance(text, str) else Skipped(f"{text_key!r} is null, not a string"))
+        on_bytes(int(batch.num_rows * bytes_per_row) if bytes_per_row else column.nbytes)
+
+
+def _parquet_texts(path: Path, text_key: str, on_bytes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        schema = reader.schema_arrow
+        batches = reader.iter_batches(batch_size=BATCH_ROWS, columns=[text_key] if text_key in schema.names else None,
+                                      use_threads=False)
+        per_row = path.stat().st_size / max(reader.metadata.num_rows, 1)  # progress in the file's own bytes
+        yield from _column_texts(path, _guarded(batches, path), schema, text_key, on_bytes, per_row)
+    except (pa.ArrowException, ValueError) as err:
+        raise PrepareError(f"{path}: unreadable Parquet ({str(err).splitlines()[0]})") from None
+
+
+def _arrow_texts(path: Path, text_key: str, on_bytes):
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    try:
+        source = pa.OSFile(str(path))
+        try:
+            reader = ipc.open_stream(source)  # what datasets writes
+        except pa.ArrowInvalid:
+            source = pa.OSFile(str(path))
+            file_reader = ipc.open_file(source)
+            reader = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+            yield from _column_texts(path, _guarded(reader, path), file_reader.schema, text_key, on_bytes)
+            return
+        yield from _column_texts(path, _guarded(reader, path), reader.schema, text_key, on_bytes)
+    except (pa.ArrowException, ValueError) as err:
+        raise PrepareError(f"{path}: unreadable Arrow file ({str(err).splitlines()[0]})") from None
+
+
+def _guarded(batches, path: Path):
+    """The batches, an error while reading one naming the file and the rows read before it."""
+    import pyarrow as pa
+
+    rows, batches = 0, iter(batches)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, ValueError) as err:
+            raise PrepareError(f"{path}: unreadable after row {rows} ({str(err).splitlines()[0]})") from None
+        rows += batch.num_rows
+        yield batch
