@@ -173,7 +173,7 @@ def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path, stray)
     assert len(second.stderr.strip().splitlines()) == 1, second.stderr
     assert f"in use by pid {first.pid} on host {socket.gethostname()}" in second.stderr
     assert [int(r["step"]) for r in read_metrics(out)] == list(range(1, 7))
-    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["seed"] == 1
+    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["optimizer"]["seed"] == 1
     assert not (out / HOLDER).exists()
 
 
