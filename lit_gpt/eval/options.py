@@ -11,12 +11,13 @@ from typing import Any, Iterable, Optional, Union
 from lit_gpt.errors import UserError
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, dtype: str = "auto", batch_size: bool = True) -> None:
     parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
     parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's folder)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    parser.add_argument("--batch_size", type=positive_int, default=8)
+    parser.add_argument("--dtype", default=dtype, choices=["auto", "bfloat16", "float16", "float32"])
+    if batch_size:
+        parser.add_argument("--batch_size", type=positive_int, default=8)
     parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
 
 
