@@ -6,7 +6,7 @@
 
 `--preset upstream` builds the upstream MEAP-SFT code's examples token for token instead.
 
-`python MEAP-SFT/sft.py --help` lists every option.
+`python MEAP-SFT/sft.py --help` lists the SFT options, `--help_trainer` the Trainer's.
 """
 
 from lit_gpt.sft.cli import main

@@ -88,13 +88,8 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         )
 
 
-def chunked_linear_cross_entropy(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    ignore_index: int = IGNORE_INDEX,
-    chunk_size: int = 4096,
-) -> torch.Tensor:
+def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                                 ignore_index: int = IGNORE_INDEX, chunk_size: int = 4096) -> torch.Tensor:
     """Mean cross-entropy of `hidden @ weight.T` against `targets`, over non-ignored targets.
 
     hidden: (..., d), weight: (V, d), targets: (...). At most `chunk_size` rows of logits exist at
@@ -137,14 +132,8 @@ def liger_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
     return liger_fused_linear_cross_entropy(h, weight, targets.reshape(-1), ignore_index=ignore_index, **extra)
 
 
-def linear_cross_entropy(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    ignore_index: int = IGNORE_INDEX,
-    chunk_size: int = 4096,
-    fused: bool = True,
-) -> torch.Tensor:
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                         ignore_index: int = IGNORE_INDEX, chunk_size: int = 4096, fused: bool = True) -> torch.Tensor:
     """The training loss: Liger's fused linear cross-entropy on CUDA when installed, else chunked.
 
     Liger is used only when the hidden states want a gradient; evaluation (no_grad) takes the

@@ -1,5 +1,6 @@
 """Fixtures shared across test files."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -34,3 +35,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """In-process runs of the trainer leave Lightning's and torch.distributed's variables (RANK,
+    WORLD_SIZE, MASTER_ADDR, ...) in os.environ; a later in-process SFT run would take them for a
+    launcher's. Every test starts from the environment the session started with."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

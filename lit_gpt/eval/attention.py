@@ -329,11 +329,7 @@ def format_summary(summary: dict) -> str:
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> AttentionSettings:
     parser = ArgumentParser(prog=prog or "python -m lit_gpt.eval.attention", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
-    parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="float32", choices=["auto", "bfloat16", "float16", "float32"])
-    parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
+    options.add_model_arguments(parser, dtype="float32", batch_size=False)  # one prompt at a time
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--context_lengths", type=options.comma_list(options.token_count), default=[1024])
     parser.add_argument("--depths", type=options.comma_list(options.depth), default=[0.0, 0.25, 0.5, 0.75, 1.0])

@@ -13,16 +13,20 @@ def _batches(order: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of `rows` left-padded to the longest: every row ends in the last column."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        input_ids[r, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
+        attention_mask[r, width - len(row) :] = 1
+    return input_ids, attention_mask
+
+
 @torch.inference_mode()
-def greedy_generate(
-    model,
-    tokenizer,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    batch_size: int = 8,
-    desc: str = "decoding",
-    progress: Optional[bool] = None,
-) -> list[str]:
+def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int = 8,
+                    desc: str = "decoding", progress: Optional[bool] = None) -> list[str]:
     """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order.
 
     Prompts are sorted by length so a batch holds similar lengths, and left-padded so that every
@@ -36,13 +40,8 @@ def greedy_generate(
     outputs: list[str] = [""] * len(prompts)
     show = sys.stderr.isatty() if progress is None else progress
     for batch in tqdm(_batches(order, batch_size), desc=desc, unit="batch", disable=not show):
-        width = max(len(prompts[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids = torch.as_tensor(list(prompts[i]), dtype=torch.long)
-            input_ids[row, width - len(ids) :] = ids
-            attention_mask[row, width - len(ids) :] = 1
+        input_ids, attention_mask = _left_padded([prompts[i] for i in batch], pad_id)
+        width = input_ids.size(1)
         generated = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -72,15 +71,8 @@ def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], ans
 
 
 @torch.inference_mode()
-def answer_logprobs(
-    model,
-    prompts: Sequence[Sequence[int]],
-    answers: Sequence[Sequence[int]],
-    pad_id: int,
-    batch_size: int = 8,
-    desc: str = "scoring",
-    progress: Optional[bool] = None,
-) -> list[float]:
+def answer_logprobs(model, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], pad_id: int,
+                    batch_size: int = 8, desc: str = "scoring", progress: Optional[bool] = None) -> list[float]:
     """Mean log-probability of each answer's tokens given its prompt, teacher-forced.
 
     One forward pass over prompt + answer per row; the answer's token j is scored by the logits
@@ -99,12 +91,7 @@ def answer_logprobs(
     out: list[float] = [float("nan")] * len(rows)
     show = sys.stderr.isatty() if progress is None else progress
     for batch in tqdm(_batches(order, batch_size), desc=desc, unit="batch", disable=not show):
-        width = max(len(rows[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, i in enumerate(batch):
-            input_ids[r, width - len(rows[i]) :] = torch.as_tensor(rows[i], dtype=torch.long)
-            attention_mask[r, width - len(rows[i]) :] = 1
+        input_ids, attention_mask = _left_padded([rows[i] for i in batch], pad_id)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         # Answers end every row (left padding), so only the last `keep` positions' logits are needed:
         # at 4096 tokens x 32k vocabulary the full logits of a batch would take gigabytes.
@@ -116,7 +103,7 @@ def answer_logprobs(
         logprobs = torch.log_softmax(logits.float(), dim=-1)  # (B, keep, V)
         for r, i in enumerate(batch):
             n = len(answers[i])
-            targets = input_ids[r, width - n :].to(device)
+            targets = input_ids[r, -n:].to(device)
             # logits at t predict token t + 1: the answer's tokens are predicted by the n positions before them.
             predicted = logprobs[r, keep - n - 1 : keep - 1]
             out[i] = float(predicted.gather(-1, targets.unsqueeze(-1)).mean())

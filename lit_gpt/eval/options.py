@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -12,12 +11,13 @@ from typing import Any, Iterable, Optional, Union
 from lit_gpt.errors import UserError
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, dtype: str = "auto", batch_size: bool = True) -> None:
     parser.add_argument("--model_dir", required=True, help="Hugging Face model folder, or a lit checkpoint .pth")
     parser.add_argument("--tokenizer_dir", default=None, help="tokenizer folder (default: the model's folder)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    parser.add_argument("--batch_size", type=positive_int, default=8)
+    parser.add_argument("--dtype", default=dtype, choices=["auto", "bfloat16", "float16", "float32"])
+    if batch_size:
+        parser.add_argument("--batch_size", type=positive_int, default=8)
     parser.add_argument("--trust_remote_code", action="store_true", help="run code shipped in the model folder")
 
 
@@ -103,10 +103,6 @@ def prepare_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: 
 
 def write_json(path: Union[str, Path], data: Any) -> Path:
     """Writes through a temporary file so an interrupted run never leaves half a results.json."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    from lit_gpt.io.atomic import write_text
+
+    return write_text(path, json.dumps(data, indent=2) + "\n", "results")

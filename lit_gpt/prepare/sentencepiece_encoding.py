@@ -17,6 +17,8 @@ from lit_gpt.prepare.token_encoding import (
     BatchEncoder,
     NotExact,
     WordCacheBPE,
+    cut_long_text,
+    fill_in,
     mark_spaces_and_prepend,
     special_token_pattern,
     split_at_special_tokens,
@@ -24,7 +26,24 @@ from lit_gpt.prepare.token_encoding import (
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError
 
 
-class SentencePieceEncoder:
+def _processor(model_proto: bytes):
+    import sentencepiece
+
+    return sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+
+
+class _RebuiltProcessor:
+    """Pickled (to worker processes) without `processor`, which is rebuilt from `model_proto`."""
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in vars(self).items() if key != "processor"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self.processor = _processor(self.model_proto)
+
+
+class SentencePieceEncoder(_RebuiltProcessor):
     """BOS + the sentencepiece library's ids + EOS per document.
 
     `method` says how: "word cache" (`sentencepiece_word_cache`: each distinct word goes through
@@ -41,14 +60,11 @@ class SentencePieceEncoder:
     BATCH_CHARS = 4_000_000  # characters per call of the library, bounding the ids held at once
 
     def __init__(self, model_proto: bytes, dtype, parse_special_tokens: bool = False, threads: int = 1):
-        import sentencepiece
-
         self.model_proto = model_proto
         self.dtype = np.dtype(dtype)
         self.parse_special_tokens = parse_special_tokens
         self.threads = threads
-        self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
-        sp = self.processor
+        self.processor = sp = _processor(model_proto)
         if sp.eos_id() < 0:
             raise TokenizerError("the sentencepiece model has no EOS token, which separates documents")
         self.eos = sp.eos_id()
@@ -99,31 +115,12 @@ class SentencePieceEncoder:
                 )
         return encoder
 
-    def __getstate__(self) -> dict:  # the processor is rebuilt from the model bytes
-        return {key: value for key, value in vars(self).items() if key != "processor"}
-
-    def __setstate__(self, state: dict) -> None:
-        import sentencepiece
-
-        vars(self).update(state)
-        self.processor = sentencepiece.SentencePieceProcessor(model_proto=self.model_proto)
-
     def pieces(self, text: str) -> list[str]:
         """`text` cut into pieces whose ids, concatenated, are those of the whole text."""
-        if len(text) <= self.PIECE_CHARS or not self.split_exact:
+        if not self.split_exact:
             return [text]
-        pieces, start = [], 0
-        while len(text) - start > self.PIECE_CHARS:
-            match = self._cut.search(text, start + self.PIECE_CHARS // 2, start + self.PIECE_CHARS)
-            if match is None:  # no single space in this stretch: look further
-                match = self._cut.search(text, start + self.PIECE_CHARS)
-                if match is None:
-                    break
-            # The space itself is dropped: the next piece's dummy prefix "▁" stands for it.
-            pieces.append(text[start : match.start()])
-            start = match.end()
-        pieces.append(text[start:])
-        return pieces
+        # The space itself is dropped: the next piece's dummy prefix "▁" stands for it.
+        return cut_long_text(text, self._cut, self.PIECE_CHARS, drop_cut=True)
 
     def _plan(self, text: str) -> list:
         """One document as special ids (int) and texts to encode (str)."""
@@ -157,13 +154,7 @@ class SentencePieceEncoder:
 
     def _encode(self, parts: list) -> np.ndarray:
         encoded = iter(self.processor.encode([p for p in parts if isinstance(p, str)], num_threads=self.threads))
-        flat: list[int] = []
-        for part in parts:
-            if isinstance(part, str):
-                flat += next(encoded)
-            else:
-                flat.append(part)
-        return np.array(flat, dtype=self.dtype)
+        return np.array(fill_in(parts, encoded), dtype=self.dtype)
 
 
 def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
@@ -198,23 +189,13 @@ def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
     return True, None
 
 
-class _SentencePieceWords:
+class _SentencePieceWords(_RebuiltProcessor):
     """Words (already carrying their "▁") to ids with the sentencepiece library, batched, through
     the same model with its dummy prefix turned off: the word is a slice of the prefixed text."""
 
     def __init__(self, model_proto_without_prefix: bytes, threads: int = 1):
-        self.model_proto = model_proto_without_prefix
-        self.threads = threads
-        self.__setstate__(self.__getstate__())
-
-    def __getstate__(self) -> dict:
-        return {"model_proto": self.model_proto, "threads": self.threads}
-
-    def __setstate__(self, state: dict) -> None:
-        import sentencepiece
-
-        vars(self).update(state)
-        self.processor = sentencepiece.SentencePieceProcessor(model_proto=self.model_proto)
+        self.model_proto, self.threads = model_proto_without_prefix, threads
+        self.processor = _processor(model_proto_without_prefix)
 
     def __call__(self, words: list[str]) -> list[list[int]]:
         return self.processor.encode(words, num_threads=self.threads)

@@ -69,6 +69,31 @@ def split_at_special_tokens(text: str, pattern: "re.Pattern", ids: dict) -> list
     return parts
 
 
+def fill_in(plan: list, encoded) -> list[int]:
+    """`plan` (ids as int, texts as str) with each text replaced by the next ids from `encoded`."""
+    ids: list[int] = []
+    for part in plan:
+        if isinstance(part, str):
+            ids += next(encoded)
+        else:
+            ids.append(part)
+    return ids
+
+
+def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = False) -> list[str]:
+    """`text` in pieces of about `size` characters, each ending where `cut` matches (looked for in
+    the second half of the piece, else further on); `drop_cut` leaves the matched text out."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        match = cut.search(text, start + size // 2, start + size) or cut.search(text, start + size)
+        if match is None:
+            break
+        pieces.append(text[start : match.start()])
+        start = match.end() if drop_cut else match.start()
+    pieces.append(text[start:])
+    return pieces
+
+
 # --------------------------------------------------------------------------- Hugging Face tokenizers
 
 
@@ -102,11 +127,7 @@ class BatchEncoder:
         self.dtype = np.dtype(dtype)
         self.parse_special_tokens = parse_special_tokens
         self.eos = tokenizer_info(tokenizer).eos_id
-        reference = [list(ids) for ids in encode_as_text(tokenizer, self.PROBE)]
-        # A tokenizer whose encode already ends with EOS must not get a second one.
-        probe_ids = next((ids for ids in reference if ids), [])
-        self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
-        self.adds_bos = bool(probe_ids) and probe_ids[0] == tokenizer.bos_token_id
+        reference = self._read_probe(encode_as_text(tokenizer, self.PROBE))
         specials = [t for t in tokenizer.all_special_tokens if t != MASK_TOKEN]
         self.special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
         self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
@@ -148,6 +169,15 @@ class BatchEncoder:
             self.why_not_word_cache = "it differs from the tokenizer call on the probe texts"
             return
         self.method, self.word_cache, self.why_not_word_cache = "word cache", word_cache, None
+
+    def _read_probe(self, reference) -> list[list[int]]:
+        """The tokenizer's ids of the probe texts; sets whether it adds BOS and whether EOS must be added."""
+        reference = [list(ids) for ids in reference]
+        # A tokenizer whose encode already ends with EOS must not get a second one.
+        probe_ids = next((ids for ids in reference if ids), [])
+        self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
+        self.adds_bos = bool(probe_ids) and probe_ids[0] == self.tokenizer.bos_token_id
+        return reference
 
     def set_threads(self, threads: int) -> None:
         """The Rust tokenizer's threads follow TOKENIZERS_PARALLELISM instead."""
@@ -191,19 +221,9 @@ class BatchEncoder:
     def pieces(self, text: str) -> list[str]:
         """`text` cut before single spaces that follow an ASCII letter or digit, in pieces of about
         LONG_TEXT_CHARS (where `long_text_cut` proves the cut exact; else the whole text)."""
-        if self.long_text_cut is None or len(text) <= self.LONG_TEXT_CHARS:
+        if self.long_text_cut is None:
             return [text]
-        pieces, start, size = [], 0, self.LONG_TEXT_CHARS
-        while len(text) - start > size:
-            match = self.long_text_cut.search(text, start + size // 2, start + size)
-            if match is None:
-                match = self.long_text_cut.search(text, start + size)
-                if match is None:
-                    break
-            pieces.append(text[start : match.start()])
-            start = match.start()
-        pieces.append(text[start:])
-        return pieces
+        return cut_long_text(text, self.long_text_cut, self.LONG_TEXT_CHARS)
 
     def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
         """Each document: template prefix, its text pieces and special ids in order, template suffix."""
@@ -216,16 +236,7 @@ class BatchEncoder:
         else:
             encoded = iter(self.tokenizer(pieces, add_special_tokens=False, return_attention_mask=False)["input_ids"])
             prefix, suffix = ([self.tokenizer.bos_token_id] if self.adds_bos else []), []
-        documents = []
-        for plan in plans:
-            ids = list(prefix)
-            for part in plan:
-                if isinstance(part, str):
-                    ids += next(encoded)
-                else:
-                    ids.append(part)
-            documents.append(ids + suffix)
-        return self._flatten(documents)
+        return self._flatten(list(prefix) + fill_in(plan, encoded) + suffix for plan in plans)
 
     def _flatten(self, encoded) -> np.ndarray:
         flat: list[int] = []
@@ -238,20 +249,12 @@ class BatchEncoder:
 
 class UpstreamEncoder(BatchEncoder):
     """Upstream's prepare encoding: `AutoTokenizer.from_pretrained(dir, legacy=False)`, then per
-    document `encode(text) + [eos]` (BOS as the folder's config says; add_eos_token is honoured).
+    document `encode(text) + [eos]` (how these ids differ from the library's: docs/UPSTREAM.md).
 
-    It differs from the sentencepiece library's ids (the default for a tokenizer.model) in two
-    ways: a text starting with spaces gets no extra "▁" (Metaspace prepends one only when the text
-    does not start with one: '   This' -> ▁▁ ▁This, not ▁▁▁ ▁This), and with legacy=False no "▁"
-    follows a special token written in the text ('<s>start' -> <s> start, not <s> ▁start).
-
-    With `parse_special_tokens` (upstream's behaviour, the default of `--encoding upstream`) the ids
-    are those of `tokenizer(text)`, through the Rust tokenizer's batch call on whole documents where
-    it equals that call on the probe texts: the word cache would prefix each text between special
-    tokens with "▁", which legacy=False does not. Without it, special-token strings stay text
-    (`tokenizer(text, split_special_tokens=True)`), through the word cache where its proof holds
-    for this tokenizer's structure (`BatchEncoder`). "[MASK]" is text either way: upstream's folder
-    had no such token, and a folder that has one is refused with `parse_special_tokens`.
+    With `parse_special_tokens` (upstream's behaviour) the ids are those of `tokenizer(text)`,
+    through the Rust batch call where it agrees on the probe texts; the word cache is not used,
+    as it would put a "▁" after each special token, which legacy=False does not. Without it,
+    special-token strings stay text (`BatchEncoder`). "[MASK]" is text either way.
     """
 
     library = "transformers legacy=False"
@@ -273,11 +276,7 @@ class UpstreamEncoder(BatchEncoder):
         self.eos = tokenizer_info(upstream).eos_id
         self.word_cache, self.why_not_word_cache = None, "legacy=False puts no '▁' after a special token in text"
         self.long_text_cut, self.why_not_split = None, "special tokens in text are parsed"
-        reference = [list(ids) for ids in upstream(self.PROBE, return_attention_mask=False)["input_ids"]]
-        probe_ids = next((ids for ids in reference if ids), [])
-        self.append_eos = not (probe_ids and probe_ids[-1] == self.eos)
-        self.adds_bos = bool(probe_ids) and probe_ids[0] == upstream.bos_token_id
-        expected = self._flatten(reference)
+        expected = self._flatten(self._read_probe(upstream(self.PROBE, return_attention_mask=False)["input_ids"]))
         self.method, self.backend = "transformers", None
         backend = upstream.backend_tokenizer if getattr(upstream, "is_fast", False) else None
         if backend is not None:

@@ -11,7 +11,7 @@ copy's prefix, and in "concat" mode also from the unmasked original before it.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
@@ -24,19 +24,7 @@ MEAP_MODES = ("concat", "separate", "ntp")
 TokenSegment = Tuple[Sequence[int], bool]
 
 
-def build_meap_example(
-    prompt_ids: Sequence[int],
-    answer_ids: Sequence[int],
-    *,
-    mode: str,
-    mask_ratio: float,
-    mask_token_id: Optional[int],
-    eos_token_id: int,
-    max_length: int,
-    min_answer_tokens: int = 50,
-    generator: Optional[torch.Generator] = None,
-    make_room: bool = False,
-) -> list[dict]:
+def build_meap_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], **options: Any) -> list[dict]:
     """The training examples for one prompt/answer pair, each `{"input_ids", "labels"}` (lists).
 
     - "ntp": one example, prompt + answer + EOS; the answer and EOS are labeled.
@@ -52,18 +40,10 @@ def build_meap_example(
     answer token is not emitted; an example left without any labeled token is dropped, so the
     result may be empty. `make_room` ("concat" only): a sample too long for both halves is cut
     to `max_length // 2` and followed by its masked copy of the same length (see `layout`).
+    `options` are those of `build_meap_example_from_segments`: mode, mask_ratio, mask_token_id,
+    eos_token_id, max_length, min_answer_tokens=50, generator=None, make_room=False.
     """
-    return build_meap_example_from_segments(
-        [(prompt_ids, False), (answer_ids, True)],
-        mode=mode,
-        mask_ratio=mask_ratio,
-        mask_token_id=mask_token_id,
-        eos_token_id=eos_token_id,
-        max_length=max_length,
-        min_answer_tokens=min_answer_tokens,
-        generator=generator,
-        make_room=make_room,
-    )
+    return build_meap_example_from_segments([(prompt_ids, False), (answer_ids, True)], **options)
 
 
 def layout(length: int, answer_positions: Sequence[int], *, mode: str, max_length: int,

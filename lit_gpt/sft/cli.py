@@ -4,7 +4,7 @@
         --template_name vicuna --meap_mode concat --mask_ratio 0.1 --model_max_length 4096 \
         [any transformers TrainingArguments: --num_train_epochs 2 --bf16 --deepspeed ...]
 
-`--help` lists every option.
+`--help` lists the model, data, MEAP and LoRA options; `--help_trainer` the Trainer's.
 """
 
 from __future__ import annotations

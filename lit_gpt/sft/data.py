@@ -17,7 +17,7 @@ import itertools
 import json
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -435,6 +435,7 @@ COUNTS_KEY = "meap_counts"
 COUNT_NAMES = ("samples", "masked_copies", "masked_tokens", "loss_tokens", "dropped", "sequences")
 
 
+@dataclass(kw_only=True)
 class MEAPCollator:
     """Builds MEAP examples from tokenized samples (fresh masks every draw) and pads them into a batch.
 
@@ -445,36 +446,21 @@ class MEAPCollator:
     The batch carries its own counts (`COUNTS_KEY`, one number per `COUNT_NAMES`).
     """
 
-    def __init__(
-        self,
-        *,
-        mode: str,
-        mask_ratio: float,
-        mask_token_id: Optional[int],
-        eos_token_id: int,
-        pad_token_id: int,
-        max_length: int,
-        min_answer_tokens: int = 50,
-        seed: int = 0,
-        pad_to_multiple_of: Optional[int] = None,
-        preset: str = "default",
-        make_room: bool = False,
-    ):
-        self.mode = mode
-        self.preset = preset
-        self.mask_ratio = mask_ratio
-        self.mask_token_id = mask_token_id
-        self.eos_token_id = eos_token_id
-        self.pad_token_id = pad_token_id
-        self.max_length = max_length
-        self.min_answer_tokens = min_answer_tokens
-        self.seed = seed
-        self.pad_to_multiple_of = pad_to_multiple_of
-        self.make_room = make_room
-        self.rank = int(os.environ.get("RANK", "0"))
-        self._generator: Optional[torch.Generator] = None
-        self._rng: Optional[random.Random] = None
-        self._generator_key: Optional[int] = None
+    mode: str
+    mask_ratio: float
+    mask_token_id: Optional[int]
+    eos_token_id: int
+    pad_token_id: int
+    max_length: int
+    min_answer_tokens: int = 50
+    seed: int = 0
+    pad_to_multiple_of: Optional[int] = None
+    preset: str = "default"
+    make_room: bool = False
+    rank: int = field(default_factory=lambda: int(os.environ.get("RANK", "0")), init=False)
+    _generator: Optional[torch.Generator] = field(default=None, init=False, repr=False)
+    _rng: Optional[random.Random] = field(default=None, init=False, repr=False)
+    _generator_key: Optional[int] = field(default=None, init=False, repr=False)
 
     def _seed_for_this_process(self) -> None:
         # DataLoader workers get a fresh copy of this collator every epoch, so a worker seeds from

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,6 +18,11 @@ from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
+def opt(default, help: str):
+    """A field with its `--help` (HfArgumentParser reads it from the metadata)."""
+    return field(default=default, metadata={"help": help})
+
+
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 MIN_COPY_SHARE = 0.9  # of the samples eligible by answer length; fewer copies is refused unless allowed
 PRESETS = ("default", "upstream")
@@ -25,26 +30,14 @@ PRESETS = ("default", "upstream")
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."}
-    )
-    tokenizer_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Local tokenizer folder; defaults to the model folder."}
-    )
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run Python code shipped inside the model folder (off unless asked)."}
-    )
-    torch_dtype: str = field(
-        default="float32",
-        metadata={
-            "help": "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 autocast; "
-            "bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the checkpoint's dtype. "
-            f"One of {', '.join(DTYPES)}."
-        },
-    )
-    attn_implementation: Optional[str] = field(
-        default=None, metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2, ... (default: transformers' choice)."}
-    )
+    model_name_or_path: Optional[str] = opt(None, "Local folder of the Hugging Face causal LM to fine-tune (required).")
+    tokenizer_name_or_path: Optional[str] = opt(None, "Local tokenizer folder; defaults to the model folder.")
+    trust_remote_code: bool = opt(False, "Run Python code shipped inside the model folder (off unless asked).")
+    torch_dtype: str = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
+                           "autocast; bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the "
+                           f"checkpoint's dtype. One of {', '.join(DTYPES)}.")
+    attn_implementation: Optional[str] = opt(None, "Attention kernel: sdpa, eager, flash_attention_2, ... "
+                                             "(default: transformers' choice).")
 
     def __post_init__(self):
         if self.torch_dtype not in DTYPES:
@@ -53,71 +46,49 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: one .json or .jsonl file."})
-    train_file_dir: Optional[str] = field(default=None, metadata={"help": "Training data: every .json/.jsonl file under this folder."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data: one .json or .jsonl file."})
-    validation_file_dir: Optional[str] = field(default=None, metadata={"help": "Validation data: every .json/.jsonl file under this folder."})
-    validation_split_percentage: Optional[float] = field(
-        default=None, metadata={"help": "Without validation files: hold out this percentage of the training records "
-                                        "(default 0; 1 with --preset upstream, whose first 1%% of the records upstream "
-                                        "holds out as validation and never trains on)."}
-    )
-    template_name: Optional[str] = field(
-        default=None,
-        metadata={"help": f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream)."},
-    )
-    system_prompt: Optional[str] = field(
-        default=None, metadata={"help": "System prompt for records without one (default: the template's)."}
-    )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training records."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation records."})
-    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where `datasets` caches the tokenized data."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of reusing the cache."})
+    train_file: Optional[str] = opt(None, "Training data: one .json or .jsonl file.")
+    train_file_dir: Optional[str] = opt(None, "Training data: every .json/.jsonl file under this folder.")
+    validation_file: Optional[str] = opt(None, "Validation data: one .json or .jsonl file.")
+    validation_file_dir: Optional[str] = opt(None, "Validation data: every .json/.jsonl file under this folder.")
+    validation_split_percentage: Optional[float] = opt(
+        None, "Without validation files: hold out this percentage of the training records (default 0; 1 with "
+        "--preset upstream, whose first 1%% of the records upstream holds out as validation and never trains on).")
+    template_name: Optional[str] = opt(
+        None, f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream).")
+    system_prompt: Optional[str] = opt(None, "System prompt for records without one (default: the template's).")
+    max_train_samples: Optional[int] = opt(None, "Use only the first N training records.")
+    max_eval_samples: Optional[int] = opt(None, "Use only the first N validation records.")
+    preprocessing_num_workers: Optional[int] = opt(None, "Processes for tokenization.")
+    cache_dir: Optional[str] = opt(None, "Where `datasets` caches the tokenized data.")
+    overwrite_cache: bool = opt(False, "Tokenize again instead of reusing the cache.")
 
     def __post_init__(self):
         if self.template_name is not None:
             get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
-        if self.validation_split_percentage is not None and not 0 <= self.validation_split_percentage < 100:
-            raise UserError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}")
         if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
             raise UserError("give either --validation_file/--validation_file_dir or --validation_split_percentage, not both")
 
 
 @dataclass
 class MEAPArguments:
-    preset: str = field(
-        default="default",
-        metadata={"help": "default: this project's examples; upstream: the upstream MEAP-SFT code's examples token for "
-                  "token (one example per turn without history, masked copies as examples of their own, its "
-                  "llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + "."},
-    )
-    meap_mode: Optional[str] = field(
-        default=None,
-        metadata={"help": "concat: masked copy appended to each sample (the paper, default); separate: masked copy as "
-                  "its own sequence (the upstream code; the only MEAP mode of --preset upstream); ntp: plain "
-                  "next-token prediction."},
-    )
-    mask_ratio: float = field(default=0.1, metadata={"help": "Fraction of answer tokens masked in the copy."})
-    min_answer_tokens: Optional[int] = field(
-        default=None,
-        metadata={"help": f"Answers shorter than this get no masked copy (default 50; {UPSTREAM_MIN_ANSWER_TOKENS}, "
-                  "i.e. more than 50, with --preset upstream)."},
-    )
-    model_max_length: int = field(default=4096, metadata={"help": "Longest training sequence (original + copy in concat mode)."})
-    make_room_for_copy: bool = field(
-        default=False,
-        metadata={"help": "concat: a sample too long for original + copy is cut to half of --model_max_length and "
-                  "followed by its masked copy (the paper's layout kept; the original loses its end)."},
-    )
-    allow_few_masked_copies: bool = field(
-        default=False,
-        metadata={"help": f"Train although fewer than {MIN_COPY_SHARE:.0%} of the samples long enough for a masked "
-                  "copy will carry one (they would train plain NTP)."},
-    )
-    pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad batches to a multiple of this length."})
+    preset: str = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
+                      "examples token for token (one example per turn without history, masked copies as examples of "
+                      "their own, its llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + ".")
+    meap_mode: Optional[str] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
+                                   "masked copy as its own sequence (the upstream code; the only MEAP mode of --preset "
+                                   "upstream); ntp: plain next-token prediction.")
+    mask_ratio: float = opt(0.1, "Fraction of answer tokens masked in the copy.")
+    min_answer_tokens: Optional[int] = opt(None, "Answers shorter than this get no masked copy (default 50; "
+                                           f"{UPSTREAM_MIN_ANSWER_TOKENS}, i.e. more than 50, with --preset upstream).")
+    model_max_length: int = opt(4096, "Longest training sequence (original + copy in concat mode).")
+    make_room_for_copy: bool = opt(False, "concat: a sample too long for original + copy is cut to half of "
+                                   "--model_max_length and followed by its masked copy (the paper's layout kept; the "
+                                   "original loses its end).")
+    allow_few_masked_copies: bool = opt(False, f"Train although fewer than {MIN_COPY_SHARE:.0%}% of the samples long "
+                                        "enough for a masked copy will carry one (they would train plain NTP).")
+    pad_to_multiple_of: Optional[int] = opt(None, "Pad batches to a multiple of this length.")
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -131,47 +102,40 @@ class MEAPArguments:
             raise UserError("--preset upstream makes its masked copies separate examples: use --meap_mode separate or ntp")
         if self.meap_mode not in MEAP_MODES:
             raise UserError(f"--meap_mode {self.meap_mode!r}: choose one of {', '.join(MEAP_MODES)}")
-        if not 0 <= self.mask_ratio <= 1:
-            raise UserError(f"--mask_ratio must be in [0, 1], got {self.mask_ratio}")
-        if self.min_answer_tokens < 0:
-            raise UserError(f"--min_answer_tokens must be >= 0, got {self.min_answer_tokens}")
-        if self.model_max_length < 2:
-            raise UserError(f"--model_max_length must be >= 2, got {self.model_max_length}")
         if self.make_room_for_copy and self.meap_mode != "concat":
             raise UserError(f"--make_room_for_copy applies to --meap_mode concat, not {self.meap_mode}")
 
 
 @dataclass
 class LoraArguments:
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (needs `pip install peft`)."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear (every linear but the head)."}
-    )
-    lora_merge: bool = field(
-        default=True, metadata={"help": "Also save the merged full model in output_dir (the adapter goes to output_dir/adapter)."}
-    )
+    use_lora: bool = opt(False, "Train LoRA adapters (needs `pip install peft`).")
+    lora_r: int = opt(8, "LoRA rank.")
+    lora_alpha: float = opt(16.0, "LoRA scaling alpha.")
+    lora_dropout: float = opt(0.05, "Dropout on the LoRA input.")
+    lora_target_modules: str = opt("all-linear", "Comma-separated module names, or all-linear (every linear but "
+                                   "the head).")
+    lora_merge: bool = opt(True, "Also save the merged full model in output_dir (the adapter goes to output_dir/adapter).")
 
 
-# Numbers transformers takes without a check and fails on later (a division by zero, a rank-0
-# adapter, a NaN loss scale): (owner, field, bounds) checked by the settings layer's one rule.
-_NUMBERS = [("lora", "lora_r", {"ge": 1}), ("lora", "lora_alpha", {"gt": 0}), ("lora", "lora_dropout", {"ge": 0, "lt": 1}),
-            ("training", "per_device_train_batch_size", {"ge": 1}), ("training", "per_device_eval_batch_size", {"ge": 1}),
-            ("training", "gradient_accumulation_steps", {"ge": 1}), ("training", "learning_rate", {"ge": 0}),
-            ("training", "weight_decay", {"ge": 0}), ("training", "max_grad_norm", {"ge": 0}),
-            ("training", "num_train_epochs", {"gt": 0}), ("training", "warmup_ratio", {"ge": 0, "le": 1})]
+# Every number's range, checked by the settings layer's one rule (`check_value`: one line naming the
+# option, NaN refused) before anything loads; transformers takes its own without a check and fails
+# later (a division by zero, a rank-0 adapter, a NaN loss scale). LoRA's only count with --use_lora.
+_NUMBERS = {"data": {"validation_split_percentage": {"ge": 0, "lt": 100}},
+            "meap": {"mask_ratio": {"ge": 0, "le": 1}, "min_answer_tokens": {"ge": 0}, "model_max_length": {"ge": 2}},
+            "lora": {"lora_r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1}},
+            "training": {"per_device_train_batch_size": {"ge": 1}, "per_device_eval_batch_size": {"ge": 1},
+                         "gradient_accumulation_steps": {"ge": 1}, "learning_rate": {"ge": 0}, "weight_decay": {"ge": 0},
+                         "max_grad_norm": {"ge": 0}, "num_train_epochs": {"gt": 0}, "warmup_ratio": {"ge": 0, "le": 1}}}
 
 
-def _check_numbers(lora_args, training_args) -> None:
+def _check_numbers(**owners) -> None:
     from lit_gpt.cli import check_value
 
-    owners = {"lora": lora_args, "training": training_args}
-    for owner, name, bounds in _NUMBERS:
-        value = getattr(owners[owner], name, None)
-        if value is not None and (owner != "lora" or lora_args.use_lora):
-            check_value(name, value, float if isinstance(value, float) else int, bounds)
+    for owner, numbers in _NUMBERS.items():
+        for name, bounds in numbers.items():
+            value = getattr(owners[owner], name, None)
+            if value is not None and (owner != "lora" or owners["lora"].use_lora):
+                check_value(name, value, float if isinstance(value, float) else int, bounds)
 
 
 @dataclass
@@ -183,7 +147,24 @@ class SFTResult:
     log_history: list
 
 
-def parse_arguments(argv: Optional[Sequence[str]] = None):
+def own_help(prog: str) -> str:
+    """`--help`: SFT's own options, one entry each; the Trainer's hundreds are behind --help_trainer."""
+    import textwrap
+
+    lines = [f"usage: {prog} --model_name_or_path DIR --train_file FILE --output_dir OUT [options] [Trainer options]",
+             "", __doc__.split("\n\n")[0]]
+    for title, cls in (("model", ModelArguments), ("data", DataArguments), ("MEAP", MEAPArguments), ("LoRA", LoraArguments)):
+        lines += ["", f"{title}:"]
+        for f in fields(cls):
+            default = f" (default: {f.default})" if f.default not in (None, False, MISSING) else ""
+            lines += textwrap.wrap(f.metadata["help"].replace("%%", "%") + default, 110,
+                                   initial_indent=f"  --{f.name:<28}", subsequent_indent=" " * 32)
+    return "\n".join(lines + ["", "Trainer: every transformers TrainingArguments option passes through (--output_dir,",
+                               "required; --num_train_epochs, --learning_rate, --bf16, --deepspeed, --fsdp, ...);",
+                               f"`{prog} --help_trainer` lists them."])
+
+
+def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     """(ModelArguments, DataArguments, MEAPArguments, LoraArguments, TrainingArguments) from the command line."""
     from transformers import HfArgumentParser, TrainingArguments
 
@@ -192,6 +173,13 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
             raise UserError(message)
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or Path(sys.argv[0]).name
+    if "--help_trainer" in argv:
+        Parser(TrainingArguments, prog=prog).print_help()
+        raise SystemExit(0)
+    if {"-h", "--help"} & set(argv):
+        print(own_help(prog))
+        raise SystemExit(0)
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--output_dir", "--output-dir")
     if probe.parse_known_args(argv)[0].output_dir is None and not {"-h", "--help"} & set(argv):
@@ -204,7 +192,7 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
     if remaining:
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
-    _check_numbers(lora_args, training_args)
+    _check_numbers(data=data_args, meap=meap_args, lora=lora_args, training=training_args)
     if model_args.model_name_or_path is None:
         raise UserError("--model_name_or_path is required")
     if meap_args.preset == "upstream":
@@ -236,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
     # Before the lock: with a launcher world the Trainer does not share, every rank is its own
     # process 0, and the world-size refusal is the one line each should print.
     check_world_size(parsed[-1])
-    first = is_launching_process() and parsed[-1].process_index == 0
+    first = is_launching_process(parsed[-1].world_size, parsed[-1].output_dir) and parsed[-1].process_index == 0
     with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=first):
         return run(*parsed)
 
@@ -245,6 +233,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lit_gpt.io.atomic import disk_errors
     from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.sft.stats import MEAPTrainer, describe
@@ -335,8 +324,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     )
     if main_process:  # every input is checked by now: a refused run leaves nothing behind
         _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
-    trainer.train(resume_from_checkpoint=resume)
-    _save(trainer, tokenizer, output_dir, lora_args, training_args)
+    with disk_errors(f"--output_dir {output_dir}"):  # the Trainer's checkpoints and the final model
+        trainer.train(resume_from_checkpoint=resume)
+        _save(trainer, tokenizer, output_dir, lora_args, training_args)
     counts = trainer.finish_counts()
     if main_process:
         print(f"trained on: {describe(counts)} (all processes and DataLoader workers)")
@@ -496,7 +486,6 @@ def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, l
 
     from lit_gpt.io.hyperparameters import write_hyperparameters
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
                                        "lora": asdict(lora_args), "training": training_args.to_dict()})
 

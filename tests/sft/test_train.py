@@ -1,5 +1,6 @@
 """MEAP-SFT end to end on CPU: a tiny random LlamaForCausalLM and a tokenizer trained in the test."""
 
+import dataclasses
 import json
 import os
 import re
@@ -372,10 +373,31 @@ def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
+def test_a_full_or_read_only_output_folder_is_one_line(model_dir, train_file, tmp_path, monkeypatch, code):
+    """The final model written into --output_dir on a failing disk: one UserError naming the folder."""
+    import transformers.modeling_utils
+
+    from lit_gpt.errors import UserError
+
+    def failing_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 64)  # part of the file, as a full disk leaves it
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", failing_save)
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as err:
+        main(args(model_dir, train_file, out, "--max_steps", "1"))
+    message = str(err.value)
+    assert "\n" not in message and f"--output_dir {out}" in message and os.strerror(code) in message
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
     (["--use_lora", "--lora_r", "0"], "--lora_r 0: must be >= 1"),
     (["--learning_rate", "nan"], "--learning_rate nan: must be a finite number"),
+    (["--mask_ratio", "1.5"], "--mask_ratio 1.5: must be in [0, 1]"),
+    (["--validation_split_percentage", "100"], "--validation_split_percentage 100.0: must be in [0, 100)"),
 ])
 def test_sft_numbers_are_checked_before_anything_loads(flags, message, tmp_path):
     from lit_gpt.errors import UserError
@@ -384,6 +406,29 @@ def test_sft_numbers_are_checked_before_anything_loads(flags, message, tmp_path)
     with pytest.raises(UserError) as err:
         parse_arguments(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--train_file", "t", *flags])
     assert str(err.value) == message
+
+
+def test_help_shows_the_sft_options_and_points_at_the_trainers(capsys):
+    """--help is SFT's own options (one screen); --help_trainer is the Trainer's; its flags still parse."""
+    from lit_gpt.sft.train import LoraArguments, MEAPArguments, parse_arguments
+    from transformers import HfArgumentParser, TrainingArguments
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_arguments(["--help"], prog="meap-sft")
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: meap-sft ") and len(out.splitlines()) < 100
+    own = [f"--{f.name}" for cls in (MEAPArguments, LoraArguments) for f in dataclasses.fields(cls)]
+    assert all(f"  {flag} " in out for flag in own + ["--model_name_or_path", "--train_file"])
+    assert "--help_trainer" in out and "--num_train_epochs" in out and "--adam_beta1" not in out
+    with pytest.raises(SystemExit) as exit_:
+        parse_arguments(["--help_trainer"], prog="meap-sft")
+    trainer_help = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert trainer_help == HfArgumentParser(TrainingArguments, prog="meap-sft").format_help()
+    assert "--adam_beta1" in trainer_help and "--mask_ratio" not in trainer_help
+    *_, training = parse_arguments(["--model_name_or_path", "m", "--output_dir", "o", "--train_file", "t",
+                                    "--num_train_epochs", "3", "--adam_beta1", "0.8", "--mask_ratio", "0.2"])
+    assert (training.num_train_epochs, training.adam_beta1) == (3, 0.8)
 
 
 def long_answer_records(n=8, repeats=24):
