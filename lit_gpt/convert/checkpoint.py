@@ -25,11 +25,6 @@ WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
 _NOT_META = ("model", "state_dict", "optimizer")
 
 
-def torch_load(path: Union[str, Path]) -> Any:
-    """The file's object through `lit_gpt.io.safe_load` (allow-list, any pickle protocol, memory-mapped)."""
-    return load_torch_file(path)
-
-
 def strip_wrapper_prefixes(sd: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in sd.items():
@@ -118,7 +113,7 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
     elif not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     else:
-        sd, meta = _split_checkpoint(torch_load(path), path)
+        sd, meta = _split_checkpoint(load_torch_file(path), path)
     sd = strip_wrapper_prefixes(sd)
     if any(k.startswith(("model.layers.", "model.embed_tokens.")) for k in sd):
         raise UserError(
@@ -139,8 +134,10 @@ def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
     if not sharded_checkpoint.is_sharded_checkpoint(path):
         raise UserError(f"{path} is a directory but not a sharded checkpoint (no {sharded_checkpoint.INDEX_FILE} in it)")
     try:
-        meta = sharded_checkpoint.read_meta(path) if (path / sharded_checkpoint.META_FILE).is_file() else {}
+        meta = load_torch_file(path / sharded_checkpoint.META_FILE) if (path / sharded_checkpoint.META_FILE).is_file() else {}
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
+    except UserError:
+        raise
     except pickle.UnpicklingError as err:
         raise UserError(f"{path}: {str(err).strip().splitlines()[0] if str(err).strip() else 'unsafe content'} "
                         "(not loaded for safety)") from None

@@ -22,7 +22,8 @@ import torch
 from lit_gpt.errors import UserError
 from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
-from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes, torch_load
+from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
+from lit_gpt.io.safe_load import load_torch_file
 from lit_gpt.convert.hf import (
     StateDictMismatch,
     config_from_hf,
@@ -32,7 +33,7 @@ from lit_gpt.convert.hf import (
     lit_to_hf_items,
     lit_to_hf_state_dict,
 )
-from lit_gpt.convert.staging import staged_dir, staged_file
+from lit_gpt.io.atomic import staged
 from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
 
 PathLike = Union[str, Path]
@@ -225,7 +226,7 @@ def export_hf(
 
     from transformers import GenerationConfig, __version__ as transformers_version
 
-    with staged_dir(out) as staging:
+    with staged(out, "--out_dir", folder=True) as staging:
         _write_json(staging / "config.json", {**hf_config, "transformers_version": transformers_version})
         GenerationConfig(bos_token_id=hf_config["bos_token_id"], eos_token_id=hf_config["eos_token_id"]).save_pretrained(staging)
         shapes = hf_shapes(config)
@@ -276,7 +277,7 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
 
     for index_name, single, load in (
         (SAFETENSORS_INDEX, "model.safetensors", lambda p: load_file(str(p))),
-        ("pytorch_model.bin.index.json", "pytorch_model.bin", torch_load),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin", load_torch_file),
     ):
         if (hf_dir / index_name).is_file():
             try:
@@ -373,7 +374,7 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
         "source": str(hf_dir.resolve()),
     }
     n_bytes = sum(t.numel() * t.element_size() for t in sd.values())
-    with staged_file(out, "--out", needed_bytes=n_bytes) as staging:
+    with staged(out, "--out", needed_bytes=n_bytes, also=(RuntimeError,)) as staging:
         torch.save(checkpoint, staging)
     return {
         "out": out, "model_name": config.name, "n_params": sum(t.numel() for t in sd.values()),
@@ -406,7 +407,7 @@ def bin_to_safetensors(
     if src.is_dir():
         sd, folder = read_hf_weights(src), src
     else:
-        obj, folder = torch_load(src), src.parent
+        obj, folder = load_torch_file(src), src.parent
         sd = obj["model"] if isinstance(obj, dict) and isinstance(obj.get("model"), dict) else obj
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f"{src} is not a state dict of tensors")
@@ -418,7 +419,7 @@ def bin_to_safetensors(
         raise UserError(f"{src} mixes dtypes ({', '.join(sorted(map(dtype_name, floats)))}): pass --dtype")
     out_dtype = torch_dtype or (floats.pop() if floats else torch.float32)
     side_files = [folder / f for f in HF_SIDE_FILES if (folder / f).is_file()]
-    with staged_dir(out) as staging:
+    with staged(out, "--out_dir", folder=True) as staging:
         # Integer buffers keep their dtype; only floating weights are cast.
         items = [(k, tuple(v.shape), out_dtype if v.is_floating_point() else v.dtype, (lambda v=v: v)) for k, v in sd.items()]
         n_shards, n_bytes = write_safetensors(items, staging, max_shard_bytes)

@@ -216,24 +216,6 @@ _SCAN_TOKENS = 1 << 24  # tokens per vectorised pass: 32 MiB of uint16 at a time
 _PROGRESS_BYTES = 1 << 30  # show a progress bar when scanning more than this
 
 
-def recorded_max_token_ids(data_dir: str | Path) -> dict[str, int]:
-    """{chunk file name: its largest token id} from the `max_token_id` manifest.json records per
-    source (prepare_c4.py); empty without a manifest or for sources prepared before it recorded one."""
-    from lit_gpt.prepare.pipeline import MANIFEST
-
-    try:
-        sources = json.loads((Path(data_dir).expanduser() / MANIFEST).read_text())["sources"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    known: dict[str, int] = {}
-    for entry in sources.values() if isinstance(sources, dict) else ():
-        if not isinstance(entry, dict) or not isinstance(entry.get("max_token_id"), int):
-            continue
-        for index in range(int(entry.get("files", 0))):
-            known[f"{entry['chunk_prefix']}_{index:010d}.bin"] = entry["max_token_id"]
-    return known
-
-
 def scan_token_range(path: Path, progress=None) -> tuple[int, int]:
     """(smallest, largest) token id of one chunk file, read memory-mapped in large vectorised passes."""
     import numpy as np
@@ -256,16 +238,10 @@ def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting:
     """Stops a run whose chunks hold a token id outside the model's vocabulary (it would train until
     the first such block, then fail with an IndexError or a device-side assert).
 
-    Uses the per-file maximum manifest.json records; files without one are scanned.
+    Every file is scanned (memory-mapped, vectorised): the maximum a manifest records is not
+    trusted, since a manifest that understates it would let the run fail mid-way.
     """
-    known = recorded_max_token_ids(data_dir)
-    files = [path for name, _ in parse_data_mix(prefix) for path in find_chunk_files(data_dir, name)]
-    todo = [path for path in files if path.name not in known]
-    for path in files:
-        if path.name in known and known[path.name] >= vocab_size:
-            raise _out_of_vocabulary(setting, data_dir, path, known[path.name], vocab_size, "per manifest.json")
-    if not todo:
-        return
+    todo = [path for name, _ in parse_data_mix(prefix) for path in find_chunk_files(data_dir, name)]
     total = sum(path.stat().st_size for path in todo)
     progress = None
     if total > _PROGRESS_BYTES:
@@ -283,9 +259,9 @@ def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting:
             progress.close()
 
 
-def _out_of_vocabulary(setting: str, data_dir, path: Path, token_id: int, vocab_size: int, source: str = "") -> UserError:
+def _out_of_vocabulary(setting: str, data_dir, path: Path, token_id: int, vocab_size: int) -> UserError:
     return UserError(
-        f"--{setting} {data_dir}: {path.name} holds token id {token_id}{f' ({source})' if source else ''}, outside "
+        f"--{setting} {data_dir}: {path.name} holds token id {token_id}, outside "
         f"the model's vocabulary of {vocab_size} (ids 0..{vocab_size - 1}): prepare the data with the run's "
         "tokenizer, or enlarge the model's vocab_size"
     )

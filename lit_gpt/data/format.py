@@ -7,7 +7,6 @@ lit-gpt / TinyLlama read unchanged, and the files written here read in upstream 
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +77,8 @@ def read_header(path: PathLike) -> ChunkHeader:
     if code not in DTYPES:
         raise PackedDatasetError(f"{path} has unknown dtype code {code}; known codes are {sorted(DTYPES)}")
     dtype = DTYPES[code]
+    if not np.issubdtype(dtype, np.integer):  # codes 6/7 are in TinyLlama's table, but token ids are integers
+        raise PackedDatasetError(f"{path} holds {np.dtype(dtype).name} values (dtype code {code}), not integer token ids")
     expected = HEADER_SIZE + chunk_size * np.dtype(dtype).itemsize
     if size != expected:
         raise PackedDatasetError(
@@ -88,7 +89,7 @@ def read_header(path: PathLike) -> ChunkHeader:
 
 
 def write_chunk(path: PathLike, tokens: np.ndarray) -> Path:
-    """Writes one chunk file under a temporary name and renames it once complete.
+    """Writes one chunk file all or nothing (lit_gpt.io.atomic).
 
     The temporary name starts with a dot, so a crash leaves nothing that a prefix glob picks up
     and nothing that looks whole.
@@ -96,15 +97,11 @@ def write_chunk(path: PathLike, tokens: np.ndarray) -> Path:
     path = Path(path)
     tokens = np.ascontiguousarray(tokens)
     header = HEADER.pack(MAGIC, VERSION, dtype_code(tokens.dtype), tokens.size)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(tokens.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from lit_gpt.io.atomic import open_atomic
+
+    with open_atomic(path, "wb", "chunk") as f:
+        f.write(header)
+        f.write(tokens.tobytes())
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -104,10 +103,6 @@ def prepare_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: 
 
 def write_json(path: Union[str, Path], data: Any) -> Path:
     """Writes through a temporary file so an interrupted run never leaves half a results.json."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    from lit_gpt.io.atomic import write_text
+
+    return write_text(path, json.dumps(data, indent=2) + "\n", "results")

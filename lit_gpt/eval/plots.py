@@ -29,10 +29,12 @@ def _figure(width: float, height: float, ncols: int = 1):
 
 
 def _save(fig, path: Union[str, Path]) -> Path:
+    from lit_gpt.io.atomic import open_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    with open_atomic(path, "wb", "figure") as f:
+        fig.savefig(f, dpi=150, format=path.suffix.lstrip(".") or "png")
     return path
 
 

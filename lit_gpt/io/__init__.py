@@ -1,2 +1,2 @@
-"""Reading and writing files safely: allow-list loading of foreign weights, the run lock,
-hyperparameters.yaml, and reading torch.distributed.checkpoint folders without unpickling."""
+"""Reading and writing files safely: all-or-nothing writes (atomic), allow-list loading of foreign
+weights (safe_load), the run lock, hyperparameters.yaml, and sharded checkpoint folders read without unpickling."""

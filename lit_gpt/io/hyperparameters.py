@@ -8,7 +8,6 @@ new one, never half of one.
 from __future__ import annotations
 
 import enum
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,6 @@ def plain(value: Any) -> Any:
 def write_hyperparameters(folder: str | Path, settings: dict[str, Any]) -> Path:
     import yaml
 
-    path = Path(folder) / HYPERPARAMETERS
-    tmp = path.with_name(f".{HYPERPARAMETERS}.tmp")
-    tmp.write_text(yaml.safe_dump(plain(settings), sort_keys=False, allow_unicode=True))
-    os.replace(tmp, path)
-    return path
+    from lit_gpt.io.atomic import write_text
+
+    return write_text(Path(folder) / HYPERPARAMETERS, yaml.safe_dump(plain(settings), sort_keys=False, allow_unicode=True))

@@ -1,25 +1,23 @@
 """One writer per run directory.
 
 Two runs writing into one `--out_dir` interleave their checkpoints and metrics, and a later
-`--resume auto` would continue the mixture. A run therefore holds `RUN_LOCK` in its output folder
-for as long as it runs: an exclusive `fcntl.flock` on the file (the kernel releases it when the
-process dies, however it dies) plus a JSON body naming the holder (host, pid, start time, command)
-for the message the second run prints.
+`--resume auto` would continue the mixture. The process that launches a run therefore holds
+`RUN_LOCK` in its output folder for as long as it runs (an exclusive `filelock`, which the kernel
+releases when the process dies, however it dies) and names itself in `HOLDER` (host, pid, start,
+command) for the message a second run prints. A `HOLDER` left by a dead process on this host is
+taken over with a warning; one naming another host is refused, since that process cannot be
+checked from here (delete the file once that run is known dead).
 
-- free lock file, no body: taken;
-- flock held by a live process: refused, naming it;
-- body left by a dead process on this host (the flock is free): taken over with a warning;
-- body naming another host: refused, since its process cannot be checked from here (on network
-  file systems flock may not reach across hosts); delete the file once that run is known dead.
-
-Only the launching process takes the lock: the processes a launcher (Fabric, torchrun, SLURM)
-starts for the other ranks see a non-zero rank in their environment (`is_launching_process`).
+Which process launches is decided from the run itself, never from a rank variable alone (a
+`SLURM_PROCID=1` left in a shell must not let a one-process run skip the lock): a run of one
+process always takes it; the processes Fabric starts for the other ranks are children of the
+holder; under an external launcher (torchrun, srun, mpirun) the rank it gives counts only when it
+also declares a world of the run's size.
 """
 
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import os
 import shlex
@@ -28,29 +26,48 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from filelock import FileLock, Timeout
+
 from lit_gpt.errors import UserError
+from lit_gpt.io.atomic import write_text
 
 RUN_LOCK = ".run.lock"
-# Set by Fabric's subprocess launcher (LOCAL_RANK, NODE_RANK), torchrun (RANK, LOCAL_RANK, GROUP_RANK),
-# SLURM (SLURM_PROCID) and MPI launchers for every process they start.
-_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
+HOLDER = ".run.lock.json"
+# (world size, rank) variables of torchrun, SLURM's srun and MPI launchers.
+_LAUNCHERS = (("WORLD_SIZE", "RANK"), ("SLURM_NTASKS", "SLURM_PROCID"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+              ("PMI_SIZE", "PMI_RANK"))
 
 
 class RunDirLocked(UserError):
     """Another run holds the output folder."""
 
 
-def is_launching_process(environ: Optional[dict] = None) -> bool:
-    """True unless a launcher marked this process as a rank other than the global first one."""
+def read_holder(folder: str | Path) -> Optional[dict]:
+    """The holder's JSON in `folder`; None when there is none or it is unreadable."""
+    try:
+        body = json.loads((Path(folder).expanduser() / HOLDER).read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def is_launching_process(world_size: int, folder: str | Path, environ: Optional[dict] = None) -> bool:
+    """True when this process launches the run of `world_size` processes into `folder` (and so holds its lock)."""
     environ = os.environ if environ is None else environ
-    for name in _RANK_VARIABLES:
-        value = environ.get(name, "").strip()
-        if value and value != "0":
-            return False
-    return True
+    holder = read_holder(folder)
+    if holder and holder.get("host") == socket.gethostname() and holder.get("pid") == os.getppid():
+        return False  # a rank process the holder started (Fabric's launcher)
+    if world_size <= 1:
+        return True
+    for size, rank in _LAUNCHERS:
+        if environ.get(size, "").strip() == str(world_size) and environ.get(rank, "").strip().isdigit():
+            return int(environ[rank]) == 0
+    return True  # Fabric will start the other ranks from this process
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,15 +75,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
-
-
-def read_holder(path: Path) -> Optional[dict]:
-    """The JSON body of a lock file; None when there is none or it is unreadable."""
-    try:
-        body = json.loads(path.read_text() or "null")
-    except (OSError, ValueError):
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _describe(holder: Optional[dict]) -> str:
@@ -77,22 +85,22 @@ def _describe(holder: Optional[dict]) -> str:
 
 
 class RunDirLock:
-    """Context manager holding `folder/.run.lock` for one run; `enabled=False` makes it a no-op.
+    """Context manager holding `folder`'s run lock; `enabled=False` makes it a no-op.
 
-    Raises `RunDirLocked` (a UserError: one line, exit code 2) before anything in the folder is
-    touched when another run holds it. The folder is created if missing.
+    Raises `RunDirLocked` (a UserError: one line, exit code 2) before anything else in the folder
+    is touched when another run holds it. The folder is created if missing (and removed again if
+    the lock is refused and the folder left empty).
     """
 
     def __init__(self, folder: str | Path, what: str = "--out_dir", enabled: bool = True,
                  command: Optional[str] = None, warn=None):
         self.folder = Path(folder).expanduser()
         self.path = self.folder / RUN_LOCK
-        self.what = what
-        self.enabled = enabled
+        self.what, self.enabled = what, enabled
         self.command = command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         self._warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
-        self._fd: Optional[int] = None
-        self._created: list[Path] = []  # folders this lock made, deepest first: removed again if left empty
+        self._lock: Optional[FileLock] = None
+        self._created: list[Path] = []  # folders this lock made, deepest first
 
     def __enter__(self) -> "RunDirLock":
         if self.enabled:
@@ -109,80 +117,61 @@ class RunDirLock:
             missing = missing.parent
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            while True:
+                lock = FileLock(self.path, timeout=0)
+                lock.acquire()
+                if self.path.exists():
+                    break
+                lock.release()  # a releasing run unlinked the file we opened: lock the new one
+        except Timeout:
+            self._created = []
+            raise RunDirLocked(f"{self.what} {self.folder} is in use by {_describe(read_holder(self.folder))}; "
+                               f"wait for it to end or choose another {self.what}") from None
         except OSError as err:
-            raise UserError(f"{self.what} {self.folder}: cannot create it: {err.strerror or err}") from None
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as err:
-                raise UserError(f"{self.what} {self.folder}: cannot create {RUN_LOCK}: {err.strerror or err}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                self._remove_created()
-                raise RunDirLocked(
-                    f"{self.what} {self.folder} is in use by {_describe(read_holder(self.path))}; "
-                    f"wait for it to end or choose another {self.what}"
-                ) from None
-            # A releasing run unlinks the file while holding it: if ours is no longer the file at the
-            # path, we locked a dead inode and must try again on the new one.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
+            self._remove_created()
+            raise UserError(f"{self.what} {self.folder}: cannot lock it: {err.strerror or err}") from None
         try:
-            self._check_previous_holder(fd)
-            self._write_body(fd)
+            self._check_previous_holder()
+            write_text(self.folder / HOLDER, json.dumps({
+                "host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            }) + "\n", self.what)
         except BaseException:
-            os.close(fd)
+            lock.release()
+            self._remove_created()
             raise
-        self._fd = fd
+        self._lock = lock
 
-    def _check_previous_holder(self, fd: int) -> None:
-        holder = read_holder(self.path)
+    def _check_previous_holder(self) -> None:
+        holder = read_holder(self.folder)
         if not holder:
             return
         host = socket.gethostname()
         if holder.get("host") != host:
-            raise RunDirLocked(
-                f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be checked from host "
-                f"{host}; if that run has ended, delete {self.path}"
-            )
-        pid = holder.get("pid")
-        # The flock is free, so no live process holds it; a live pid is a reused number.
-        state = "is no longer running" if not (isinstance(pid, int) and _pid_alive(pid)) else "no longer holds it"
+            raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be checked "
+                               f"from host {host}; if that run has ended, delete {self.folder / HOLDER}")
+        # The lock is free, so no live process holds it; a live pid is a reused number.
+        state = "no longer holds it" if _pid_alive(holder.get("pid")) else "is no longer running"
         self._warn(f"{self.what} {self.folder}: taking over the lock of {_describe(holder)}, which {state}")
 
-    def _write_body(self, fd: int) -> None:
-        body = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": self.command,
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(body) + "\n").encode(), 0)
-        os.fsync(fd)
-
     def release(self) -> None:
-        if self._fd is None:
+        if self._lock is None:
             return
-        try:
-            self.path.unlink(missing_ok=True)  # while still locked: a waiting opener re-checks the inode
+        try:  # both removed while still locked; a waiting run sees the file gone and locks a new one
+            (self.folder / HOLDER).unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
         finally:
-            os.close(self._fd)
-            self._fd = None
-        self._remove_created()
+            self._lock.release()
+            self._lock = None
+            self._remove_created()
 
     def _remove_created(self) -> None:
         """A run refused on bad input leaves no empty output folder behind."""
-        for folder in self._created:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (the run wrote into it), or gone
-                break
+        if self._created and not any(p.name != RUN_LOCK for p in self.folder.iterdir()):
+            self.path.unlink(missing_ok=True)
+            for folder in self._created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         self._created = []

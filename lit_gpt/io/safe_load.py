@@ -16,7 +16,7 @@ import _compat_pickle
 import pickle
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Union
+from typing import IO, Any, Union
 
 import torch
 
@@ -125,22 +125,25 @@ class _AllowListPickleModule:
         return AllowListUnpickler(file, **kwargs).load()
 
 
-def _torch_load(path: Path, mmap: bool) -> Any:
+def _torch_load(path: Union[Path, IO[bytes]], mmap: bool) -> Any:
     # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list above is what
     # keeps this safe (torch's own weights_only unpickler stops at protocol 3).
     return torch.load(path, map_location="cpu", pickle_module=_AllowListPickleModule, weights_only=False, mmap=mmap)
 
 
-def load_torch_file(path: Union[str, Path], mmap: bool = True) -> Any:
-    """The object a `torch.save` file holds, read through the allow-list, on the CPU.
+def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any:
+    """The object a `torch.save` file (or an open binary file) holds, read through the allow-list, on the CPU.
 
     Reads zip archives (memory-mapped when `mmap`) and the legacy format, of any pickle protocol.
     Raises `UnsafeCheckpointError` naming the file and the refused global, or `UserError` naming
     the file when it is missing, truncated or not a PyTorch file.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+    if hasattr(path, "read"):
+        mmap = False
+    else:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UserError(f"checkpoint not found: {path}")
     try:
         try:
             return _torch_load(path, mmap)
@@ -151,7 +154,7 @@ def load_torch_file(path: Union[str, Path], mmap: bool = True) -> Any:
             return _torch_load(path, mmap=False)
     except _RefusedGlobal as err:
         raise UnsafeCheckpointError(
-            f"{path} was not loaded: it calls for {err.name}, which {err.why}; weight files may hold only "
+            f"{path} was not loaded for safety: it calls for {err.name}, which {err.why}; weight files may hold only "
             "tensors and plain containers, and nothing in this one was run"
         ) from None
     except Exception as err:  # truncated or foreign files: torch and pickle raise many types

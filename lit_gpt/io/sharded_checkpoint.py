@@ -7,7 +7,7 @@ tensor of the model or optimizer (the layout Lightning Fabric uses too).
 torch.distributed.checkpoint unpickles `.metadata` with plain `pickle` and non-tensor entries
 with `torch.load(weights_only=False)`, so a crafted folder could run code. Here `.metadata` goes
 through an unpickler that only builds the checkpoint index's own classes, and every other entry
-through `torch.load(weights_only=True)`.
+through the allow-list loader of `safe_load`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from lit_gpt.io.safe_load import load_torch_file
 
 META_FILE = "meta.pt"
 INDEX_FILE = ".metadata"
@@ -80,7 +82,7 @@ def _safe_planner():
 
     class SafeLoadPlanner(DefaultLoadPlanner):
         def load_bytes(self, read_item, value: io.BytesIO) -> None:
-            obj = torch.load(value, weights_only=True)
+            obj = load_torch_file(value)
             value = io.BytesIO()
             torch.save(obj, value)  # re-serialised from plain containers only
             value.seek(0)
@@ -100,13 +102,6 @@ def load_sharded(state_dict: dict[str, Any], path: str | Path, no_dist: bool = F
         # Reading on one process without a process group is intended here, not worth a warning.
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.load(state_dict, storage_reader=_safe_reader(path), planner=_safe_planner(), no_dist=no_dist)
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
-    obj = torch.load(Path(path) / META_FILE, map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{META_FILE} holds a {type(obj).__name__}, not a dict")
-    return obj
 
 
 def read_full_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Tensor]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -75,16 +74,9 @@ def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     """Replaces `path` in one step, so a crash leaves the old or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data, indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise PrepareError(f"cannot write {path}: {err.strerror or err}") from None
+    from lit_gpt.io.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def write_manifest(destination: Path, manifest: dict) -> None:

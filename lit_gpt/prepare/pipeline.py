@@ -97,7 +97,7 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
     """Tokenizes one source file into its chunk files; on any failure removes what it wrote."""
     encoder = worker_encoder()
     # Chunks of this source that a killed run left behind are not recorded as done: start afresh.
-    for pattern in (f"{source.chunk_prefix}_{'[0-9]' * 10}.bin", f".{source.chunk_prefix}_{'[0-9]' * 10}.bin.tmp"):
+    for pattern in (f"{source.chunk_prefix}_{'[0-9]' * 10}.bin", f".{source.chunk_prefix}_{'[0-9]' * 10}.bin.partial-*"):
         for stale in destination.glob(pattern):
             stale.unlink()
     builder = PackedDatasetBuilder(destination, source.chunk_prefix, chunk_size, encoder.eos, encoder.dtype)

@@ -183,8 +183,10 @@ class CheckpointSettings:
     """save a checkpoint every this many steps (and at the end)"""
     keep_last: int = setting(3, ge=0)
     """keep this many newest checkpoints (0 = keep all)"""
-    checkpoint_format: Literal["full", "sharded"] = "full"
-    """full: one step-XXXXXXXX.pth file; sharded: a torch.distributed.checkpoint folder, one shard file per process (FSDP only); either resumes with any number of processes and exports with convert_lit_checkpoint"""
+    checkpoint_format: Literal["auto", "full", "sharded"] = "auto"
+    """full: one step-XXXXXXXX.pth file; sharded: a torch.distributed.checkpoint folder, one shard file per process (FSDP only); auto: sharded under FSDP, else full; either resumes with any number of processes and exports with convert_lit_checkpoint"""
+    async_checkpoint: Optional[bool] = None
+    """write sharded checkpoints in the background while training goes on (default: on with sharded checkpoints); a checkpoint counts as saved once complete"""
     init_from: Optional[str] = setting(None, path=True)
     """start from the weights of this lit checkpoint (e.g. TinyLlama imported with convert/convert_hf_checkpoint.py); optimizer, step and data position start fresh; ignored when resuming"""
     resume: Optional[str] = None

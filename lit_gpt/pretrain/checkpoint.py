@@ -3,33 +3,37 @@
 A checkpoint is one dict: "model" (state dict), "optimizer", "step", "tokens", "data" (the
 stream position), "rng" (per process), "config" (the model Config as a plain dict, so conversion
 and evaluation need no model name), "tokenizer_dir", "tokenizer" (vocab size, bos/eos/mask ids),
-"args" (every run setting) and "format_version". Everything loads with torch.load(weights_only=True).
+"args" (every run setting) and "format_version": tensors and plain containers only.
 With FSDP and checkpoint_format "sharded", step-XXXXXXXX.pth is a folder instead: shards of
 "model" and "optimizer" (torch.distributed.checkpoint) and meta.pt with the rest. Either format
-resumes with any number of processes; optimizer state is keyed by parameter name.
+resumes with any number of processes; optimizer state is keyed by parameter name. Files are read
+through the allow-list loader (lit_gpt.io.safe_load), sharded indexes through their own.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import shutil
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint import CheckpointException
 
-from lit_gpt.io import sharded_checkpoint as sharded
 from lit_gpt.errors import UserError
+from lit_gpt.io import atomic
+from lit_gpt.io import sharded_checkpoint as sharded
+from lit_gpt.io.safe_load import load_torch_file
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^step-(\d{8})\.pth$")
-_LEFTOVER = re.compile(r"^\.step-\d{8}\.pth\.(tmp|old)$")
+_LEFTOVER = re.compile(r"^\.step-\d{8}\.pth\.(partial|old)-\w+$")
+# The Config fields that decide the shapes of the weights.
+_SHAPE_SETTINGS = ("padded_vocab_size", "n_layer", "n_embd", "n_head", "n_query_groups", "head_size",
+                   "intermediate_size", "bias")
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:
@@ -45,9 +49,20 @@ def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path]:
+def resolve_resume(resume: Optional[str], out_dir: str | Path, config=None) -> Optional[Path]:
     """The checkpoint to resume from: None, `auto` (the newest readable one in out_dir, None if there
-    is none) or a path. Each candidate is read (memory-mapped) here, before any process starts."""
+    is none) or a path. Each candidate is read (memory-mapped) here, before any process starts, and
+    its model compared with `config`'s."""
+    path = _resolve_resume(resume, out_dir)
+    if path is not None and config is not None:
+        try:
+            check_same_model(check_readable(path), config, path)
+        except UserError as err:
+            raise UserError(f"cannot resume from {err}") from None
+    return path
+
+
+def _resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path]:
     if resume is None:
         existing = list_checkpoints(out_dir)
         if existing:
@@ -85,30 +100,7 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
-def _read_file(path: Path) -> Any:
-    """torch.load(weights_only=True), memory-mapped; a UserError naming the file on any failure."""
-    if path.stat().st_size == 0:
-        raise UserError(f"{path}: the file is empty, not a checkpoint")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. a pickle protocol notice: the error below says it all
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as err:
-                if "mmap" not in str(err):
-                    raise
-                return torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) files
-    except pickle.UnpicklingError as err:
-        unsafe = re.search(r"GLOBAL (\S+)", str(err))
-        if unsafe:
-            raise UserError(f"{path}: refers to {unsafe.group(1)}, which is not loaded for safety (a checkpoint "
-                            "holds only tensors and plain containers)") from None
-        raise UserError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
-    except Exception as err:  # a truncated or foreign file: torch raises several types
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
-
-
-def _read_sharded_meta(path: Path) -> dict[str, Any]:
+def _read_sharded_meta(path: Path) -> Any:
     if not sharded.is_sharded_checkpoint(path):
         raise UserError(f"{path}: a directory that is not a sharded checkpoint (no {sharded.INDEX_FILE})")
     try:
@@ -117,70 +109,41 @@ def _read_sharded_meta(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: {err}") from None
     except Exception as err:
         raise UserError(f"{path}: not a readable sharded checkpoint ({_first_line(err)})") from None
-    if not (path / sharded.META_FILE).is_file():
-        raise UserError(f"{path}: a sharded checkpoint without its {sharded.META_FILE}")
-    meta = _read_file(path / sharded.META_FILE)
-    if not isinstance(meta, dict):
-        raise UserError(f"{path / sharded.META_FILE}: holds a {type(meta).__name__}, not a dict")
-    return meta
+    return load_torch_file(path / sharded.META_FILE)
 
 
 def check_readable(path: Path) -> dict[str, Any]:
-    """Reads a checkpoint's file (or a sharded folder's index and metadata) without restoring it;
-    -> its metadata. UserError naming the path when it is not a checkpoint of this trainer."""
+    """Reads a checkpoint's file (or a sharded folder's index and metadata) through the allow-list
+    loader, without restoring it; -> its metadata. UserError naming the path when it is not a
+    checkpoint of this trainer."""
     path = Path(path)
-    if path.is_dir():
-        meta = _read_sharded_meta(path)
-    else:
-        meta = _read_file(path)
-        if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict) or "optimizer" not in meta:
-            raise UserError(f"{path}: not a training checkpoint (no model and optimizer state)")
+    meta = _read_sharded_meta(path) if path.is_dir() else load_torch_file(path)
+    if not isinstance(meta, dict) or not path.is_dir() and (not isinstance(meta.get("model"), dict) or "optimizer" not in meta):
+        raise UserError(f"{path}: not a training checkpoint (no model and optimizer state)")
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path}: not a checkpoint of this trainer (format_version missing)")
     return meta
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory
+def check_same_model(meta: dict[str, Any], config, path: Path) -> None:
+    """Names the model setting in which the checkpoint differs from the run (instead of the state
+    dict's "size mismatch" list, once the run has started)."""
+    recorded = meta.get("config")
+    if not isinstance(recorded, dict):
         return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, obj: Any) -> None:
-    """torch.save straight into `path` (no staging in $TMPDIR), flushed and fsynced."""
-    with open(path, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    run = config.to_dict()
+    differ = [f"{key} {recorded[key]} (checkpoint) vs {run[key]} (this run)" for key in _SHAPE_SETTINGS
+              if key in recorded and key in run and recorded[key] != run[key]]
+    if differ:
+        raise UserError(f"{path}: its model was saved as {recorded.get('name', '?')!r} with other "
+                        f"settings: {', '.join(differ)}; set --model_name / --model_overrides (or the tokenizer, for "
+                        "the vocabulary) as when it was saved")
 
 
 def _unwrap(model, optimizer):
     from lightning.fabric.wrappers import _unwrap_objects
 
     return _unwrap_objects(model), _unwrap_objects(optimizer)
-
-
-def _agree_on_error(fabric, error: Optional[tuple[str, bool]]) -> Optional[tuple[str, bool]]:
-    """The first process's error, on every process (so all stop together instead of one hanging)."""
-    if fabric.world_size == 1:
-        return error
-    errors: list[Any] = [None] * fabric.world_size
-    torch.distributed.all_gather_object(errors, error)
-    return next((e for e in errors if e), None)
 
 
 def _innermost(err: BaseException) -> BaseException:
@@ -194,77 +157,120 @@ def _innermost(err: BaseException) -> BaseException:
 
 def _describe_error(err: BaseException) -> str:
     err = _innermost(err)
-    if isinstance(err, OSError):
-        return err.strerror or str(err)
-    return _first_line(err)
+    return (err.strerror or str(err)) if isinstance(err, OSError) else _first_line(err)
 
 
-def _write_error(err: BaseException) -> tuple[str, bool]:
-    """-> (what failed, whether it is the environment's): an OSError (full disk, permissions, quota) is
-    the user's to fix and becomes one line; anything else is a bug, raised with a traceback."""
-    inner = _innermost(err)
-    return _describe_error(inner), isinstance(inner, OSError)
+_FAILURES = (Exception, CheckpointException)  # CheckpointException is no Exception subclass
 
 
-def save_checkpoint(fabric, path: Path, state: dict[str, Any], sharded_format: bool = False) -> None:
-    """Writes state["model"], state["optimizer"] (full tensors, or shards with `sharded_format`) and the
-    rest of `state` as metadata. Must be called on every process.
+def _write_file(path: Path, obj: Any) -> None:
+    with open(path, "wb") as f:
+        torch.save(obj, f)
 
-    The checkpoint is written beside its destination under a temporary name (`.step-XXXXXXXX.pth.tmp`,
-    a file or a folder), flushed and fsynced, then renamed and the directory fsynced: a crash or a
-    full disk never leaves a half checkpoint that `--resume auto` would pick. On a write error the
-    temporary is removed, earlier checkpoints are untouched, and a UserError names the path.
+
+class Checkpointer:
+    """Writes the checkpoints of a run (call `save` on every process at the same step).
+
+    Each checkpoint is written under a hidden name beside its destination (lit_gpt.io.atomic),
+    fsynced, and renamed into place only when every process has written its part: a crash or a
+    full disk never leaves a half checkpoint that `--resume auto` would pick, and earlier
+    checkpoints stay as they were. `sharded` writes shards of "model" and "optimizer" with
+    torch.distributed.checkpoint (no process holds the whole state); `asynchronous` writes them in
+    a background thread (from a copy taken at `save`) while training goes on, on a process group
+    of its own, and counts the checkpoint as saved only at the next `save` or at `wait`.
     """
-    from torch.distributed.checkpoint import CheckpointException
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
-    module, optimizer = _unwrap(state["model"], state["optimizer"])
-    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fabric.is_global_zero:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.iterdir():  # left by a process that was killed while writing
-            if _LEFTOVER.match(stale.name):
-                _remove(stale)
-    fabric.barrier()
-    error = None
-    if sharded_format:
-        from torch.distributed.checkpoint import FileSystemWriter, save
+    def __init__(self, fabric, sharded_format: bool = False, asynchronous: bool = False):
+        self.fabric, self.sharded, self.asynchronous = fabric, sharded_format, asynchronous
+        self._pending: Optional[tuple[Path, Path, Any, Optional[BaseException]]] = None
+        self._group = None
 
-        shards = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optimizer)}
-        try:
-            save(shards, storage_writer=FileSystemWriter(tmp, sync_files=True))
+    def save(self, path: Path, state: dict[str, Any], wait: bool = True) -> list[Path]:
+        """Starts writing `path`; -> the checkpoints that are complete now (oldest first)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+        done = self.wait()
+        fabric = self.fabric
+        module, optimizer = _unwrap(state["model"], state["optimizer"])
+        meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
+        tmp = atomic.staging_path(path, "save")  # one name that every process agrees on
+        if fabric.is_global_zero:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for stale in path.parent.iterdir():  # left by a process that was killed while writing
+                if _LEFTOVER.match(stale.name):
+                    atomic.remove(stale)
+        fabric.barrier()
+        error, future = None, None  # an error is reported on every process by _finish
+        if self.sharded:
+            import torch.distributed.checkpoint as dcp
+
+            shards = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optimizer)}
             if fabric.is_global_zero:
-                _write_file(tmp / sharded.META_FILE, meta)
-        except (Exception, CheckpointException) as err:  # reported on every process below
-            error = _write_error(err)
-    else:
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
-        full = {"model": get_model_state_dict(module, options=options),
-                "optimizer": get_optimizer_state_dict(module, optimizer, options=options)}
+                try:
+                    tmp.mkdir()
+                    _write_file(tmp / sharded.META_FILE, meta)
+                except _FAILURES as err:
+                    error = err
+            if self.asynchronous and self._group is None:
+                # The background writes must not interleave with the training's collectives.
+                self._group = torch.distributed.new_group(backend="gloo")
+            try:  # every process takes part, whatever happened above, or the others would wait forever
+                writer = dcp.FileSystemWriter(tmp, sync_files=True)
+                if self.asynchronous:
+                    future = dcp.async_save(shards, storage_writer=writer, process_group=self._group)
+                else:
+                    dcp.save(shards, storage_writer=writer)
+            except _FAILURES as err:
+                error = error or err
+        else:
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
+            full = {"model": get_model_state_dict(module, options=options),
+                    "optimizer": get_optimizer_state_dict(module, optimizer, options=options)}
+            if fabric.is_global_zero:
+                try:
+                    _write_file(tmp, {**full, **meta})
+                except _FAILURES as err:
+                    error = err
+        if future is not None:
+            self._pending = (path, tmp, future, error)
+            return done + (self.wait() if wait else [])
+        return done + [self._finish(path, tmp, error)]
+
+    def wait(self) -> list[Path]:
+        """Waits for the checkpoint being written in the background; -> it, once complete."""
+        if self._pending is None:
+            return []
+        path, tmp, future, error = self._pending
+        self._pending = None
+        try:
+            future.result()
+        except _FAILURES as err:
+            error = error or err
+        return [self._finish(path, tmp, error)]
+
+    def _finish(self, path: Path, tmp: Path, error: Optional[BaseException]) -> Path:
+        """Every process's outcome agreed on; rank 0 renames the whole checkpoint into place or removes it."""
+        fabric = self.fabric
+        failure = None if error is None else (_describe_error(error), isinstance(_innermost(error), OSError))
+        if fabric.world_size > 1:  # the first process's error, on every process, so all stop together
+            failures: list[Any] = [None] * fabric.world_size
+            torch.distributed.all_gather_object(failures, failure)
+            failure = next((f for f in failures if f), None)
         if fabric.is_global_zero:
             try:
-                _write_file(tmp, {**full, **meta})
-            except Exception as err:  # reported on every process below
-                error = _write_error(err)
-    error = _agree_on_error(fabric, error)
-    if fabric.is_global_zero:
-        if error:
-            _remove(tmp)
-        else:
-            old = path.with_name(f".{path.name}.old")
-            if path.exists():  # os.replace cannot replace a non-empty folder: move it aside first
-                _remove(old)
-                os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-            _fsync_dir(path.parent)
-    fabric.barrier()
-    if error and not error[1]:
-        raise RuntimeError(f"writing checkpoint {path} failed: {error[0]}")
-    if error:
-        raise UserError(f"cannot write checkpoint {path}: {error[0]} (nothing partial was left; earlier "
-                        "checkpoints are intact)")
+                if failure is None:
+                    atomic.commit(tmp, path)
+            except OSError as err:
+                failure = (err.strerror or str(err), True)
+            if failure is not None:
+                atomic.remove(tmp)
+        fabric.barrier()
+        if failure and not failure[1]:
+            raise RuntimeError(f"writing checkpoint {path} failed: {failure[0]}")
+        if failure:
+            raise UserError(f"cannot write checkpoint {path}: {failure[0]} (nothing partial was left; earlier "
+                            "checkpoints are intact)")
+        return path
 
 
 def prune_checkpoints(out_dir: str | Path, keep_last: int) -> None:
@@ -272,7 +278,7 @@ def prune_checkpoints(out_dir: str | Path, keep_last: int) -> None:
     if keep_last <= 0:
         return
     for _, path in list_checkpoints(out_dir)[:-keep_last]:
-        _remove(path)
+        atomic.remove(path)
 
 
 def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
@@ -291,7 +297,6 @@ def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
 def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     """Restores model and optimizer in place from a full file or a sharded folder, whatever the number
     of processes that wrote it; returns the rest of the checkpoint."""
-    from torch.distributed.checkpoint import CheckpointException
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
@@ -303,14 +308,16 @@ def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     module, optim = _unwrap(model, optimizer)
     path = Path(path)
     try:
+        meta = check_readable(path)
+        if getattr(module, "config", None) is not None:
+            check_same_model(meta, module.config, path)
         if path.is_dir():
-            meta = check_readable(path)
             state = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optim)}
             sharded.load_sharded(state, path, no_dist=fabric.world_size == 1)
             set_model_state_dict(module, state["model"])
             set_optimizer_state_dict(module, optim, state["optimizer"])
             return meta
-        checkpoint = dict(check_readable(path))
+        checkpoint = dict(meta)
         options = StateDictOptions(full_state_dict=True)
         set_model_state_dict(module, checkpoint.pop("model"), options=options)
         set_optimizer_state_dict(module, optim, _keyed_by_name(checkpoint.pop("optimizer"), module), options=options)

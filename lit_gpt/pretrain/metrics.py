@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lit_gpt.errors import UserError
+from lit_gpt.io.atomic import open_atomic
 
 COLUMNS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_sec", "mfu", "val_loss", "val_ppl", "elapsed_s",
            "mask_fraction")
@@ -87,12 +88,10 @@ class MetricsLog:
             else:
                 with open(self.path, newline="") as f:
                     rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
-        tmp = self.path.with_name(".metrics.csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with open_atomic(self.path, "w", "--out_dir", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
         self._external = None

@@ -166,7 +166,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     check_data_tokenizer(args.train_data_dir, tokenizer, "train_data_dir")
     # Only the launching process (global rank 0) checks token ids: without a manifest maximum it
     # scans every chunk, which the other ranks would repeat for nothing.
-    check_ids = is_launching_process()
+    check_ids = is_launching_process(world_size, args.out_dir)
     if check_ids:
         check_token_ids(args.train_data_dir, args.train_prefix, config.padded_vocab_size, "train_data_dir")
     val_stream = None
@@ -184,7 +184,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
         budgets.append(math.ceil(args.max_tokens / tokens_per_step))
     total_steps = min(budgets)
     out_dir = Path(args.out_dir)
-    resume_path = ckpt.resolve_resume(args.resume, out_dir)
+    resume_path = ckpt.resolve_resume(args.resume, out_dir, config)
     if args.init_from and resume_path is None:
         ckpt.load_initial_weights(args.init_from, config)  # fails here, before launch, on a mismatch
     _check_out_dir(out_dir)
@@ -200,9 +200,20 @@ def _uses_fsdp(args: PretrainArgs, accelerator: str, world_size: int) -> bool:
     return args.strategy == "fsdp" or (args.strategy == "auto" and accelerator == "cuda" and world_size > 1)
 
 
+def checkpoint_format(args: PretrainArgs, accelerator: str, world_size: int) -> tuple[str, bool]:
+    """-> (format, asynchronous): sharded and asynchronous under FSDP unless set otherwise."""
+    fsdp = _uses_fsdp(args, accelerator, world_size)
+    fmt = args.checkpoint_format if args.checkpoint_format != "auto" else ("sharded" if fsdp else "full")
+    return fmt, fmt == "sharded" if args.async_checkpoint is None else args.async_checkpoint
+
+
 def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, precision: str) -> None:
+    fmt, asynchronous = checkpoint_format(args, accelerator, world_size)
+    if asynchronous and fmt != "sharded":
+        raise UserError(f"--async_checkpoint: {fmt} checkpoints are gathered and written by one process; "
+                        "asynchronous writing needs --checkpoint_format sharded (FSDP)")
     if not _uses_fsdp(args, accelerator, world_size):
-        if args.checkpoint_format == "sharded":
+        if fmt == "sharded":
             raise UserError("--checkpoint_format sharded needs FSDP (--strategy fsdp, or several GPUs)")
         return
     if args.fsdp_sharding == "NO_SHARD":
@@ -212,7 +223,7 @@ def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, 
     if world_size == 1:
         # Not refused: the same code path and checkpoint formats as a sharded run, on one process.
         print(f"--strategy fsdp with one process: FSDP2 over a single process (nothing is sharded; "
-              f"{args.checkpoint_format} checkpoints as with several)")
+              f"{fmt} checkpoints as with several)")
 
 
 def build_fabric(plan: RunPlan):
@@ -225,7 +236,8 @@ def build_fabric(plan: RunPlan):
     if _uses_fsdp(args, plan.accelerator, plan.world_size):
         strategy: Any = fsdp_strategy(
             plan.devices, args.num_nodes, plan.precision, sharding=args.fsdp_sharding,
-            activation_checkpointing=args.activation_checkpointing, checkpoint_format=args.checkpoint_format,
+            activation_checkpointing=args.activation_checkpointing,
+            checkpoint_format=checkpoint_format(args, plan.accelerator, plan.world_size)[0],
             init=partial(init_weights, config=plan.config),
         )
     elif args.strategy == "ddp" or plan.world_size > 1:
@@ -247,7 +259,8 @@ def pretrain(args: PretrainArgs) -> int:
     The launching process holds out_dir's run lock for the whole run (the rank processes a
     launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
     """
-    launcher = is_launching_process()
+    _, devices, _ = _resolve_hardware(args)
+    launcher = is_launching_process(devices * args.num_nodes, args.out_dir)
     with RunDirLock(args.out_dir, "--out_dir", enabled=launcher):
         plan = plan_run(args)
         if launcher:
@@ -474,7 +487,10 @@ def run_validation(fabric, plan: RunPlan, state: LoopState, model, val: ValBatch
     progress.report(f"step {state.step}: val loss {state.val_loss:.4f}, val ppl {ppl:.2f}")
 
 
-def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: TrainBatches) -> None:
+def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: TrainBatches, checkpointer,
+         final: bool) -> list[Path]:
+    """Starts the checkpoint of this step; -> the checkpoints complete now (an asynchronous one completes
+    at the next save, or here when `final`): only those count as saved and are pruned against."""
     args = plan.args
     out_dir = Path(args.out_dir)
     path = ckpt.checkpoint_path(out_dir, state.step)
@@ -493,10 +509,11 @@ def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: Train
         "args": args.to_dict(),
         "format_version": ckpt.FORMAT_VERSION,
     }
-    ckpt.save_checkpoint(fabric, path, contents, sharded_format=args.checkpoint_format == "sharded")
-    if fabric.is_global_zero:
+    done = checkpointer.save(path, contents, wait=final)
+    if done and fabric.is_global_zero:
         ckpt.prune_checkpoints(out_dir, args.keep_last)
-    state.last_saved = path
+    state.last_saved = done[-1] if done else state.last_saved
+    return done
 
 
 def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optional[ValBatches], start_step: int = 0,
@@ -517,6 +534,8 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
                             peak_tflops(device_name, plan.precision, args.peak_tflops))
     progress = Progress(plan.total_steps, start_step, enabled=fabric.is_global_zero)
     signals = StopSignals()
+    fmt, asynchronous = checkpoint_format(args, plan.accelerator, plan.world_size)
+    checkpointer = ckpt.Checkpointer(fabric, sharded_format=fmt == "sharded", asynchronous=asynchronous)
     started = time.perf_counter()
     throughput.reset(state.step, state.tokens())
     exit_code = 0
@@ -553,8 +572,9 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
                 run_validation(fabric, plan, state, model, val, log, progress, started)
                 throughput.reset(state.step, state.tokens())  # validation time is not training throughput
             if save_now or synced.stop:
-                save(fabric, plan, state, model, optimizer, train)
-                progress.report(f"saved {state.last_saved}")
+                final = synced.stop or state.step == end_step
+                for done in save(fabric, plan, state, model, optimizer, train, checkpointer, final):
+                    progress.report(f"saved {done}")
                 throughput.reset(state.step, state.tokens())
             if synced.stop:
                 sig = signals.received or signal.SIGTERM

@@ -224,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> SFTResult:
     # Before the lock: with a launcher world the Trainer does not share, every rank is its own
     # process 0, and the world-size refusal is the one line each should print.
     check_world_size(parsed[-1])
-    first = is_launching_process() and parsed[-1].process_index == 0
+    first = is_launching_process(parsed[-1].world_size, parsed[-1].output_dir) and parsed[-1].process_index == 0
     with RunDirLock(parsed[-1].output_dir, "--output_dir", enabled=first):
         return run(*parsed)
 
@@ -233,6 +233,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lit_gpt.io.atomic import disk_errors
     from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.sft.stats import MEAPTrainer, describe
@@ -323,8 +324,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     )
     if main_process:  # every input is checked by now: a refused run leaves nothing behind
         _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
-    trainer.train(resume_from_checkpoint=resume)
-    _save(trainer, tokenizer, output_dir, lora_args, training_args)
+    with disk_errors(f"--output_dir {output_dir}"):  # the Trainer's checkpoints and the final model
+        trainer.train(resume_from_checkpoint=resume)
+        _save(trainer, tokenizer, output_dir, lora_args, training_args)
     counts = trainer.finish_counts()
     if main_process:
         print(f"trained on: {describe(counts)} (all processes and DataLoader workers)")
@@ -484,7 +486,6 @@ def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, l
 
     from lit_gpt.io.hyperparameters import write_hyperparameters
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
                                        "lora": asdict(lora_args), "training": training_args.to_dict()})
 

@@ -107,6 +107,15 @@ def test_bad_headers_raise_naming_the_file(tmp_path, kwargs, message):
     assert isinstance(err.value, UserError)
 
 
+@pytest.mark.parametrize("code, dtype, name", [(6, "<f4", "float32"), (7, "<f8", "float64")])
+def test_a_float_chunk_is_refused_naming_the_file(tmp_path, code, dtype, name):
+    """Codes 6 and 7 are in the header's table, but floats are not token ids: never trained on."""
+    path = hand_written_chunk(tmp_path / "c4_0000000000.bin", [1.5] * 16, code=code, dtype=dtype)
+    with pytest.raises(PackedDatasetError, match=rf"holds {name} values \(dtype code {code}\)") as err:
+        PackedStream([path], block_size=3)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_truncated_and_tiny_files_raise_naming_the_file(tmp_path):
     path = hand_written_chunk(tmp_path / "cut.bin", range(16))
     path.write_bytes(path.read_bytes()[:-1])

@@ -227,6 +227,36 @@ def test_answer_logprob_equals_a_naive_token_by_token_computation(model_dir):
         assert got_alone == pytest.approx(got, abs=1e-4)
 
 
+@pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
+def test_a_full_or_read_only_output_folder_is_one_line(model_dir, tmp_path, monkeypatch, capsys, code):
+    """results.json and the heatmaps go through the atomic helper: a failing disk is one line naming
+    the file, with no temporary left and the earlier results.json kept."""
+    import lit_gpt.io.atomic as atomic
+
+    real_open = open
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if ".partial-" in str(file) and "w" in mode:
+            f.close()
+            raise OSError(code, os.strerror(code))
+        return f
+
+    monkeypatch.setattr(atomic, "open", failing_open, raising=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("earlier")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main("--model_dir", model_dir, "--task", "passkey", "--context_lengths", "128", "--depths", "0",
+                 "--samples", 1, "--out_dir", out, "--device", "cpu", "--overwrite")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("Loading weights")]  # a library's bar
+    assert len(lines) == 1 and "Traceback" not in err and os.strerror(code) in lines[0], err
+    assert str(out / "results.json") in lines[0]
+    assert (out / "results.json").read_text() == "earlier" and sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
 def test_loading_a_model_prints_no_progress_bar(model_dir, capfd):
     """transformers' "Loading weights" bar is off for our loads, and the user's setting is restored."""
     from transformers.utils import logging as hf_logging

@@ -16,7 +16,7 @@ import yaml
 from lit_gpt.pretrain import PretrainArgs, pretrain
 from lit_gpt.pretrain.cli import main as pretrain_main
 from lit_gpt.pretrain.recipe import parse_args
-from lit_gpt.io.run_lock import RUN_LOCK, RunDirLock, RunDirLocked, is_launching_process
+from lit_gpt.io.run_lock import HOLDER, RUN_LOCK, RunDirLock, RunDirLocked, is_launching_process
 from tests.pretrain_helpers import REPO, make_corpus, make_tokenizer, read_metrics, tiny_settings, to_argv
 
 
@@ -41,7 +41,7 @@ def dead_pid() -> int:
 
 def write_lock(folder: Path, **body) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / RUN_LOCK).write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "command": "pretrain.py", **body}))
+    (folder / HOLDER).write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "command": "pretrain.py", **body}))
 
 
 # ----------------------------------------------------------------------------- the lock itself
@@ -60,7 +60,7 @@ def test_second_run_into_a_locked_folder_refuses_with_one_line_and_changes_nothi
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in err and "--out_dir" in err and str(out) in err
-    assert not (out / RUN_LOCK).exists()  # released by its holder
+    assert not (out / HOLDER).exists()  # released by its holder
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
@@ -68,12 +68,12 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
     write_lock(tmp_path, host=socket.gethostname(), pid=pid)
     warnings = []
     with RunDirLock(tmp_path, warn=warnings.append, command="mine") as lock:
-        body = json.loads(lock.path.read_text())
+        body = json.loads((tmp_path / HOLDER).read_text())
         assert body["pid"] == os.getpid() and body["host"] == socket.gethostname() and body["command"] == "mine"
         with pytest.raises(RunDirLocked):  # held now: a second taker is refused
             RunDirLock(tmp_path).acquire()
     assert len(warnings) == 1 and f"pid {pid}" in warnings[0] and "no longer running" in warnings[0]
-    assert not (tmp_path / RUN_LOCK).exists()
+    assert not (tmp_path / HOLDER).exists()
 
 
 def test_lock_from_another_host_is_refused_and_kept(tmp_path):
@@ -82,7 +82,7 @@ def test_lock_from_another_host_is_refused_and_kept(tmp_path):
     with pytest.raises(RunDirLocked) as err:
         RunDirLock(tmp_path).acquire()
     assert "pid 4242 on host node-17.cluster" in str(err.value) and "\n" not in str(err.value)
-    assert snapshot(tmp_path) == before
+    assert snapshot(tmp_path)[HOLDER] == before[HOLDER]
 
 
 def test_lock_is_released_when_the_run_fails(tmp_path):
@@ -94,12 +94,25 @@ def test_lock_is_released_when_the_run_fails(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "environ, launching",
-    [({}, True), ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"LOCAL_RANK": "1"}, False), ({"RANK": "3"}, False),
-     ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False), ({"SLURM_PROCID": "2"}, False)],
+    "world_size, environ, launching",
+    [(1, {}, True), (2, {}, True), (2, {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}, True),
+     (4, {"RANK": "3", "WORLD_SIZE": "4"}, False), (2, {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, False),
+     # a rank variable left in the shell, without a launcher's world of the run's size, does not count
+     (1, {"SLURM_PROCID": "1"}, True), (1, {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}, True),
+     (2, {"SLURM_PROCID": "1", "SLURM_NTASKS": "8"}, True), (2, {"LOCAL_RANK": "1"}, True)],
 )
-def test_only_the_launching_process_takes_the_lock(environ, launching):
-    assert is_launching_process(environ) is launching
+def test_only_the_launching_process_takes_the_lock(tmp_path, world_size, environ, launching):
+    assert is_launching_process(world_size, tmp_path, environ) is launching
+
+
+def test_a_process_the_holder_started_does_not_take_the_lock(tmp_path):
+    """Fabric starts the other ranks as children of the launching process: they find their parent holding it."""
+    with RunDirLock(tmp_path):
+        code = "import sys; from lit_gpt.io.run_lock import is_launching_process as f; print(f(2, sys.argv[1], {}))"
+        child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert child.stdout.strip() == "False", child.stderr
+    assert is_launching_process(2, tmp_path, {})  # the holder gone: a new run's launcher again
 
 
 # ----------------------------------------------------------------------------- pretraining
@@ -109,7 +122,7 @@ def test_stale_lock_run_and_hyperparameters_yaml_round_trip(data, tmp_path, caps
     args = PretrainArgs(**tiny_settings(*data, out, max_steps=1, eval_iters=0, save_interval=1))
     assert pretrain(args) == 0
     assert "taking over the lock" in capsys.readouterr().err
-    assert not (out / RUN_LOCK).exists()
+    assert not (out / HOLDER).exists()
 
     saved = yaml.safe_load((out / "hyperparameters.yaml").read_text())
     assert PretrainArgs(**saved) == args
@@ -121,11 +134,15 @@ def test_stale_lock_run_and_hyperparameters_yaml_round_trip(data, tmp_path, caps
 
 
 @pytest.mark.slow
-def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path):
+@pytest.mark.parametrize("stray", [{}, {"SLURM_PROCID": "1"}, {"RANK": "1", "LOCAL_RANK": "1"}])
+def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path, stray):
     """Run A takes the folder; run B, started while A runs (A is paused meanwhile, so the overlap
-    does not depend on the machine's speed), refuses with one line; A's run is complete and alone."""
+    does not depend on the machine's speed), refuses with one line; A's run is complete and alone.
+    B's refusal does not depend on a rank variable left in its shell (`stray`)."""
     out = tmp_path / "shared"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        env.pop(name, None)
     script = [sys.executable, str(REPO / "MEAP-Pretrain" / "pretrain.py")]
     first = subprocess.Popen([*script, *to_argv(tiny_settings(*data, out, seed=1, max_steps=6, eval_iters=0))],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -133,7 +150,7 @@ def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path):
         deadline = time.monotonic() + 120
         while True:
             try:
-                if json.loads((out / RUN_LOCK).read_text())["pid"] == first.pid:
+                if json.loads((out / HOLDER).read_text())["pid"] == first.pid:
                     break
             except (OSError, ValueError, KeyError):
                 pass
@@ -141,21 +158,23 @@ def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path):
             assert time.monotonic() < deadline, "run A never took the lock"
             time.sleep(0.05)
         first.send_signal(signal.SIGSTOP)
+        before = snapshot(out)
         second = subprocess.run([*script, *to_argv(tiny_settings(*data, out, seed=2, max_steps=6, eval_iters=0,
                                                                  resume="auto"))],
-                                env=env, capture_output=True, text=True, timeout=120)
+                                env={**env, **stray}, capture_output=True, text=True, timeout=120)
+        assert snapshot(out) == before
         first.send_signal(signal.SIGCONT)
         stdout, stderr = first.communicate(timeout=180)
     finally:
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0, stderr
-    assert second.returncode != 0
+    assert second.returncode == 2
     assert len(second.stderr.strip().splitlines()) == 1, second.stderr
     assert f"in use by pid {first.pid} on host {socket.gethostname()}" in second.stderr
     assert [int(r["step"]) for r in read_metrics(out)] == list(range(1, 7))
-    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["seed"] == 1
-    assert not (out / RUN_LOCK).exists()
+    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["optimizer"]["seed"] == 1
+    assert not (out / HOLDER).exists()
 
 
 # ----------------------------------------------------------------------------- SFT
@@ -205,4 +224,4 @@ def test_sft_writes_its_settings_to_hyperparameters_yaml(tmp_path):
     assert saved["model"] == asdict(model_args) and saved["data"] == asdict(data_args)
     assert saved["meap"] == asdict(meap_args) and saved["lora"] == asdict(lora_args)
     assert saved["training"]["max_steps"] == 1 and saved["training"]["output_dir"] == str(out)
-    assert not (out / RUN_LOCK).exists()
+    assert not (out / HOLDER).exists()

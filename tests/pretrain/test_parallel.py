@@ -85,7 +85,7 @@ def test_two_processes_match_one_with_activation_checkpointing_and_resume_on_one
     """Full checkpoints, activation checkpointing per block: 2 sharded processes give the losses of
     one unsharded process (fp32 rounding), and the 2-process checkpoint resumes on one process."""
     out = tmp_path / "fsdp"
-    launch(data, out, activation_checkpointing=True, stop_step=4)
+    launch(data, out, activation_checkpointing=True, stop_step=4, checkpoint_format="full")
     expected = floats(train_losses(single))
     assert_close(floats(train_losses(out)), expected, range(1, 5), rel=1e-5)
     assert float(val_losses(out)[4]) == pytest.approx(float(val_losses(single)[4]), rel=1e-5)
@@ -166,8 +166,10 @@ def test_bf16_mixed_on_two_processes_stays_near_one_process(data, tmp_path):
     # bf16 keeps 8 bits of mantissa (0.4% per rounding); the runs differ by 8e-4 relative here.
     assert_close(got, expected, range(1, 5), rel=5e-3)
     assert got[4] < got[1] - 0.3
-    ckpt = torch.load(two / STEP4, weights_only=True)
-    assert all(v.dtype == torch.float32 for v in ckpt["model"].values())  # the fp32 shards are what is saved
+    from lit_gpt.io.sharded_checkpoint import read_full_state_dict
+
+    model = read_full_state_dict(two / STEP4, "model")  # sharded: the default under FSDP
+    assert model and all(v.dtype == torch.float32 for v in model.values())  # the fp32 shards are what is saved
 
 
 class _RunsCode:
@@ -199,7 +201,7 @@ def test_sharded_checkpoint_on_a_full_disk_and_a_forged_index(data, tmp_path, mo
     written = []
 
     def write_until_full(transforms, stream, *args, **kwargs):
-        if f".{STEP8}.tmp" in str(getattr(stream, "name", "")):
+        if f".{STEP8}.partial" in str(getattr(stream, "name", "")):
             written.append(stream.name)
             if len(written) > 3:  # some items of the step-8 shards are written, then the disk is full
                 stream.write(b"part of a shard")
@@ -277,6 +279,82 @@ def test_fsdp_on_one_gpu_trains_and_resumes(data, tmp_path, checkpoint_format):
     assert losses[20] < losses[1] - 1.0
     assert run_here(data, out, resume="auto", **changes) == 0
     assert sorted(floats(train_losses(out))) == list(range(1, 31))
+
+
+def _same(a, b) -> bool:
+    """Bitwise equality of nested checkpoint contents."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and sorted(a) == sorted(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.slow
+def test_an_async_save_equals_a_sync_save_bitwise(data, tmp_path, monkeypatch):
+    """One-process FSDP, sharded: the checkpoints written in the background (from a copy taken at the
+    step, while training goes on and changes the weights) hold exactly what a blocking save writes."""
+    import torch.distributed.checkpoint as dcp
+
+    from lit_gpt.io.safe_load import load_torch_file
+    from lit_gpt.io.sharded_checkpoint import read_full_state_dict
+
+    calls = []
+    real_async = dcp.async_save
+    monkeypatch.setattr(dcp, "async_save", lambda *a, **k: calls.append(1) or real_async(*a, **k))
+    runs = {}
+    for asynchronous in (True, False):
+        runs[asynchronous] = tmp_path / f"async_{asynchronous}"
+        assert run_here(data, runs[asynchronous], strategy="fsdp", async_checkpoint=asynchronous, eval_iters=0) == 0
+    assert len(calls) == 2  # steps 4 and 8 of the first run only
+    for step in (STEP4, STEP8):
+        for key in ("model", "optimizer"):
+            assert _same(read_full_state_dict(runs[True] / step, key), read_full_state_dict(runs[False] / step, key))
+        meta = [load_torch_file(runs[mode] / step / "meta.pt") for mode in (True, False)]
+        settings = [m.pop("args") for m in meta]  # the settings tree: its checkpoint slice differs
+        assert [s.get("checkpoint", s)["async_checkpoint"] for s in settings] == [True, False]
+        assert _same(*meta)
+    assert train_losses(runs[True]) == train_losses(runs[False])
+
+
+@pytest.mark.slow
+def test_a_failed_async_save_leaves_the_previous_checkpoint_newest_and_resumable(data, single, tmp_path, monkeypatch, capsys):
+    """Step 6's shards fail while training goes on: step 6 is never counted as saved (no folder, no
+    pruning, one line at the next save), step 4 stays the newest and `--resume auto` continues from it
+    as the uninterrupted run."""
+    import errno
+
+    import torch.distributed.checkpoint as dcp
+    import torch.distributed.checkpoint.filesystem as dcp_files
+
+    step6 = "step-00000006.pth"
+    calls = []
+    real_async, real_write = dcp.async_save, dcp_files._write_item
+    monkeypatch.setattr(dcp, "async_save", lambda *a, **k: calls.append(1) or real_async(*a, **k))
+
+    def fail_step6(transforms, stream, *args, **kwargs):
+        if f".{step6}.partial" in str(getattr(stream, "name", "")):
+            stream.write(b"part of a shard")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(transforms, stream, *args, **kwargs)
+
+    monkeypatch.setattr(dcp_files, "_write_item", fail_step6)
+    out = tmp_path / "run"
+    settings = tiny_settings(*data, out, **{**SETTINGS, "strategy": "fsdp", "save_interval": 2, "keep_last": 2})
+    with one_thread_in_process():
+        assert _entry_exit(to_argv(settings)) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("error: cannot write checkpoint") and step6 in last, err
+    assert len(calls) == 3  # steps 2, 4 and 6 were written in the background; step 8 never started
+    assert sorted(p.name for p in out.iterdir() if "step" in p.name) == ["step-00000002.pth", STEP4]
+    monkeypatch.undo()
+
+    assert run_here(data, out, strategy="fsdp", save_interval=2, keep_last=2, resume="auto") == 0
+    assert_close(floats(train_losses(out)), floats(train_losses(single)), range(1, 9), rel=1e-5)
+    assert sorted(p.name for p in out.iterdir() if "step" in p.name) == [step6, STEP8]
 
 
 # ----------------------------------------------------------------------------- meta-device initialisation

@@ -1,3 +1,4 @@
+import errno
 import importlib.util
 import json
 import math
@@ -629,6 +630,58 @@ def test_tensorboard_logger_writes_the_same_values_as_metrics_csv(data, tmp_path
     for (step, value), (_, want) in zip(sorted(logged), sorted(expected)):
         assert math.isclose(value, want, rel_tol=1e-5), (step, value, want)
     assert sorted(e.step for e in events.Scalars("val_loss")) == [3, 6]
+
+
+# ----------------------------------------------------------------------------- another model shape, full disks
+def test_resuming_with_another_model_shape_names_the_setting(data, tmp_path, capsys):
+    """Not torch's "Error(s) in loading state_dict": the setting that differs, with both values, before launch."""
+    from tests.pretrain_helpers import TINY_MODEL
+
+    out = tmp_path / "run"
+    assert run(data, out, max_steps=4, eval_iters=0) == 0
+    wider = {**TINY_MODEL, "n_embd": TINY_MODEL["n_embd"] * 2}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, out, max_steps=8, eval_iters=0, resume="auto", model_overrides=wider)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "state_dict" not in err, err
+    assert f"n_embd {TINY_MODEL['n_embd']} (checkpoint) vs {wider['n_embd']} (this run)" in err and "step-00000004.pth" in err
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_disk_at_the_start_is_one_line(data, tmp_path, monkeypatch, capsys, code):
+    """The first files a run writes (the lock's holder, hyperparameters.yaml) go through the atomic helper:
+    one line naming the folder, nothing left behind, nothing trained."""
+    import lit_gpt.io.atomic as atomic
+
+    real_open = open
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        if ".partial-" in str(file) and "w" in mode:
+            raise OSError(code, os.strerror(code))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "open", failing_open, raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, out, max_steps=4, eval_iters=0)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and os.strerror(code) in err, err
+    assert f"--out_dir {out}" in err
+    assert not out.exists()  # the folder this run created is removed again
+
+
+def test_async_checkpoints_with_a_full_format_are_refused_before_launch(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    for changes in ({"async_checkpoint": True}, {"async_checkpoint": True, "strategy": "fsdp", "checkpoint_format": "full"}):
+        with pytest.raises(SystemExit) as exit_info:
+            _entry().main(to_argv(tiny_settings(*data, out, max_steps=2, **changes)))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--async_checkpoint" in err and "--checkpoint_format sharded" in err, err
+        assert not out.exists()
 
 
 # ----------------------------------------------------------------------------- host syncs, signals

@@ -373,6 +373,25 @@ def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
+def test_a_full_or_read_only_output_folder_is_one_line(model_dir, train_file, tmp_path, monkeypatch, code):
+    """The final model written into --output_dir on a failing disk: one UserError naming the folder."""
+    import transformers.modeling_utils
+
+    from lit_gpt.errors import UserError
+
+    def failing_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 64)  # part of the file, as a full disk leaves it
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", failing_save)
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as err:
+        main(args(model_dir, train_file, out, "--max_steps", "1"))
+    message = str(err.value)
+    assert "\n" not in message and f"--output_dir {out}" in message and os.strerror(code) in message
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
     (["--use_lora", "--lora_r", "0"], "--lora_r 0: must be >= 1"),

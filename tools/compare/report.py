@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lit_gpt.errors import UserError
+from lit_gpt.io.atomic import write_text
 from tools.compare import stats
 from tools.compare.evaluate import prompt_keys
 from tools.compare.runs import Run
@@ -297,6 +298,4 @@ def write_report(summary: dict, out_dir: Path, commands: Sequence[str], figures:
         lines.append(f"- {task}: context lengths {', '.join(map(str, lengths)) or 'none'}{note}")
     lines += ["", "## Reproduce", "", "```bash", *commands, "```", "", "## Figures", ""]
     lines += [f"![{f.stem}]({f.relative_to(out_dir).as_posix()})" for f in figures]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_text(out_dir / "report.md", "\n".join(lines) + "\n", "the report")

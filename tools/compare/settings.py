@@ -121,8 +121,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
     if args.mask_ratio == 0:
         where = "--mask_ratio 0" if settings.mask_ratio is not None else f"recipe {settings.config} (mask_ratio = 0)"
         raise UserError(f"{where}: the MEAP arm would be NTP; use a MEAP recipe or pass --mask_ratio 0.15")
-    if args.checkpoint_format != "full":
-        raise UserError("--checkpoint_format sharded: the comparison evaluates full checkpoints (step-XXXXXXXX.pth files)")
+    if args.checkpoint_format == "sharded" or (args.checkpoint_format == "auto" and args.strategy == "fsdp"):
+        raise UserError(f"--checkpoint_format {args.checkpoint_format}: the comparison evaluates full checkpoints "
+                        "(step-XXXXXXXX.pth files); pass --checkpoint_format full")
     settings.mask_ratio = args.mask_ratio
     return settings, args
 
