@@ -212,11 +212,15 @@ def _one_line_error(message: str, hints: Mapping[str, Any]) -> UserError:
 
 def normalise_argv(argv: Sequence[str], hints: Mapping[str, Any], groups: Iterable[str] = ()) -> list[str]:
     """The command line as the parser reads it: `--group.name` -> `--name`, `--name=value` split,
-    `none` for a nullable setting -> null, `2e9` for an integer setting -> 2000000000, 1/0 for a flag."""
+    `none` for a nullable setting -> null, `2e9` for an integer setting -> 2000000000, 1/0 for a flag,
+    and a flag with no value (`--dry_run`, followed by another option or nothing) -> true."""
     out: list[str] = []
     pending: Optional[str] = None
     prefixes = tuple(f"--{g}." for g in groups)
     for item in argv:
+        if pending is not None and hints[pending] is bool and item.startswith("--"):
+            out.append("true")
+            pending = None
         if pending is not None:
             out.append(_normal_text(item, hints[pending]))
             pending = None
@@ -233,6 +237,8 @@ def normalise_argv(argv: Sequence[str], hints: Mapping[str, Any], groups: Iterab
                     pending = name
                 continue
         out.append(item)
+    if pending is not None and hints[pending] is bool:
+        out.append("true")
     return out
 
 

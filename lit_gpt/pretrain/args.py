@@ -137,6 +137,10 @@ class BudgetSettings:
     """training tokens of the whole run; with max_steps too, the smaller budget applies"""
     stop_step: Optional[int] = setting(None, ge=1)
     """end this invocation after this step with a checkpoint, without changing the LR schedule"""
+    dry_run: bool = False
+    """print the memory and time plan of these settings (bytes per rank, activations, token budget, tokens/s needed) and exit; nothing is launched or written, and --devices/--num_nodes may name GPUs this machine lacks"""
+    plan_days: float = setting(7.0, gt=0)
+    """days the run should take: --dry_run prints the tokens/s that needs"""
 
     def __post_init__(self):
         check_fields(self)

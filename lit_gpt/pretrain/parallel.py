@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from lit_gpt.config import Config
+from lit_gpt.errors import UserError
 from lit_gpt.model import GPT, Block, RMSNorm
 
 SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD")  # the --fsdp_sharding values FSDP2 has
@@ -208,6 +209,28 @@ def fsdp_strategy(
         tensor_parallel_size=devices if hybrid else 1,
         save_distributed_checkpoint=checkpoint_format == "sharded",
     )
+
+
+def check_process_layout(devices: int, num_nodes: int, sharding: str, env=None) -> None:
+    """Refuses, before launch, a launcher whose processes do not form the --num_nodes x --devices mesh
+    (torchrun's LOCAL_WORLD_SIZE, a SLURM job step's tasks per node and nodes): HYBRID_SHARD would
+    shard across nodes, and every strategy would pick devices by a local rank it does not have."""
+    import os
+    import re
+
+    env = os.environ if env is None else env
+    if "TORCHELASTIC_RUN_ID" in env:
+        per_node, nodes, source = env.get("LOCAL_WORLD_SIZE"), None, "torchrun's LOCAL_WORLD_SIZE"
+    elif "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):  # as Lightning detects srun
+        per_node, nodes, source = env.get("SLURM_NTASKS_PER_NODE"), env.get("SLURM_NNODES"), "SLURM"
+    else:
+        return
+    per_node, nodes = (int(m.group()) if v and (m := re.match(r"\d+", v)) else None for v in (per_node, nodes))
+    mesh = f" (HYBRID_SHARD shards over the {devices} processes of each node)" if sharding == "HYBRID_SHARD" else ""
+    if per_node is not None and per_node != devices:
+        raise UserError(f"--devices {devices}: {source} starts {per_node} processes per node; set --devices {per_node}{mesh}")
+    if nodes is not None and nodes != num_nodes:
+        raise UserError(f"--num_nodes {num_nodes}: the SLURM job step has {nodes} nodes; set --num_nodes {nodes}{mesh}")
 
 
 def full_tensor(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -44,7 +44,13 @@ from lit_gpt.pretrain.metrics import (
     format_train_line,
     peak_tflops,
 )
-from lit_gpt.pretrain.parallel import apply_activation_checkpointing, copy_full_weights, fsdp_strategy, init_weights
+from lit_gpt.pretrain.parallel import (
+    apply_activation_checkpointing,
+    check_process_layout,
+    copy_full_weights,
+    fsdp_strategy,
+    init_weights,
+)
 from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
 from lit_gpt.pretrain.step import train_step
 from lit_gpt.io.run_lock import RunDirLock, is_launching_process
@@ -145,6 +151,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     accelerator, devices, precision = _resolve_hardware(args)
     world_size = devices * args.num_nodes
     check_launcher(args.num_nodes, world_size)
+    check_process_layout(devices, args.num_nodes, args.fsdp_sharding)
     grad_accum = check_batch_layout(args, world_size)
     _check_fsdp_settings(args, accelerator, world_size, precision)
 
@@ -259,6 +266,10 @@ def pretrain(args: PretrainArgs) -> int:
     The launching process holds out_dir's run lock for the whole run (the rank processes a
     launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
     """
+    if args.dry_run:  # before the run lock and the hardware check: a plan writes and needs nothing
+        from lit_gpt.pretrain.plan import print_plan
+
+        return print_plan(args)
     _, devices, _ = _resolve_hardware(args)
     launcher = is_launching_process(devices * args.num_nodes, args.out_dir)
     with RunDirLock(args.out_dir, "--out_dir", enabled=launcher):

@@ -99,6 +99,13 @@ def test_bad_numbers_from_the_shell_exit_2_before_anything_starts(flags, tmp_pat
     assert not out.exists()
 
 
+def test_a_flag_without_a_value_is_true():
+    args = parse_args(["--config", TINY, "--activation_checkpointing", "--dry_run"])
+    assert args.activation_checkpointing is True and args.dry_run is True
+    assert parse_args(["--config", TINY, "--dry_run", "--compile", "false"]).compile is False
+    assert parse_args(["--config", TINY, "--dry_run", "0"]).dry_run is False
+
+
 def test_python_api_is_checked_the_same_way():
     with pytest.raises(UserError, match=r"--grad_clip nan: must be a finite number"):
         PretrainArgs(max_steps=1, grad_clip=float("nan"))

@@ -1,0 +1,167 @@
+"""`--dry_run`: the memory and time plan of a run, printed before anything is launched.
+
+Bytes per rank (AdamW, `s` = bytes of a stored parameter, `c` = of the compute dtype; bf16-mixed
+keeps fp32 parameters and computes in bf16). Sharded over S processes, every tensor padded to
+ceil(rows / S) rows as FSDP2 does; S = world size (FULL_SHARD, SHARD_GRAD_OP), processes per node
+(HYBRID_SHARD), 1 without FSDP:
+  weights s·N/S, gradients s·N/S (DDP: twice, its buckets copy them), optimizer 2·s·N/S + the
+  step counters; gathered compute copies: FULL_SHARD/HYBRID_SHARD c·(root + 2 blocks: the one
+  running and the one prefetched) + their unsharded gradients c·(root + 1 block); SHARD_GRAD_OP
+  keeps every block gathered from forward to backward, c·N; DDP/one process, bf16-mixed: c·N
+  (autocast's bf16 weights, kept for the backward).
+Activations of one micro batch (B sequences of T tokens), saved for the backward, per layer and
+token, in elements of the compute dtype (d = n_embd, h heads, g query groups of head size k,
+I = intermediate size):
+  fused kernels (Liger + flash-attn, GPU): 4d (block input, two norm outputs, residual)
+      + (h+2g)k (q, k, v; RoPE in place) + hk (attention output) + 3I (gate, up, their product)
+  PyTorch kernels (CPU):  6d + (h+2g)k + 2(h+g)k (rotated q, k and their halves) + 2hk + 4I
+  + 4h bytes of fp32 log-sum-exp. The head, at the end of the forward: the final norm (2d, 3d
+  with PyTorch kernels), the chunked cross-entropy's input gradient (d per token), its fp32 weight
+  gradient (4·V·d bytes) and one chunk of logits, min(4096, B·T) rows × V × (4 + c) bytes.
+  Without checkpointing: every layer + the head. With activation checkpointing a layer keeps
+  only its input (d); then add the larger of one layer recomputed in full (the backward) and the head.
+Measured against torch's MemTracker on CPU for tiny models in tests/pretrain/test_plan.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from lit_gpt.config import Config
+from lit_gpt.errors import UserError
+from lit_gpt.model import GPT, flops_per_token
+
+# precision -> (bytes of a stored parameter, bytes of the compute dtype)
+BYTES = {"32-true": (4, 4), "bf16-mixed": (4, 2), "bf16-true": (2, 2), "16-mixed": (4, 2)}
+GIB = 2**30
+
+
+@dataclass
+class MemoryPlan:
+    params: int
+    weights: int
+    grads: int
+    optimizer: int
+    gathered: int
+    activations: int  # one micro batch, without activation checkpointing
+    activations_checkpointed: int
+
+    def total(self, checkpointed: bool) -> int:
+        act = self.activations_checkpointed if checkpointed else self.activations
+        return self.weights + self.grads + self.optimizer + self.gathered + act
+
+
+def _elements(params, shard_over: int = 1) -> int:
+    return sum(math.ceil(p.shape[0] / shard_over) * (p.numel() // p.shape[0]) for p in params)
+
+
+def state_bytes(config: Config, precision: str, fsdp: str | None, shard_over: int, ddp: bool) -> dict[str, int]:
+    """Weights, gradients, optimizer state and gathered copies per rank (fsdp: the sharding, or None)."""
+    s, c = BYTES[precision]
+    with torch.device("meta"):
+        model = GPT(config, fused=False)
+    params = list(model.parameters())
+    block = _elements(model.transformer.h[0].parameters())
+    root = _elements(params) - config.n_layer * block
+    shard = _elements(params, shard_over if fsdp else 1)
+    if fsdp is None:
+        gathered = c * _elements(params) if c != s else 0
+    elif fsdp == "SHARD_GRAD_OP":
+        gathered = c * (_elements(params) + root + block)
+    else:
+        gathered = c * (2 * root + 3 * block)
+    return {"params": _elements(params), "weights": s * shard, "grads": s * shard * (2 if ddp else 1),
+            "optimizer": 2 * s * shard + 4 * len(params), "gathered": gathered}
+
+
+def layer_elements(config: Config, fused: bool) -> int:
+    """Elements saved for the backward per token by one Block (see the module docstring)."""
+    d, h, g, k, inter = config.n_embd, config.n_head, config.n_query_groups, config.head_size, config.intermediate_size
+    if fused:
+        return 4 * d + (h + 2 * g) * k + h * k + 3 * inter
+    return 6 * d + (h + 2 * g) * k + 2 * (h + g) * k + 2 * h * k + 4 * inter
+
+
+def activation_bytes(config: Config, micro_batch: int, precision: str, fused: bool, checkpointed: bool,
+                     loss_chunk: int = 4096) -> int:
+    c = BYTES[precision][1]
+    tokens, d, V = micro_batch * config.block_size, config.n_embd, config.padded_vocab_size
+    layer = tokens * (layer_elements(config, fused) * c + 4 * config.n_head)
+    head = tokens * (2 if fused else 3) * d * c + tokens * d * c + 4 * V * d + min(loss_chunk, tokens) * V * (4 + c)
+    if checkpointed:  # the head's peak ends with the forward, before any layer is recomputed
+        return config.n_layer * tokens * d * c + max(layer, head)
+    return config.n_layer * layer + head
+
+
+def memory_plan(config: Config, micro_batch: int, precision: str, fsdp: str | None, shard_over: int,
+                ddp: bool, fused: bool) -> MemoryPlan:
+    state = state_bytes(config, precision, fsdp, shard_over, ddp)
+    acts = [activation_bytes(config, micro_batch, precision, fused, ckpt) for ckpt in (False, True)]
+    return MemoryPlan(**state, activations=acts[0], activations_checkpointed=acts[1])
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:,.2f} GiB"
+
+
+def print_plan(args) -> int:
+    """Prints the plan for `args` (PretrainArgs) and the layout they resolve to; launches nothing, writes nothing."""
+    from lit_gpt.pretrain.args import check_batch_layout
+    from lit_gpt.pretrain.parallel import check_process_layout
+    from lit_gpt.pretrain.train import _check_fsdp_settings, _uses_fsdp, model_config
+
+    if args.vocab_from_tokenizer:
+        raise UserError("--dry_run with vocab_from_tokenizer: set the vocabulary in model_overrides to plan without the tokenizer")
+    accelerator = "cpu" if args.accelerator == "cpu" else "cuda"  # plans for GPUs unless told otherwise
+    devices = args.devices if args.devices != -1 else max(torch.cuda.device_count(), 1)
+    precision = args.precision or ("bf16-mixed" if accelerator == "cuda" else "32-true")
+    world = devices * args.num_nodes
+    check_process_layout(devices, args.num_nodes, args.fsdp_sharding)
+    grad_accum = check_batch_layout(args, world)
+    _check_fsdp_settings(args, accelerator, world, precision)
+    config = model_config(args, 0)
+    fsdp = args.fsdp_sharding if _uses_fsdp(args, accelerator, world) else None
+    shard_over = (devices if fsdp == "HYBRID_SHARD" and args.num_nodes > 1 else world) if fsdp else 1
+    ddp = fsdp is None and world > 1
+    fused = args.fused_kernels and accelerator == "cuda"
+    plan = memory_plan(config, args.micro_batch_size, precision, fsdp, shard_over, ddp, fused)
+
+    T = config.block_size
+    steps = min(([args.max_steps] if args.max_steps else [])
+                + ([math.ceil(args.max_tokens / (args.global_batch_size * T))] if args.max_tokens else []))
+    tokens = steps * args.global_batch_size * T
+    rate = tokens / (args.plan_days * 86400)
+    tflops = flops_per_token(config, T) * rate / world / 1e12
+    layout = f"FSDP {fsdp}, sharded over {shard_over}" if fsdp else ("DDP" if ddp else "one process")
+    ckpt = args.activation_checkpointing
+    kernels = "fused kernels" if fused else "PyTorch kernels"
+    rows = [
+        ("weights", plan.weights), ("gradients", plan.grads), ("optimizer (AdamW, 2 moments)", plan.optimizer),
+        ("gathered compute copies", plan.gathered),
+        ("activations of one micro batch", plan.activations),
+        ("  with activation checkpointing", plan.activations_checkpointed),
+        (f"total (activation checkpointing {'on' if ckpt else 'off'})", plan.total(ckpt)),
+    ]
+    print(f"plan (dry run, nothing launched): {config.name}, {plan.params:,} parameters, block {T}, "
+          f"vocab {config.padded_vocab_size}")
+    print(f"  {world} x {accelerator} ({args.num_nodes} node(s) x {devices}), {layout}, {precision}, {kernels}; "
+          f"micro batch {args.micro_batch_size} x {T}, global {args.global_batch_size} "
+          f"({grad_accum} accumulation steps)")
+    print("memory per rank (estimate; formulas in lit_gpt/pretrain/plan.py, docs/SCALING.md):")
+    for name, value in rows:
+        print(f"  {name:<40} {_gib(value):>12}")
+    print(f"budget: {steps:,} steps x {args.global_batch_size} x {T} = {tokens:,} tokens ({tokens / 1e9:.1f}B)")
+    line = (f"to finish in {args.plan_days:g} days: {rate:,.0f} tokens/s in total, {rate / world:,.0f} per device "
+            f"({tflops:.1f} TFLOP/s of model FLOPs per device")
+    print(line + (f", MFU {tflops / args.peak_tflops:.0%})" if args.peak_tflops else ")"))
+    print("| model | parameters | ranks | weights + grads + optimizer + gathered | activations (checkpointed) "
+          "| total (checkpointed) | tokens | tokens/s in total (per device) |")
+    print("|---|---|---|---|---|---|---|---|")
+    state = plan.weights + plan.grads + plan.optimizer + plan.gathered
+    print(f"| {config.name} | {plan.params / 1e6:,.0f}M | {world} | {_gib(state)} | {_gib(plan.activations)} "
+          f"({_gib(plan.activations_checkpointed)}) | {_gib(plan.total(False))} ({_gib(plan.total(True))}) "
+          f"| {tokens / 1e9:.1f}B | {rate:,.0f} ({rate / world:,.0f}) |")
+    return 0
