@@ -84,12 +84,6 @@ def write_manifest(destination: Path, manifest: dict) -> None:
     write_json(destination / MANIFEST, manifest)
 
 
-def prefixes_of(manifest: dict) -> set[str]:
-    """The chunk prefixes of the sources recorded (entries from before "prefix" was recorded: the run's)."""
-    legacy = manifest.get("prefixes", {})
-    return {entry.get("prefix") or legacy.get(entry.get("split"), "") for entry in manifest["sources"].values()} - {""}
-
-
 def done_chunk_prefixes(manifest: dict) -> set[str]:
     return {entry.get("chunk_prefix") for entry in manifest["sources"].values()}
 

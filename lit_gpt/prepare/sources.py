@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 
 try:  # several times faster than json on C4 lines; optional
     import orjson
@@ -39,8 +39,10 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
 DEFAULT_PATTERNS = {"train": "c4-train.*", "validation": "c4-validation.*"}
 DATASET_DICT = "dataset_dict.json"  # marks a `DatasetDict.save_to_disk` folder: its subfolders are the splits
-BATCH_ROWS = 1024
-MANY_BRACKETS = 256  # above this many brackets in one line, JSON is parsed by the standard library  # rows per Parquet / Arrow batch read
+BATCH_ROWS = 1024  # rows per Parquet / Arrow batch read
+MANY_BRACKETS = 256  # above this many brackets in one line, JSON is parsed by the standard library
+# Lone surrogates, which json (unlike orjson) lets through from "\\ud800": not Unicode text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class PrepareError(UserError):
@@ -249,7 +251,7 @@ def _json_texts(path: Path, text_key: str, on_bytes) -> Iterator[tuple[int, Unio
             try:
                 record = json.loads(line) if careful else _json_loads(line)
             except ValueError as err:  # JSON errors and undecodable bytes
-                yield number, Skipped(f"malformed JSON ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+                yield number, Skipped(f"malformed JSON ({first_line(err)})")
                 continue
             except RecursionError:  # the stdlib parser on deeply nested brackets
                 yield number, Skipped("malformed JSON (nested too deeply)")
@@ -266,18 +268,9 @@ def _text_of(record, text_key: str, check_unicode: bool) -> Union[str, Skipped]:
     text = record[text_key]
     if not isinstance(text, str):
         return Skipped(f"{text_key!r} is {'null' if text is None else 'a ' + type(text).__name__}, not a string")
-    if check_unicode and not _is_unicode(text):
+    if check_unicode and _SURROGATE.search(text):
         return Skipped(f"{text_key!r} holds an unpaired surrogate escape, not Unicode text")
     return text
-
-
-def _is_unicode(text: str) -> bool:
-    """False for a str with lone surrogates, which json (unlike orjson) lets through from "\\ud800"."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _ZstdReader(io.RawIOBase):
@@ -350,7 +343,7 @@ def _parquet_texts(path: Path, text_key: str, on_bytes):
         per_row = path.stat().st_size / max(reader.metadata.num_rows, 1)  # progress in the file's own bytes
         yield from _column_texts(path, _guarded(batches, path), schema, text_key, on_bytes, per_row)
     except (pa.ArrowException, ValueError) as err:
-        raise PrepareError(f"{path}: unreadable Parquet ({str(err).splitlines()[0]})") from None
+        raise PrepareError(f"{path}: unreadable Parquet ({first_line(err)})") from None
 
 
 def _arrow_texts(path: Path, text_key: str, on_bytes):
@@ -358,31 +351,26 @@ def _arrow_texts(path: Path, text_key: str, on_bytes):
     import pyarrow.ipc as ipc
 
     try:
-        source = pa.OSFile(str(path))
         try:
-            reader = ipc.open_stream(source)  # what datasets writes
+            batches = ipc.open_stream(pa.OSFile(str(path)))  # what datasets writes
+            schema = batches.schema
         except pa.ArrowInvalid:
-            source = pa.OSFile(str(path))
-            file_reader = ipc.open_file(source)
-            reader = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
-            yield from _column_texts(path, _guarded(reader, path), file_reader.schema, text_key, on_bytes)
-            return
-        yield from _column_texts(path, _guarded(reader, path), reader.schema, text_key, on_bytes)
+            file_reader = ipc.open_file(pa.OSFile(str(path)))
+            batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+            schema = file_reader.schema
+        yield from _column_texts(path, _guarded(batches, path), schema, text_key, on_bytes)
     except (pa.ArrowException, ValueError) as err:
-        raise PrepareError(f"{path}: unreadable Arrow file ({str(err).splitlines()[0]})") from None
+        raise PrepareError(f"{path}: unreadable Arrow file ({first_line(err)})") from None
 
 
 def _guarded(batches, path: Path):
     """The batches, an error while reading one naming the file and the rows read before it."""
     import pyarrow as pa
 
-    rows, batches = 0, iter(batches)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (pa.ArrowException, OSError, ValueError) as err:
-            raise PrepareError(f"{path}: unreadable after row {rows} ({str(err).splitlines()[0]})") from None
-        rows += batch.num_rows
-        yield batch
+    rows = 0
+    try:  # the consumer's own errors never reach this generator: only reading a batch is guarded
+        for batch in batches:
+            rows += batch.num_rows
+            yield batch
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise PrepareError(f"{path}: unreadable after row {rows} ({first_line(err)})") from None

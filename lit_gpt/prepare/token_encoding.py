@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from lit_gpt.errors import first_line
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError, sentencepiece_model_file, tokenizer_info
 
 SPACE_MARK = "\u2581"  # "▁", sentencepiece's visible space
@@ -98,18 +99,13 @@ def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = Fals
 
 
 class BatchEncoder:
-    """Encodes lists of documents to one flat token array, each document followed by EOS.
+    """Documents to one flat token array, each followed by EOS, by the fastest exact path (module doc).
 
-    By default special-token strings in text stay text: a web page that contains "</s>" keeps it
-    as text, and the ids are those of `tokenizer(text, split_special_tokens=True)`. With
-    `parse_special_tokens` the tokenizer's special tokens other than "[MASK]" become their ids, as
-    `tokenizer(text)` does. The fastest way that gives these ids is chosen at start and checked on
-    `PROBE` (`method` names it):
-    - "word cache": sentencepiece-style BPE split into words that BPE provably never merges
-      across, each word encoded once (`WordCacheBPE`; not with `parse_special_tokens`);
-    - "rust batch": the Rust tokenizer's `encode_batch_fast` on whole documents (on the text
-      between special tokens with `parse_special_tokens`);
-    - "transformers": the tokenizer call itself.
+    Special-token strings stay text (the ids of `tokenizer(text, split_special_tokens=True)`) unless
+    `parse_special_tokens`, which gives those other than "[MASK]" their ids, as `tokenizer(text)` does.
+    `method` names the path chosen at start and checked on `PROBE`: "word cache" (`WordCacheBPE`; not
+    with `parse_special_tokens`), "rust batch" (`encode_batch_fast` on whole documents, or on the text
+    between special tokens) or "transformers" (the tokenizer call).
     """
 
     PROBE = [
@@ -307,7 +303,7 @@ def load_legacy_false_tokenizer(tokenizer_dir):
         return AutoTokenizer.from_pretrained(str(path), legacy=False, local_files_only=True)
     except Exception as err:  # transformers raises many types
         raise TokenizerError(f"--encoding upstream: could not load the tokenizer in {path} with legacy=False: "
-                             f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from err
+                             f"{first_line(err)}") from err
 
 
 def _check_same_ids(upstream, tokenizer, tokenizer_dir) -> None:

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 
 
 def check_world_size(training_args) -> None:
@@ -138,9 +138,8 @@ def check_checkpoint_files(checkpoint: str) -> None:
                 raise UserError(f"--resume_from_checkpoint: refusing {path}: it holds more than tensors and "
                                 f"plain data, which could run code when loaded ({_unpickler_reason(err)})") from None
             except Exception as err:  # torch reports truncated or corrupt files with several types
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise UserError(f"--resume_from_checkpoint: cannot read {path} (truncated or corrupt?): "
-                                f"{reason[:160]}") from None
+                                f"{first_line(err)[:160]}") from None
 
 
 def _unpickler_reason(err: Exception) -> str:

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments, planned_masked_tokens
 from lit_gpt.sft.templates import Template
 from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, tokenize_turns, upstream_turns
@@ -284,7 +284,7 @@ def tokenize_files(
             raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache_dir)
         except Exception as err:  # datasets wraps pyarrow/json errors in several types
             find_bad_record(path)
-            raise UserError(f"could not read {path} as JSON or JSON lines: {_first_line(err)}") from err
+            raise UserError(f"could not read {path} as JSON or JSON lines: {first_line(err, root=True)}") from err
         if remaining is not None:
             raw = raw.select(range(min(remaining, len(raw))))
             remaining -= len(raw)
@@ -308,13 +308,6 @@ def tokenize_files(
             )
         )
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-
-
-def _first_line(err: BaseException) -> str:
-    while err.__cause__ is not None or err.__context__ is not None:
-        err = err.__cause__ or err.__context__
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 @dataclass

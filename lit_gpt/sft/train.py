@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
@@ -182,13 +182,13 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
         raise SystemExit(0)
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--output_dir", "--output-dir")
-    if probe.parse_known_args(argv)[0].output_dir is None and not {"-h", "--help"} & set(argv):
+    if probe.parse_known_args(argv)[0].output_dir is None:  # --help has exited above
         raise UserError("--output_dir is required")
     parser = Parser((ModelArguments, DataArguments, MEAPArguments, LoraArguments, TrainingArguments))
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # TrainingArguments validates its combinations with ValueError
-        raise UserError(str(err).strip().splitlines()[0]) from None
+        raise UserError(first_line(err)) from None
     if remaining:
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
