@@ -65,7 +65,10 @@ def test_paired_comparison_end_to_end_and_resume(corpus, tmp_path, capfd):
     for k in (0, 1):
         meap_ckpt = torch.load(runs[f"meap_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")
         ntp_ckpt = torch.load(runs[f"ntp_seed{k}"]["checkpoint"], weights_only=True, map_location="cpu")
-        meap_args, ntp_args = meap_ckpt["args"], ntp_ckpt["args"]
+        # The checkpoint stores the settings tree grouped by slice; compare setting by setting.
+        meap_args, ntp_args = (
+            {name: value for group in ckpt["args"].values() for name, value in group.items()}
+            for ckpt in (meap_ckpt, ntp_ckpt))
         assert meap_ckpt["data"] == ntp_ckpt["data"] and meap_ckpt["step"] == ntp_ckpt["step"] == 8
         # The two arms of a seed differ only in the mask ratio (and their folders).
         assert meap_args["mask_ratio"] == 0.15 and ntp_args["mask_ratio"] == 0.0
