@@ -82,22 +82,6 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     if args.merge:
         print(merge(args.destination_path))
         return
-    summary = prepare(
-        args.source_path,
-        args.destination_path,
-        args.tokenizer_dir,
-        split=args.split,
-        chunk_size=args.chunk_size,
-        num_workers=args.num_workers,
-        strict=args.strict,
-        train_prefix=args.train_prefix,
-        val_prefix=args.val_prefix,
-        parse_special_tokens=args.parse_special_tokens,
-        encoding=args.encoding,
-        text_key=args.text_key,
-        train_pattern=args.train_pattern,
-        val_pattern=args.val_pattern,
-        num_shards=args.num_shards,
-        shard_index=args.shard_index,
-    )
+    # Every option but --merge is an argument of prepare() of the same name.
+    summary = prepare(**{k: v for k, v in vars(args).items() if k != "merge"})
     print(summary.line(args.destination_path))

@@ -46,8 +46,9 @@ def _read(path: Path) -> dict:
     return manifest
 
 
-def load_manifest(destination: Path) -> Optional[dict]:
-    path = destination / MANIFEST
+def load_manifest(destination: Path, name: str = MANIFEST) -> Optional[dict]:
+    """manifest.json of `destination` (or its file `name`, e.g. a shard's part), None when there is none."""
+    path = destination / name
     return _read(path) if path.exists() else None
 
 
@@ -72,16 +73,12 @@ def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
         )
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Replaces `path` in one step, so a crash leaves the old or the new one, never half of one."""
+def write_manifest(destination: Path, manifest: dict, name: str = MANIFEST) -> None:
+    """Replaces the file in one step, so a crash leaves the old or the new one, never half of one."""
     from lit_gpt.io.atomic import write_text
 
-    write_text(path, json.dumps(data, indent=1) + "\n")
-
-
-def write_manifest(destination: Path, manifest: dict) -> None:
     manifest["sources"] = dict(sorted(manifest["sources"].items()))
-    write_json(destination / MANIFEST, manifest)
+    write_text(destination / name, json.dumps(manifest, indent=1) + "\n")
 
 
 def done_chunk_prefixes(manifest: dict) -> set[str]:
@@ -99,18 +96,8 @@ def add_entry(manifest: dict, key: str, entry: dict) -> None:
 # --------------------------------------------------------------------------- runs split over machines
 
 
-def part_path(destination: Path, shard_index: int, num_shards: int) -> Path:
-    return destination / f".{MANIFEST[:-5]}.shard-{shard_index:05d}-of-{num_shards:05d}.json"
-
-
-def write_part(destination: Path, part: dict, shard_index: int, num_shards: int) -> None:
-    part["sources"] = dict(sorted(part["sources"].items()))
-    write_json(part_path(destination, shard_index, num_shards), part)
-
-
-def load_part(destination: Path, shard_index: int, num_shards: int) -> Optional[dict]:
-    path = part_path(destination, shard_index, num_shards)
-    return _read(path) if path.exists() else None
+def part_name(shard_index: int, num_shards: int) -> str:
+    return f".{MANIFEST[:-5]}.shard-{shard_index:05d}-of-{num_shards:05d}.json"
 
 
 def manifest_lock(destination: Path):

@@ -17,7 +17,8 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from functools import partial
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -29,10 +30,8 @@ from lit_gpt.prepare.gunzip import gunzip_files  # noqa: F401  (data_process/gz_
 from lit_gpt.prepare.manifest import check_manifest, load_manifest, tokenizer_fingerprint  # noqa: F401
 from lit_gpt.prepare.token_encoding import make_encoder
 from lit_gpt.prepare.pool import Monitor, emit, run_tasks, worker_encoder
-from lit_gpt.prepare.sources import (  # noqa: F401  (find_sources, SOURCE_SUFFIXES: for scripts that import them)
-    DEFAULT_PATTERNS, MANIFEST, SOURCE_SUFFIXES, SPLITS, PrepareError, Skipped, Source, find_sources, iter_records,
-    shard_of,
-)
+from lit_gpt.prepare.sources import (DEFAULT_PATTERNS, MANIFEST, SOURCE_SUFFIXES, SPLITS, PrepareError,  # noqa: F401
+                                     Skipped, Source, find_sources, iter_records, shard_of)  # (for scripts)
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
 DEFAULT_CHUNK_SIZE = 4097 * 1024  # (block_size 4096 + 1) * 1024, as upstream
@@ -46,27 +45,20 @@ WARNINGS_PER_FILE = 10
 class SourceResult:
     key: str
     split: str
-    chunk_prefix: str
+    prefix: str
+    chunk_prefix: str  # its files: {chunk_prefix}_{0 .. files-1:010d}.bin
     documents: int = 0
     tokens: int = 0  # including BOS/EOS, excluding padding
     padding: int = 0
     skipped_lines: int = 0
-    prefix: str = ""
     files: list[str] = field(default_factory=list)
     max_token_id: int = -1  # over tokens and padding: the trainer checks it against the model's vocabulary
 
     def manifest_entry(self) -> dict:
-        return {
-            "split": self.split,
-            "prefix": self.prefix,
-            "chunk_prefix": self.chunk_prefix,  # its files: {chunk_prefix}_{0 .. files-1:010d}.bin
-            "documents": self.documents,
-            "tokens": self.tokens,
-            "padding": self.padding,
-            "skipped_lines": self.skipped_lines,
-            "files": len(self.files),
-            "max_token_id": self.max_token_id,
-        }
+        """Its fields in order, but the key (the manifest's name for it) and with the number of files."""
+        entry = asdict(self)
+        del entry["key"]
+        return {**entry, "files": len(self.files)}
 
 
 @dataclass
@@ -101,7 +93,7 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
         for stale in destination.glob(pattern):
             stale.unlink()
     builder = PackedDatasetBuilder(destination, source.chunk_prefix, chunk_size, encoder.eos, encoder.dtype)
-    result = SourceResult(source.key, source.split, source.chunk_prefix, prefix=source.prefix)
+    result = SourceResult(source.key, source.split, source.prefix, source.chunk_prefix)
     texts: list[str] = []
     chars = 0
 
@@ -295,18 +287,19 @@ def prepare(
 
     if num_shards > 1:
         # This shard records into its own part file: no two machines write one file.
-        part = manifests.load_part(destination, shard_index, num_shards)
+        part_name = manifests.part_name(shard_index, num_shards)
+        part = load_manifest(destination, part_name)
         for other in sorted(destination.glob(manifests.PART_GLOB))[:1]:
             check_manifest(manifests._read(other), settings, destination)
         if part is None:
             part = {**settings, "shard": [shard_index, num_shards], "expected": sorted(s.key for s in sources),
                     "sources": {}}
-            manifests.write_part(destination, part, shard_index, num_shards)
+            manifests.write_manifest(destination, part, part_name)
         done |= manifests.done_chunk_prefixes(part)
 
         def save(result: SourceResult) -> None:
             part["sources"][result.key] = result.manifest_entry()
-            manifests.write_part(destination, part, shard_index, num_shards)
+            manifests.write_manifest(destination, part, part_name)
     else:
         if manifest is None:
             with manifests.manifest_lock(destination):
@@ -339,8 +332,10 @@ def prepare(
     if todo:
         monitor = Monitor(sum(s.path.stat().st_size for s in todo), progress, log)
         try:
-            failures = run_tasks(todo, _Task(destination, chunk_size, strict, text_key), record, encoder,
-                                 min(workers, len(todo)), monitor)
+            # A partial of a module function pickles, for the worker processes.
+            task = partial(prepare_source, destination=destination, chunk_size=chunk_size, strict=strict,
+                           text_key=text_key)
+            failures = run_tasks(todo, task, record, encoder, min(workers, len(todo)), monitor)
         finally:
             monitor.close()
     if num_shards > 1:
@@ -356,19 +351,6 @@ def prepare(
             f"{destination / MANIFEST}"
         )
     return summary
-
-
-@dataclass(frozen=True)
-class _Task:
-    """prepare_source with this run's settings, picklable for the worker processes."""
-
-    destination: Path
-    chunk_size: int
-    strict: bool
-    text_key: str
-
-    def __call__(self, source: Source) -> SourceResult:
-        return prepare_source(source, self.destination, self.chunk_size, self.strict, self.text_key)
 
 
 def merge(destination_path: Union[str, Path]) -> str:

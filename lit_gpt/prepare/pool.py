@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Optional
 
 from lit_gpt.prepare.sources import PrepareError
@@ -65,31 +65,31 @@ def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, wor
     """Runs `work(task)` for each task, `on_result(result)` in this process as each ends; returns
     the messages of the tasks that failed with a PrepareError (the others go on)."""
     failures: list[str] = []
+
+    def settle(result) -> None:
+        try:
+            on_result(result())
+        except PrepareError as err:
+            failures.append(str(err))
+
     try:
         if workers == 1:
             # In-process: one source at a time, the tokenizer's own threads are the parallelism.
             init_worker(encoder, monitor, single_thread=False)
             for task in tasks:
-                try:
-                    on_result(work(task))
-                except PrepareError as err:
-                    failures.append(str(err))
+                settle(lambda: work(task))
             return failures
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         events = context.Queue()
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
                                  initargs=(encoder, events, True, os.getpid())) as pool:
-            pending: dict[Future, object] = {pool.submit(work, task): task for task in tasks}
+            pending = {pool.submit(work, task) for task in tasks}
             try:
                 while pending:
-                    done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                     monitor.drain(events)
                     for future in done:
-                        pending.pop(future)
-                        try:
-                            on_result(future.result())
-                        except PrepareError as err:
-                            failures.append(str(err))
+                        settle(future.result)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -103,17 +103,20 @@ class Monitor:
     """Turns the workers' events into progress-bar updates and warning lines."""
 
     def __init__(self, total_bytes: int, progress: Optional[bool], log):
-        self.bar, self.log = _progress_bar(total_bytes, progress), log
+        self.bar, self.log = None, log
+        if progress if progress is not None else sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="source read", dynamic_ncols=True)
         self.documents = self.tokens = 0
         self.started = time.perf_counter()
 
     def drain(self, events) -> None:
         while True:
             try:
-                event = events.get_nowait()
+                self.put(events.get_nowait())
             except queue.Empty:
-                break
-            self.put(event)
+                return
 
     def put(self, event: tuple) -> None:
         """Handles one event at once (the in-process run hands them over directly)."""
@@ -134,13 +137,3 @@ class Monitor:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress_bar(total_bytes: int, progress: Optional[bool]):
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total_bytes, unit="B", unit_scale=True, desc="source read", dynamic_ncols=True)

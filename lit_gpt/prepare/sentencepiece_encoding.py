@@ -1,9 +1,5 @@
-"""Documents to ids with the sentencepiece library itself, for a folder with a `tokenizer.model`.
-
-`SentencePieceEncoder` gives per document BOS + the library's ids + EOS (what upstream's LLaMA
-tokenizer gives), through the exact word cache of `lit_gpt.prepare.token_encoding.WordCacheBPE` where the
-model's structure proves it exact, else through the library's multi-threaded batch call.
-"""
+"""Documents to ids with the sentencepiece library itself, for a folder with a `tokenizer.model`:
+per document BOS + the library's ids + EOS (what upstream's LLaMA tokenizer gives)."""
 
 from __future__ import annotations
 
@@ -12,17 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-from lit_gpt.prepare.token_encoding import (
-    SPACE_MARK,
-    BatchEncoder,
-    NotExact,
-    WordCacheBPE,
-    cut_long_text,
-    fill_in,
-    mark_spaces_and_prepend,
-    special_token_pattern,
-    split_at_special_tokens,
-)
+from lit_gpt.prepare.token_encoding import (SPACE_MARK, BatchEncoder, NotExact, WordCacheBPE, cut_long_text, fill_in,
+                                            mark_spaces_and_prepend, special_token_pattern, split_at_special_tokens)
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError
 
 
@@ -44,16 +31,11 @@ class _RebuiltProcessor:
 
 
 class SentencePieceEncoder(_RebuiltProcessor):
-    """BOS + the sentencepiece library's ids + EOS per document.
-
-    `method` says how: "word cache" (`sentencepiece_word_cache`: each distinct word goes through
-    the library once, batched) where that is provably exact for the model and agrees with the
-    plain call on `BatchEncoder.PROBE`; else "sentencepiece batch", the library's multi-threaded
-    batch call on whole documents. There a document longer than `PIECE_CHARS` is encoded in
-    pieces, cut at single spaces between two other characters, when that is provably exact
-    (`split_is_exact`), so memory stays bounded whatever the document's size (the word cache
-    bounds it by itself); otherwise it is encoded whole.
-    """
+    """BOS + the sentencepiece library's ids + EOS per document. `method` says how: "word cache"
+    (`sentencepiece_word_cache`) where that is provably exact for the model and agrees with the plain
+    call on `BatchEncoder.PROBE`; else "sentencepiece batch", the library's multi-threaded batch call,
+    on a document longer than `PIECE_CHARS` in pieces cut at single spaces between two other
+    characters where `split_is_exact` proves that exact, so memory stays bounded."""
 
     library = "sentencepiece"
     PIECE_CHARS = 1 << 20  # a long document's pieces: ~1M characters each

@@ -66,10 +66,7 @@ class Source:
 
 
 def strip_suffix(name: str) -> str:
-    for suffix in SOURCE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return next((name[: -len(suffix)] for suffix in SOURCE_SUFFIXES if name.endswith(suffix)), name)
 
 
 def parse_patterns(text: str, option: str) -> tuple[str, ...]:
@@ -282,8 +279,7 @@ class _ZstdReader(io.RawIOBase):
 
         self._raw, self._path, self._zstd = raw, path, zstandard
         self._decoder = zstandard.ZstdDecompressor().decompressobj()
-        self._pending = b""
-        self._in_frame = False
+        self._pending, self._in_frame = b"", False
 
     def readable(self) -> bool:
         return True
@@ -296,16 +292,13 @@ class _ZstdReader(io.RawIOBase):
                     raise PrepareError(f"{self._path}: corrupt zstd (the file ends inside a frame: truncated)")
                 return 0
             while data:
-                self._in_frame = True
                 try:
                     self._pending += self._decoder.decompress(data)
                 except self._zstd.ZstdError as err:
                     raise PrepareError(f"{self._path}: corrupt zstd ({err})") from None
-                data = b""
+                data, self._in_frame = b"", not self._decoder.eof
                 if self._decoder.eof:  # a frame ended: what follows starts the next one
-                    data = self._decoder.unused_data
-                    self._decoder = self._zstd.ZstdDecompressor().decompressobj()
-                    self._in_frame = False
+                    data, self._decoder = self._decoder.unused_data, self._zstd.ZstdDecompressor().decompressobj()
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]

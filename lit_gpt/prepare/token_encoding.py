@@ -1,19 +1,13 @@
-"""Exact, fast encoding of document batches for data preparation.
-
-`make_encoder` picks, for the tokenizer folder at hand, the encoder that turns a list of documents
-into one flat token array (each document followed by EOS):
-- a folder with a sentencepiece `tokenizer.model` (LLaMA's): `SentencePieceEncoder`
-  (`lit_gpt/prepare/sentencepiece_encoding.py`), BOS + the
-  sentencepiece library's own ids + EOS whatever else the folder holds, as upstream's LLaMA
-  tokenizer gives them (transformers 5's conversion of the model splits runs of spaces otherwise);
-- any other folder (tokenizer.json): `BatchEncoder`, the ids of `tokenizer(text)` by the fastest
-  path that is provably exact for the tokenizer and checked on probe texts at start: a word cache
-  for sentencepiece-style BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the tokenizer
-  call itself. BOS comes first exactly when the tokenizer call puts it there.
-
-With `encoding="upstream"`, any folder: `UpstreamEncoder`, the ids of upstream's prepare call,
-`AutoTokenizer.from_pretrained(dir, legacy=False).encode(text) + [eos]`.
-
+"""Exact, fast encoding of document batches: `make_encoder` picks, for a tokenizer folder, the
+encoder that turns a list of documents into one flat token array (each document followed by EOS):
+- a sentencepiece `tokenizer.model` (LLaMA's): `SentencePieceEncoder`, BOS + the sentencepiece
+  library's own ids + EOS, as upstream's LLaMA tokenizer gives them (transformers 5's conversion of
+  the model splits runs of spaces otherwise);
+- else (tokenizer.json): `BatchEncoder`, the ids of `tokenizer(text)` by the fastest path provably
+  exact for the tokenizer and checked on probe texts at start: a word cache for sentencepiece-style
+  BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the tokenizer call itself;
+- `encoding="upstream"`: `UpstreamEncoder`, upstream's `AutoTokenizer.from_pretrained(dir,
+  legacy=False).encode(text) + [eos]`.
 Special-token strings in text ("<s>", "</s>") stay text unless `parse_special_tokens` is set;
 "[MASK]" always stays text, so only the trainer puts masks in inputs.
 """
@@ -23,6 +17,7 @@ from __future__ import annotations
 import array
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -52,33 +47,19 @@ def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = F
 
 
 def special_token_pattern(tokens) -> "re.Pattern":
-    """Matches any of `tokens`, the longest first where one starts another."""
-    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+    """Matches (as its one group) any of `tokens`, the longest first where one starts another."""
+    return re.compile("(" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
 
 
 def split_at_special_tokens(text: str, pattern: "re.Pattern", ids: dict) -> list:
     """`text` as a list of text pieces (str) and special-token ids (int), in order; no empty pieces."""
-    parts: list = []
-    start = 0
-    for match in pattern.finditer(text):
-        if match.start() > start:
-            parts.append(text[start : match.start()])
-        parts.append(ids[match.group()])
-        start = match.end()
-    if start < len(text):
-        parts.append(text[start:])
-    return parts
+    # With a group, re.split puts each match at an odd index, between the (maybe empty) texts.
+    return [ids[part] if i % 2 else part for i, part in enumerate(pattern.split(text)) if i % 2 or part]
 
 
 def fill_in(plan: list, encoded) -> list[int]:
     """`plan` (ids as int, texts as str) with each text replaced by the next ids from `encoded`."""
-    ids: list[int] = []
-    for part in plan:
-        if isinstance(part, str):
-            ids += next(encoded)
-        else:
-            ids.append(part)
-    return ids
+    return [i for part in plan for i in (next(encoded) if isinstance(part, str) else (part,))]
 
 
 def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = False) -> list[str]:
@@ -382,16 +363,11 @@ def mark_spaces_and_prepend(text: str) -> str:  # what LLaMA's pipelines amount 
     return SPACE_MARK + text.replace(" ", SPACE_MARK)
 
 
-class _Normalizer:
-    """The string a sentencepiece-style pipeline hands to BPE, for a non-empty text (picklable)."""
-
-    def __init__(self, steps: tuple):
-        self.steps = steps
-
-    def __call__(self, text: str) -> str:
-        for step in self.steps:
-            text = step(text)
-        return text
+def _normalize(steps: tuple, text: str) -> str:
+    """The string a sentencepiece-style pipeline hands to BPE, for a non-empty text."""
+    for step in steps:
+        text = step(text)
+    return text
 
 
 def _sentencepiece_normalizer(spec: dict) -> Callable[[str], str]:
@@ -431,7 +407,7 @@ def _sentencepiece_normalizer(spec: dict) -> Callable[[str], str]:
         simple.append(step)
     if sorted(simple, key=id) == sorted([_replace_spaces, _prepend_mark], key=id):  # they commute
         return mark_spaces_and_prepend
-    return _Normalizer(tuple(simple))
+    return partial(_normalize, tuple(simple))  # a partial pickles, for the workers
 
 
 def _parts(component: Optional[dict], key: str) -> list[dict]:
@@ -529,7 +505,7 @@ class WordCacheBPE:
             pattern = f"{SPACE_MARK}+[^{SPACE_MARK}{alone_class}]*|[^{SPACE_MARK}{alone_class}]+"
             pattern += f"|[{alone_class}]" if alone else ""
         end = suffix + ([eos] if eos is not None else [])
-        return cls(normalize, re.compile(pattern), _RustWords(backend.model), dtype, prefix, end)
+        return cls(normalize, re.compile(pattern), partial(_rust_words, backend.model), dtype, prefix, end)
 
     def _reset_cache(self) -> None:
         self._cache: dict = {_DOC_START: self._to_bytes(self.prefix), _DOC_END: self._to_bytes(self.end)}
@@ -601,15 +577,10 @@ class WordCacheBPE:
         return ids
 
 
-class _RustWords:
+def _rust_words(model, words: list[str]) -> list[list[int]]:
     """Words to ids with the Rust BPE model: `tokenize` is what its pipeline calls per piece."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, words: list[str]) -> list[list[int]]:
-        tokenize = self.model.tokenize
-        return [[token.id for token in tokenize(word)] for word in words]
+    tokenize = model.tokenize
+    return [[token.id for token in tokenize(word)] for word in words]
 
 
 def _template_ids(post_processor: Optional[dict]) -> tuple[list[int], list[int]]:
