@@ -14,11 +14,8 @@ from lit_gpt.errors import UserError
 
 def gunzip_files(source_dir: Union[str, Path], destination_dir: Union[str, Path, None] = None,
                  remove_source: bool = False) -> list[Path]:
-    """Decompresses every *.gz under `source_dir` next to it (or into `destination_dir`).
-
-    Prepare reads .json.gz directly; this only keeps the upstream unzip step available. Outputs
-    are written under a temporary name; existing outputs are left alone.
-    """
+    """Decompresses every *.gz under `source_dir` next to it (or into `destination_dir`), each under a
+    temporary name first; existing outputs are left alone."""
     source_dir = Path(source_dir).expanduser()
     if not source_dir.is_dir():
         raise UserError(f"source directory not found: {source_dir}")
@@ -26,8 +23,8 @@ def gunzip_files(source_dir: Union[str, Path], destination_dir: Union[str, Path,
     if not archives:
         raise UserError(f"no .gz files in {source_dir}")
     written = []
+    out_dir = source_dir if destination_dir is None else Path(destination_dir).expanduser()
     for archive in archives:
-        out_dir = source_dir if destination_dir is None else Path(destination_dir).expanduser()
         target = (out_dir / archive.relative_to(source_dir)).with_suffix("")
         if target.exists():
             continue

@@ -59,18 +59,15 @@ def check_manifest(manifest: dict, settings: dict, destination: Path) -> None:
         manifest["encoding"] = {"backend": "tokenizers", "bos_added": manifest["tokenizer"].get("adds_bos"),
                                 "parse_special_tokens": False}
     for key in MUST_MATCH:
-        if _get(manifest, key) == _get(settings, key):
+        held, wanted = _get(manifest, key), _get(settings, key)
+        if held == wanted:
             continue
         if key.startswith("tokenizer."):
-            raise PrepareError(
-                f"{destination} holds chunks made with another tokenizer ({_get(manifest, 'tokenizer.path')}, "
-                f"{key}={_get(manifest, key)!r}) than {_get(settings, 'tokenizer.path')} ({_get(settings, key)!r}); "
-                "use another --destination_path"
-            )
-        raise PrepareError(
-            f"{destination} holds chunks made with {key}={_get(manifest, key)!r}, this run has "
-            f"{_get(settings, key)!r}; use another --destination_path"
-        )
+            raise PrepareError(f"{destination} holds chunks made with another tokenizer ("
+                               f"{_get(manifest, 'tokenizer.path')}, {key}={held!r}) than "
+                               f"{_get(settings, 'tokenizer.path')} ({wanted!r}); use another --destination_path")
+        raise PrepareError(f"{destination} holds chunks made with {key}={held!r}, this run has {wanted!r}; use another "
+                           "--destination_path")
 
 
 def write_manifest(destination: Path, manifest: dict, name: str = MANIFEST) -> None:
@@ -116,8 +113,7 @@ def merge_parts(destination: Path) -> tuple[int, int, int]:
         for path in parts:
             part = _read(path)
             if manifest is None:
-                manifest = {k: v for k, v in part.items() if k not in ("sources", "shard", "expected")}
-                manifest["sources"] = {}
+                manifest = {k: v for k, v in part.items() if k not in ("sources", "shard", "expected")} | {"sources": {}}
             check_manifest(manifest, part, destination)
             held = done_chunk_prefixes(manifest)
             for key, entry in part["sources"].items():

@@ -1,14 +1,12 @@
 """Source files (JSON lines, Parquet, Arrow) to packed token chunks, in parallel and resumably.
 
 Each source file is one task for a worker process (`pool.py`): read its texts (`sources.py`),
-encode them in batches (`token_encoding.make_encoder`: a sentencepiece tokenizer.model with the
-sentencepiece library, BOS first; other tokenizers with the Rust tokenizer), append EOS to each,
-and pack them into chunk files named after the source (`{prefix}_{source-stem}_{index:010d}.bin`),
-so names are deterministic and no two sources share one. A source counts as done once the
-destination's manifest (`manifest.py`) records it; a re-run skips it. Chunks are written under a
-temporary name and renamed when complete; a source that fails leaves none of its chunks.
-With --num_shards N --shard_index i, this run prepares every N-th file only, so N machines can
-share one corpus and one destination.
+encode them in batches (`token_encoding.make_encoder`), each followed by EOS, and pack them into
+chunk files named after the source (`{prefix}_{source-stem}_{index:010d}.bin`), so names are
+deterministic and no two sources share one. A source counts as done once the destination's
+manifest (`manifest.py`) records it; a re-run skips it. Chunks are written under a temporary name
+and renamed when complete; a source that fails leaves none of its chunks. With --num_shards N
+--shard_index i, this run prepares every N-th file only, so N machines can share one destination.
 """
 
 from __future__ import annotations
@@ -74,11 +72,9 @@ class Summary:
     def line(self, destination: Path) -> str:
         rate = self.tokens / self.seconds if self.seconds > 0 else 0.0
         already = f" ({self.sources_skipped} already done, skipped)" if self.sources_skipped else ""
-        return (
-            f"prepared {self.sources_done} source files{already}: {self.documents:,} documents, "
-            f"{self.tokens:,} tokens, {self.skipped_lines:,} skipped lines, {self.files_written} chunk files "
-            f"in {destination} ({self.seconds:.1f} s, {rate:,.0f} tokens/s)"
-        )
+        return (f"prepared {self.sources_done} source files{already}: {self.documents:,} documents, "
+                f"{self.tokens:,} tokens, {self.skipped_lines:,} skipped lines, {self.files_written} chunk files "
+                f"in {destination} ({self.seconds:.1f} s, {rate:,.0f} tokens/s)")
 
 
 # --------------------------------------------------------------------------- one source file (in a worker)
@@ -165,10 +161,8 @@ def check_options(split: str, chunk_size: int, num_workers: Optional[int], train
         raise PrepareError(f"--train_prefix and --val_prefix are both {train_prefix!r}: the training and validation "
                            "chunks would be one set of files")
     if train_prefix.startswith(val_prefix) or val_prefix.startswith(train_prefix):
-        raise PrepareError(
-            f"--train_prefix {train_prefix!r} and --val_prefix {val_prefix!r}: one starts the other, so a prefix "
-            "glob would mix the splits"
-        )
+        raise PrepareError(f"--train_prefix {train_prefix!r} and --val_prefix {val_prefix!r}: one starts the other, "
+                           "so a prefix glob would mix the splits")
 
 
 def _check_memory(chunk_size: int, dtype, workers: int) -> None:
@@ -187,15 +181,13 @@ def _check_prefixes(manifest: dict, sources: list[Source], destination: Path) ->
     """A new named source must not share a prefix glob with another one, nor a prefix with another split."""
     recorded = {(e.get("prefix") or manifest.get("prefixes", {}).get(e.get("split")), e.get("split"))
                 for e in manifest["sources"].values()}
-    for source in {(s.prefix, s.split) for s in sources}:
+    for new_prefix, new_split in {(s.prefix, s.split) for s in sources}:  # prefixes are never empty
         for prefix, split in recorded:
-            if not prefix:
-                continue
-            if prefix == source[0] and split != source[1]:
+            if prefix == new_prefix and split != new_split:
                 raise PrepareError(f"{destination} holds {split} chunks with prefix {prefix!r}; choose another "
-                                   f"prefix for the {source[1]} files")
-            if prefix != source[0] and (prefix.startswith(source[0]) or source[0].startswith(prefix)):
-                raise PrepareError(f"prefix {source[0]!r} and the prefix {prefix!r} of {destination}: one starts "
+                                   f"prefix for the {new_split} files")
+            if prefix and prefix != new_prefix and (prefix.startswith(new_prefix) or new_prefix.startswith(prefix)):
+                raise PrepareError(f"prefix {new_prefix!r} and the prefix {prefix!r} of {destination}: one starts "
                                    "the other, so a prefix glob would mix them")
 
 
@@ -210,10 +202,8 @@ def _check_destination(destination: Path, manifest: Optional[dict], prefixes: tu
     if manifest is None and not list(destination.glob(manifests.PART_GLOB)):
         foreign = [p.name for prefix in prefixes for p in destination.glob(f"{prefix}*.bin")]
         if foreign:
-            raise PrepareError(
-                f"{destination} already holds chunk files ({foreign[0]}, ...) but no {MANIFEST}: they were not made "
-                "by this tool or its manifest is lost; use another --destination_path"
-            )
+            raise PrepareError(f"{destination} already holds chunk files ({foreign[0]}, ...) but no {MANIFEST}: they "
+                               "were not made by this tool or its manifest is lost; use another --destination_path")
 
 
 def prepare(
@@ -237,13 +227,8 @@ def prepare(
     shard_index: int = 0,
 ) -> Summary:
     """Prepares every source file under `source_path` (of this shard) that the destination's
-    manifest does not record as done. Raises PrepareError (a UserError) for bad input; completed
-    work is kept.
-
-    `parse_special_tokens` turns the tokenizer's special-token strings in text ("<s>", "</s>") into
-    their ids, as upstream's prepare did; by default they are encoded as text. "[MASK]" is always text.
-    `encoding` "upstream" writes upstream's ids (`lit_gpt.prepare.token_encoding.UpstreamEncoder`).
-    """
+    manifest does not record as done (options: `meap-prepare --help`). Raises PrepareError (a
+    UserError) for bad input; completed work is kept."""
     started = time.perf_counter()
     source_path, destination = Path(source_path).expanduser(), Path(destination_path).expanduser()
     check_options(split, chunk_size, num_workers, train_prefix, val_prefix, text_key, num_shards, shard_index)
@@ -266,18 +251,11 @@ def prepare(
         "chunk_size": chunk_size,
         "dtype": np.dtype(dtype).name,
         "separator_id": info.eos_id,
-        "tokenizer": {
-            "path": str(Path(tokenizer_dir).expanduser().resolve()),
-            "fingerprint": tokenizer_fingerprint(tokenizer),
-            **info.to_dict(),
-        },
-        "encoding": {  # what wrote the tokens: the library, and whether each document starts with BOS
-            "name": encoding,
-            "backend": encoder.library,
-            "method": encoder.method,
-            "bos_added": encoder.adds_bos,
-            "parse_special_tokens": parse_special_tokens,
-        },
+        "tokenizer": {"path": str(Path(tokenizer_dir).expanduser().resolve()),
+                      "fingerprint": tokenizer_fingerprint(tokenizer), **info.to_dict()},
+        # What wrote the tokens: the library, and whether each document starts with BOS.
+        "encoding": {"name": encoding, "backend": encoder.library, "method": encoder.method,
+                     "bos_added": encoder.adds_bos, "parse_special_tokens": parse_special_tokens},
         "prefixes": {"train": train_prefix, "validation": val_prefix},
     }
     if manifest is not None:
@@ -313,9 +291,8 @@ def prepare(
                 manifests.add_entry(current, result.key, result.manifest_entry())
                 manifests.write_manifest(destination, current)
 
-    summary = Summary()
     todo = [s for s in sources if s.chunk_prefix not in done]
-    summary.sources_skipped = len(sources) - len(todo)
+    summary = Summary(sources_skipped=len(sources) - len(todo))
     if summary.sources_skipped:
         log(f"{summary.sources_skipped} of {len(sources)} source files are already done (per {destination / MANIFEST})")
     todo.sort(key=lambda s: s.path.stat().st_size, reverse=True)  # big files first balances the workers
@@ -346,10 +323,8 @@ def prepare(
     summary.seconds = time.perf_counter() - started
     if failures:
         others = f" (and {len(failures) - 1} more files)" if len(failures) > 1 else ""
-        raise PrepareError(
-            f"{failures[0]}{others}; {summary.sources_done} other source files were prepared and recorded in "
-            f"{destination / MANIFEST}"
-        )
+        raise PrepareError(f"{failures[0]}{others}; {summary.sources_done} other source files were prepared and "
+                           f"recorded in {destination / MANIFEST}")
     return summary
 
 

@@ -3,6 +3,7 @@ back to the main process, and workers that end when the main process dies."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -39,10 +40,8 @@ def _exit_with_parent(parent_pid: int) -> None:
     """Ends this worker when the main process dies (killed, it cannot shut the pool down): a
     worker left behind would hold a core and keep writing into the destination."""
     if sys.platform.startswith("linux"):
-        try:  # the kernel signals this process the moment its parent exits
+        with contextlib.suppress(OSError, AttributeError):  # the kernel signals this process when its parent exits
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        except (OSError, AttributeError):
-            pass
     if os.getppid() != parent_pid:  # the parent died before that was set up
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
@@ -129,9 +128,8 @@ class Monitor:
         self.tokens += tokens
         if self.bar is not None:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
-            self.bar.set_postfix_str(
-                f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tokens/s", refresh=False
-            )
+            self.bar.set_postfix_str(f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tokens/s",
+                                     refresh=False)
             self.bar.update(nbytes)
 
     def close(self) -> None:

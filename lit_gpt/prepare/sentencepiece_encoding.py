@@ -42,9 +42,7 @@ class SentencePieceEncoder(_RebuiltProcessor):
     BATCH_CHARS = 4_000_000  # characters per call of the library, bounding the ids held at once
 
     def __init__(self, model_proto: bytes, dtype, parse_special_tokens: bool = False, threads: int = 1):
-        self.model_proto = model_proto
-        self.dtype = np.dtype(dtype)
-        self.parse_special_tokens = parse_special_tokens
+        self.model_proto, self.dtype, self.parse_special_tokens = model_proto, np.dtype(dtype), parse_special_tokens
         self.threads = threads
         self.processor = sp = _processor(model_proto)
         if sp.eos_id() < 0:
@@ -54,9 +52,8 @@ class SentencePieceEncoder(_RebuiltProcessor):
         self.adds_bos = self.bos is not None
         self.split_exact, self.why_not_split = split_is_exact(model_proto)
         # What upstream's Hugging Face LLaMA tokenizer parses in text: its control and unknown pieces.
-        specials = {sp.id_to_piece(i): i for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i)}
-        specials.pop(MASK_TOKEN, None)
-        self.special_ids = specials
+        self.special_ids = specials = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())
+                                       if (sp.is_control(i) or sp.is_unknown(i)) and sp.id_to_piece(i) != MASK_TOKEN}
         self.special_pattern = special_token_pattern(specials) if specials else None
         self._cut = re.compile(f"(?<=[^ {SPACE_MARK}]) (?=[^ {SPACE_MARK}])")
         self.method, self.word_cache = "sentencepiece batch", None
@@ -84,25 +81,20 @@ class SentencePieceEncoder(_RebuiltProcessor):
         """The encoder of `model_file`, after checking that `tokenizer` (loaded from the same folder)
         gives every piece the id the model does: the manifest and the trainer use the tokenizer's ids."""
         try:
-            proto = model_file.read_bytes()
-            encoder = cls(proto, dtype, parse_special_tokens)
+            encoder = cls(model_file.read_bytes(), dtype, parse_special_tokens)
         except (OSError, RuntimeError) as err:
             raise TokenizerError(f"cannot read the sentencepiece model {model_file}: {err}") from None
         sp, vocab = encoder.processor, tokenizer.get_vocab()
         for i in range(sp.get_piece_size()):
             if vocab.get(sp.id_to_piece(i)) != i:
-                raise TokenizerError(
-                    f"{model_file} gives {sp.id_to_piece(i)!r} the id {i}, the tokenizer files beside it give "
-                    f"{vocab.get(sp.id_to_piece(i))}: they are not the same tokenizer"
-                )
+                raise TokenizerError(f"{model_file} gives {sp.id_to_piece(i)!r} the id {i}, the tokenizer files beside "
+                                     f"it give {vocab.get(sp.id_to_piece(i))}: they are not the same tokenizer")
         return encoder
 
     def pieces(self, text: str) -> list[str]:
         """`text` cut into pieces whose ids, concatenated, are those of the whole text."""
-        if not self.split_exact:
-            return [text]
         # The space itself is dropped: the next piece's dummy prefix "▁" stands for it.
-        return cut_long_text(text, self._cut, self.PIECE_CHARS, drop_cut=True)
+        return cut_long_text(text, self._cut, self.PIECE_CHARS, drop_cut=True) if self.split_exact else [text]
 
     def _plan(self, text: str) -> list:
         """One document as special ids (int) and texts to encode (str)."""
@@ -147,8 +139,7 @@ def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
     whitespace collapsing, no user-defined pieces) in which "▁" never follows another character
     inside a piece: then no merge joins the character before the space with the "▁", so BPE (and
     byte fallback, per symbol) runs on the two sides independently, each side in its own order.
-    Returns (False, why) otherwise.
-    """
+    Returns (False, why) otherwise."""
     from sentencepiece import sentencepiece_model_pb2
 
     model = sentencepiece_model_pb2.ModelProto()

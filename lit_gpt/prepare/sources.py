@@ -89,13 +89,10 @@ def find_sources(
     val_pattern: str = DEFAULT_PATTERNS["validation"],
     report: Callable[[str], None] = lambda line: None,
 ) -> list[Source]:
-    """The source files of `split` in the folder `source_path` and its subfolders (or that one file).
-
-    Hidden files and folders, the destination and files named manifest.json are left out. A file
-    name selected twice by a name pattern is an error: a clone of allenai/c4 holds en/,
-    en.noblocklist/, realnewslike/ side by side with the same names, and only one of them is meant.
-    Files in no split are passed to `report` in one line and not read.
-    """
+    """The source files of `split` in the folder `source_path` and its subfolders (or that one file),
+    but hidden ones, the destination and manifest.json. A file name selected twice by a name pattern
+    is an error (a C4 clone's en/, en.noblocklist/, realnewslike/ share names; one is meant). Files
+    in no split are passed to `report` in one line and not read."""
     source_path = Path(source_path).expanduser()
     if not source_path.exists():
         raise PrepareError(f"source path not found: {source_path}")
@@ -198,8 +195,7 @@ def _walk(folder: Path, destination: Path) -> list[Path]:
 def shard_of(sources: list[Source], num_shards: int, shard_index: int) -> list[Source]:
     """This machine's share: every num_shards-th file in the order of the keys, so the shards are
     disjoint, cover every file, and agree on any machine that sees the same files."""
-    ordered = sorted(sources, key=lambda s: (s.split, s.key))
-    return ordered[shard_index::num_shards]
+    return sorted(sources, key=lambda s: (s.split, s.key))[shard_index::num_shards]
 
 
 # --------------------------------------------------------------------------- reading texts
@@ -210,14 +206,9 @@ def iter_records(
 ) -> Iterator[tuple[int, Union[str, Skipped]]]:
     """(line or row number, the text or why there is none) for each record; a corrupt or unreadable
     file raises PrepareError naming it (and the row, where known)."""
-    name = path.name
+    read = _table_texts if path.suffix in (".parquet", ".arrow") else _json_texts
     try:
-        if name.endswith(".parquet"):
-            yield from _parquet_texts(path, text_key, on_bytes)
-        elif name.endswith(".arrow"):
-            yield from _arrow_texts(path, text_key, on_bytes)
-        else:
-            yield from _json_texts(path, text_key, on_bytes)
+        yield from read(path, text_key, on_bytes)
     except PrepareError:
         raise
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
@@ -228,12 +219,10 @@ def iter_records(
 
 def _json_texts(path: Path, text_key: str, on_bytes) -> Iterator[tuple[int, Union[str, Skipped]]]:
     with open(path, "rb") as raw:
-        if path.name.endswith(".gz"):
+        if path.suffix == ".gz":
             stream = gzip.GzipFile(fileobj=raw, mode="rb")
-        elif path.name.endswith(".zst"):
-            stream = io.BufferedReader(_ZstdReader(raw, path), buffer_size=1 << 20)
         else:
-            stream = raw
+            stream = io.BufferedReader(_ZstdReader(raw, path), buffer_size=1 << 20) if path.suffix == ".zst" else raw
         position = 0
         for number, line in enumerate(stream, start=1):
             if number % 4096 == 0:
@@ -305,55 +294,44 @@ class _ZstdReader(io.RawIOBase):
         return n
 
 
-def _column_texts(path: Path, batches, schema, text_key: str, on_bytes, bytes_per_row: float = 0.0):
-    """Texts of the `text_key` column of an Arrow batch iterator; rows are numbered from 1."""
-    import pyarrow as pa
-
-    if text_key not in schema.names:
-        raise PrepareError(f"{path}: no {text_key!r} column (columns: {', '.join(schema.names[:8])}); "
-                           "choose one with --text_key")
-    kind = schema.field(text_key).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise PrepareError(f"{path}: column {text_key!r} holds {kind}, not strings")
-    row = 0
-    for batch in batches:
-        column = batch.column(batch.schema.get_field_index(text_key))
-        for text in column.to_pylist():
-            row += 1
-            yield row, (text if isinstance(text, str) else Skipped(f"{text_key!r} is null, not a string"))
-        on_bytes(int(batch.num_rows * bytes_per_row) if bytes_per_row else column.nbytes)
-
-
-def _parquet_texts(path: Path, text_key: str, on_bytes):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-        schema = reader.schema_arrow
-        batches = reader.iter_batches(batch_size=BATCH_ROWS, columns=[text_key] if text_key in schema.names else None,
-                                      use_threads=False)
-        per_row = path.stat().st_size / max(reader.metadata.num_rows, 1)  # progress in the file's own bytes
-        yield from _column_texts(path, _guarded(batches, path), schema, text_key, on_bytes, per_row)
-    except (pa.ArrowException, ValueError) as err:
-        raise PrepareError(f"{path}: unreadable Parquet ({first_line(err)})") from None
-
-
-def _arrow_texts(path: Path, text_key: str, on_bytes):
+def _table_texts(path: Path, text_key: str, on_bytes):
+    """Texts of the `text_key` column of a Parquet or Arrow file, a record batch at a time; rows are
+    numbered from 1."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
 
+    parquet, per_row = path.suffix == ".parquet", 0.0
     try:
-        try:
-            batches = ipc.open_stream(pa.OSFile(str(path)))  # what datasets writes
-            schema = batches.schema
-        except pa.ArrowInvalid:
-            file_reader = ipc.open_file(pa.OSFile(str(path)))
-            batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
-            schema = file_reader.schema
-        yield from _column_texts(path, _guarded(batches, path), schema, text_key, on_bytes)
+        if parquet:
+            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+            schema = reader.schema_arrow
+            batches = reader.iter_batches(batch_size=BATCH_ROWS, use_threads=False,
+                                          columns=[text_key] if text_key in schema.names else None)
+            per_row = path.stat().st_size / max(reader.metadata.num_rows, 1)  # progress in the file's own bytes
+        else:
+            try:
+                batches = ipc.open_stream(pa.OSFile(str(path)))  # what datasets writes
+                schema = batches.schema
+            except pa.ArrowInvalid:
+                file_reader = ipc.open_file(pa.OSFile(str(path)))
+                batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+                schema = file_reader.schema
+        if text_key not in schema.names:
+            raise PrepareError(f"{path}: no {text_key!r} column (columns: {', '.join(schema.names[:8])}); "
+                               "choose one with --text_key")
+        kind = schema.field(text_key).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise PrepareError(f"{path}: column {text_key!r} holds {kind}, not strings")
+        row = 0
+        for batch in _guarded(batches, path):
+            column = batch.column(batch.schema.get_field_index(text_key))
+            for text in column.to_pylist():
+                row += 1
+                yield row, (text if isinstance(text, str) else Skipped(f"{text_key!r} is null, not a string"))
+            on_bytes(int(batch.num_rows * per_row) if per_row else column.nbytes)
     except (pa.ArrowException, ValueError) as err:
-        raise PrepareError(f"{path}: unreadable Arrow file ({first_line(err)})") from None
+        raise PrepareError(f"{path}: unreadable {'Parquet' if parquet else 'Arrow file'} ({first_line(err)})") from None
 
 
 def _guarded(batches, path: Path):

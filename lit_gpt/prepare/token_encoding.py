@@ -18,6 +18,7 @@ import array
 import json
 import re
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -81,7 +82,6 @@ def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = Fals
 
 class BatchEncoder:
     """Documents to one flat token array, each followed by EOS, by the fastest exact path (module doc).
-
     Special-token strings stay text (the ids of `tokenizer(text, split_special_tokens=True)`) unless
     `parse_special_tokens`, which gives those other than "[MASK]" their ids, as `tokenizer(text)` does.
     `method` names the path chosen at start and checked on `PROBE`: "word cache" (`WordCacheBPE`; not
@@ -100,9 +100,7 @@ class BatchEncoder:
     library = "tokenizers"
 
     def __init__(self, tokenizer, dtype, parse_special_tokens: bool = False):
-        self.tokenizer = tokenizer
-        self.dtype = np.dtype(dtype)
-        self.parse_special_tokens = parse_special_tokens
+        self.tokenizer, self.dtype, self.parse_special_tokens = tokenizer, np.dtype(dtype), parse_special_tokens
         self.eos = tokenizer_info(tokenizer).eos_id
         reference = self._read_probe(encode_as_text(tokenizer, self.PROBE))
         specials = [t for t in tokenizer.all_special_tokens if t != MASK_TOKEN]
@@ -129,8 +127,7 @@ class BatchEncoder:
         except NotExact as err:
             self.why_not_split = str(err)
         if parse_special_tokens:
-            self.why_not_word_cache = "--parse_special_tokens"
-            self.method = "rust batch"
+            self.method, self.why_not_word_cache = "rust batch", "--parse_special_tokens"
             self._check(expected)
             return
         if not np.array_equal(self._rust_batch(self.PROBE), expected):
@@ -161,10 +158,8 @@ class BatchEncoder:
 
     def _check(self, expected: np.ndarray) -> None:
         if not np.array_equal(self(self.PROBE), expected):
-            raise TokenizerError(
-                "--parse_special_tokens: splitting the text at the special tokens does not give the tokenizer's ids "
-                "(its special tokens strip whitespace or are normalized)"
-            )
+            raise TokenizerError("--parse_special_tokens: splitting the text at the special tokens does not give the "
+                                 "tokenizer's ids (its special tokens strip whitespace or are normalized)")
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if self.word_cache is not None:
@@ -188,19 +183,16 @@ class BatchEncoder:
             if len(text) <= self.LONG_TEXT_CHARS:
                 arrays.append(self._rust_batch([text]))
                 continue
-            parts = [np.array(self._prefix, dtype=self.dtype)]
-            for piece in self.pieces(text):
-                parts.append(np.array(encode([piece], add_special_tokens=False)[0].ids, dtype=self.dtype))
-            parts.append(np.array(self._suffix + ([self.eos] if self.append_eos else []), dtype=self.dtype))
-            arrays.append(np.concatenate(parts))
+            # Each piece's ids become an array at once: a list of all of them would hold ~36 bytes a token.
+            pieces = (encode([piece], add_special_tokens=False)[0].ids for piece in self.pieces(text))
+            parts = chain([self._prefix], pieces, [self._suffix + ([self.eos] if self.append_eos else [])])
+            arrays += (np.array(ids, dtype=self.dtype) for ids in parts)
         return np.concatenate(arrays)
 
     def pieces(self, text: str) -> list[str]:
         """`text` cut before single spaces that follow an ASCII letter or digit, in pieces of about
         LONG_TEXT_CHARS (where `long_text_cut` proves the cut exact; else the whole text)."""
-        if self.long_text_cut is None:
-            return [text]
-        return cut_long_text(text, self.long_text_cut, self.LONG_TEXT_CHARS)
+        return [text] if self.long_text_cut is None else cut_long_text(text, self.long_text_cut, self.LONG_TEXT_CHARS)
 
     def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
         """Each document: template prefix, its text pieces and special ids in order, template suffix."""
@@ -227,12 +219,9 @@ class BatchEncoder:
 class UpstreamEncoder(BatchEncoder):
     """Upstream's prepare encoding: `AutoTokenizer.from_pretrained(dir, legacy=False)`, then per
     document `encode(text) + [eos]` (how these ids differ from the library's: docs/UPSTREAM.md).
-
-    With `parse_special_tokens` (upstream's behaviour) the ids are those of `tokenizer(text)`,
-    through the Rust batch call where it agrees on the probe texts; the word cache is not used,
-    as it would put a "▁" after each special token, which legacy=False does not. Without it,
-    special-token strings stay text (`BatchEncoder`). "[MASK]" is text either way.
-    """
+    With `parse_special_tokens` (upstream's behaviour), `tokenizer(text)` through the Rust batch call
+    where it agrees on the probe texts (not the word cache: it would put a "▁" after each special
+    token, which legacy=False does not); without, `BatchEncoder`'s. "[MASK]" is text either way."""
 
     library = "transformers legacy=False"
 
@@ -244,25 +233,20 @@ class UpstreamEncoder(BatchEncoder):
             self.library = type(self).library  # BatchEncoder names the library it falls back to
             return
         if MASK_TOKEN in upstream.get_vocab():
-            raise TokenizerError(
-                f"--encoding upstream --parse_special_tokens: {tokenizer_dir} already holds {MASK_TOKEN} as a token, "
-                f"so a literal {MASK_TOKEN} in text would become the mask id; upstream's folder had none: use a "
-                "folder without it, or --no-parse_special_tokens"
-            )
+            raise TokenizerError(f"--encoding upstream --parse_special_tokens: {tokenizer_dir} already holds "
+                                 f"{MASK_TOKEN} as a token, so a literal {MASK_TOKEN} in text would become the mask id; "
+                                 "upstream's folder had none: use a folder without it, or --no-parse_special_tokens")
         self.tokenizer, self.dtype, self.parse_special_tokens = upstream, np.dtype(dtype), True
         self.eos = tokenizer_info(upstream).eos_id
         self.word_cache, self.why_not_word_cache = None, "legacy=False puts no '▁' after a special token in text"
         self.long_text_cut, self.why_not_split = None, "special tokens in text are parsed"
         expected = self._flatten(self._read_probe(upstream(self.PROBE, return_attention_mask=False)["input_ids"]))
-        self.method, self.backend = "transformers", None
-        backend = upstream.backend_tokenizer if getattr(upstream, "is_fast", False) else None
-        if backend is not None:
-            backend.encode_special_tokens = False
-            self.backend = backend
-            if np.array_equal(self._rust_batch(self.PROBE), expected):
-                self.method = "rust batch"
-            else:
+        self.backend = upstream.backend_tokenizer if getattr(upstream, "is_fast", False) else None
+        if self.backend is not None:
+            self.backend.encode_special_tokens = False
+            if not np.array_equal(self._rust_batch(self.PROBE), expected):
                 self.backend = None
+        self.method = "transformers" if self.backend is None else "rust batch"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         if not self.parse_special_tokens:
@@ -289,7 +273,7 @@ def load_legacy_false_tokenizer(tokenizer_dir):
 
 def _check_same_ids(upstream, tokenizer, tokenizer_dir) -> None:
     """Every token of the legacy=False tokenizer has the id the project's tokenizer gives it (the
-    manifest and the trainer use the latter), and [MASK] lies outside the ids upstream can write."""
+    manifest and the trainer use the latter)."""
     ours = tokenizer.get_vocab()
     for token, i in upstream.get_vocab().items():
         if ours.get(token) != i:
@@ -298,9 +282,8 @@ def _check_same_ids(upstream, tokenizer, tokenizer_dir) -> None:
 
 
 def byte_level_cut(spec: dict) -> "re.Pattern":
-    """Where a long text may be cut for a GPT-2-style byte-level tokenizer (NotExact otherwise).
-
-    Its pre-tokenizer regex (ByteLevel with use_regex) has a space only at the start of a match or
+    """Where a long text may be cut for a GPT-2-style byte-level tokenizer (NotExact otherwise):
+    its pre-tokenizer regex (ByteLevel with use_regex) has a space only at the start of a match or
     in an all-whitespace match, so no pre-token holds a letter or digit followed by a space: before
     such a space a pre-token always ends, the pieces on both sides are pre-tokenized (and BPE-encoded)
     exactly as in the whole text. Digits splitting, byte mapping and BPE work within pre-tokens.
@@ -311,11 +294,16 @@ def byte_level_cut(spec: dict) -> "re.Pattern":
     if not parts or parts[-1] != {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": parts[-1].get(
             "trim_offsets"), "use_regex": True} or any(part.get("type") != "Digits" for part in parts[:-1]):
         raise NotExact("the pre-tokenizer is not a GPT-2 style ByteLevel (use_regex, no prefix space), after Digits")
+    _check_plain(spec, "pre-tokenization")
+    return re.compile("(?<=[A-Za-z0-9]) ")
+
+
+def _check_plain(spec: dict, stage: str) -> None:
+    """No non-special added token splits the text before `stage`; no truncation, no padding."""
     if any(not token.get("special") for token in spec.get("added_tokens", [])):
-        raise NotExact("non-special added tokens split the text before pre-tokenization")
+        raise NotExact(f"non-special added tokens split the text before {stage}")
     if spec.get("truncation") or spec.get("padding"):
         raise NotExact("truncation or padding is set")
-    return re.compile("(?<=[A-Za-z0-9]) ")
 
 
 def _around_body(backend) -> tuple[list[int], list[int]]:
@@ -341,6 +329,7 @@ class NotExact(Exception):
 
 
 _DOC_START, _DOC_END = ("document start",), ("document end",)  # cache keys no word can equal
+_WORD_START = re.compile(f"(?<=[^{SPACE_MARK}]){SPACE_MARK}")
 
 
 def _replace_spaces(text: str) -> str:
@@ -371,12 +360,10 @@ def _normalize(steps: tuple, text: str) -> str:
 
 
 def _sentencepiece_normalizer(spec: dict) -> Callable[[str], str]:
-    """The normalizer + pre-tokenizer of `spec` as Python string steps (NotExact when not known).
-
-    Only the forms that sentencepiece conversions produce are accepted (transformers 5 from
-    tokenizer.model, LlamaTokenizer, the classic Llama tokenizer.json), each reproduced exactly; all
-    of them leave the whole text as one pre-token.
-    """
+    """The normalizer + pre-tokenizer of `spec` as Python string steps (NotExact when not known):
+    only the forms that sentencepiece conversions produce (transformers 5 from tokenizer.model,
+    LlamaTokenizer, the classic Llama tokenizer.json), each reproduced exactly; all of them leave the
+    whole text as one pre-token."""
     steps = []
     for part in _parts(spec.get("normalizer"), "normalizers"):
         if part == {"type": "Replace", "pattern": {"String": " "}, "content": SPACE_MARK}:
@@ -443,10 +430,8 @@ class WordCacheBPE:
 
     def __init__(self, normalize: Callable[[str], str], word_pattern: "re.Pattern", encode_words, dtype,
                  prefix: list[int], end: list[int], special_ids: Optional[dict] = None):
-        self.normalize = normalize
-        self.word_pattern = word_pattern
+        self.normalize, self.word_pattern, self.dtype = normalize, word_pattern, np.dtype(dtype)
         self.encode_words = encode_words  # list of words -> list of their ids, by the BPE model itself
-        self.dtype = np.dtype(dtype)
         self.prefix, self.end = prefix, end  # ids around each document's own: template prefix; suffix + EOS
         # Special-token strings to turn into their ids; each text between them is normalized on its own.
         self.special_ids = special_ids or {}
@@ -468,10 +453,7 @@ class WordCacheBPE:
             raise NotExact("BPE dropout or ignore_merges is set")
         if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
             raise NotExact("BPE marks word continuations")
-        if any(not token.get("special") for token in spec.get("added_tokens", [])):
-            raise NotExact("non-special added tokens split the text before BPE")
-        if spec.get("truncation") or spec.get("padding"):
-            raise NotExact("truncation or padding is set")
+        _check_plain(spec, "BPE")
         normalize = _sentencepiece_normalizer(spec)
         prefix, suffix = _template_ids(spec.get("post_processor"))
         vocab = model.get("vocab")
@@ -521,19 +503,10 @@ class WordCacheBPE:
     # one slice and not all of them (a 33 MB page has millions).
     LONG_TEXT_CHARS = 1 << 20
 
-    def _slices(self, text: str):
+    def _slices(self, text: str) -> list[str]:
         """`text` (normalized) in slices of about LONG_TEXT_CHARS, cut where a word always starts:
         at a "▁" after another character (every word pattern that holds "▁" starts with its run)."""
-        start, size = 0, self.LONG_TEXT_CHARS
-        while len(text) - start > size:
-            cut = text.find(SPACE_MARK, start + size // 2)
-            while cut != -1 and text[cut - 1] == SPACE_MARK:
-                cut = text.find(SPACE_MARK, cut + 1)
-            if cut == -1:
-                break
-            yield text[start:cut]
-            start = cut
-        yield text[start:]
+        return cut_long_text(text, _WORD_START, self.LONG_TEXT_CHARS)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Documents in, one flat array out: per document prefix + its ids + end."""
