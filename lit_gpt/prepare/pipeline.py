@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from functools import partial
 from dataclasses import asdict, dataclass, field
@@ -194,9 +195,7 @@ def _check_prefixes(manifest: dict, sources: list[Source], destination: Path) ->
 def _check_destination(destination: Path, manifest: Optional[dict], prefixes: tuple[str, ...]) -> None:
     try:
         destination.mkdir(parents=True, exist_ok=True)
-        probe = destination / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        tempfile.TemporaryFile(dir=destination).close()  # unnamed where it can be: no leftover if killed
     except OSError as err:
         raise PrepareError(f"cannot write to destination {destination}: {err.strerror or err}") from None
     if manifest is None and not list(destination.glob(manifests.PART_GLOB)):
