@@ -65,9 +65,9 @@ def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, wor
     the messages of the tasks that failed with a PrepareError (the others go on)."""
     failures: list[str] = []
 
-    def settle(result) -> None:
+    def settle(get, *args) -> None:
         try:
-            on_result(result())
+            on_result(get(*args))
         except PrepareError as err:
             failures.append(str(err))
 
@@ -76,7 +76,7 @@ def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, wor
             # In-process: one source at a time, the tokenizer's own threads are the parallelism.
             init_worker(encoder, monitor, single_thread=False)
             for task in tasks:
-                settle(lambda: work(task))
+                settle(work, task)
             return failures
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         events = context.Queue()

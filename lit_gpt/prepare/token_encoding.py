@@ -60,7 +60,7 @@ def split_at_special_tokens(text: str, pattern: "re.Pattern", ids: dict) -> list
 
 def fill_in(plan: list, encoded) -> list[int]:
     """`plan` (ids as int, texts as str) with each text replaced by the next ids from `encoded`."""
-    return [i for part in plan for i in (next(encoded) if isinstance(part, str) else (part,))]
+    return list(chain.from_iterable(next(encoded) if isinstance(part, str) else (part,) for part in plan))
 
 
 def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = False) -> list[str]:
