@@ -21,7 +21,9 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch.distributed.checkpoint import CheckpointException
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
 
 from lit_gpt.errors import UserError
 from lit_gpt.io import atomic
@@ -53,18 +55,9 @@ def resolve_resume(resume: Optional[str], out_dir: str | Path, config=None) -> O
     """The checkpoint to resume from: None, `auto` (the newest readable one in out_dir, None if there
     is none) or a path. Each candidate is read (memory-mapped) here, before any process starts, and
     its model compared with `config`'s."""
-    path = _resolve_resume(resume, out_dir)
-    if path is not None and config is not None:
-        try:
-            check_same_model(check_readable(path), config, path)
-        except UserError as err:
-            raise UserError(f"cannot resume from {err}") from None
-    return path
-
-
-def _resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path]:
+    existing = list_checkpoints(out_dir)
+    meta = None
     if resume is None:
-        existing = list_checkpoints(out_dir)
         if existing:
             raise UserError(
                 f"--out_dir {out_dir} already holds checkpoints (newest {existing[-1][1].name}): pass --resume auto "
@@ -72,24 +65,26 @@ def _resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path
             )
         return None
     if resume == "auto":
-        existing = list_checkpoints(out_dir)
-        skipped = []
         for _, path in reversed(existing):
             try:
-                check_readable(path)
-                return path
+                meta = check_readable(path)
+                break
             except UserError as err:
                 print(f"--resume auto: skipping {err}", file=sys.stderr)  # and trying the one before
-                skipped.append(path.name)
-        if skipped:
-            raise UserError(f"--resume auto: no checkpoint in {out_dir} can be read ({', '.join(skipped)}); "
-                            "pass --resume PATH or choose another --out_dir")
-        return None
-    path = Path(resume).expanduser()
-    if not path.exists():
-        raise UserError(f"--resume {resume}: no such checkpoint")
+        else:
+            if existing:
+                raise UserError(f"--resume auto: no checkpoint in {out_dir} can be read "
+                                f"({', '.join(p.name for _, p in reversed(existing))}); "
+                                "pass --resume PATH or choose another --out_dir")
+            return None
+    else:
+        path = Path(resume).expanduser()
+        if not path.exists():
+            raise UserError(f"--resume {resume}: no such checkpoint")
     try:
-        check_readable(path)
+        meta = meta or check_readable(path)
+        if config is not None:
+            check_same_model(meta, config, path)
     except UserError as err:
         raise UserError(f"cannot resume from {err}") from None
     return path
@@ -160,7 +155,7 @@ def _describe_error(err: BaseException) -> str:
     return (err.strerror or str(err)) if isinstance(err, OSError) else _first_line(err)
 
 
-_FAILURES = (Exception, CheckpointException)  # CheckpointException is no Exception subclass
+_FAILURES = (Exception, dcp.CheckpointException)  # CheckpointException is no Exception subclass
 
 
 def _write_file(path: Path, obj: Any) -> None:
@@ -187,8 +182,6 @@ class Checkpointer:
 
     def save(self, path: Path, state: dict[str, Any], wait: bool = True) -> list[Path]:
         """Starts writing `path`; -> the checkpoints that are complete now (oldest first)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
-
         done = self.wait()
         fabric = self.fabric
         module, optimizer = _unwrap(state["model"], state["optimizer"])
@@ -200,37 +193,30 @@ class Checkpointer:
                 if _LEFTOVER.match(stale.name):
                     atomic.remove(stale)
         fabric.barrier()
-        error, future = None, None  # an error is reported on every process by _finish
+        # Sharded: each process's own shards; full: gathered on rank 0's CPU only.
+        options = StateDictOptions(full_state_dict=not self.sharded, cpu_offload=not self.sharded)
+        tensors = {"model": get_model_state_dict(module, options=options),
+                   "optimizer": get_optimizer_state_dict(module, optimizer, options=options)}
+        error = future = None  # an error is reported on every process by _finish
+        try:
+            if fabric.is_global_zero and self.sharded:
+                tmp.mkdir()
+                _write_file(tmp / sharded.META_FILE, meta)
+            elif fabric.is_global_zero:
+                _write_file(tmp, {**tensors, **meta})
+        except _FAILURES as err:
+            error = err
         if self.sharded:
-            import torch.distributed.checkpoint as dcp
-
-            shards = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optimizer)}
-            if fabric.is_global_zero:
-                try:
-                    tmp.mkdir()
-                    _write_file(tmp / sharded.META_FILE, meta)
-                except _FAILURES as err:
-                    error = err
             if self.asynchronous and self._group is None:
                 # The background writes must not interleave with the training's collectives.
                 self._group = torch.distributed.new_group(backend="gloo")
             try:  # every process takes part, whatever happened above, or the others would wait forever
                 writer = dcp.FileSystemWriter(tmp, sync_files=True)
-                if self.asynchronous:
-                    future = dcp.async_save(shards, storage_writer=writer, process_group=self._group)
-                else:
-                    dcp.save(shards, storage_writer=writer)
+                save = dcp.async_save if self.asynchronous else dcp.save
+                result = save(tensors, storage_writer=writer, process_group=self._group)
+                future = result if self.asynchronous else None
             except _FAILURES as err:
                 error = error or err
-        else:
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
-            full = {"model": get_model_state_dict(module, options=options),
-                    "optimizer": get_optimizer_state_dict(module, optimizer, options=options)}
-            if fabric.is_global_zero:
-                try:
-                    _write_file(tmp, {**full, **meta})
-                except _FAILURES as err:
-                    error = err
         if future is not None:
             self._pending = (path, tmp, future, error)
             return done + (self.wait() if wait else [])
@@ -297,34 +283,25 @@ def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
 def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     """Restores model and optimizer in place from a full file or a sharded folder, whatever the number
     of processes that wrote it; returns the rest of the checkpoint."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
     module, optim = _unwrap(model, optimizer)
     path = Path(path)
     try:
         meta = check_readable(path)
         if getattr(module, "config", None) is not None:
             check_same_model(meta, module.config, path)
-        if path.is_dir():
+        if path.is_dir():  # DTensors of this run's sharding, filled from whatever layout wrote the shards
             state = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optim)}
             sharded.load_sharded(state, path, no_dist=fabric.world_size == 1)
-            set_model_state_dict(module, state["model"])
-            set_optimizer_state_dict(module, optim, state["optimizer"])
-            return meta
-        checkpoint = dict(meta)
-        options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(module, checkpoint.pop("model"), options=options)
-        set_optimizer_state_dict(module, optim, _keyed_by_name(checkpoint.pop("optimizer"), module), options=options)
-        return checkpoint
+        else:
+            state = {"model": meta["model"], "optimizer": _keyed_by_name(meta["optimizer"], module)}
+            meta = {k: v for k, v in meta.items() if k not in state}
+        options = StateDictOptions(full_state_dict=not path.is_dir())
+        set_model_state_dict(module, state["model"], options=options)
+        set_optimizer_state_dict(module, optim, state["optimizer"], options=options)
+        return meta
     except UserError as err:
         raise UserError(f"cannot resume from {err}") from None
-    except (KeyError, RuntimeError, ValueError, OSError, CheckpointException) as err:
+    except (KeyError, RuntimeError, ValueError, OSError, dcp.CheckpointException) as err:
         raise UserError(f"cannot resume from {path}: {_describe_error(err)}") from None
 
 
