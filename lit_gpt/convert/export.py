@@ -9,6 +9,7 @@ error at any point leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -24,15 +25,8 @@ from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
 from lit_gpt.io.safe_load import load_torch_file
-from lit_gpt.convert.hf import (
-    StateDictMismatch,
-    config_from_hf,
-    hf_config_dict,
-    hf_shapes,
-    hf_to_lit_state_dict,
-    lit_to_hf_items,
-    lit_to_hf_state_dict,
-)
+from lit_gpt.convert.hf import (StateDictMismatch, config_from_hf, hf_config_dict, hf_shapes, hf_to_lit_state_dict,
+                                lit_to_hf_items, lit_to_hf_state_dict)
 from lit_gpt.io.atomic import staged
 from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
 
@@ -109,12 +103,6 @@ def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Pat
                 raise UserError(f"refusing to replace --out_dir {out}: it holds {path}, an input of this conversion")
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="tensor", disable=not sys.stderr.isatty())
-
-
 def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, int]:
     """Writes `items` ((name, shape, dtype, make_tensor) tuples) as model.safetensors, or as shards + index.
 
@@ -122,13 +110,13 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
     memory holds at most one shard of converted tensors. Returns (number of shards, total bytes).
     """
     from safetensors.torch import save_file
+    from tqdm import tqdm
 
     items = list(items)
     shards: list[list[tuple[str, torch.dtype, Any]]] = [[]]
-    shard_bytes = 0
-    total = 0
+    shard_bytes = total = 0
     for name, shape, dtype, make in items:
-        size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        size = math.prod(shape) * dtype.itemsize
         if shards[-1] and shard_bytes + size > max_shard_bytes:
             shards.append([])
             shard_bytes = 0
@@ -138,7 +126,7 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
     n = len(shards)
     names = ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
     weight_map = {}
-    with _progress(len(items), "writing safetensors") as bar:
+    with tqdm(total=len(items), desc="writing safetensors", unit="tensor", disable=not sys.stderr.isatty()) as bar:
         for file_name, shard in zip(names, shards):
             tensors, storages = {}, set()
             for name, dtype, make in shard:
@@ -320,9 +308,7 @@ def target_config(source: Config, model_name: Optional[str], tokenizer_size: Opt
         if diffs:
             raise UserError(f"the Hugging Face model does not have the shape of {model_name!r}: {', '.join(diffs)}")
         vocab_size = max(base.vocab_size, tokenizer_size or 0)
-    padded = max(find_multiple(vocab_size, base.padding_multiple), source.padded_vocab_size)
-    if model_name is not None:
-        padded = max(padded, base.padded_vocab_size)
+    padded = max(find_multiple(vocab_size, base.padding_multiple), source.padded_vocab_size, base.padded_vocab_size)
     return Config.from_dict({**base.to_dict(), "vocab_size": vocab_size, "padded_vocab_size": padded})
 
 

@@ -130,13 +130,8 @@ def check_keys_and_shapes(sd: Mapping[str, Any], expected: Mapping[str, tuple[in
     """Raises StateDictMismatch listing every missing key, unexpected key and wrong shape."""
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
-    wrong = []
-    for key, shape in expected.items():
-        if key not in sd:
-            continue
-        got = tuple(sd[key].shape)
-        if got != tuple(shape):
-            wrong.append(f"{key} {list(got)} (expected {list(shape)})")
+    wrong = [f"{key} {list(sd[key].shape)} (expected {list(shape)})" for key, shape in expected.items()
+             if key in sd and tuple(sd[key].shape) != tuple(shape)]
     problems = []
     if missing:
         problems.append(f"missing keys: {summarize_keys(missing)}")
@@ -150,20 +145,13 @@ def check_keys_and_shapes(sd: Mapping[str, Any], expected: Mapping[str, tuple[in
 
 def summarize_keys(keys: list[str], limit: int = 8) -> str:
     """Folds per-layer keys into one entry per template: `transformer.h.{0-21}.attn.attn.weight`."""
-    layers: dict[str, list[int]] = {}
-    order: list[str] = []
+    layers: dict[str, list[int]] = {}  # template -> layer indices, in the order first seen
     for key in keys:
         m = re.fullmatch(r"(.*?\.(?:h|layers))\.(\d+)\.(.*)", key)
-        template = f"{m.group(1)}.{{}}.{m.group(3)}" if m else key
-        if template not in layers:
-            layers[template] = []
-            order.append(template)
+        ids = layers.setdefault(f"{m.group(1)}.{{}}.{m.group(3)}" if m else key, [])
         if m:
-            layers[template].append(int(m.group(2)))
-    parts = []
-    for template in order:
-        ids = sorted(layers[template])
-        parts.append(template.replace("{}", "{" + _ranges(ids) + "}") if ids else template)
+            ids.append(int(m.group(2)))
+    parts = [t.replace("{}", "{" + _ranges(sorted(ids)) + "}") if ids else t for t, ids in layers.items()]
     more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
     return ", ".join(parts[:limit]) + more
 
