@@ -104,11 +104,9 @@ def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Pat
 
 
 def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, int]:
-    """Writes `items` ((name, shape, dtype, make_tensor) tuples) as model.safetensors, or as shards + index.
-
-    Shards are planned from the shapes, then each is materialised, written and freed in turn, so
-    memory holds at most one shard of converted tensors. Returns (number of shards, total bytes).
-    """
+    """Writes `items` ((name, shape, dtype, make_tensor)) as model.safetensors, or as shards + index;
+    -> (number of shards, total bytes). Shards are planned from the shapes, then each is made, written
+    and freed in turn, so memory holds at most one shard of converted tensors."""
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -189,16 +187,9 @@ def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtyp
 
 
 # ----------------------------------------------------------------------------- lit -> HF
-def export_hf(
-    checkpoint_path: PathLike,
-    out_dir: PathLike,
-    *,
-    model_name: Optional[str] = None,
-    tokenizer_dir: Optional[PathLike] = None,
-    dtype: Union[str, torch.dtype] = "bfloat16",
-    max_shard_size: Union[int, str] = "5GB",
-    overwrite: bool = False,
-) -> ExportResult:
+def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,
+              tokenizer_dir: Optional[PathLike] = None, dtype: Union[str, torch.dtype] = "bfloat16",
+              max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
     """Writes a folder that `from_pretrained` loads offline (docs/CONVERSION.md); without a tokenizer
     given or recorded it holds none (`tokenizer_saved`). On any problem: UserError, nothing written."""
     start = time.perf_counter()
@@ -227,12 +218,8 @@ def export_hf(
     return ExportResult(out, n_params, n_bytes, n_shards, dtype_name(torch_dtype), tokenizer is not None, time.perf_counter() - start)
 
 
-def lit_to_hf(
-    checkpoint_path: PathLike,
-    tokenizer_dir: Optional[PathLike] = None,
-    dtype: Union[str, torch.dtype, None] = None,
-    model_name: Optional[str] = None,
-):
+def lit_to_hf(checkpoint_path: PathLike, tokenizer_dir: Optional[PathLike] = None,
+              dtype: Union[str, torch.dtype, None] = None, model_name: Optional[str] = None):
     """A lit checkpoint as an in-memory `LlamaForCausalLM` (eval mode) and its tokenizer (None when none
     is given or recorded); `dtype` None keeps the checkpoint's. Unconverted weights stay memory-mapped."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -340,12 +327,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     grown = config.padded_vocab_size - source.padded_vocab_size
     for key in ("transformer.wte.weight", "lm_head.weight"):
         sd[key] = _grow_rows(sd[key], config.padded_vocab_size)
-    checkpoint = {
-        "model": sd,
-        "config": config.to_dict(),
-        "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None,
-        "source": str(hf_dir.resolve()),
-    }
+    checkpoint = {"model": sd, "config": config.to_dict(), "source": str(hf_dir.resolve()),
+                  "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None}
     n_bytes = sum(t.numel() * t.element_size() for t in sd.values())
     with staged(out, "--out", needed_bytes=n_bytes, also=(RuntimeError,)) as staging:
         torch.save(checkpoint, staging)
@@ -356,14 +339,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
 
 
 # ----------------------------------------------------------------------------- pytorch_model.bin -> safetensors
-def bin_to_safetensors(
-    checkpoint_path: PathLike,
-    out_dir: PathLike,
-    *,
-    dtype: Union[str, torch.dtype, None] = None,
-    max_shard_size: Union[int, str] = "5GB",
-    overwrite: bool = False,
-) -> ExportResult:
+def bin_to_safetensors(checkpoint_path: PathLike, out_dir: PathLike, *, dtype: Union[str, torch.dtype, None] = None,
+                       max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
     """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors,
     copying the HF_SIDE_FILES next to them; `dtype` None keeps the stored dtype."""
     start = time.perf_counter()

@@ -164,16 +164,12 @@ def _write_file(path: Path, obj: Any) -> None:
 
 
 class Checkpointer:
-    """Writes the checkpoints of a run (call `save` on every process at the same step).
-
-    Each checkpoint is written under a hidden name beside its destination (lit_gpt.io.atomic),
-    fsynced, and renamed into place only when every process has written its part: a crash or a
-    full disk never leaves a half checkpoint that `--resume auto` would pick, and earlier
-    checkpoints stay as they were. `sharded` writes shards of "model" and "optimizer" with
-    torch.distributed.checkpoint (no process holds the whole state); `asynchronous` writes them in
-    a background thread (from a copy taken at `save`) while training goes on, on a process group
-    of its own, and counts the checkpoint as saved only at the next `save` or at `wait`.
-    """
+    """Writes a run's checkpoints (`save` on every process at the same step) under a hidden name beside
+    the destination (lit_gpt.io.atomic), fsynced and renamed into place once every process has written
+    its part: a crash or a full disk never leaves half a checkpoint for `--resume auto` to pick.
+    `sharded`: each process writes its shards (no process holds the whole state); `asynchronous`: in a
+    background thread, from a copy taken at `save`, on a process group of its own, counted as saved
+    only at the next `save` or `wait`."""
 
     def __init__(self, fabric, sharded_format: bool = False, asynchronous: bool = False):
         self.fabric, self.sharded, self.asynchronous = fabric, sharded_format, asynchronous

@@ -156,11 +156,8 @@ def plan_run(args: PretrainArgs) -> RunPlan:
             check_token_ids(args.val_data_dir or args.train_data_dir, args.val_prefix, config.padded_vocab_size,
                             "val_data_dir" if args.val_data_dir else "train_data_dir")
 
-    tokens_per_step = args.global_batch_size * T
-    budgets = [args.max_steps] if args.max_steps else []
-    if args.max_tokens:
-        budgets.append(math.ceil(args.max_tokens / tokens_per_step))
-    total_steps = min(budgets)
+    token_steps = math.ceil(args.max_tokens / (args.global_batch_size * T)) if args.max_tokens else None
+    total_steps = min(b for b in (args.max_steps, token_steps) if b)  # the first budget reached; the settings hold one
     out_dir = Path(args.out_dir)
     resume_path = ckpt.resolve_resume(args.resume, out_dir, config)
     if args.init_from and resume_path is None:
@@ -483,10 +480,8 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     end_step = min(plan.total_steps, args.stop_step) if args.stop_step else plan.total_steps
     state = LoopState(start_step, start_step, start_tokens, end_step, plan.tokens_per_step, plan.resume_path,
                       torch.zeros((), device=fabric.device))
-    log = None
-    if fabric.is_global_zero:
-        log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
-                         run_name=args.run_name or out_dir.name, config=args.to_dict())
+    log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
+                     run_name=args.run_name or out_dir.name, config=args.to_dict()) if fabric.is_global_zero else None
     device_name = torch.cuda.get_device_name(fabric.device) if fabric.device.type == "cuda" else "cpu"
     throughput = Throughput(flops_per_token(plan.config, plan.config.block_size), fabric.world_size,
                             peak_tflops(device_name, plan.precision, args.peak_tflops))
