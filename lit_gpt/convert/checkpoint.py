@@ -70,8 +70,7 @@ def resolve_config(meta: dict[str, Any], model_name: Optional[str], path: Path) 
         return config
     # Upstream TinyLlama/MEAP checkpoints record only the script's scalar hyperparameters.
     upstream_name = hparams.get("model_name") if isinstance(hparams.get("model_name"), str) else None
-    if model_name is None:
-        model_name = upstream_name
+    model_name = upstream_name if model_name is None else model_name
     if model_name is None:
         raise UserError(f"{path} records no model config: pass --model_name (e.g. tiny_LLaMA_1b_mask)")
     if upstream_name is not None and upstream_name != model_name:

@@ -169,10 +169,8 @@ def load_matching_tokenizer(tokenizer_dir: Path, config: Config):
     if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
         ensure_mask_token(tokenizer)
     if len(tokenizer) > config.padded_vocab_size:
-        raise UserError(
-            f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
-            f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?"
-        )
+        raise UserError(f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
+                        f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
     return tokenizer
 
 

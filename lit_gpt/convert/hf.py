@@ -52,15 +52,6 @@ def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: Config)
     return grouped.reshape(-1, d)
 
 
-def _templates(config: Config) -> Iterator[tuple[str, str]]:
-    for lit, hf in LIT_TO_HF.items():
-        if "{}" in lit:
-            for i in range(config.n_layer):
-                yield lit.format(i), hf.format(i)
-        else:
-            yield lit, hf
-
-
 def hf_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """The HF key -> shape of every weight of `config`, computed without building a model."""
     d, ff, hs = config.n_embd, config.intermediate_size, config.head_size
@@ -100,9 +91,8 @@ def hf_to_lit_state_dict(sd: Mapping[str, torch.Tensor], config: Config) -> dict
     if "lm_head.weight" not in sd and "model.embed_tokens.weight" in sd:
         sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
     check_keys_and_shapes(sd, hf_shapes(config), what="Hugging Face weights")
-    out: dict[str, torch.Tensor] = {}
-    for lit, hf in _templates(config):
-        out[lit] = sd[hf]
+    out = {lit.format(i): sd[hf.format(i)] for lit, hf in LIT_TO_HF.items()
+           for i in (range(config.n_layer) if "{}" in lit else (0,))}  # format(0) leaves a global key as it is
     for i in range(config.n_layer):
         q, k, v = (sd[t.format(i)] for t in HF_QKV)
         out[LIT_QKV.format(i)] = merge_qkv(q, k, v, config)

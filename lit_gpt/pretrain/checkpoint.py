@@ -1,14 +1,12 @@
 """Training checkpoints: `out_dir/step-XXXXXXXX.pth`, written whole or not at all.
 
-A checkpoint is one dict: "model" (state dict), "optimizer", "step", "tokens", "data" (the
-stream position), "rng" (per process), "config" (the model Config as a plain dict, so conversion
-and evaluation need no model name), "tokenizer_dir", "tokenizer" (vocab size, bos/eos/mask ids),
-"args" (every run setting) and "format_version": tensors and plain containers only.
-With FSDP and checkpoint_format "sharded", step-XXXXXXXX.pth is a folder instead: shards of
-"model" and "optimizer" (torch.distributed.checkpoint) and meta.pt with the rest. Either format
-resumes with any number of processes; optimizer state is keyed by parameter name. Files are read
-through the allow-list loader (lit_gpt.io.safe_load), sharded indexes through their own.
-"""
+A checkpoint is one dict of tensors and plain containers: "model", "optimizer" (keyed by parameter
+name), "step", "tokens", "data" (the stream position), "rng" (per process), "config" (the model
+Config as a dict, so conversion and evaluation need no model name), "tokenizer_dir", "tokenizer"
+(vocab size, bos/eos/mask ids), "args" (every setting), "format_version". Under FSDP with format
+"sharded" it is a folder: torch.distributed.checkpoint shards of "model" and "optimizer", meta.pt
+with the rest. Either resumes with any number of processes. Files are read through the allow-list
+loader (lit_gpt.io.safe_load), sharded indexes through their own."""
 
 from __future__ import annotations
 
@@ -45,10 +43,8 @@ def checkpoint_path(out_dir: str | Path, step: int) -> Path:
 def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
     """(step, path) of the finished checkpoints in out_dir, oldest first (temporaries ignored)."""
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _NAME.match(p.name))]
-    return sorted(found)
+    paths = out_dir.iterdir() if out_dir.is_dir() else ()
+    return sorted((int(m.group(1)), p) for p in paths if (m := _NAME.match(p.name)))
 
 
 def resolve_resume(resume: Optional[str], out_dir: str | Path, config=None) -> Optional[Path]:
@@ -257,9 +253,7 @@ class Checkpointer:
 
 def prune_checkpoints(out_dir: str | Path, keep_last: int) -> None:
     """Deletes all but the newest keep_last checkpoints (keep_last 0 keeps all). Rank 0 only."""
-    if keep_last <= 0:
-        return
-    for _, path in list_checkpoints(out_dir)[:-keep_last]:
+    for _, path in list_checkpoints(out_dir)[:-keep_last] if keep_last > 0 else []:
         atomic.remove(path)
 
 
