@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -90,31 +91,26 @@ def check_data_tokenizer(data_dir: str | Path, tokenizer, setting: str) -> None:
         )
 
 
+@dataclass(eq=False)  # compared by identity, as the stream it reads
 class TrainBatches:
     """The micro batches of each optimizer step for one process, masked in the collate step."""
 
-    def __init__(
-        self,
-        dataset: Stream,
-        collator: MEAPCollator,
-        micro_batch_size: int,
-        grad_accum: int,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        self.dataset = dataset
-        self.collator = collator
-        self.micro_batch_size = micro_batch_size
-        self.grad_accum = grad_accum
-        self.rank = rank
-        self.world_size = world_size
-        self.global_batch_size = micro_batch_size * grad_accum * world_size
-        # Stream position of step `start_step`; a resume moves both.
-        self.start_step = 0
-        self.start_position = 0
-        # step -> ([MASK] inputs, inputs) of this process, counted in the collate step (the prefetch
-        # thread) and taken by `mask_fraction` when the step is logged
-        self._masked: dict[int, tuple[int, int]] = {}
+    dataset: Stream
+    collator: MEAPCollator
+    micro_batch_size: int
+    grad_accum: int
+    rank: int = 0
+    world_size: int = 1
+    # Stream position of step `start_step`; a resume moves both.
+    start_step: int = 0
+    start_position: int = 0
+    # step -> ([MASK] inputs, inputs) of this process, counted in the collate step (the prefetch
+    # thread) and taken by `mask_fraction` when the step is logged
+    _masked: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.micro_batch_size * self.grad_accum * self.world_size
 
     def position(self, step: int) -> int:
         """Stream position of the first block of optimizer step `step` (0-based)."""

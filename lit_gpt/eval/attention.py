@@ -29,7 +29,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from lit_gpt.cli import exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
@@ -320,20 +319,15 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> AttentionSettings:
-    # No --batch_size: the prompts run one at a time.
-    return options.parse_settings(AttentionSettings, argv, prog or "python -m lit_gpt.eval.attention", __doc__)
-
-
-@exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
-    settings, results = options.run_command(parse_args, run_attention, "lit_gpt.eval.attention", argv, prog)
+def report(settings: AttentionSettings, results: dict) -> None:
     print(f"{settings.task}: attention at the answer positions of {settings.model_dir}, "
           f"mean over heads and {results['summary']['n']} prompts")
     print(format_summary(results["summary"]))
     print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'attention.png'}")
-    return results
 
+
+# No --batch_size: the prompts run one at a time.
+parse_args, main = options.command(AttentionSettings, run_attention, report, "lit_gpt.eval.attention", __doc__)
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
@@ -224,21 +223,16 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     return results
 
 
-def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> MultiDocSettings:
-    return options.parse_settings(MultiDocSettings, argv, prog or "python -m lit_gpt.eval.multidoc_qa", __doc__)
-
-
-@exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
-    settings, results = options.run_command(parse_args, run_multidoc_qa, "lit_gpt.eval.multidoc_qa", argv, prog)
+def report(settings: MultiDocSettings, results: dict) -> None:
     acc = results["accuracy"]
     print(f"multi-document QA ({acc['metric']}, {results['settings']['num_documents']} documents) of {settings.model_dir}")
     for pos, value in acc["by_gold_position"].items():
         print(f"  gold at position {int(pos):>3} (0-based): {100 * value:5.1f}%")
     print(f"  overall                     : {100 * acc['overall']:5.1f}%  ({acc['n']} prompts)")
     print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'accuracy_by_position.png'}")
-    return results
 
+
+parse_args, main = options.command(MultiDocSettings, run_multidoc_qa, report, "lit_gpt.eval.multidoc_qa", __doc__)
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from pathlib import Path
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from lit_gpt.cli import ArgumentParser
+from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.errors import UserError
 
 
@@ -70,11 +70,22 @@ def parse_settings(settings_class: type, argv: Optional[Sequence[str]], prog: st
     return settings_class(**vars(parser.parse_args(argv)))
 
 
-def run_command(parse_args: Callable, run: Callable, module: str, argv: Optional[Sequence[str]], prog: Optional[str]):
-    """(settings, results) of an evaluation's command line; results.json records the command that ran."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    settings = parse_args(argv, prog)
-    return settings, run(settings, command=shlex.join(["python", "-m", module, *argv]))
+def command(settings_type: type, run: Callable, report: Callable, module: str, doc: Optional[str]):
+    """The (parse_args, main) of an evaluation's command line. `main` parses, runs (results.json
+    records the command that ran), prints `report(settings, results)` and returns the results."""
+
+    def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+        return parse_settings(settings_type, argv, prog or f"python -m {module}", doc)
+
+    @exit_on_user_error
+    def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        settings = parse_args(argv, prog)
+        results = run(settings, command=shlex.join(["python", "-m", module, *argv]))
+        report(settings, results)
+        return results
+
+    return parse_args, main
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

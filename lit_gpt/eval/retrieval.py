@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.cli import exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
@@ -236,20 +235,15 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     return results
 
 
-def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> RetrievalSettings:
-    return options.parse_settings(RetrievalSettings, argv, prog or "python -m lit_gpt.eval.retrieval", __doc__)
-
-
-@exit_on_user_error
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
-    settings, results = options.run_command(parse_args, run_retrieval, "lit_gpt.eval.retrieval", argv, prog)
+def report(settings: RetrievalSettings, results: dict) -> None:
     title = f"{settings.task} accuracy (%, {settings.metric}) of {settings.model_dir}"
     print(format_table(results["accuracy"], title))
     title = f"{settings.task} mean log-probability of the answer tokens (nats/token, 0 = certain)"
     print(format_table(results["logprob"], title, percent=False))
     print(f"wrote {', '.join(str(Path(settings.out_dir) / name) for name in OUTPUT_FILES)}")
-    return results
 
+
+parse_args, main = options.command(RetrievalSettings, run_retrieval, report, "lit_gpt.eval.retrieval", __doc__)
 
 if __name__ == "__main__":
     main()

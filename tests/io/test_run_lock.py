@@ -134,7 +134,8 @@ def test_stale_lock_run_and_hyperparameters_yaml_round_trip(data, tmp_path, caps
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stray", [{}, {"SLURM_PROCID": "1"}, {"RANK": "1", "LOCAL_RANK": "1"}])
+# Each stray variable alone is checked in test_only_the_launching_process_takes_the_lock; here all at once.
+@pytest.mark.parametrize("stray", [{}, {"SLURM_PROCID": "1", "RANK": "1", "LOCAL_RANK": "1"}])
 def test_two_concurrent_pretraining_runs_into_one_out_dir(data, tmp_path, stray):
     """Run A takes the folder; run B, started while A runs (A is paused meanwhile, so the overlap
     does not depend on the machine's speed), refuses with one line; A's run is complete and alone.

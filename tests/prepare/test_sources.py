@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lit_gpt.prepare.pipeline import PrepareError, prepare
-from tests.prepare.test_pipeline import DOCS, TRICKY, c4_lines, quiet, write_lines
+from tests.prepare.test_pipeline import DOCS, TRICKY, c4_lines, quiet, run_in_process, write_lines
 from tools.sample_corpus import train_bpe_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -179,7 +179,7 @@ def test_deeply_nested_json_is_a_malformed_record(tmp_path, tokenizer_dir, stdli
     assert any(":2: malformed JSON" in line for line in logged)
 
 
-def test_command_line_refusals_before_any_work(tmp_path, tokenizer_dir):
+def test_command_line_refusals_before_any_work(tmp_path, tokenizer_dir, capsys):
     src = tmp_path / "src"
     write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
     (src / "c4-train.00001-of-00002.json.gz").symlink_to(tmp_path / "gone.json.gz")
@@ -191,13 +191,18 @@ def test_command_line_refusals_before_any_work(tmp_path, tokenizer_dir):
         "dangling symlink": ([src], "c4-train.00001-of-00002.json.gz is a symbolic link to"),
         "bad shard": ([good, "--num_shards", "2", "--shard_index", "2"], "--shard_index"),
     }
-    for name, (args, want) in cases.items():
+    for index, (name, (args, want)) in enumerate(cases.items()):
         dst = tmp_path / f"dst_{name.replace(' ', '_')}"
-        proc = subprocess.run([sys.executable, str(SCRIPT), "--source_path", *map(str, args), "--destination_path",
-                               str(dst), "--tokenizer_dir", str(tokenizer_dir), "--num_workers", "1"],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(lines) == 1 and want in lines[0], (name, proc.stderr)
+        argv = ["--source_path", *map(str, args), "--destination_path", str(dst), "--tokenizer_dir",
+                str(tokenizer_dir), "--num_workers", "1"]
+        if index == 0:  # the script itself, as a user runs it
+            proc = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+            code, stderr = proc.returncode, proc.stderr
+        else:  # the same entry point in this process
+            code, stderr = run_in_process(argv, capsys)
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and want in lines[0], (name, stderr)
         assert not dst.exists() or not any(dst.iterdir()), name
 
 
