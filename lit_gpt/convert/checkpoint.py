@@ -9,6 +9,7 @@ and shape against it before anything is converted or written.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -19,23 +20,14 @@ from lit_gpt.config import Config
 from lit_gpt.convert.hf import StateDictMismatch, check_keys_and_shapes
 from lit_gpt.io.safe_load import load_torch_file
 
-# Added by torch.compile, DDP/FSDP and Fabric's module wrappers.
-WRAPPER_PREFIXES = ("_forward_module.", "module.", "_orig_mod.")
+# Added, in any order and nesting, by torch.compile, DDP/FSDP and Fabric's module wrappers.
+_WRAPPER_PREFIXES = re.compile(r"^(?:_forward_module\.|module\.|_orig_mod\.)+")
 # Entries of a training checkpoint that are not metadata worth carrying along.
 _NOT_META = ("model", "state_dict", "optimizer")
 
 
 def strip_wrapper_prefixes(sd: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in sd.items():
-        stripped = True
-        while stripped:
-            stripped = False
-            for prefix in WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, stripped = key[len(prefix):], True
-        out[key] = value
-    return out
+    return {_WRAPPER_PREFIXES.sub("", key): value for key, value in sd.items()}
 
 
 def lit_shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -78,8 +70,7 @@ def resolve_config(meta: dict[str, Any], model_name: Optional[str], path: Path) 
         return config
     # Upstream TinyLlama/MEAP checkpoints record only the script's scalar hyperparameters.
     upstream_name = hparams.get("model_name") if isinstance(hparams.get("model_name"), str) else None
-    if model_name is None:
-        model_name = upstream_name
+    model_name = upstream_name if model_name is None else model_name
     if model_name is None:
         raise UserError(f"{path} records no model config: pass --model_name (e.g. tiny_LLaMA_1b_mask)")
     if upstream_name is not None and upstream_name != model_name:
@@ -91,14 +82,9 @@ def resolve_config(meta: dict[str, Any], model_name: Optional[str], path: Path) 
 
 
 def load_lit_checkpoint(path: Union[str, Path], model_name: Optional[str] = None) -> tuple[dict[str, torch.Tensor], Config, dict[str, Any]]:
-    """-> (state dict, Config, metadata) of a lit checkpoint, validated key by key and shape by shape.
-
-    Accepts the trainer's checkpoints ({"model", "optimizer", "config", "tokenizer_dir", ...}),
-    upstream TinyLlama/MEAP checkpoints ({"model", ...}, `model_name` required) and plain state dicts.
-    Wrapper prefixes (`_forward_module.`, `module.`, `_orig_mod.`) are stripped. Tensors stay
-    memory-mapped. `meta` is every other top-level entry (step counters, `tokenizer_dir`, ...).
-    Raises UserError naming the file and listing every missing/unexpected key and wrong shape.
-    """
+    """-> (state dict, Config, metadata: every other top-level entry) of a trainer's checkpoint, an
+    upstream TinyLlama/MEAP one (`model_name` required) or a plain state dict, wrapper prefixes
+    stripped, tensors memory-mapped; UserError naming every missing/unexpected key and wrong shape."""
     sd, meta = read_lit_state_dict(path)
     config = resolve_config(meta, model_name, Path(path).expanduser())
     check_state_dict(sd, config, what=f"{Path(path).expanduser()} does not match model {config.name!r}")

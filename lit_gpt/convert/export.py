@@ -9,6 +9,7 @@ error at any point leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -24,15 +25,8 @@ from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
 from lit_gpt.io.safe_load import load_torch_file
-from lit_gpt.convert.hf import (
-    StateDictMismatch,
-    config_from_hf,
-    hf_config_dict,
-    hf_shapes,
-    hf_to_lit_state_dict,
-    lit_to_hf_items,
-    lit_to_hf_state_dict,
-)
+from lit_gpt.convert.hf import (StateDictMismatch, config_from_hf, hf_config_dict, hf_shapes, hf_to_lit_state_dict,
+                                lit_to_hf_items, lit_to_hf_state_dict)
 from lit_gpt.io.atomic import staged
 from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
 
@@ -109,26 +103,18 @@ def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Pat
                 raise UserError(f"refusing to replace --out_dir {out}: it holds {path}, an input of this conversion")
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="tensor", disable=not sys.stderr.isatty())
-
-
 def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, int]:
-    """Writes `items` ((name, shape, dtype, make_tensor) tuples) as model.safetensors, or as shards + index.
-
-    Shards are planned from the shapes, then each is materialised, written and freed in turn, so
-    memory holds at most one shard of converted tensors. Returns (number of shards, total bytes).
-    """
+    """Writes `items` ((name, shape, dtype, make_tensor)) as model.safetensors, or as shards + index;
+    -> (number of shards, total bytes). Shards are planned from the shapes, then each is made, written
+    and freed in turn, so memory holds at most one shard of converted tensors."""
     from safetensors.torch import save_file
+    from tqdm import tqdm
 
     items = list(items)
     shards: list[list[tuple[str, torch.dtype, Any]]] = [[]]
-    shard_bytes = 0
-    total = 0
+    shard_bytes = total = 0
     for name, shape, dtype, make in items:
-        size = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        size = math.prod(shape) * dtype.itemsize
         if shards[-1] and shard_bytes + size > max_shard_bytes:
             shards.append([])
             shard_bytes = 0
@@ -138,7 +124,7 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
     n = len(shards)
     names = ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
     weight_map = {}
-    with _progress(len(items), "writing safetensors") as bar:
+    with tqdm(total=len(items), desc="writing safetensors", unit="tensor", disable=not sys.stderr.isatty()) as bar:
         for file_name, shard in zip(names, shards):
             tensors, storages = {}, set()
             for name, dtype, make in shard:
@@ -183,10 +169,8 @@ def load_matching_tokenizer(tokenizer_dir: Path, config: Config):
     if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
         ensure_mask_token(tokenizer)
     if len(tokenizer) > config.padded_vocab_size:
-        raise UserError(
-            f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
-            f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?"
-        )
+        raise UserError(f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
+                        f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
     return tokenizer
 
 
@@ -201,16 +185,9 @@ def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtyp
 
 
 # ----------------------------------------------------------------------------- lit -> HF
-def export_hf(
-    checkpoint_path: PathLike,
-    out_dir: PathLike,
-    *,
-    model_name: Optional[str] = None,
-    tokenizer_dir: Optional[PathLike] = None,
-    dtype: Union[str, torch.dtype] = "bfloat16",
-    max_shard_size: Union[int, str] = "5GB",
-    overwrite: bool = False,
-) -> ExportResult:
+def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,
+              tokenizer_dir: Optional[PathLike] = None, dtype: Union[str, torch.dtype] = "bfloat16",
+              max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
     """Writes a folder that `from_pretrained` loads offline (docs/CONVERSION.md); without a tokenizer
     given or recorded it holds none (`tokenizer_saved`). On any problem: UserError, nothing written."""
     start = time.perf_counter()
@@ -239,12 +216,8 @@ def export_hf(
     return ExportResult(out, n_params, n_bytes, n_shards, dtype_name(torch_dtype), tokenizer is not None, time.perf_counter() - start)
 
 
-def lit_to_hf(
-    checkpoint_path: PathLike,
-    tokenizer_dir: Optional[PathLike] = None,
-    dtype: Union[str, torch.dtype, None] = None,
-    model_name: Optional[str] = None,
-):
+def lit_to_hf(checkpoint_path: PathLike, tokenizer_dir: Optional[PathLike] = None,
+              dtype: Union[str, torch.dtype, None] = None, model_name: Optional[str] = None):
     """A lit checkpoint as an in-memory `LlamaForCausalLM` (eval mode) and its tokenizer (None when none
     is given or recorded); `dtype` None keeps the checkpoint's. Unconverted weights stay memory-mapped."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -320,9 +293,7 @@ def target_config(source: Config, model_name: Optional[str], tokenizer_size: Opt
         if diffs:
             raise UserError(f"the Hugging Face model does not have the shape of {model_name!r}: {', '.join(diffs)}")
         vocab_size = max(base.vocab_size, tokenizer_size or 0)
-    padded = max(find_multiple(vocab_size, base.padding_multiple), source.padded_vocab_size)
-    if model_name is not None:
-        padded = max(padded, base.padded_vocab_size)
+    padded = max(find_multiple(vocab_size, base.padding_multiple), source.padded_vocab_size, base.padded_vocab_size)
     return Config.from_dict({**base.to_dict(), "vocab_size": vocab_size, "padded_vocab_size": padded})
 
 
@@ -354,12 +325,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     grown = config.padded_vocab_size - source.padded_vocab_size
     for key in ("transformer.wte.weight", "lm_head.weight"):
         sd[key] = _grow_rows(sd[key], config.padded_vocab_size)
-    checkpoint = {
-        "model": sd,
-        "config": config.to_dict(),
-        "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None,
-        "source": str(hf_dir.resolve()),
-    }
+    checkpoint = {"model": sd, "config": config.to_dict(), "source": str(hf_dir.resolve()),
+                  "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None}
     n_bytes = sum(t.numel() * t.element_size() for t in sd.values())
     with staged(out, "--out", needed_bytes=n_bytes, also=(RuntimeError,)) as staging:
         torch.save(checkpoint, staging)
@@ -370,14 +337,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
 
 
 # ----------------------------------------------------------------------------- pytorch_model.bin -> safetensors
-def bin_to_safetensors(
-    checkpoint_path: PathLike,
-    out_dir: PathLike,
-    *,
-    dtype: Union[str, torch.dtype, None] = None,
-    max_shard_size: Union[int, str] = "5GB",
-    overwrite: bool = False,
-) -> ExportResult:
+def bin_to_safetensors(checkpoint_path: PathLike, out_dir: PathLike, *, dtype: Union[str, torch.dtype, None] = None,
+                       max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
     """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors,
     copying the HF_SIDE_FILES next to them; `dtype` None keeps the stored dtype."""
     start = time.perf_counter()

@@ -52,42 +52,22 @@ def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: Config)
     return grouped.reshape(-1, d)
 
 
-def _templates(config: Config) -> Iterator[tuple[str, str]]:
-    for lit, hf in LIT_TO_HF.items():
-        if "{}" in lit:
-            for i in range(config.n_layer):
-                yield lit.format(i), hf.format(i)
-        else:
-            yield lit, hf
-
-
 def hf_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """The HF key -> shape of every weight of `config`, computed without building a model."""
-    d, hs = config.n_embd, config.head_size
+    d, ff, hs = config.n_embd, config.intermediate_size, config.head_size
+    q, kv = config.n_head * hs, config.n_query_groups * hs
     shapes = {"model.embed_tokens.weight": (config.padded_vocab_size, d), "model.norm.weight": (d,),
               "lm_head.weight": (config.padded_vocab_size, d)}
-    for i in range(config.n_layer):
-        p = f"model.layers.{i}."
-        shapes.update({
-            p + "input_layernorm.weight": (d,),
-            p + "post_attention_layernorm.weight": (d,),
-            p + "self_attn.q_proj.weight": (config.n_head * hs, d),
-            p + "self_attn.k_proj.weight": (config.n_query_groups * hs, d),
-            p + "self_attn.v_proj.weight": (config.n_query_groups * hs, d),
-            p + "self_attn.o_proj.weight": (d, config.n_head * hs),
-            p + "mlp.gate_proj.weight": (config.intermediate_size, d),
-            p + "mlp.up_proj.weight": (config.intermediate_size, d),
-            p + "mlp.down_proj.weight": (d, config.intermediate_size),
-        })
-    return shapes
+    layer = {"input_layernorm": (d,), "post_attention_layernorm": (d,), "self_attn.q_proj": (q, d),
+             "self_attn.k_proj": (kv, d), "self_attn.v_proj": (kv, d), "self_attn.o_proj": (d, q),
+             "mlp.gate_proj": (ff, d), "mlp.up_proj": (ff, d), "mlp.down_proj": (d, ff)}
+    return shapes | {f"model.layers.{i}.{name}.weight": shape
+                     for i in range(config.n_layer) for name, shape in layer.items()}
 
 
 def lit_to_hf_items(sd: Mapping[str, torch.Tensor], config: Config) -> Iterator[tuple[str, Any]]:
-    """Yields (HF key, zero-argument function giving the tensor) in HF order.
-
-    Tensors are produced on demand so a caller can write them shard by shard; `sd` must already be
-    validated against `config` (see `lit_gpt.convert.checkpoint.validate_state_dict`).
-    """
+    """Yields (HF key, zero-argument function giving the tensor) in HF order, so that a caller can write
+    shard by shard; `sd` must already be checked against `config` (`convert.checkpoint.check_state_dict`)."""
     yield "model.embed_tokens.weight", lambda: sd["transformer.wte.weight"]
     for i in range(config.n_layer):
         qkv_key = LIT_QKV.format(i)
@@ -105,17 +85,14 @@ def lit_to_hf_state_dict(sd: Mapping[str, torch.Tensor], config: Config) -> dict
 
 
 def hf_to_lit_state_dict(sd: Mapping[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
-    """HF LLaMA weights -> lit weights. Raises KeyError/ValueError naming what is missing or misshapen.
-
-    Tied HF checkpoints (no `lm_head.weight`) get an untied copy of the embedding.
-    """
+    """HF LLaMA weights -> lit weights (tied ones, without `lm_head.weight`, get an untied copy of the
+    embedding); StateDictMismatch naming what is missing or misshapen."""
     sd = {k: v for k, v in sd.items() if not _HF_IGNORED.fullmatch(k)}
     if "lm_head.weight" not in sd and "model.embed_tokens.weight" in sd:
         sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
     check_keys_and_shapes(sd, hf_shapes(config), what="Hugging Face weights")
-    out: dict[str, torch.Tensor] = {}
-    for lit, hf in _templates(config):
-        out[lit] = sd[hf]
+    out = {lit.format(i): sd[hf.format(i)] for lit, hf in LIT_TO_HF.items()
+           for i in (range(config.n_layer) if "{}" in lit else (0,))}  # format(0) leaves a global key as it is
     for i in range(config.n_layer):
         q, k, v = (sd[t.format(i)] for t in HF_QKV)
         out[LIT_QKV.format(i)] = merge_qkv(q, k, v, config)
@@ -130,13 +107,8 @@ def check_keys_and_shapes(sd: Mapping[str, Any], expected: Mapping[str, tuple[in
     """Raises StateDictMismatch listing every missing key, unexpected key and wrong shape."""
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
-    wrong = []
-    for key, shape in expected.items():
-        if key not in sd:
-            continue
-        got = tuple(sd[key].shape)
-        if got != tuple(shape):
-            wrong.append(f"{key} {list(got)} (expected {list(shape)})")
+    wrong = [f"{key} {list(sd[key].shape)} (expected {list(shape)})" for key, shape in expected.items()
+             if key in sd and tuple(sd[key].shape) != tuple(shape)]
     problems = []
     if missing:
         problems.append(f"missing keys: {summarize_keys(missing)}")
@@ -150,20 +122,13 @@ def check_keys_and_shapes(sd: Mapping[str, Any], expected: Mapping[str, tuple[in
 
 def summarize_keys(keys: list[str], limit: int = 8) -> str:
     """Folds per-layer keys into one entry per template: `transformer.h.{0-21}.attn.attn.weight`."""
-    layers: dict[str, list[int]] = {}
-    order: list[str] = []
+    layers: dict[str, list[int]] = {}  # template -> layer indices, in the order first seen
     for key in keys:
         m = re.fullmatch(r"(.*?\.(?:h|layers))\.(\d+)\.(.*)", key)
-        template = f"{m.group(1)}.{{}}.{m.group(3)}" if m else key
-        if template not in layers:
-            layers[template] = []
-            order.append(template)
+        ids = layers.setdefault(f"{m.group(1)}.{{}}.{m.group(3)}" if m else key, [])
         if m:
-            layers[template].append(int(m.group(2)))
-    parts = []
-    for template in order:
-        ids = sorted(layers[template])
-        parts.append(template.replace("{}", "{" + _ranges(ids) + "}") if ids else template)
+            ids.append(int(m.group(2)))
+    parts = [t.replace("{}", "{" + _ranges(sorted(ids)) + "}") if ids else t for t, ids in layers.items()]
     more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
     return ", ".join(parts[:limit]) + more
 
@@ -179,45 +144,26 @@ def _ranges(ids: list[int]) -> str:
 
 # ----------------------------------------------------------------------------- configs
 def hf_config_dict(config: Config, tokenizer_info: Optional[Mapping[str, Any]] = None, dtype: str = "float32") -> dict[str, Any]:
-    """The `config.json` of the HF model that equals `GPT(config)`.
-
-    `vocab_size` is the padded vocabulary, the number of rows of the embedding and output weights.
-    RoPE is written both as `rope_theta` (transformers 4) and `rope_parameters` (transformers 5).
-    `tokenizer_info` (a TokenizerInfo or its dict) gives the BOS/EOS ids; LLaMA's 1/2 otherwise.
-    """
+    """The `config.json` of the HF model that equals `GPT(config)`: `vocab_size` is the padded vocabulary
+    (the rows of the embedding and head); RoPE is written for transformers 4 (`rope_theta`) and 5
+    (`rope_parameters`); `tokenizer_info` (a TokenizerInfo or its dict) gives BOS/EOS, LLaMA's 1/2 otherwise."""
     if config.n_embd % config.n_head or config.n_embd // config.n_head != config.head_size:
         # transformers checks hidden_size % num_attention_heads; head_dim alone is not enough there.
         raise ValueError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
     info = dict(tokenizer_info.to_dict() if hasattr(tokenizer_info, "to_dict") else tokenizer_info or {})
     rope_theta = float(config.rope_base)
     return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": config.n_embd,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.n_layer,
-        "num_attention_heads": config.n_head,
-        "num_key_value_heads": config.n_query_groups,
-        "head_dim": config.head_size,
-        "hidden_act": "silu",
-        "max_position_embeddings": config.block_size,
-        "rms_norm_eps": config.norm_eps,
-        "rope_theta": rope_theta,
-        "rope_scaling": None,
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": config.n_embd, "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.n_layer, "num_attention_heads": config.n_head,
+        "num_key_value_heads": config.n_query_groups, "head_dim": config.head_size, "hidden_act": "silu",
+        "max_position_embeddings": config.block_size, "rms_norm_eps": config.norm_eps,
+        "rope_theta": rope_theta, "rope_scaling": None,
         "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "mlp_bias": False,
-        "vocab_size": config.padded_vocab_size,
-        "tie_word_embeddings": False,
-        "bos_token_id": info.get("bos_id", 1),
-        "eos_token_id": info.get("eos_id", 2),
-        "pad_token_id": None,
-        "initializer_range": 0.02,
-        "pretraining_tp": 1,
-        "use_cache": True,
-        "torch_dtype": dtype,
-        "dtype": dtype,
+        "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False,
+        "vocab_size": config.padded_vocab_size, "tie_word_embeddings": False,
+        "bos_token_id": info.get("bos_id", 1), "eos_token_id": info.get("eos_id", 2), "pad_token_id": None,
+        "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": True, "torch_dtype": dtype, "dtype": dtype,
     }
 
 
@@ -244,16 +190,9 @@ def config_from_hf(hf: Mapping[str, Any], name: str) -> Config:
     theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
     n_head = hf["num_attention_heads"]
     return Config(
-        name=name,
-        block_size=hf.get("max_position_embeddings", 4096),
-        vocab_size=hf["vocab_size"],
-        padded_vocab_size=hf["vocab_size"],
-        n_layer=hf["num_hidden_layers"],
-        n_head=n_head,
-        n_embd=hf["hidden_size"],
-        n_query_groups=hf.get("num_key_value_heads") or n_head,
-        intermediate_size=hf["intermediate_size"],
-        head_size=hf.get("head_dim") or hf["hidden_size"] // n_head,
-        norm_eps=hf.get("rms_norm_eps", 1e-6),
+        name=name, block_size=hf.get("max_position_embeddings", 4096), vocab_size=hf["vocab_size"],
+        padded_vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"], n_head=n_head, n_embd=hf["hidden_size"],
+        n_query_groups=hf.get("num_key_value_heads") or n_head, intermediate_size=hf["intermediate_size"],
+        head_size=hf.get("head_dim") or hf["hidden_size"] // n_head, norm_eps=hf.get("rms_norm_eps", 1e-6),
         rope_base=int(theta) if float(theta).is_integer() else theta,
     )

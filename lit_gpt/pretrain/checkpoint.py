@@ -1,14 +1,12 @@
 """Training checkpoints: `out_dir/step-XXXXXXXX.pth`, written whole or not at all.
 
-A checkpoint is one dict: "model" (state dict), "optimizer", "step", "tokens", "data" (the
-stream position), "rng" (per process), "config" (the model Config as a plain dict, so conversion
-and evaluation need no model name), "tokenizer_dir", "tokenizer" (vocab size, bos/eos/mask ids),
-"args" (every run setting) and "format_version": tensors and plain containers only.
-With FSDP and checkpoint_format "sharded", step-XXXXXXXX.pth is a folder instead: shards of
-"model" and "optimizer" (torch.distributed.checkpoint) and meta.pt with the rest. Either format
-resumes with any number of processes; optimizer state is keyed by parameter name. Files are read
-through the allow-list loader (lit_gpt.io.safe_load), sharded indexes through their own.
-"""
+A checkpoint is one dict of tensors and plain containers: "model", "optimizer" (keyed by parameter
+name), "step", "tokens", "data" (the stream position), "rng" (per process), "config" (the model
+Config as a dict, so conversion and evaluation need no model name), "tokenizer_dir", "tokenizer"
+(vocab size, bos/eos/mask ids), "args" (every setting), "format_version". Under FSDP with format
+"sharded" it is a folder: torch.distributed.checkpoint shards of "model" and "optimizer", meta.pt
+with the rest. Either resumes with any number of processes. Files are read through the allow-list
+loader (lit_gpt.io.safe_load), sharded indexes through their own."""
 
 from __future__ import annotations
 
@@ -21,7 +19,9 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from torch.distributed.checkpoint import CheckpointException
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
 
 from lit_gpt.errors import UserError
 from lit_gpt.io import atomic
@@ -43,28 +43,17 @@ def checkpoint_path(out_dir: str | Path, step: int) -> Path:
 def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
     """(step, path) of the finished checkpoints in out_dir, oldest first (temporaries ignored)."""
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := _NAME.match(p.name))]
-    return sorted(found)
+    paths = out_dir.iterdir() if out_dir.is_dir() else ()
+    return sorted((int(m.group(1)), p) for p in paths if (m := _NAME.match(p.name)))
 
 
 def resolve_resume(resume: Optional[str], out_dir: str | Path, config=None) -> Optional[Path]:
     """The checkpoint to resume from: None, `auto` (the newest readable one in out_dir, None if there
     is none) or a path. Each candidate is read (memory-mapped) here, before any process starts, and
     its model compared with `config`'s."""
-    path = _resolve_resume(resume, out_dir)
-    if path is not None and config is not None:
-        try:
-            check_same_model(check_readable(path), config, path)
-        except UserError as err:
-            raise UserError(f"cannot resume from {err}") from None
-    return path
-
-
-def _resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path]:
+    existing = list_checkpoints(out_dir)
+    meta = None
     if resume is None:
-        existing = list_checkpoints(out_dir)
         if existing:
             raise UserError(
                 f"--out_dir {out_dir} already holds checkpoints (newest {existing[-1][1].name}): pass --resume auto "
@@ -72,24 +61,26 @@ def _resolve_resume(resume: Optional[str], out_dir: str | Path) -> Optional[Path
             )
         return None
     if resume == "auto":
-        existing = list_checkpoints(out_dir)
-        skipped = []
         for _, path in reversed(existing):
             try:
-                check_readable(path)
-                return path
+                meta = check_readable(path)
+                break
             except UserError as err:
                 print(f"--resume auto: skipping {err}", file=sys.stderr)  # and trying the one before
-                skipped.append(path.name)
-        if skipped:
-            raise UserError(f"--resume auto: no checkpoint in {out_dir} can be read ({', '.join(skipped)}); "
-                            "pass --resume PATH or choose another --out_dir")
-        return None
-    path = Path(resume).expanduser()
-    if not path.exists():
-        raise UserError(f"--resume {resume}: no such checkpoint")
+        else:
+            if existing:
+                raise UserError(f"--resume auto: no checkpoint in {out_dir} can be read "
+                                f"({', '.join(p.name for _, p in reversed(existing))}); "
+                                "pass --resume PATH or choose another --out_dir")
+            return None
+    else:
+        path = Path(resume).expanduser()
+        if not path.exists():
+            raise UserError(f"--resume {resume}: no such checkpoint")
     try:
-        check_readable(path)
+        meta = meta or check_readable(path)
+        if config is not None:
+            check_same_model(meta, config, path)
     except UserError as err:
         raise UserError(f"cannot resume from {err}") from None
     return path
@@ -160,7 +151,7 @@ def _describe_error(err: BaseException) -> str:
     return (err.strerror or str(err)) if isinstance(err, OSError) else _first_line(err)
 
 
-_FAILURES = (Exception, CheckpointException)  # CheckpointException is no Exception subclass
+_FAILURES = (Exception, dcp.CheckpointException)  # CheckpointException is no Exception subclass
 
 
 def _write_file(path: Path, obj: Any) -> None:
@@ -169,16 +160,12 @@ def _write_file(path: Path, obj: Any) -> None:
 
 
 class Checkpointer:
-    """Writes the checkpoints of a run (call `save` on every process at the same step).
-
-    Each checkpoint is written under a hidden name beside its destination (lit_gpt.io.atomic),
-    fsynced, and renamed into place only when every process has written its part: a crash or a
-    full disk never leaves a half checkpoint that `--resume auto` would pick, and earlier
-    checkpoints stay as they were. `sharded` writes shards of "model" and "optimizer" with
-    torch.distributed.checkpoint (no process holds the whole state); `asynchronous` writes them in
-    a background thread (from a copy taken at `save`) while training goes on, on a process group
-    of its own, and counts the checkpoint as saved only at the next `save` or at `wait`.
-    """
+    """Writes a run's checkpoints (`save` on every process at the same step) under a hidden name beside
+    the destination (lit_gpt.io.atomic), fsynced and renamed into place once every process has written
+    its part: a crash or a full disk never leaves half a checkpoint for `--resume auto` to pick.
+    `sharded`: each process writes its shards (no process holds the whole state); `asynchronous`: in a
+    background thread, from a copy taken at `save`, on a process group of its own, counted as saved
+    only at the next `save` or `wait`."""
 
     def __init__(self, fabric, sharded_format: bool = False, asynchronous: bool = False):
         self.fabric, self.sharded, self.asynchronous = fabric, sharded_format, asynchronous
@@ -187,8 +174,6 @@ class Checkpointer:
 
     def save(self, path: Path, state: dict[str, Any], wait: bool = True) -> list[Path]:
         """Starts writing `path`; -> the checkpoints that are complete now (oldest first)."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
-
         done = self.wait()
         fabric = self.fabric
         module, optimizer = _unwrap(state["model"], state["optimizer"])
@@ -200,37 +185,30 @@ class Checkpointer:
                 if _LEFTOVER.match(stale.name):
                     atomic.remove(stale)
         fabric.barrier()
-        error, future = None, None  # an error is reported on every process by _finish
+        # Sharded: each process's own shards; full: gathered on rank 0's CPU only.
+        options = StateDictOptions(full_state_dict=not self.sharded, cpu_offload=not self.sharded)
+        tensors = {"model": get_model_state_dict(module, options=options),
+                   "optimizer": get_optimizer_state_dict(module, optimizer, options=options)}
+        error = future = None  # an error is reported on every process by _finish
+        try:
+            if fabric.is_global_zero and self.sharded:
+                tmp.mkdir()
+                _write_file(tmp / sharded.META_FILE, meta)
+            elif fabric.is_global_zero:
+                _write_file(tmp, {**tensors, **meta})
+        except _FAILURES as err:
+            error = err
         if self.sharded:
-            import torch.distributed.checkpoint as dcp
-
-            shards = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optimizer)}
-            if fabric.is_global_zero:
-                try:
-                    tmp.mkdir()
-                    _write_file(tmp / sharded.META_FILE, meta)
-                except _FAILURES as err:
-                    error = err
             if self.asynchronous and self._group is None:
                 # The background writes must not interleave with the training's collectives.
                 self._group = torch.distributed.new_group(backend="gloo")
             try:  # every process takes part, whatever happened above, or the others would wait forever
                 writer = dcp.FileSystemWriter(tmp, sync_files=True)
-                if self.asynchronous:
-                    future = dcp.async_save(shards, storage_writer=writer, process_group=self._group)
-                else:
-                    dcp.save(shards, storage_writer=writer)
+                save = dcp.async_save if self.asynchronous else dcp.save
+                result = save(tensors, storage_writer=writer, process_group=self._group)
+                future = result if self.asynchronous else None
             except _FAILURES as err:
                 error = error or err
-        else:
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered on rank 0 only
-            full = {"model": get_model_state_dict(module, options=options),
-                    "optimizer": get_optimizer_state_dict(module, optimizer, options=options)}
-            if fabric.is_global_zero:
-                try:
-                    _write_file(tmp, {**full, **meta})
-                except _FAILURES as err:
-                    error = err
         if future is not None:
             self._pending = (path, tmp, future, error)
             return done + (self.wait() if wait else [])
@@ -275,9 +253,7 @@ class Checkpointer:
 
 def prune_checkpoints(out_dir: str | Path, keep_last: int) -> None:
     """Deletes all but the newest keep_last checkpoints (keep_last 0 keeps all). Rank 0 only."""
-    if keep_last <= 0:
-        return
-    for _, path in list_checkpoints(out_dir)[:-keep_last]:
+    for _, path in list_checkpoints(out_dir)[:-keep_last] if keep_last > 0 else []:
         atomic.remove(path)
 
 
@@ -297,34 +273,25 @@ def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
 def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     """Restores model and optimizer in place from a full file or a sharded folder, whatever the number
     of processes that wrote it; returns the rest of the checkpoint."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
     module, optim = _unwrap(model, optimizer)
     path = Path(path)
     try:
         meta = check_readable(path)
         if getattr(module, "config", None) is not None:
             check_same_model(meta, module.config, path)
-        if path.is_dir():
+        if path.is_dir():  # DTensors of this run's sharding, filled from whatever layout wrote the shards
             state = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optim)}
             sharded.load_sharded(state, path, no_dist=fabric.world_size == 1)
-            set_model_state_dict(module, state["model"])
-            set_optimizer_state_dict(module, optim, state["optimizer"])
-            return meta
-        checkpoint = dict(meta)
-        options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(module, checkpoint.pop("model"), options=options)
-        set_optimizer_state_dict(module, optim, _keyed_by_name(checkpoint.pop("optimizer"), module), options=options)
-        return checkpoint
+        else:
+            state = {"model": meta["model"], "optimizer": _keyed_by_name(meta["optimizer"], module)}
+            meta = {k: v for k, v in meta.items() if k not in state}
+        options = StateDictOptions(full_state_dict=not path.is_dir())
+        set_model_state_dict(module, state["model"], options=options)
+        set_optimizer_state_dict(module, optim, state["optimizer"], options=options)
+        return meta
     except UserError as err:
         raise UserError(f"cannot resume from {err}") from None
-    except (KeyError, RuntimeError, ValueError, OSError, CheckpointException) as err:
+    except (KeyError, RuntimeError, ValueError, OSError, dcp.CheckpointException) as err:
         raise UserError(f"cannot resume from {path}: {_describe_error(err)}") from None
 
 

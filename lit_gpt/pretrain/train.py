@@ -1,12 +1,10 @@
-"""MEAP pretraining: `setup` (check everything, build Fabric) -> `main` (model, optimizer, data,
-resume) -> `fit` (the loop), with `validate` beside it.
-
-Usage from Python: `pretrain(PretrainArgs(...))`; from the shell: MEAP-Pretrain/pretrain.py.
-"""
+"""MEAP pretraining: `plan_run` (check everything) -> `main` (model, optimizer, data, resume) -> `fit`
+(the loop). From Python: `pretrain(PretrainArgs(...))`; from the shell: MEAP-Pretrain/pretrain.py."""
 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -26,31 +24,12 @@ from lit_gpt.model import GPT, count_parameters, flops_per_token
 from lit_gpt.data import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
 from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout
-from lit_gpt.data.batches import (
-    TrainBatches,
-    ValBatches,
-    check_data_tokenizer,
-    check_token_ids,
-    find_val_stream,
-    open_stream,
-)
-from lit_gpt.pretrain.metrics import (
-    MetricsLog,
-    Progress,
-    Throughput,
-    check_logger_available,
-    format_count,
-    format_duration,
-    format_train_line,
-    peak_tflops,
-)
-from lit_gpt.pretrain.parallel import (
-    apply_activation_checkpointing,
-    check_process_layout,
-    copy_full_weights,
-    fsdp_strategy,
-    init_weights,
-)
+from lit_gpt.data.batches import (TrainBatches, ValBatches, check_data_tokenizer, check_token_ids, find_val_stream,
+                                  open_stream)
+from lit_gpt.pretrain.metrics import (MetricsLog, Progress, Throughput, check_logger_available, format_count,
+                                      format_duration, format_train_line, peak_tflops)
+from lit_gpt.pretrain.parallel import (apply_activation_checkpointing, check_process_layout, copy_full_weights,
+                                       fsdp_strategy, init_weights)
 from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
 from lit_gpt.pretrain.step import train_step
 from lit_gpt.io.run_lock import RunDirLock, is_launching_process
@@ -99,10 +78,7 @@ def model_config(args: PretrainArgs, vocab_size: int) -> Config:
 
 def _resolve_hardware(args: PretrainArgs) -> tuple[str, int, str]:
     cuda = torch.cuda.is_available()
-    accelerator = args.accelerator
-    if accelerator == "auto":
-        accelerator = "cuda" if cuda else "cpu"
-    accelerator = "cuda" if accelerator == "gpu" else accelerator
+    accelerator = {"auto": "cuda" if cuda else "cpu", "gpu": "cuda"}.get(args.accelerator, args.accelerator)
     if accelerator == "cuda" and not cuda:
         raise UserError("--accelerator cuda: no CUDA device is available")
     devices = args.devices
@@ -126,8 +102,6 @@ def _check_out_dir(out_dir: Path) -> None:
 def check_launcher(num_nodes: int, world_size: int, env=None) -> None:
     """Refuses --num_nodes N > 1 when nothing starts the other nodes' processes (it would wait at the
     rendezvous for ever): a SLURM job step, torchrun, or MASTER_ADDR and NODE_RANK set on each node."""
-    import os
-
     env = os.environ if env is None else env
     if "TORCHELASTIC_RUN_ID" in env and int(env.get("WORLD_SIZE", world_size)) != world_size:
         raise UserError(f"--num_nodes {num_nodes} x --devices: {world_size} processes, but the launcher started "
@@ -142,11 +116,8 @@ def check_launcher(num_nodes: int, world_size: int, env=None) -> None:
 
 
 def plan_run(args: PretrainArgs) -> RunPlan:
-    """Checks every input (settings, tokenizer, data, out_dir, resume) and resolves the run.
-
-    Runs before any process is launched, so bad input stops the run with one line (the settings
-    themselves were checked when `args` was built).
-    """
+    """Checks every input (tokenizer, data, out_dir, resume; the settings were checked when `args` was
+    built) and resolves the run, before any process is launched: bad input stops it with one line."""
     check_logger_available(args.logger)
     accelerator, devices, precision = _resolve_hardware(args)
     world_size = devices * args.num_nodes
@@ -185,11 +156,8 @@ def plan_run(args: PretrainArgs) -> RunPlan:
             check_token_ids(args.val_data_dir or args.train_data_dir, args.val_prefix, config.padded_vocab_size,
                             "val_data_dir" if args.val_data_dir else "train_data_dir")
 
-    tokens_per_step = args.global_batch_size * T
-    budgets = [args.max_steps] if args.max_steps else []
-    if args.max_tokens:
-        budgets.append(math.ceil(args.max_tokens / tokens_per_step))
-    total_steps = min(budgets)
+    token_steps = math.ceil(args.max_tokens / (args.global_batch_size * T)) if args.max_tokens else None
+    total_steps = min(b for b in (args.max_steps, token_steps) if b)  # the first budget reached; the settings hold one
     out_dir = Path(args.out_dir)
     resume_path = ckpt.resolve_resume(args.resume, out_dir, config)
     if args.init_from and resume_path is None:
@@ -251,13 +219,8 @@ def build_fabric(plan: RunPlan):
         strategy = DDPStrategy()
     else:
         strategy = "auto"
-    return L.Fabric(
-        accelerator=plan.accelerator,
-        devices=plan.devices,
-        num_nodes=args.num_nodes,
-        strategy=strategy,
-        precision=plan.precision,
-    )
+    return L.Fabric(accelerator=plan.accelerator, devices=plan.devices, num_nodes=args.num_nodes, strategy=strategy,
+                    precision=plan.precision)
 
 
 def pretrain(args: PretrainArgs) -> int:
@@ -311,22 +274,11 @@ def main(fabric, plan: RunPlan) -> int:
     args, config = plan.args, plan.config
     fabric.print(f"setup: building the model on {plan.world_size} x {plan.accelerator}")
     model = build_model(fabric, plan)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=args.learning_rate,
-        weight_decay=args.weight_decay,
-        betas=(args.beta1, args.beta2),
-        fused=fabric.device.type == "cuda",
-    )
-    optimizer = fabric.setup_optimizers(optimizer)
-
-    collator = MEAPCollator(
-        mask_ratio=args.mask_ratio,
-        mask_token_id=plan.tokenizer.mask_id,
-        seed=args.seed,
-        span=args.mask_span,
-        scheme=args.mask_scheme,
-    )
+    optimizer = fabric.setup_optimizers(torch.optim.AdamW(
+        model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, betas=(args.beta1, args.beta2),
+        fused=fabric.device.type == "cuda"))
+    collator = MEAPCollator(mask_ratio=args.mask_ratio, mask_token_id=plan.tokenizer.mask_id, seed=args.seed,
+                            span=args.mask_span, scheme=args.mask_scheme)
     train = TrainBatches(plan.train_stream, collator, args.micro_batch_size, plan.grad_accum,
                          fabric.global_rank, fabric.world_size)
     val = None
@@ -506,18 +458,10 @@ def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: Train
     out_dir = Path(args.out_dir)
     path = ckpt.checkpoint_path(out_dir, state.step)
     contents = {
-        "model": model,
-        "optimizer": optimizer,
-        "step": state.step,
-        "tokens": state.tokens(),
-        "data": train.state_dict(state.step),
-        "rng": ckpt.gather_rng(fabric),
-        "config": plan.config.to_dict(),
-        "tokenizer_dir": str(Path(args.tokenizer_dir).expanduser().resolve()),
-        "tokenizer": plan.tokenizer.to_dict(),
-        "mask_id": plan.tokenizer.mask_id,
-        "eos_id": plan.tokenizer.eos_id,
-        "args": args.to_dict(),
+        "model": model, "optimizer": optimizer, "step": state.step, "tokens": state.tokens(),
+        "data": train.state_dict(state.step), "rng": ckpt.gather_rng(fabric), "config": plan.config.to_dict(),
+        "tokenizer_dir": str(Path(args.tokenizer_dir).expanduser().resolve()), "tokenizer": plan.tokenizer.to_dict(),
+        "mask_id": plan.tokenizer.mask_id, "eos_id": plan.tokenizer.eos_id, "args": args.to_dict(),
         "format_version": ckpt.FORMAT_VERSION,
     }
     done = checkpointer.save(path, contents, wait=final)
@@ -536,10 +480,8 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     end_step = min(plan.total_steps, args.stop_step) if args.stop_step else plan.total_steps
     state = LoopState(start_step, start_step, start_tokens, end_step, plan.tokens_per_step, plan.resume_path,
                       torch.zeros((), device=fabric.device))
-    log = None
-    if fabric.is_global_zero:
-        log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
-                         run_name=args.run_name or out_dir.name, config=args.to_dict())
+    log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
+                     run_name=args.run_name or out_dir.name, config=args.to_dict()) if fabric.is_global_zero else None
     device_name = torch.cuda.get_device_name(fabric.device) if fabric.device.type == "cuda" else "cpu"
     throughput = Throughput(flops_per_token(plan.config, plan.config.block_size), fabric.world_size,
                             peak_tflops(device_name, plan.precision, args.peak_tflops))
