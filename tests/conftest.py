@@ -40,9 +40,12 @@ def one_thread():
 @pytest.fixture(autouse=True)
 def restore_environment():
     """In-process runs of the trainer leave Lightning's and torch.distributed's variables (RANK,
-    WORLD_SIZE, MASTER_ADDR, ...) in os.environ; a later in-process SFT run would take them for a
-    launcher's. Every test starts from the environment the session started with."""
+    WORLD_SIZE, MASTER_ADDR, ...) in os.environ, and may leave a default process group open; a later
+    in-process run would take them for a launcher's, or fail to start its own group. Every test
+    starts from the environment the session started with and no process group."""
     saved = dict(os.environ)
     yield
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     os.environ.clear()
     os.environ.update(saved)
