@@ -13,14 +13,10 @@ keeps TinyLlama's classes, with their signatures and behaviour, for scripts writ
 """
 
 from lit_gpt.data.format import (
-    DTYPES,
-    HEADER,
     HEADER_SIZE,
     MAGIC,
     VERSION,
-    ChunkHeader,
     PackedDatasetError,
-    dtype_code,
     find_chunk_files,
     read_header,
     token_dtype,
@@ -28,11 +24,9 @@ from lit_gpt.data.format import (
 )
 from lit_gpt.data.mixing import MixedStream
 from lit_gpt.data.reader import PackedStream
-from lit_gpt.data.stream import ResumableStream
 from lit_gpt.data.writer import ChunkWriter
 
 __all__ = [
-    "DTYPES", "HEADER", "HEADER_SIZE", "MAGIC", "VERSION", "ChunkHeader", "ChunkWriter", "MixedStream",
-    "PackedDatasetError", "PackedStream", "ResumableStream", "dtype_code", "find_chunk_files", "read_header",
-    "token_dtype", "write_chunk",
+    "HEADER_SIZE", "MAGIC", "VERSION", "ChunkWriter", "MixedStream", "PackedDatasetError", "PackedStream",
+    "find_chunk_files", "read_header", "token_dtype", "write_chunk",
 ]

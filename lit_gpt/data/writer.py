@@ -27,14 +27,9 @@ class ChunkWriter:
         self._buffer = np.full(chunk_size, sep_token, dtype=self.dtype)
         self._filled = 0
         self.filenames: list[Path] = []
-        self.tokens_added = 0
-
-    def chunk_path(self, index: int) -> Path:
-        return self.out_dir / f"{self.prefix}_{index:010d}.bin"
 
     def add_array(self, tokens: np.ndarray) -> None:
         tokens = np.asarray(tokens)
-        self.tokens_added += tokens.size
         start = 0
         while start < tokens.size:
             take = min(self.chunk_size - self._filled, tokens.size - start)
@@ -45,7 +40,8 @@ class ChunkWriter:
                 self._write()
 
     def _write(self) -> None:
-        self.filenames.append(write_chunk(self.chunk_path(len(self.filenames)), self._buffer))
+        path = self.out_dir / f"{self.prefix}_{len(self.filenames):010d}.bin"
+        self.filenames.append(write_chunk(path, self._buffer))
         self._buffer.fill(self.sep_token)
         self._filled = 0
 

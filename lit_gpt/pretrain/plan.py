@@ -26,7 +26,6 @@ Measured against torch's MemTracker on CPU for tiny models in tests/pretrain/tes
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
@@ -37,21 +36,6 @@ from lit_gpt.model import GPT, flops_per_token
 # precision -> (bytes of a stored parameter, bytes of the compute dtype)
 BYTES = {"32-true": (4, 4), "bf16-mixed": (4, 2), "bf16-true": (2, 2), "16-mixed": (4, 2)}
 GIB = 2**30
-
-
-@dataclass
-class MemoryPlan:
-    params: int
-    weights: int
-    grads: int
-    optimizer: int
-    gathered: int
-    activations: int  # one micro batch, without activation checkpointing
-    activations_checkpointed: int
-
-    def total(self, checkpointed: bool) -> int:
-        act = self.activations_checkpointed if checkpointed else self.activations
-        return self.weights + self.grads + self.optimizer + self.gathered + act
 
 
 def _elements(params, shard_over: int = 1) -> int:
@@ -96,13 +80,6 @@ def activation_bytes(config: Config, micro_batch: int, precision: str, fused: bo
     return config.n_layer * layer + head
 
 
-def memory_plan(config: Config, micro_batch: int, precision: str, fsdp: str | None, shard_over: int,
-                ddp: bool, fused: bool) -> MemoryPlan:
-    state = state_bytes(config, precision, fsdp, shard_over, ddp)
-    acts = [activation_bytes(config, micro_batch, precision, fused, ckpt) for ckpt in (False, True)]
-    return MemoryPlan(**state, activations=acts[0], activations_checkpointed=acts[1])
-
-
 def _gib(n: int) -> str:
     return f"{n / GIB:,.2f} GiB"
 
@@ -127,7 +104,9 @@ def print_plan(args) -> int:
     shard_over = (devices if fsdp == "HYBRID_SHARD" and args.num_nodes > 1 else world) if fsdp else 1
     ddp = fsdp is None and world > 1
     fused = args.fused_kernels and accelerator == "cuda"
-    plan = memory_plan(config, args.micro_batch_size, precision, fsdp, shard_over, ddp, fused)
+    plan = state_bytes(config, precision, fsdp, shard_over, ddp)
+    acts = {ckpt: activation_bytes(config, args.micro_batch_size, precision, fused, ckpt) for ckpt in (False, True)}
+    state = plan["weights"] + plan["grads"] + plan["optimizer"] + plan["gathered"]
 
     T = config.block_size
     steps = min(([args.max_steps] if args.max_steps else [])
@@ -139,13 +118,13 @@ def print_plan(args) -> int:
     ckpt = args.activation_checkpointing
     kernels = "fused kernels" if fused else "PyTorch kernels"
     rows = [
-        ("weights", plan.weights), ("gradients", plan.grads), ("optimizer (AdamW, 2 moments)", plan.optimizer),
-        ("gathered compute copies", plan.gathered),
-        ("activations of one micro batch", plan.activations),
-        ("  with activation checkpointing", plan.activations_checkpointed),
-        (f"total (activation checkpointing {'on' if ckpt else 'off'})", plan.total(ckpt)),
+        ("weights", plan["weights"]), ("gradients", plan["grads"]), ("optimizer (AdamW, 2 moments)", plan["optimizer"]),
+        ("gathered compute copies", plan["gathered"]),
+        ("activations of one micro batch", acts[False]),
+        ("  with activation checkpointing", acts[True]),
+        (f"total (activation checkpointing {'on' if ckpt else 'off'})", state + acts[ckpt]),
     ]
-    print(f"plan (dry run, nothing launched): {config.name}, {plan.params:,} parameters, block {T}, "
+    print(f"plan (dry run, nothing launched): {config.name}, {plan['params']:,} parameters, block {T}, "
           f"vocab {config.padded_vocab_size}")
     print(f"  {world} x {accelerator} ({args.num_nodes} node(s) x {devices}), {layout}, {precision}, {kernels}; "
           f"micro batch {args.micro_batch_size} x {T}, global {args.global_batch_size} "
@@ -160,8 +139,7 @@ def print_plan(args) -> int:
     print("| model | parameters | ranks | weights + grads + optimizer + gathered | activations (checkpointed) "
           "| total (checkpointed) | tokens | tokens/s in total (per device) |")
     print("|---|---|---|---|---|---|---|---|")
-    state = plan.weights + plan.grads + plan.optimizer + plan.gathered
-    print(f"| {config.name} | {plan.params / 1e6:,.0f}M | {world} | {_gib(state)} | {_gib(plan.activations)} "
-          f"({_gib(plan.activations_checkpointed)}) | {_gib(plan.total(False))} ({_gib(plan.total(True))}) "
+    print(f"| {config.name} | {plan['params'] / 1e6:,.0f}M | {world} | {_gib(state)} | {_gib(acts[False])} "
+          f"({_gib(acts[True])}) | {_gib(state + acts[False])} ({_gib(state + acts[True])}) "
           f"| {tokens / 1e9:.1f}B | {rate:,.0f} ({rate / world:,.0f}) |")
     return 0
