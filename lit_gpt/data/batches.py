@@ -122,14 +122,6 @@ class TrainBatches:
         blocks = [self.dataset.sample_at(p) for p in range(first, first + self.micro_batch_size)]
         return self.collator(blocks, step, micro_step, self.rank, self.world_size)
 
-    def step_batches(self, step: int) -> list[Batch]:
-        """The grad_accum micro batches (on the CPU) of optimizer step `step`."""
-        batches = [self.micro_batch(step, i) for i in range(self.grad_accum)]
-        mask_id = self.collator.mask_token_id
-        masked = sum(int((inputs == mask_id).sum()) for inputs, _ in batches) if mask_id is not None else 0
-        self._masked[step] = (masked, sum(inputs.numel() for inputs, _ in batches))
-        return batches
-
     def mask_fraction(self, before_step: int) -> Optional[float]:
         """The share of this process's input positions that were [MASK] over the steps before
         `before_step` (0-based) not reported yet: the mask ratio the model really saw."""
@@ -141,8 +133,10 @@ class TrainBatches:
     def step_tensors(self, step: int, pin_memory: bool = False) -> Batch:
         """The micro batches of step `step` stacked into (grad_accum, B, T) inputs and targets,
         pinned for an asynchronous copy to a GPU when asked: host work the prefetch thread does."""
-        batches = self.step_batches(step)
+        batches = [self.micro_batch(step, i) for i in range(self.grad_accum)]
         inputs, targets = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        mask_id = self.collator.mask_token_id
+        self._masked[step] = (int((inputs == mask_id).sum()) if mask_id is not None else 0, inputs.numel())
         if pin_memory:
             inputs, targets = inputs.pin_memory(), targets.pin_memory()
         return inputs, targets
@@ -218,16 +212,15 @@ def scan_token_range(path: Path, progress=None) -> tuple[int, int]:
 
     header = read_header(path)
     tokens = np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_SIZE, shape=(header.chunk_size,))
-    low, high = None, None
+    lows, highs = [], []
     for start in range(0, header.chunk_size, _SCAN_TOKENS):
         part = tokens[start : start + _SCAN_TOKENS]
-        part_low, part_high = int(part.min()), int(part.max())
-        low = part_low if low is None else min(low, part_low)
-        high = part_high if high is None else max(high, part_high)
+        lows.append(int(part.min()))
+        highs.append(int(part.max()))
         if progress is not None:
             progress.update(part.nbytes)
     del tokens
-    return low, high
+    return min(lows), max(highs)
 
 
 def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting: str) -> None:
@@ -249,15 +242,11 @@ def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting:
         for path in todo:
             low, high = scan_token_range(path, progress)
             if high >= vocab_size or low < 0:
-                raise _out_of_vocabulary(setting, data_dir, path, high if high >= vocab_size else low, vocab_size)
+                raise UserError(
+                    f"--{setting} {data_dir}: {path.name} holds token id {high if high >= vocab_size else low}, "
+                    f"outside the model's vocabulary of {vocab_size} (ids 0..{vocab_size - 1}): prepare the data "
+                    "with the run's tokenizer, or enlarge the model's vocab_size"
+                )
     finally:
         if progress is not None:
             progress.close()
-
-
-def _out_of_vocabulary(setting: str, data_dir, path: Path, token_id: int, vocab_size: int) -> UserError:
-    return UserError(
-        f"--{setting} {data_dir}: {path.name} holds token id {token_id}, outside "
-        f"the model's vocabulary of {vocab_size} (ids 0..{vocab_size - 1}): prepare the data with the run's "
-        "tokenizer, or enlarge the model's vocab_size"
-    )
