@@ -7,6 +7,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import operator
 import os
 import re
 import sys
@@ -133,11 +134,8 @@ def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any], label
             value = int(value)
         else:
             value = float(value)
-        bounded = {key: meta[key] for key in ("ge", "gt", "le", "lt") if key in meta}
-        ok = {"ge": value >= bounded.get("ge", value), "gt": "gt" not in bounded or value > bounded["gt"],
-              "le": value <= bounded.get("le", value), "lt": "lt" not in bounded or value < bounded["lt"]}
-        if not all(ok.values()):
-            raise UserError(f"{label} {value!r}: {_bounds_text(bounded)}")
+        if not all(getattr(operator, key)(value, meta[key]) for key in ("ge", "gt", "le", "lt") if key in meta):
+            raise UserError(f"{label} {value!r}: {_bounds_text(meta)}")
     elif hint is str:
         if not isinstance(value, str):
             raise wrong

@@ -99,12 +99,9 @@ class PackedStream(ResumableStream):
     def _epoch_layout(self, epoch: int):
         """File order and window boundaries (in blocks) of one epoch."""
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            n_files = len(self._paths)
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch]).permutation(n_files)
-            else:
-                order = np.arange(n_files)
-            window_files = [order[i : i + self.n_chunks] for i in range(0, n_files, self.n_chunks)]
+            n = len(self._paths)
+            order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+            window_files = [order[i : i + self.n_chunks] for i in range(0, n, self.n_chunks)]
             window_blocks = np.array([self._blocks[files].sum() for files in window_files], dtype=np.int64)
             window_starts = np.concatenate([[0], np.cumsum(window_blocks)])
             self._epoch_cache = (epoch, window_files, window_starts)
@@ -116,10 +113,7 @@ class PackedStream(ResumableStream):
         if self._window_cache is None or self._window_cache[:2] != (epoch, window):
             file_starts = np.concatenate([[0], np.cumsum(self._blocks[files])])
             n = int(file_starts[-1])
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch, window]).permutation(n)
-            else:
-                order = np.arange(n)
+            order = np.random.default_rng([self.seed, epoch, window]).permutation(n) if self.shuffle else np.arange(n)
             self._window_cache = (epoch, window, order, file_starts)
         return self._window_cache[2:]
 
@@ -137,14 +131,13 @@ class PackedStream(ResumableStream):
 
     # --- reading
     def _mmap(self, file_index: int) -> np.memmap:
-        mm = self._mmaps.get(file_index)
-        if mm is None:
-            mm = np.memmap(self._paths[file_index], dtype=self._dtypes[file_index], mode="r", offset=HEADER_SIZE)
-            self._mmaps[file_index] = mm
-            if len(self._mmaps) > 2 * self.n_chunks:
-                self._mmaps.popitem(last=False)
-        else:
+        if file_index in self._mmaps:
             self._mmaps.move_to_end(file_index)
+            return self._mmaps[file_index]
+        mm = np.memmap(self._paths[file_index], dtype=self._dtypes[file_index], mode="r", offset=HEADER_SIZE)
+        self._mmaps[file_index] = mm
+        if len(self._mmaps) > 2 * self.n_chunks:
+            self._mmaps.popitem(last=False)
         return mm
 
     def sample_at(self, position: int) -> Optional[torch.Tensor]:

@@ -45,10 +45,7 @@ def peak_tflops(device_name: str, precision: str, override: Optional[float] = No
         return override
     if not any(tag in precision for tag in ("bf16", "16-")):
         return None
-    for tag, tflops in PEAK_BF16_TFLOPS:
-        if tag in device_name:
-            return tflops
-    return None
+    return next((tflops for tag, tflops in PEAK_BF16_TFLOPS if tag in device_name), None)
 
 
 def check_logger_available(logger: str) -> None:
@@ -183,10 +180,9 @@ class Progress:
     """A tqdm bar with ETA on an interactive terminal (rank 0); plain printed lines otherwise."""
 
     def __init__(self, total: int, initial: int, enabled: bool):
-        self.interactive = enabled and sys.stderr.isatty()
         self.enabled = enabled
         self._bar = None
-        if self.interactive:
+        if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
