@@ -11,6 +11,7 @@ environment failure (full disk, read-only file system, permissions, quota) becom
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import shutil
 import uuid
@@ -34,9 +35,22 @@ def _write_errors() -> tuple[type[BaseException], ...]:
 
 
 def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+    chain = [path, *path.parents]
+    return next((p for p in chain if p.exists()), chain[-1])
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its parents that do not exist yet, deepest first."""
+    return list(itertools.takewhile(lambda p: not p.exists(), [folder, *folder.parents]))
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Removes `folders` (deepest first) up to the first that is not empty."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            break
 
 
 def failure_reason(err: BaseException, folder: Path, needed_bytes: Optional[int] = None) -> str:
@@ -119,11 +133,7 @@ def commit(staging: Path, target: Path) -> None:
 @contextmanager
 def _created_parents(folder: Path, label: str) -> Iterator[None]:
     """Creates `folder` with its parents; on any error inside, removes the ones it created."""
-    missing = []
-    parent = folder
-    while not parent.exists() and parent != parent.parent:
-        missing.append(parent)
-        parent = parent.parent
+    missing = missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -131,11 +141,7 @@ def _created_parents(folder: Path, label: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for path in missing:  # innermost first
-            try:
-                path.rmdir()
-            except OSError:
-                break
+        remove_empty(missing)
         raise
 
 

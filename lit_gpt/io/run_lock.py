@@ -29,7 +29,7 @@ from typing import Optional
 from filelock import FileLock, Timeout
 
 from lit_gpt.errors import UserError
-from lit_gpt.io.atomic import write_text
+from lit_gpt.io.atomic import missing_folders, remove_empty, write_text
 
 RUN_LOCK = ".run.lock"
 HOLDER = ".run.lock.json"
@@ -111,10 +111,7 @@ class RunDirLock:
         self.release()
 
     def acquire(self) -> None:
-        missing = self.folder.absolute()
-        while not missing.exists() and missing != missing.parent:
-            self._created.append(missing)
-            missing = missing.parent
+        self._created = missing_folders(self.folder.absolute())
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             while True:
@@ -169,9 +166,5 @@ class RunDirLock:
         """A run refused on bad input leaves no empty output folder behind."""
         if self._created and not any(p.name != RUN_LOCK for p in self.folder.iterdir()):
             self.path.unlink(missing_ok=True)
-            for folder in self._created:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+            remove_empty(self._created)
         self._created = []
