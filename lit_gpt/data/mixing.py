@@ -9,7 +9,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from lit_gpt.errors import UserError
 from lit_gpt.data.reader import PackedStream
 from lit_gpt.data.stream import STATE_VERSION, ResumableStream, check_state
 
@@ -47,22 +46,15 @@ class MixedStream(ResumableStream):
 
     def __init__(self, datasets: Sequence[PackedStream], weights: Sequence[float], seed: int = 12345,
                  names: Optional[Sequence[str]] = None):
+        # The weights (non-negative, positive sum) and the datasets (one per weight, all of one rank
+        # and number of processes) come checked from `open_stream` and `parse_data_mix`.
         super().__init__()
-        if not datasets or len(datasets) != len(weights):
-            raise ValueError(f"need one weight per dataset, got {len(datasets)} datasets and {len(weights)} weights")
-        if names is not None and len(names) != len(datasets):
-            raise ValueError(f"need one name per dataset, got {len(names)} names for {len(datasets)} datasets")
         weights = np.asarray(weights, dtype=np.float64)
-        if not np.all(np.isfinite(weights)) or not np.all(weights >= 0) or weights.sum() <= 0:
-            raise UserError(f"dataset weights must be non-negative with a positive sum, got {weights.tolist()}")
-        ranks = {(d.num_processes, d.process_rank) for d in datasets}
-        if len(ranks) != 1:
-            raise ValueError(f"the combined datasets must share num_processes and process_rank, got {sorted(ranks)}")
         self.datasets = list(datasets)
         self.names = list(names) if names is not None else None
         self.weights = weights / weights.sum()
         self.seed = seed
-        self.num_processes, self.process_rank = ranks.pop()
+        self.num_processes, self.process_rank = datasets[0].num_processes, datasets[0].process_rank
         # r_i = w_i / (w_i + ... + w_last); a suffix of zero weights takes nothing.
         suffix = np.cumsum(self.weights[::-1])[::-1]
         self._ratios = [float(w / s) if s > 0 else 0.0 for w, s in zip(self.weights[:-1], suffix[:-1])]
