@@ -125,9 +125,7 @@ class PackedDatasetIterator:
         self._filenames = list(filenames)
         self._n_chunks = n_chunks
         self._block_size = block_size
-        self._seed = seed
-        self._shuffle = shuffle
-        self._wrap = wrap  # kept for TinyLlama's signature; it stops nothing there either
+        self._shuffle = shuffle  # `seed` seeds the generator; `wrap` stops nothing, as in TinyLlama
         self._rng = np.random.default_rng(seed) if shuffle else None
         header = read_header(self._filenames[0])
         self._dtype = header.dtype
@@ -179,14 +177,12 @@ class PackedDatasetBuilder:
         dtype_code(self._dtype)  # a dtype the format has a code for
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        self._counter = 0
         self._chunk_size = int(chunk_size)
         self._outdir = outdir
         self._prefix = prefix
         self._sep_token = sep_token
         self._arr = np.full(self._chunk_size, sep_token, dtype=self._dtype)
         self._idx = 0
-        self._version = 1
         self._filenames: list[str] = []
         self._limits = np.iinfo(self._dtype) if np.issubdtype(np.dtype(self._dtype), np.integer) else None
 
@@ -199,10 +195,9 @@ class PackedDatasetBuilder:
         return self._filenames.copy()
 
     def _write_chunk(self) -> None:
-        filename = os.path.join(self._outdir, f"{self._prefix}_{self._counter:010d}.bin")
+        filename = os.path.join(self._outdir, f"{self._prefix}_{len(self._filenames):010d}.bin")
         write_chunk(filename, self._arr)
         self._filenames.append(filename)
-        self._counter += 1
         self._arr.fill(self._sep_token)
         self._idx = 0
 
