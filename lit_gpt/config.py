@@ -49,9 +49,6 @@ class Config:
         if self.intermediate_size is None:
             # LLaMA's rule: 2/3 of 4*d, rounded up to a multiple of 256.
             self.intermediate_size = find_multiple(int(8 * self.n_embd / 3), 256)
-        self.validate()
-
-    def validate(self) -> None:
         problems = []
         if self.padded_vocab_size < self.vocab_size:
             problems.append(f"padded_vocab_size ({self.padded_vocab_size}) < vocab_size ({self.vocab_size})")

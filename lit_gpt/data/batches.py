@@ -108,13 +108,10 @@ class TrainBatches:
     # thread) and taken by `mask_fraction` when the step is logged
     _masked: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)
 
-    @property
-    def global_batch_size(self) -> int:
-        return self.micro_batch_size * self.grad_accum * self.world_size
-
     def position(self, step: int) -> int:
         """Stream position of the first block of optimizer step `step` (0-based)."""
-        return self.start_position + (step - self.start_step) * self.global_batch_size
+        global_batch = self.micro_batch_size * self.grad_accum * self.world_size
+        return self.start_position + (step - self.start_step) * global_batch
 
     def micro_batch(self, step: int, micro_step: int) -> Batch:
         index = micro_step * self.world_size + self.rank
