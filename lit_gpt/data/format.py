@@ -89,11 +89,8 @@ def read_header(path: PathLike) -> ChunkHeader:
 
 
 def write_chunk(path: PathLike, tokens: np.ndarray) -> Path:
-    """Writes one chunk file all or nothing (lit_gpt.io.atomic).
-
-    The temporary name starts with a dot, so a crash leaves nothing that a prefix glob picks up
-    and nothing that looks whole.
-    """
+    """Writes one chunk file all or nothing (lit_gpt.io.atomic): the temporary name starts with a
+    dot, so a crash leaves nothing that a prefix glob picks up and nothing that looks whole."""
     path = Path(path)
     tokens = np.ascontiguousarray(tokens)
     header = HEADER.pack(MAGIC, VERSION, dtype_code(tokens.dtype), tokens.size)

@@ -24,14 +24,12 @@ from lit_gpt.errors import UserError
 PathLike = Union[str, Path]
 # What the user fixes by freeing space, choosing another folder or fixing permissions.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
+try:
+    from safetensors import SafetensorError  # safetensors reports I/O failures as its own type
 
-
-def _write_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from safetensors import SafetensorError  # safetensors reports I/O failures as its own type
-    except ImportError:
-        return (OSError,)
-    return (OSError, SafetensorError)
+    WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, SafetensorError)
+except ImportError:
+    WRITE_ERRORS = (OSError,)
 
 
 def _existing(path: Path) -> Path:
@@ -76,7 +74,7 @@ def disk_errors(label: str) -> Iterator[None]:
     (for writers of other libraries, e.g. a Trainer's checkpoints, that cannot write through `staged`)."""
     try:
         yield
-    except _write_errors() as err:
+    except WRITE_ERRORS as err:
         if err.errno not in DISK_ERRNOS if isinstance(err, OSError) else "I/O error" not in str(err):
             raise
         raise UserError(f"cannot write {label}: {failure_reason(err, Path('.'))}") from None
@@ -167,7 +165,7 @@ def staged(target: PathLike, what: str = "", folder: bool = False, needed_bytes:
         try:
             yield staging
             commit(staging, target)
-        except (*_write_errors(), *also) as err:
+        except (*WRITE_ERRORS, *also) as err:
             raise UserError(f"could not write {label}: {failure_reason(err, target.parent, needed_bytes)}; "
                             "nothing was written") from None
         finally:

@@ -92,10 +92,8 @@ def _safe_planner():
 
 
 def load_sharded(state_dict: dict[str, Any], path: str | Path, no_dist: bool = False) -> None:
-    """Fills `state_dict` (tensors or DTensors of the wanted shapes and sharding) in place from the folder.
-
-    Collective when a process group is initialised, unless `no_dist`.
-    """
+    """Fills `state_dict` (tensors or DTensors of the wanted shapes and sharding) in place from the folder;
+    collective when a process group is initialised, unless `no_dist`."""
     import torch.distributed.checkpoint as dcp
 
     with warnings.catch_warnings():

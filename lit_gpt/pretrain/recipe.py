@@ -116,12 +116,8 @@ _MAX_DIGITS = 400  # keeps `10 ** 10 ** 10` from hanging the parser
 
 
 def read_recipe_values(source: str, where: str) -> dict[str, Any]:
-    """{name: value} of a recipe's top-level `name = literal` assignments, in file order.
-
-    Allowed: a module docstring; assignments to one plain name of numbers, strings, True/False/None,
-    lists/tuples/dicts of those, unary minus/plus, and + - * / ** between numbers.
-    Errors name the file and line: `{where}:{line}: ...`.
-    """
+    """{name: value} of a recipe's top-level `name = literal` assignments (and a module docstring),
+    in file order; errors name the file and line: `{where}:{line}: ...`."""
     try:
         tree = ast.parse(source, filename=where)
     except SyntaxError as err:
