@@ -68,14 +68,11 @@ def run_subcommand(command: str, noun: str, table: Mapping[str, tuple[Callable[[
 # Settings are dataclasses: each field's type is its parser, the docstring under it its help, and
 # `setting(...)` its range. `check_fields` enforces them for every way a settings object is made
 # (command line, recipe, YAML, Python), so a range is written once and checked once.
-def setting(default: Any = dataclasses.MISSING, *, factory: Optional[Callable[[], Any]] = None, ge: Any = None,
-            gt: Any = None, le: Any = None, lt: Any = None, path: bool = False) -> Any:
+def setting(default: Any = dataclasses.MISSING, *, ge: Any = None, gt: Any = None, le: Any = None, lt: Any = None,
+            path: bool = False) -> Any:
     """A field with its bounds; `path=True` makes it an absolute path when the settings are built."""
-    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt, "path": path}
-    metadata = {key: value for key, value in bounds.items() if value is not None and value is not False}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt, "path": path or None}
+    return dataclasses.field(default=default, metadata={key: v for key, v in bounds.items() if v is not None})
 
 
 def _optional(hint: Any) -> tuple[Any, bool]:

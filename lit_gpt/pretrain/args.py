@@ -40,7 +40,7 @@ class ModelSettings:
 
     model_name: str = "tiny_LLaMA_1b_mask"
     """model shape from lit_gpt/config.py"""
-    model_overrides: dict[str, Any] = setting(factory=dict)
+    model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Config fields that replace the named shape's, e.g. '{"n_layer": 2}' (a recipe's are merged with its base's)"""
     vocab_from_tokenizer: bool = False
     """size the vocabulary to the tokenizer (with [MASK]) padded to padding_multiple, instead of the shape's"""
