@@ -3,7 +3,7 @@ consumed, checked against what the stream is)."""
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 
@@ -15,20 +15,15 @@ STATE_VERSION = 1
 class ResumableStream:
     """A per-rank stream of samples addressed by position.
 
-    Position n is the n-th sample this rank's trainer receives; `sample_at(n)` reads it directly.
-    Iterating yields sample_at(consumed), sample_at(consumed + 1), ... and advances `consumed`
-    (where the next iteration starts), which is all a resume needs.
+    Position n is the n-th sample this rank's trainer receives; a subclass's `sample_at(n)` reads it
+    directly (None past the end of the stream). Iterating yields sample_at(consumed),
+    sample_at(consumed + 1), ... and advances `consumed` (where the next iteration starts), which
+    is all a resume needs.
     """
 
     def __init__(self):
         self.consumed = 0
 
-    # --- what a concrete stream provides
-    def sample_at(self, position: int) -> Optional[torch.Tensor]:
-        """This rank's sample at `position`, or None past the end of the stream."""
-        raise NotImplementedError
-
-    # --- iteration
     def __iter__(self) -> Iterator[torch.Tensor]:
         position = self.consumed
         while (sample := self.sample_at(position)) is not None:

@@ -51,9 +51,8 @@ def peak_tflops(device_name: str, precision: str, override: Optional[float] = No
 def check_logger_available(logger: str) -> None:
     import importlib.util
 
-    needs = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(logger)
-    if needs and importlib.util.find_spec(needs) is None:
-        raise UserError(f"--logger {logger} needs the {needs} package: pip install {needs}")
+    if logger != "csv" and importlib.util.find_spec(logger) is None:  # the loggers are named after their packages
+        raise UserError(f"--logger {logger} needs the {logger} package: pip install {logger}")
 
 
 def _fmt(value: Any) -> str:
