@@ -66,11 +66,8 @@ def _allowed_globals() -> dict[str, Any]:
             raise _RefusedGlobal("_codecs.encode", f"is asked for codec {encoding!r}, not latin1")
         return text.encode("latin1")
 
-    def layout(*args):
-        return torch.serialization._get_layout(*args)
-
-    def rebuild_tensor(*args):
-        return torch._utils._rebuild_tensor(*args)
+    def fresh(func):
+        return lambda *args: func(*args)
 
     allowed: dict[str, Any] = {
         "collections.OrderedDict": OrderedDict,
@@ -83,8 +80,8 @@ def _allowed_globals() -> dict[str, Any]:
         "torch.device": torch.device,
         "torch.Tensor": torch.Tensor,
         "torch.nn.parameter.Parameter": torch.nn.Parameter,
-        "torch.serialization._get_layout": layout,
-        "torch._utils._rebuild_tensor": rebuild_tensor,
+        "torch.serialization._get_layout": fresh(torch.serialization._get_layout),
+        "torch._utils._rebuild_tensor": fresh(torch._utils._rebuild_tensor),
         "torch._utils._rebuild_tensor_v2": without_hooks(torch._utils._rebuild_tensor_v2, 5),
         "torch._utils._rebuild_tensor_v3": without_hooks(torch._utils._rebuild_tensor_v3, 5),
         "torch._utils._rebuild_parameter": without_hooks(torch._utils._rebuild_parameter, 2),

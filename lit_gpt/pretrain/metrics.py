@@ -144,9 +144,7 @@ class Throughput:
         dt = max(now - self._t, 1e-9)
         tokens_per_sec = (tokens - self._tokens) / dt
         sec_per_step = dt / max(step - self._step, 1)
-        mfu = None
-        if self.peak:
-            mfu = tokens_per_sec * self.flops_per_token / (self.peak * 1e12 * self.world_size)
+        mfu = tokens_per_sec * self.flops_per_token / (self.peak * 1e12 * self.world_size) if self.peak else None
         self._t, self._step, self._tokens = now, step, tokens
         return tokens_per_sec, mfu, sec_per_step
 
