@@ -47,10 +47,7 @@ def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, s
                     "every chunk file must belong to one prefix (rename the files or the prefixes)"
                 )
             owner[path] = name
-    streams = [
-        PackedStream(paths, block_size, seed=seed, shuffle=shuffle, wrap=wrap, num_processes=1, process_rank=0)
-        for paths in files
-    ]
+    streams = [PackedStream(paths, block_size, seed=seed, shuffle=shuffle, wrap=wrap) for paths in files]
     if len(streams) == 1:
         return streams[0]
     return MixedStream(streams, [weight for _, weight in mix], seed=seed, names=[name for name, _ in mix])
@@ -195,7 +192,7 @@ def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, b
     else:
         setting = "val_data_dir"
     files = _chunk_files(data_dir, prefix, block_size, setting)
-    return PackedStream(files, block_size, seed=seed, shuffle=False, wrap=False, num_processes=1, process_rank=0)
+    return PackedStream(files, block_size, seed=seed, shuffle=False, wrap=False)
 
 
 # ----------------------------------------------------------------------------- token ids vs. vocabulary
