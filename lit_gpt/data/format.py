@@ -10,11 +10,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
 from lit_gpt.errors import UserError
+from lit_gpt.io.atomic import PathLike, open_atomic
 
 MAGIC = b"LITPKDS"
 VERSION = 1
@@ -30,8 +30,6 @@ DTYPES = {
     7: np.float64,
     8: np.uint16,
 }
-
-PathLike = Union[str, Path]
 
 
 class PackedDatasetError(UserError):
@@ -94,8 +92,6 @@ def write_chunk(path: PathLike, tokens: np.ndarray) -> Path:
     path = Path(path)
     tokens = np.ascontiguousarray(tokens)
     header = HEADER.pack(MAGIC, VERSION, dtype_code(tokens.dtype), tokens.size)
-    from lit_gpt.io.atomic import open_atomic
-
     with open_atomic(path, "wb", "chunk") as f:
         f.write(header)
         f.write(tokens.tobytes())
