@@ -30,12 +30,11 @@ class ChunkWriter:
 
     def add_array(self, tokens: np.ndarray) -> None:
         tokens = np.asarray(tokens)
-        start = 0
-        while start < tokens.size:
-            take = min(self.chunk_size - self._filled, tokens.size - start)
-            self._buffer[self._filled : self._filled + take] = tokens[start : start + take]
+        while tokens.size:
+            take = min(self.chunk_size - self._filled, tokens.size)
+            self._buffer[self._filled : self._filled + take] = tokens[:take]
             self._filled += take
-            start += take
+            tokens = tokens[take:]
             if self._filled == self.chunk_size:
                 self._write()
 
