@@ -66,10 +66,9 @@ class PackedDataset(IterableDataset):
 
     def __init__(self, filenames: Sequence[PathLike], n_chunks: int, block_size: int, seed: int = 12345,
                  shuffle: bool = True, wrap: bool = False, num_processes: int = 1, process_rank: int = 0):
-        for name, value, low in (("n_chunks", n_chunks, 1), ("block_size", block_size, 1),
-                                 ("num_processes", num_processes, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"PackedDataset: {name} must be an integer >= {low}, got {value!r}")
+        for name, value in (("n_chunks", n_chunks), ("block_size", block_size), ("num_processes", num_processes)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"PackedDataset: {name} must be an integer >= 1, got {value!r}")
         if not 0 <= process_rank < num_processes:
             raise ValueError(f"PackedDataset: process_rank {process_rank} is not in [0, {num_processes})")
         if len(filenames) == 0:
