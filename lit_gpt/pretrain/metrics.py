@@ -152,8 +152,7 @@ class Throughput:
 def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
+    h, rest = divmod(int(seconds), 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"
 
