@@ -152,6 +152,7 @@ class TrainBatches:
         self.start_step, self.start_position = step, self.dataset.consumed
 
 
+@dataclass(eq=False)
 class ValBatches:
     """The first `eval_iters` micro batches of the validation stream, split over the processes,
     never masked.
@@ -161,24 +162,22 @@ class ValBatches:
     sequences are evaluated whatever the number of processes (when it divides eval_iters).
     """
 
-    def __init__(self, dataset: PackedStream, micro_batch_size: int, eval_iters: int, rank: int = 0,
-                 world_size: int = 1):
-        self.dataset = dataset
-        self.micro_batch_size = micro_batch_size
-        self.rank = rank
-        self.world_size = world_size
-        available = dataset.blocks_per_epoch // (micro_batch_size * world_size)
-        self.num_batches = min(max(1, eval_iters // world_size), available)
-        self._collate = MEAPCollator(mask_ratio=0.0, mask_token_id=None)
+    dataset: PackedStream
+    micro_batch_size: int
+    eval_iters: int
+    rank: int = 0
+    world_size: int = 1
 
     def __len__(self) -> int:
-        return self.num_batches
+        available = self.dataset.blocks_per_epoch // (self.micro_batch_size * self.world_size)
+        return min(max(1, self.eval_iters // self.world_size), available)
 
     def __iter__(self):
-        for i in range(self.num_batches):
+        collate = MEAPCollator(mask_ratio=0.0, mask_token_id=None)
+        for i in range(len(self)):
             first = (i * self.world_size + self.rank) * self.micro_batch_size
             blocks = [self.dataset.sample_at(p) for p in range(first, first + self.micro_batch_size)]
-            yield self._collate(blocks, 0, 0)
+            yield collate(blocks, 0, 0)
 
 
 def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, block_size: int,
