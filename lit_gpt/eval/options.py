@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.errors import UserError
+from lit_gpt.eval.prompts import TASKS
 
 
 def setting(default: Any = MISSING, *, help: Optional[str] = None, type: Optional[Callable] = None,
@@ -63,19 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Fie
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
-def parse_settings(settings_class: type, argv: Optional[Sequence[str]], prog: str, doc: str):
-    """The settings dataclass from the command line; the description is the module docstring's first paragraph."""
-    parser = ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
-    add_arguments(parser, fields(settings_class))
-    return settings_class(**vars(parser.parse_args(argv)))
-
-
 def command(settings_type: type, run: Callable, report: Callable, module: str, doc: Optional[str]):
     """The (parse_args, main) of an evaluation's command line. `main` parses, runs (results.json
     records the command that ran), prints `report(settings, results)` and returns the results."""
 
     def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
-        return parse_settings(settings_type, argv, prog or f"python -m {module}", doc)
+        # The description is the module docstring's first paragraph.
+        parser = ArgumentParser(prog=prog or f"python -m {module}", description=doc.split("\n\n")[0])
+        add_arguments(parser, fields(settings_type))
+        return settings_type(**vars(parser.parse_args(argv)))
 
     @exit_on_user_error
     def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
@@ -175,3 +172,27 @@ def write_json(path: Union[str, Path], data: Any) -> Path:
     from lit_gpt.io.atomic import write_text
 
     return write_text(path, json.dumps(data, indent=2) + "\n", "results")
+
+
+@dataclass(kw_only=True)
+class PromptGridSettings(ModelSettings):
+    """What the retrieval and attention evaluations share: the task's prompts over lengths x depths."""
+
+    task: str = setting(choices=TASKS)
+    context_lengths: list[int] = setting([1024, 2048, 4096], type=comma_list(token_count))
+    depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=comma_list(depth))
+    samples: int = setting(20, type=positive_int, help="prompts per length and depth")
+    out_dir: str = setting("out/retrieval", cli_required=True)
+    seed: int = setting(0, type=int, help="prompt seed (the same prompts as retrieval with this seed)")
+    haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        bad = [d for d in self.depths if not 0.0 <= d <= 1.0]
+        if bad:
+            raise UserError(f"depth {bad[0]:g} is outside [0, 1]")
+        if not self.context_lengths or not self.depths or self.samples <= 0:
+            raise UserError("context lengths, depths and samples must not be empty")
+        self.context_lengths = sorted(set(self.context_lengths))
+        self.depths = sorted(set(self.depths))

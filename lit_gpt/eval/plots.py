@@ -133,11 +133,9 @@ class RunCurves:
 
 
 def _number(value: Optional[str]) -> Optional[float]:
-    if value is None or not value.strip():
-        return None
     try:
         number = float(value)
-    except ValueError:
+    except (TypeError, ValueError):  # None or an empty cell
         return None
     return None if math.isnan(number) else number
 
