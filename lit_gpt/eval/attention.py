@@ -166,10 +166,8 @@ def analyse_prompt(model, prompt: RetrievalPrompt, answer_ids: Sequence[int]) ->
 
 def summarize(records: Sequence[dict]) -> dict[str, Any]:
     """Per layer, the mean over prompts of each share and of the entropy; plus the layer means."""
-    n_layer = len(records[0]["needle"])
     per_layer = {
-        name: [statistics.fmean(r[name][layer] for r in records) for layer in range(n_layer)]
-        for name in (*REGIONS, "entropy")
+        name: [statistics.fmean(layer) for layer in zip(*(r[name] for r in records))] for name in (*REGIONS, "entropy")
     }
     return {
         "per_layer": per_layer,
@@ -263,10 +261,9 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
                             settings.seed, corpus)
     answers = prompt_answer_ids(tokenizer, prompts)
-    records = []
-    for prompt, answer in tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
-                               disable=not sys.stderr.isatty()):
-        records.append(analyse_prompt(model, prompt, answer))
+    pairs = tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
+                 disable=not sys.stderr.isatty())
+    records = [analyse_prompt(model, prompt, answer) for prompt, answer in pairs]
     summary = summarize(records)
     results = {
         "task": settings.task,
@@ -305,7 +302,7 @@ def report(settings: AttentionSettings, results: dict) -> None:
 
 
 # No --batch_size: the prompts run one at a time.
-parse_args, main = options.command(AttentionSettings, run_attention, report, "lit_gpt.eval.attention", __doc__)
+main = options.command(AttentionSettings, run_attention, report, "lit_gpt.eval.attention", __doc__)
 
 if __name__ == "__main__":
     main()

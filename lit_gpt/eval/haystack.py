@@ -142,8 +142,7 @@ def generated_text(rng: random.Random, n_chars: int) -> str:
     nouns, verbs, adjectives = word_list("noun"), word_list("verb"), word_list("adjective")
     parts, size = [], 0
     while size < n_chars:
-        template = rng.choice(_SENTENCES)
-        sentence = template.format(
+        sentence = rng.choice(_SENTENCES).format(
             adj=rng.choice(adjectives), noun=rng.choice(nouns), noun2=rng.choice(nouns), verb=rng.choice(verbs)
         )
         parts.append(sentence)

@@ -114,10 +114,7 @@ def default_gold_positions(num_documents: int) -> list[int]:
 def _position(text: str) -> int:
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"gold position {text!r} is not an integer") from None
+    value = options.parse_as(int, text, f"gold position {text!r} is not an integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"gold position {value} is negative (positions start at 0)")
     return value
@@ -224,7 +221,7 @@ def report(settings: MultiDocSettings, results: dict) -> None:
     print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'accuracy_by_position.png'}")
 
 
-parse_args, main = options.command(MultiDocSettings, run_multidoc_qa, report, "lit_gpt.eval.multidoc_qa", __doc__)
+main = options.command(MultiDocSettings, run_multidoc_qa, report, "lit_gpt.eval.multidoc_qa", __doc__)
 
 if __name__ == "__main__":
     main()

@@ -65,24 +65,21 @@ def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Fie
 
 
 def command(settings_type: type, run: Callable, report: Callable, module: str, doc: Optional[str]):
-    """The (parse_args, main) of an evaluation's command line. `main` parses, runs (results.json
-    records the command that ran), prints `report(settings, results)` and returns the results."""
-
-    def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
-        # The description is the module docstring's first paragraph.
-        parser = ArgumentParser(prog=prog or f"python -m {module}", description=doc.split("\n\n")[0])
-        add_arguments(parser, fields(settings_type))
-        return settings_type(**vars(parser.parse_args(argv)))
+    """The `main` of an evaluation's command line: it parses, runs (results.json records the command
+    that ran), prints `report(settings, results)` and returns the results."""
 
     @exit_on_user_error
     def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
         argv = list(sys.argv[1:] if argv is None else argv)
-        settings = parse_args(argv, prog)
+        # The description is the module docstring's first paragraph.
+        parser = ArgumentParser(prog=prog or f"python -m {module}", description=doc.split("\n\n")[0])
+        add_arguments(parser, fields(settings_type))
+        settings = settings_type(**vars(parser.parse_args(argv)))
         results = run(settings, command=shlex.join(["python", "-m", module, *argv]))
         report(settings, results)
         return results
 
-    return parse_args, main
+    return main
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,11 +99,16 @@ def check_positions(longest: int, max_positions: Optional[int], allow: bool, wha
     print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
 
 
-def positive_int(text: str) -> int:
+def parse_as(kind: Callable, text: str, message: str) -> Any:
+    """`kind(text)`, or `message` as the flag's error when `text` is not one."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def positive_int(text: str) -> int:
+    value = parse_as(int, text, f"{text!r} is not an integer")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} is not positive")
     return value
@@ -116,10 +118,7 @@ def token_count(text: str) -> int:
     """'4096', '4k' (4096) or '128K' (131072)."""
     text = text.strip()
     scale = 1024 if text[-1:] in ("k", "K") else 1
-    try:
-        value = int(text[:-1] if scale > 1 else text) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tokens") from None
+    value = parse_as(int, text[:-1] if scale > 1 else text, f"{text!r} is not a number of tokens") * scale
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of tokens")
     return value
@@ -127,7 +126,7 @@ def token_count(text: str) -> int:
 
 def comma_list(item_type):
     def parse(text: str) -> list:
-        items = [part for part in text.split(",")]
+        items = text.split(",")
         if not text.strip() or not all(part.strip() for part in items):
             raise argparse.ArgumentTypeError(f"{text!r} has an empty item (expected a comma-separated list)")
         return [item_type(part) for part in items]
@@ -136,10 +135,7 @@ def comma_list(item_type):
 
 
 def depth(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"depth {text!r} is not a number") from None
+    value = parse_as(float, text, f"depth {text!r} is not a number")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"depth {value:g} is outside [0, 1] (0 = start of the context, 1 = end)")
     return value
@@ -183,7 +179,7 @@ class PromptGridSettings(ModelSettings):
     depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=comma_list(depth))
     samples: int = setting(20, type=positive_int, help="prompts per length and depth")
     out_dir: str = setting("out/retrieval", cli_required=True)
-    seed: int = setting(0, type=int, help="prompt seed (the same prompts as retrieval with this seed)")
+    seed: int = setting(0, type=int, help="prompt seed (attention and retrieval build the same prompts from one seed)")
     haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
 
     def __post_init__(self) -> None:

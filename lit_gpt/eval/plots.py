@@ -24,8 +24,7 @@ def _figure(width: float, height: float, ncols: int = 1):
 
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
+    return fig, fig.subplots(1, ncols)
 
 
 def _save(fig, path: Union[str, Path]) -> Path:

@@ -175,8 +175,7 @@ class _KeyValueFiller:
     def __init__(self, tokenizer, rng: random.Random):
         self.tokenizer = tokenizer
         self.rng = rng
-        self._pairs: list[tuple[str, str]] = []
-        self._costs: list[int] = []
+        self._pairs: list[tuple[tuple[str, str], int]] = []  # (key, value), its tokens
 
     @staticmethod
     def item(key: str, value: str) -> str:
@@ -188,9 +187,8 @@ class _KeyValueFiller:
     def _pair(self, i: int) -> tuple[tuple[str, str], int]:
         while len(self._pairs) <= i:
             pair = (random_uuid(self.rng), random_uuid(self.rng))
-            self._pairs.append(pair)
-            self._costs.append(self._cost(*pair))
-        return self._pairs[i], self._costs[i]
+            self._pairs.append((pair, self._cost(*pair)))
+        return self._pairs[i]
 
     def _take(self, first: int, n_tokens: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], int]:
         """Whole pairs from index `first` while they fit in `n_tokens`, the shortened pair (if any), next index."""

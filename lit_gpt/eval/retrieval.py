@@ -218,7 +218,7 @@ def report(settings: RetrievalSettings, results: dict) -> None:
     print(f"wrote {', '.join(str(Path(settings.out_dir) / name) for name in OUTPUT_FILES)}")
 
 
-parse_args, main = options.command(RetrievalSettings, run_retrieval, report, "lit_gpt.eval.retrieval", __doc__)
+main = options.command(RetrievalSettings, run_retrieval, report, "lit_gpt.eval.retrieval", __doc__)
 
 if __name__ == "__main__":
     main()
