@@ -40,8 +40,7 @@ def build_meap_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], **o
     answer token is not emitted; an example left without any labeled token is dropped, so the
     result may be empty. `make_room` ("concat" only): a sample too long for both halves is cut
     to `max_length // 2` and followed by its masked copy of the same length (see `layout`).
-    `options` are those of `build_meap_example_from_segments`: mode, mask_ratio, mask_token_id,
-    eos_token_id, max_length, min_answer_tokens=50, generator=None, make_room=False.
+    `options` are those of `build_meap_example_from_segments`.
     """
     return build_meap_example_from_segments([(prompt_ids, False), (answer_ids, True)], **options)
 

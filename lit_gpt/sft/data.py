@@ -13,6 +13,7 @@ as at inference; an answer's leading space goes with the answer's first word.
 from __future__ import annotations
 
 import bisect
+import codecs
 import itertools
 import json
 import os
@@ -131,26 +132,22 @@ def _preview(value) -> str:
 def check_utf8(path: Path, block: int = 1 << 20) -> None:
     """Refuses a file that is not UTF-8 (e.g. Latin-1), naming its line: `datasets` would load it
     and fail later, mid-tokenization, with a bare UnicodeDecodeError. Reads in blocks."""
-    lines, start, carry = 1, 0, b""  # start: file offset of `carry`
+    decoder = codecs.getincrementaldecoder("utf-8")()  # keeps a character cut by the block boundary
+    lines, start = 1, 0  # start: file offset of the bytes the decoder is given
     with open(path, "rb") as f:
         while True:
             data = f.read(block)
-            buf = carry + data
+            pending = decoder.getstate()[0]
             try:
-                buf.decode("utf-8")
-                carry = b""
-            except UnicodeDecodeError as err:
-                if data and err.end == len(buf) and err.reason == "unexpected end of data":
-                    carry = buf[err.start:]  # a character cut by the block boundary
-                    buf = buf[: err.start]
-                else:
-                    line = lines + buf.count(b"\n", 0, err.start)
-                    raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{buf[err.start]:02x} at offset "
-                                    f"{start + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:  # err.object: the pending bytes, then `data`
+                line = lines + err.object.count(b"\n", 0, err.start)
+                raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                                f"{start - len(pending) + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
             if not data:
                 return
-            lines += buf.count(b"\n")
-            start += len(buf)
+            lines += data.count(b"\n")
+            start += len(data)
 
 
 def find_bad_record(path: Path) -> None:
@@ -159,7 +156,6 @@ def find_bad_record(path: Path) -> None:
     `datasets` refuses a file whose records disagree on a field's type (a number here, a string
     there) without saying which record; this finds it. Returns quietly if every record is fine.
     """
-    check_utf8(path)
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -342,12 +338,8 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
     `planned_masked_tokens`), so a MEAP run that would in fact train NTP is seen before it starts.
     With `upstream` (`--preset upstream`) the copies are rows of their own, counted as they are.
     """
-    usable = list(tokenized["usable"])
-    first_label = list(tokenized["first_label"])
-    n_answer = list(tokenized["n_answer"])
-    copy = list(tokenized["masked_copy"])
-    turn = list(tokenized["turn"])
-    empty = list(tokenized["empty_answer"])
+    columns = ("usable", "first_label", "n_answer", "masked_copy", "turn", "empty_answer")
+    usable, first_label, n_answer, copy, turn, empty = (list(tokenized[c]) for c in columns)
     lengths = [n + 1 for n in tokenized["n_tokens"]]  # + the EOS the builder appends
     rows = range(len(usable))
     keep = [i for i in rows if usable[i] and (copy[i] or first_label[i] < max_length)]
@@ -451,29 +443,24 @@ class MEAPCollator:
     preset: str = "default"
     make_room: bool = False
     rank: int = field(default_factory=lambda: int(os.environ.get("RANK", "0")), init=False)
-    _generator: Optional[torch.Generator] = field(default=None, init=False, repr=False)
-    _rng: Optional[random.Random] = field(default=None, init=False, repr=False)
-    _generator_key: Optional[int] = field(default=None, init=False, repr=False)
+    # (the key they were seeded for, the torch generator, the Python one of `--preset upstream`'s masks)
+    _seeded: Optional[tuple] = field(default=None, init=False, repr=False)
 
-    def _seed_for_this_process(self) -> None:
+    def _seed_for_this_process(self) -> tuple:
         # DataLoader workers get a fresh copy of this collator every epoch, so a worker seeds from
         # its per-epoch worker seed; the main process keeps one generator through all epochs.
         worker = torch.utils.data.get_worker_info()
         key = worker.seed if worker is not None else -1
-        if self._generator is None or key != self._generator_key:
+        if self._seeded is None or key != self._seeded[0]:
             seed = hash((self.seed, self.rank, key)) & (2**62 - 1)
-            self._generator = torch.Generator().manual_seed(seed)
-            self._rng = random.Random(seed)
-            self._generator_key = key
+            self._seeded = (key, torch.Generator().manual_seed(seed), random.Random(seed))
+        return self._seeded
 
     def generator(self) -> torch.Generator:
-        self._seed_for_this_process()
-        return self._generator
+        return self._seed_for_this_process()[1]
 
     def rng(self) -> random.Random:
-        """The Python generator of `--preset upstream`'s masks (seeded like `generator`)."""
-        self._seed_for_this_process()
-        return self._rng
+        return self._seed_for_this_process()[2]
 
     def _upstream_example(self, feature: dict) -> list[dict]:
         ids, flags = list(feature["input_ids"]), list(feature["is_answer"])
@@ -536,12 +523,12 @@ def pad_batch(examples: Sequence[dict], pad_token_id: int, pad_to_multiple_of: O
     length = max(len(e["input_ids"]) for e in examples)
     if pad_to_multiple_of:
         length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
-    input_ids = torch.full((len(examples), length), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
-    for row, example in enumerate(examples):
-        n = len(example["input_ids"])
-        input_ids[row, :n] = torch.tensor(example["input_ids"], dtype=torch.long)
-        labels[row, :n] = torch.tensor(example["labels"], dtype=torch.long)
-        attention_mask[row, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def pad(rows, value: int) -> torch.Tensor:
+        return torch.tensor([list(row) + [value] * (length - len(row)) for row in rows], dtype=torch.long)
+
+    return {
+        "input_ids": pad([e["input_ids"] for e in examples], pad_token_id),
+        "attention_mask": pad([[1] * len(e["input_ids"]) for e in examples], 0),
+        "labels": pad([e["labels"] for e in examples], IGNORE_INDEX),
+    }

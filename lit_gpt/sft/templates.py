@@ -9,6 +9,7 @@ assistant turn is learned. The final EOS is not rendered: the MEAP builder appen
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -87,13 +88,10 @@ class Template:
 
 
 def _merge(segments: list[Segment]) -> list[Segment]:
-    merged: list[Segment] = []
-    for segment in segments:
-        if merged and merged[-1].is_answer == segment.is_answer:
-            merged[-1] = Segment(merged[-1].text + segment.text, segment.is_answer)
-        else:
-            merged.append(segment)
-    return merged
+    return [
+        Segment("".join(s.text for s in group), is_answer)
+        for is_answer, group in itertools.groupby(segments, key=lambda s: s.is_answer)
+    ]
 
 
 TEMPLATES: dict[str, Template] = {

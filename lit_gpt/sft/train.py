@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -234,6 +234,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     from transformers import AutoModelForCausalLM
 
     from lit_gpt.io.atomic import disk_errors
+    from lit_gpt.io.hyperparameters import write_hyperparameters
     from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
     from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
     from lit_gpt.sft.stats import MEAPTrainer, describe
@@ -323,7 +324,8 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         processing_class=tokenizer,
     )
     if main_process:  # every input is checked by now: a refused run leaves nothing behind
-        _write_hyperparameters(output_dir, model_args, data_args, meap_args, lora_args, training_args)
+        write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
+                                           "lora": asdict(lora_args), "training": training_args.to_dict()})
     with disk_errors(f"--output_dir {output_dir}"):  # the Trainer's checkpoints and the final model
         trainer.train(resume_from_checkpoint=resume)
         _save(trainer, tokenizer, output_dir, lora_args, training_args)
@@ -334,7 +336,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     return SFTResult(output_dir, train_summary, eval_summary, counts, list(trainer.state.log_history))
 
 
-def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir=None):
+def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir):
     from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
     def tokenize(files, max_records, masked_copies=True):
@@ -345,7 +347,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
                 max_length=meap_args.model_max_length,
                 min_answer_tokens=meap_args.min_answer_tokens,
                 masked_copies=masked_copies and meap_args.meap_mode != "ntp",
-                slow_llama=SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer) if tokenizer_dir else None,
+                slow_llama=SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer),
             )
         return tokenize_files(
             files,
@@ -479,15 +481,6 @@ def _save(trainer, tokenizer, output_dir: Path, lora_args, training_args) -> Non
                 merged.save_pretrained(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
-
-
-def _write_hyperparameters(output_dir: Path, model_args, data_args, meap_args, lora_args, training_args) -> None:
-    from dataclasses import asdict
-
-    from lit_gpt.io.hyperparameters import write_hyperparameters
-
-    write_hyperparameters(output_dir, {"model": asdict(model_args), "data": asdict(data_args), "meap": asdict(meap_args),
-                                       "lora": asdict(lora_args), "training": training_args.to_dict()})
 
 
 def _local_model_dir(name: str) -> Path:

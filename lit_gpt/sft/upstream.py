@@ -29,6 +29,7 @@ them once inside a cached `dataset.map`), the collator draws them again every ti
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -93,8 +94,6 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
     """(the record's system_prompt or None, [(human text, gpt text), ...]) as upstream reads the
     record, or None when upstream gets no example from it. `index` counts records from 1 in `source`."""
     where = f"{source}: record {index}"
-    if not isinstance(record, dict):
-        raise UserError(f"{where} is not a JSON object")
     system = record.get("system_prompt") or None
     if system is not None and not isinstance(system, str):
         raise UserError(f"{where}: system_prompt must be a string")
@@ -102,7 +101,11 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
     if conversation is None:
         instruction, output, extra = record.get("instruction"), record.get("output"), record.get("input")
         if not isinstance(instruction, str) or not isinstance(output, str) or not isinstance(extra, (str, type(None))):
-            return _not_upstream(record, source, index)
+            from lit_gpt.sft.data import record_to_messages  # its errors name what is wrong with the record
+
+            record_to_messages(record, source, index)
+            raise UserError(f"{where}: --preset upstream reads `conversations` ({{from, value}} turns) or "
+                            "instruction/output records, as upstream does")
         query = f"{instruction}\n\n{extra}" if extra else instruction
         return system, [(query, output)]
     if not isinstance(conversation, list) or not all(isinstance(turn, dict) for turn in conversation):
@@ -122,14 +125,6 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
     if not texts or len(texts) % 2:
         return None
     return system, list(zip(texts[0::2], texts[1::2]))
-
-
-def _not_upstream(record: dict, source: str, index: int):
-    from lit_gpt.sft.data import record_to_messages  # its errors name what is wrong with the record
-
-    record_to_messages(record, source, index)
-    raise UserError(f"{source}: record {index}: --preset upstream reads `conversations` ({{from, value}} turns) or "
-                    "instruction/output records, as upstream does")
 
 
 class SlowLlamaEncoding:
@@ -152,7 +147,6 @@ class SlowLlamaEncoding:
         self.prefix = [bos_id] if add_bos and bos_id is not None else []
         self.suffix = [eos_id] if add_eos and eos_id is not None else []
         self._pattern = re.compile("|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)))
-        self._sp = None
 
     @classmethod
     def for_folder(cls, folder, tokenizer) -> Optional["SlowLlamaEncoding"]:
@@ -175,26 +169,20 @@ class SlowLlamaEncoding:
                    add_eos=bool(config.get("add_eos_token", False)), unk_token=tokenizer.unk_token or "<unk>")
 
     def __getstate__(self) -> dict:  # the processor is rebuilt from the model bytes
-        return {k: v for k, v in vars(self).items() if k != "_sp"}
+        return {k: v for k, v in vars(self).items() if k != "sp"}
 
-    def __setstate__(self, state: dict) -> None:
-        vars(self).update(state)
-        self._sp = None
-
-    @property
+    @functools.cached_property
     def sp(self):
-        if self._sp is None:
-            import sentencepiece
-            from sentencepiece import sentencepiece_model_pb2
+        import sentencepiece
+        from sentencepiece import sentencepiece_model_pb2
 
-            proto = self.model_proto
-            if not self.legacy:  # as transformers loads the model for legacy=False
-                model = sentencepiece_model_pb2.ModelProto()
-                model.ParseFromString(proto)
-                model.normalizer_spec.add_dummy_prefix = False
-                proto = model.SerializeToString()
-            self._sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
-        return self._sp
+        proto = self.model_proto
+        if not self.legacy:  # as transformers loads the model for legacy=False
+            model = sentencepiece_model_pb2.ModelProto()
+            model.ParseFromString(proto)
+            model.normalizer_spec.add_dummy_prefix = False
+            proto = model.SerializeToString()
+        return sentencepiece.SentencePieceProcessor(model_proto=proto)
 
     def tokenize(self, text: str) -> list[str]:
         if self.legacy or not text:
@@ -234,12 +222,10 @@ def tokenize_turns(texts: Sequence[str], tokenizer, slow_llama: Optional[SlowLla
     """(prompt ids, answer ids) per turn; BOS (the tokenizer's special tokens) on the first prompt only.
     With `slow_llama`, the ids of upstream's slow tokenizer."""
     encode = slow_llama.encode if slow_llama is not None else tokenizer.encode
-    pairs = []
-    for i in range(len(texts) // 2):
-        source = encode(texts[2 * i], add_special_tokens=(i == 0))
-        target = encode(texts[2 * i + 1], add_special_tokens=False)
-        pairs.append((list(source), list(target)))
-    return pairs
+    return [
+        (list(encode(prompt, add_special_tokens=(i == 0))), list(encode(answer, add_special_tokens=False)))
+        for i, (prompt, answer) in enumerate(zip(texts[0::2], texts[1::2]))
+    ]
 
 
 def ntp_example(source_ids: Sequence[int], target_ids: Sequence[int], *, eos_token_id: int, max_length: int) -> dict:
