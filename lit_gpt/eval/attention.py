@@ -249,7 +249,7 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
 
     from lit_gpt.eval.prompts import build_prompts
     from lit_gpt.eval.haystack import task_haystack
-    from lit_gpt.eval.retrieval import prompt_answer_ids
+    from lit_gpt.eval.generation import prompt_answer_ids
 
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)

@@ -4,9 +4,14 @@ scoring of answers (the mean log-probability of their tokens)."""
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
+
+from lit_gpt.errors import UserError
+
+if TYPE_CHECKING:
+    from lit_gpt.eval.prompts import RetrievalPrompt
 
 
 def _batches(rows: Sequence[Sequence[int]], batch_size: int, desc: str):
@@ -69,6 +74,17 @@ def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], ans
     if joined[: len(prompt_ids)] != prompt_ids or len(joined) == len(prompt_ids):
         raise ValueError(f"the tokenization of the answer {answer!r} merges with the end of the prompt")
     return joined[len(prompt_ids) :]
+
+
+def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
+    """The answer's token ids after each prompt; UserError when the tokenizer cannot split them off."""
+    ids = []
+    for p in prompts:
+        try:
+            ids.append(answer_token_ids(tokenizer, p.text, p.input_ids, p.answer))
+        except ValueError as err:
+            raise UserError(f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index}): {err}") from None
+    return ids
 
 
 @torch.inference_mode()

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
 from lit_gpt.eval.haystack import task_haystack
@@ -140,22 +139,9 @@ def grid_of(summary: dict) -> dict[int, dict[float, float]]:
     return {int(k): {float(d): v for d, v in row.items()} for k, row in summary["by_length_depth"].items()}
 
 
-def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
-    """The answer's token ids after each prompt; UserError when the tokenizer cannot split them off."""
-    from lit_gpt.eval.generation import answer_token_ids
-
-    ids = []
-    for p in prompts:
-        try:
-            ids.append(answer_token_ids(tokenizer, p.text, p.input_ids, p.answer))
-        except ValueError as err:
-            raise UserError(f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index}): {err}") from None
-    return ids
-
-
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
-    from lit_gpt.eval.generation import answer_logprobs, greedy_generate
+    from lit_gpt.eval.generation import answer_logprobs, greedy_generate, prompt_answer_ids
     from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_heatmap
 
