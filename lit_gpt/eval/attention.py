@@ -181,11 +181,11 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
 def plot_attention(summary: dict, path, title: str = "") -> Path:
     """Left: per layer, the stacked shares (needle, question, rest) with the uniform needle share
     marked; right: the attention entropy per layer."""
-    from lit_gpt.eval.plots import _figure, _save
+    from lit_gpt.eval.plots import new_figure, save_figure
 
     per_layer = summary["per_layer"]
     layers = list(range(len(per_layer["needle"])))
-    fig, (ax_share, ax_entropy) = _figure(11.0, 4.2, ncols=2)
+    fig, (ax_share, ax_entropy) = new_figure(11.0, 4.2, ncols=2)
     bottom = [0.0] * len(layers)
     for name, color in zip(REGIONS, ("#0CD79F", "#EBB839", "#B0B0B0")):
         values = [100 * v for v in per_layer[name]]
@@ -205,7 +205,7 @@ def plot_attention(summary: dict, path, title: str = "") -> Path:
     ax_entropy.set_xticks(layers)
     ax_entropy.grid(alpha=0.3)
     ax_entropy.set_title("attention entropy, mean over heads")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- loading and the CLI
