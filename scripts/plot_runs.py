@@ -2,14 +2,18 @@
 
     python scripts/plot_runs.py out/meap_0.1b out/ntp_0.1b --out curves.png --labels MEAP NTP --smooth 20
 
-Each RUN_DIR must hold the metrics.csv its training run wrote (see lit_gpt.eval.plots.read_run_curves).
+Each RUN_DIR must hold the metrics.csv its training run wrote (see tools/run_curves.py).
 """
 
 import sys
+from pathlib import Path
+
+# tools/ lives in the repository, beside this script, not in the installed lit_gpt package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 try:
     from lit_gpt.cli import ArgumentParser, exit_on_user_error
-    from lit_gpt.eval.plots import load_runs, plot_runs
+    from tools.run_curves import load_runs, plot_runs
 except ImportError as err:  # run from a clone that was never installed
     sys.exit(f"error: {err}; install the project first: pip install -e .")
 

@@ -32,7 +32,7 @@ import torch
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
-from lit_gpt.eval.prompts import TASKS, RetrievalPrompt
+from lit_gpt.eval.prompts import RetrievalPrompt
 
 OUTPUT_FILES = ("results.json", "attention.png")
 REGIONS = ("needle", "question", "rest")
@@ -54,14 +54,6 @@ def attention_rows(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, sc
     return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
 
 
-def _lit_qk(module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries and keys of lit's CausalSelfAttention, as its forward forms them (plain RoPE)."""
-    from lit_gpt.kernels import apply_rope_reference
-
-    q, k, _ = module.split_qkv(x)
-    return apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
-
-
 def _hf_qk(module, hidden: torch.Tensor, position_embeddings) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries and keys of a Hugging Face LLaMA-family attention module, as its forward forms them."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
@@ -73,23 +65,21 @@ def _hf_qk(module, hidden: torch.Tensor, position_embeddings) -> tuple[torch.Ten
     return apply_rotary_pos_emb(q, k, cos, sin)
 
 
-def is_lit_model(model) -> bool:
-    from lit_gpt.model import GPT
-
-    return isinstance(model, GPT)
-
-
 @contextmanager
 def _capture(model, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
     """Forward pre-hooks that append each layer's attention rows at `positions` to the yielded list."""
+    from lit_gpt.kernels import apply_rope_reference
+    from lit_gpt.model import GPT
+
     rows: list[torch.Tensor] = []
-    handles = []
-    if is_lit_model(model):
+    if isinstance(model, GPT):
         scale = 1.0 / math.sqrt(model.config.head_size)
 
         def lit_hook(module, args):
+            # Queries and keys of lit's CausalSelfAttention, as its forward forms them (plain RoPE).
             x, cos, sin = args[0], args[1], args[2]
-            q, k = _lit_qk(module, x, cos, sin)
+            q, k, _ = module.split_qkv(x)
+            q, k = apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
             rows.append(attention_rows(q, k, positions, scale))
 
         handles = [block.attn.register_forward_pre_hook(lit_hook) for block in model.transformer.h]
@@ -176,10 +166,8 @@ def analyse_prompt(model, prompt: RetrievalPrompt, answer_ids: Sequence[int]) ->
 
 def summarize(records: Sequence[dict]) -> dict[str, Any]:
     """Per layer, the mean over prompts of each share and of the entropy; plus the layer means."""
-    n_layer = len(records[0]["needle"])
     per_layer = {
-        name: [statistics.fmean(r[name][layer] for r in records) for layer in range(n_layer)]
-        for name in (*REGIONS, "entropy")
+        name: [statistics.fmean(layer) for layer in zip(*(r[name] for r in records))] for name in (*REGIONS, "entropy")
     }
     return {
         "per_layer": per_layer,
@@ -193,11 +181,11 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
 def plot_attention(summary: dict, path, title: str = "") -> Path:
     """Left: per layer, the stacked shares (needle, question, rest) with the uniform needle share
     marked; right: the attention entropy per layer."""
-    from lit_gpt.eval.plots import _figure, _save
+    from lit_gpt.eval.plots import new_figure, save_figure
 
     per_layer = summary["per_layer"]
     layers = list(range(len(per_layer["needle"])))
-    fig, (ax_share, ax_entropy) = _figure(11.0, 4.2, ncols=2)
+    fig, (ax_share, ax_entropy) = new_figure(11.0, 4.2, ncols=2)
     bottom = [0.0] * len(layers)
     for name, color in zip(REGIONS, ("#0CD79F", "#EBB839", "#B0B0B0")):
         values = [100 * v for v in per_layer[name]]
@@ -217,28 +205,16 @@ def plot_attention(summary: dict, path, title: str = "") -> Path:
     ax_entropy.set_xticks(layers)
     ax_entropy.grid(alpha=0.3)
     ax_entropy.set_title("attention entropy, mean over heads")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- loading and the CLI
 @dataclass(kw_only=True)
-class AttentionSettings(options.ModelSettings):
+class AttentionSettings(options.PromptGridSettings):
     dtype: str = setting("float32", choices=options.DTYPES)
-    task: str = setting(choices=TASKS)
     context_lengths: list[int] = setting([1024], type=options.comma_list(options.token_count))
-    depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=options.comma_list(options.depth))
     samples: int = setting(4, type=options.positive_int, help="prompts per length and depth")
     out_dir: str = setting("out/attention", cli_required=True)
-    seed: int = setting(0, type=int, help="prompt seed (the same prompts as retrieval with this seed)")
-    haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        if not self.context_lengths or not self.depths or self.samples <= 0:
-            raise UserError("context lengths, depths and samples must not be empty")
-        self.context_lengths = sorted(set(self.context_lengths))
-        self.depths = sorted(set(self.depths))
 
 
 def load_for_attention(settings: AttentionSettings):
@@ -273,7 +249,7 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
 
     from lit_gpt.eval.prompts import build_prompts
     from lit_gpt.eval.haystack import task_haystack
-    from lit_gpt.eval.retrieval import prompt_answer_ids
+    from lit_gpt.eval.generation import prompt_answer_ids
 
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)
@@ -285,10 +261,9 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
                             settings.seed, corpus)
     answers = prompt_answer_ids(tokenizer, prompts)
-    records = []
-    for prompt, answer in tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
-                               disable=not sys.stderr.isatty()):
-        records.append(analyse_prompt(model, prompt, answer))
+    pairs = tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
+                 disable=not sys.stderr.isatty())
+    records = [analyse_prompt(model, prompt, answer) for prompt, answer in pairs]
     summary = summarize(records)
     results = {
         "task": settings.task,
@@ -327,7 +302,7 @@ def report(settings: AttentionSettings, results: dict) -> None:
 
 
 # No --batch_size: the prompts run one at a time.
-parse_args, main = options.command(AttentionSettings, run_attention, report, "lit_gpt.eval.attention", __doc__)
+main = options.command(AttentionSettings, run_attention, report, "lit_gpt.eval.attention", __doc__)
 
 if __name__ == "__main__":
     main()

@@ -4,13 +4,23 @@ scoring of answers (the mean log-probability of their tokens)."""
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from lit_gpt.errors import UserError
 
-def _batches(order: list[int], batch_size: int) -> list[list[int]]:
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+if TYPE_CHECKING:
+    from lit_gpt.eval.prompts import RetrievalPrompt
+
+
+def _batches(rows: Sequence[Sequence[int]], batch_size: int, desc: str):
+    """Row indices in batches of similar lengths (sorted by length), behind a progress bar on a terminal."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return tqdm(batches, desc=desc, unit="batch", disable=not sys.stderr.isatty())
 
 
 def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,20 +36,16 @@ def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
 
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int = 8,
-                    desc: str = "decoding", progress: Optional[bool] = None) -> list[str]:
+                    desc: str = "decoding") -> list[str]:
     """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order.
 
     Prompts are sorted by length so a batch holds similar lengths, and left-padded so that every
     row's next token comes from the last column.
     """
-    from tqdm.auto import tqdm
-
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
-    show = sys.stderr.isatty() if progress is None else progress
-    for batch in tqdm(_batches(order, batch_size), desc=desc, unit="batch", disable=not show):
+    for batch in _batches(prompts, batch_size, desc):
         input_ids, attention_mask = _left_padded([prompts[i] for i in batch], pad_id)
         width = input_ids.size(1)
         generated = model.generate(
@@ -70,27 +76,34 @@ def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], ans
     return joined[len(prompt_ids) :]
 
 
+def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
+    """The answer's token ids after each prompt; UserError when the tokenizer cannot split them off."""
+    ids = []
+    for p in prompts:
+        try:
+            ids.append(answer_token_ids(tokenizer, p.text, p.input_ids, p.answer))
+        except ValueError as err:
+            raise UserError(f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index}): {err}") from None
+    return ids
+
+
 @torch.inference_mode()
 def answer_logprobs(model, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], pad_id: int,
-                    batch_size: int = 8, desc: str = "scoring", progress: Optional[bool] = None) -> list[float]:
+                    batch_size: int = 8, desc: str = "scoring") -> list[float]:
     """Mean log-probability of each answer's tokens given its prompt, teacher-forced.
 
     One forward pass over prompt + answer per row; the answer's token j is scored by the logits
     at the position before it. Rows are left-padded; position ids count from each row's first real
     token, so a padded row sees exactly what it would see alone.
     """
-    from tqdm.auto import tqdm
-
     if len(prompts) != len(answers):
         raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
     if any(len(a) == 0 for a in answers):
         raise ValueError("an answer has no tokens")
     device = next(model.parameters()).device
     rows = [list(p) + list(a) for p, a in zip(prompts, answers)]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out: list[float] = [float("nan")] * len(rows)
-    show = sys.stderr.isatty() if progress is None else progress
-    for batch in tqdm(_batches(order, batch_size), desc=desc, unit="batch", disable=not show):
+    for batch in _batches(rows, batch_size, desc):
         input_ids, attention_mask = _left_padded([rows[i] for i in batch], pad_id)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         # Answers end every row (left padding), so only the last `keep` positions' logits are needed:

@@ -15,6 +15,7 @@ import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -85,14 +86,11 @@ def load_corpus(path: Union[str, Path], max_chars: int = 4_000_000) -> Corpus:
     """Reads documents from a file or folder until `max_chars` characters are collected."""
     path = Path(path).expanduser()
     documents, size = [], 0
-    for file in _corpus_files(path):
-        for doc in _read_documents(file):
-            doc = doc.strip()
-            if doc:
-                documents.append(doc)
-                size += len(doc)
-            if size >= max_chars:
-                break
+    for doc in chain.from_iterable(map(_read_documents, _corpus_files(path))):
+        doc = doc.strip()
+        if doc:
+            documents.append(doc)
+            size += len(doc)
         if size >= max_chars:
             break
     if not documents:
@@ -144,8 +142,7 @@ def generated_text(rng: random.Random, n_chars: int) -> str:
     nouns, verbs, adjectives = word_list("noun"), word_list("verb"), word_list("adjective")
     parts, size = [], 0
     while size < n_chars:
-        template = rng.choice(_SENTENCES)
-        sentence = template.format(
+        sentence = rng.choice(_SENTENCES).format(
             adj=rng.choice(adjectives), noun=rng.choice(nouns), noun2=rng.choice(nouns), verb=rng.choice(verbs)
         )
         parts.append(sentence)

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
+from lit_gpt.eval.options import DTYPES
 from lit_gpt.tokenizer import TOKENIZER_FILES, load_tokenizer
 
 if TYPE_CHECKING:
     import torch
 
 # torch is imported where it is used, so a bad path fails in one line before the heavy imports.
-DTYPES = ("bfloat16", "float16", "float32")
 
 
 @dataclass
@@ -50,17 +50,13 @@ def resolve_device(device: str = "auto") -> "torch.device":
 def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
     import torch
 
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
     if dtype not in DTYPES:
-        raise UserError(f"unknown --dtype {dtype!r}; choose auto, {', '.join(DTYPES)}")
-    return getattr(torch, dtype)
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+        raise UserError(f"unknown --dtype {dtype!r}; choose {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
 
 
 def prepare_tokenizer_for_batching(tokenizer) -> None:
@@ -73,19 +69,6 @@ def prepare_tokenizer_for_batching(tokenizer) -> None:
     tokenizer.model_max_length = int(1e30)
 
 
-def load_lit_as_hf(checkpoint_path: Union[str, Path], tokenizer_dir: Union[str, Path, None], dtype: Optional["torch.dtype"] = None):
-    """A lit checkpoint as a `LlamaForCausalLM` + tokenizer, through `lit_gpt.convert` (which checks
-    every key and shape). `tokenizer_dir` None uses the tokenizer the checkpoint records."""
-    import torch
-
-    from lit_gpt.convert.export import lit_to_hf
-
-    model, tokenizer = lit_to_hf(checkpoint_path, tokenizer_dir=tokenizer_dir, dtype=dtype or torch.float32)
-    if tokenizer is None:
-        raise UserError(f"{checkpoint_path} records no tokenizer: pass --tokenizer_dir")
-    return model, tokenizer
-
-
 def check_model_path(model_path: Union[str, Path], tokenizer_dir: Union[str, Path, None] = None) -> Path:
     """Fails early, in one line, on a path that is neither a HF model folder nor a lit checkpoint."""
     path = Path(model_path).expanduser()
@@ -95,18 +78,13 @@ def check_model_path(model_path: Union[str, Path], tokenizer_dir: Union[str, Pat
         if path.suffix != ".pth":
             raise UserError(f"{path} is neither a Hugging Face folder nor a lit checkpoint (.pth)")
         # Without --tokenizer_dir the tokenizer the checkpoint records is used.
-        if tokenizer_dir and not _has_tokenizer(Path(tokenizer_dir).expanduser()):
+        if tokenizer_dir and not any((Path(tokenizer_dir).expanduser() / name).is_file() for name in TOKENIZER_FILES):
             raise UserError(f"no tokenizer in {tokenizer_dir} for lit checkpoint {path.name}")
     elif not (path / "config.json").is_file():
         lit = sorted(p.name for p in path.glob("*.pth"))
         hint = f"; it holds lit checkpoints, pass one of them: {', '.join(lit[:5])}" if lit else ""
         raise UserError(f"{path} has no config.json, so it is not a Hugging Face model folder{hint}")
     return path
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def check_safetensors_files(folder: Path) -> bool:
@@ -121,7 +99,7 @@ def check_safetensors_files(folder: Path) -> bool:
         try:
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise UserError(f"{index} is not a weight index: {_first_line(err)}") from None
+            raise UserError(f"{index} is not a weight index: {first_line(err)}") from None
     elif (folder / "model.safetensors").is_file():
         names = ["model.safetensors"]
     else:
@@ -134,7 +112,7 @@ def check_safetensors_files(folder: Path) -> bool:
             with safe_open(str(shard), framework="pt"):
                 pass
         except (SafetensorError, OSError) as err:
-            raise UserError(f"{shard} is not a readable safetensors file (truncated or corrupt?): {_first_line(err)}") from None
+            raise UserError(f"{shard} is not a readable safetensors file (truncated or corrupt?): {first_line(err)}") from None
     return True
 
 
@@ -148,7 +126,7 @@ def load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool = F
         with quiet_hf_loading():
             return _load_hf_folder(path, dtype, trust_remote_code)
     except (OSError, ValueError) as err:
-        raise UserError(f"could not load the Hugging Face model in {path}: {_first_line(err)}") from None
+        raise UserError(f"could not load the Hugging Face model in {path}: {first_line(err)}") from None
 
 
 def _load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool):
@@ -189,7 +167,13 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if path.is_file():
-        model, tokenizer = load_lit_as_hf(path, Path(tokenizer_dir).expanduser() if tokenizer_dir else None, torch_dtype)
+        from lit_gpt.convert.export import lit_to_hf
+
+        # lit_gpt.convert checks every key and shape; without --tokenizer_dir, the tokenizer the checkpoint records.
+        model, tokenizer = lit_to_hf(path, tokenizer_dir=Path(tokenizer_dir).expanduser() if tokenizer_dir else None,
+                                     dtype=torch_dtype)
+        if tokenizer is None:
+            raise UserError(f"{path} records no tokenizer: pass --tokenizer_dir")
         source = "lit"
     else:
         tokenizer = load_tokenizer(tokenizer_dir or path, add_mask_token=False, trust_remote_code=trust_remote_code)

@@ -43,18 +43,15 @@ class QAExample:
     distractors: list[dict]
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
-
-
 def read_examples(path: str | Path, limit: Optional[int] = None) -> list[QAExample]:
     """Reads lost-in-the-middle JSON lines; errors name the file and line."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"input file not found: {path}")
     examples = []
+    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with _open(path) as f:
+        with opener(path, "rt", encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -82,9 +79,7 @@ def _example(record: dict, path: Path, n: int) -> QAExample:
     ctxs = record.get("ctxs")
     if not isinstance(ctxs, list) or not ctxs or not all(isinstance(c, dict) and "text" in c for c in ctxs):
         raise UserError(f"{where} has no 'ctxs' list of documents with 'text'")
-    gold_index = next((i for i, c in enumerate(ctxs) if c.get("isgold")), None)
-    if gold_index is None:
-        gold_index = next((i for i, c in enumerate(ctxs) if c.get("hasanswer")), None)
+    gold_index = next((i for key in ("isgold", "hasanswer") for i, c in enumerate(ctxs) if c.get(key)), None)
     if gold_index is None:
         raise UserError(f"{where} has no gold document (no ctx with isgold or hasanswer)")
     distractors = [c for i, c in enumerate(ctxs) if i != gold_index]
@@ -119,10 +114,7 @@ def default_gold_positions(num_documents: int) -> list[int]:
 def _position(text: str) -> int:
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"gold position {text!r} is not an integer") from None
+    value = options.parse_as(int, text, f"gold position {text!r} is not an integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"gold position {value} is negative (positions start at 0)")
     return value
@@ -157,13 +149,10 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_accuracy_by_position
 
-    if settings.metric not in METRICS:
-        raise UserError(f"unknown metric {settings.metric!r}; choose one of {', '.join(METRICS)}")
     check_model_path(settings.model_dir, settings.tokenizer_dir)
     examples = read_examples(settings.input_path, settings.limit)
     num_documents = settings.num_documents or len(examples[0].distractors) + 1
-    positions = settings.gold_positions if settings.gold_positions is not None else default_gold_positions(num_documents)
-    positions = sorted(set(positions))
+    positions = sorted(set(settings.gold_positions or default_gold_positions(num_documents)))
     jobs = [(ex, pos, arrange(ex, pos, settings.num_documents)) for pos in positions for ex in examples]
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
 
@@ -232,7 +221,7 @@ def report(settings: MultiDocSettings, results: dict) -> None:
     print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'accuracy_by_position.png'}")
 
 
-parse_args, main = options.command(MultiDocSettings, run_multidoc_qa, report, "lit_gpt.eval.multidoc_qa", __doc__)
+main = options.command(MultiDocSettings, run_multidoc_qa, report, "lit_gpt.eval.multidoc_qa", __doc__)
 
 if __name__ == "__main__":
     main()

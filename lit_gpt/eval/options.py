@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.errors import UserError
+from lit_gpt.eval.prompts import TASKS
 
 
 def setting(default: Any = MISSING, *, help: Optional[str] = None, type: Optional[Callable] = None,
@@ -63,29 +64,22 @@ def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Fie
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
-def parse_settings(settings_class: type, argv: Optional[Sequence[str]], prog: str, doc: str):
-    """The settings dataclass from the command line; the description is the module docstring's first paragraph."""
-    parser = ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
-    add_arguments(parser, fields(settings_class))
-    return settings_class(**vars(parser.parse_args(argv)))
-
-
 def command(settings_type: type, run: Callable, report: Callable, module: str, doc: Optional[str]):
-    """The (parse_args, main) of an evaluation's command line. `main` parses, runs (results.json
-    records the command that ran), prints `report(settings, results)` and returns the results."""
-
-    def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
-        return parse_settings(settings_type, argv, prog or f"python -m {module}", doc)
+    """The `main` of an evaluation's command line: it parses, runs (results.json records the command
+    that ran), prints `report(settings, results)` and returns the results."""
 
     @exit_on_user_error
     def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
         argv = list(sys.argv[1:] if argv is None else argv)
-        settings = parse_args(argv, prog)
+        # The description is the module docstring's first paragraph.
+        parser = ArgumentParser(prog=prog or f"python -m {module}", description=doc.split("\n\n")[0])
+        add_arguments(parser, fields(settings_type))
+        settings = settings_type(**vars(parser.parse_args(argv)))
         results = run(settings, command=shlex.join(["python", "-m", module, *argv]))
         report(settings, results)
         return results
 
-    return parse_args, main
+    return main
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,11 +99,16 @@ def check_positions(longest: int, max_positions: Optional[int], allow: bool, wha
     print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
 
 
-def positive_int(text: str) -> int:
+def parse_as(kind: Callable, text: str, message: str) -> Any:
+    """`kind(text)`, or `message` as the flag's error when `text` is not one."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def positive_int(text: str) -> int:
+    value = parse_as(int, text, f"{text!r} is not an integer")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} is not positive")
     return value
@@ -119,10 +118,7 @@ def token_count(text: str) -> int:
     """'4096', '4k' (4096) or '128K' (131072)."""
     text = text.strip()
     scale = 1024 if text[-1:] in ("k", "K") else 1
-    try:
-        value = int(text[:-1] if scale > 1 else text) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tokens") from None
+    value = parse_as(int, text[:-1] if scale > 1 else text, f"{text!r} is not a number of tokens") * scale
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of tokens")
     return value
@@ -130,7 +126,7 @@ def token_count(text: str) -> int:
 
 def comma_list(item_type):
     def parse(text: str) -> list:
-        items = [part for part in text.split(",")]
+        items = text.split(",")
         if not text.strip() or not all(part.strip() for part in items):
             raise argparse.ArgumentTypeError(f"{text!r} has an empty item (expected a comma-separated list)")
         return [item_type(part) for part in items]
@@ -139,10 +135,7 @@ def comma_list(item_type):
 
 
 def depth(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"depth {text!r} is not a number") from None
+    value = parse_as(float, text, f"depth {text!r} is not a number")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"depth {value:g} is outside [0, 1] (0 = start of the context, 1 = end)")
     return value
@@ -175,3 +168,27 @@ def write_json(path: Union[str, Path], data: Any) -> Path:
     from lit_gpt.io.atomic import write_text
 
     return write_text(path, json.dumps(data, indent=2) + "\n", "results")
+
+
+@dataclass(kw_only=True)
+class PromptGridSettings(ModelSettings):
+    """What the retrieval and attention evaluations share: the task's prompts over lengths x depths."""
+
+    task: str = setting(choices=TASKS)
+    context_lengths: list[int] = setting([1024, 2048, 4096], type=comma_list(token_count))
+    depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=comma_list(depth))
+    samples: int = setting(20, type=positive_int, help="prompts per length and depth")
+    out_dir: str = setting("out/retrieval", cli_required=True)
+    seed: int = setting(0, type=int, help="prompt seed (attention and retrieval build the same prompts from one seed)")
+    haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        bad = [d for d in self.depths if not 0.0 <= d <= 1.0]
+        if bad:
+            raise UserError(f"depth {bad[0]:g} is outside [0, 1]")
+        if not self.context_lengths or not self.depths or self.samples <= 0:
+            raise UserError("context lengths, depths and samples must not be empty")
+        self.context_lengths = sorted(set(self.context_lengths))
+        self.depths = sorted(set(self.depths))

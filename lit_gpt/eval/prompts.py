@@ -42,10 +42,7 @@ _SENTENCE_START = re.compile(r"(?:\A|[.!?]\s+|\n\s*)(?=\S)")
 class Template:
     instruction: str  # before the context
     needle: str  # formatted with key and value
-    question: str  # after the context; the model's answer follows it
-
-    def format_question(self, key: str) -> str:
-        return self.question.format(key=key)
+    question: str  # after the context, formatted with key; the model's answer follows it
 
 
 TEMPLATES = {
@@ -108,27 +105,20 @@ class _Measure:
     """Tokenizes a whole prompt once and maps character offsets to token indices."""
 
     def __init__(self, tokenizer, text: str):
-        self.text = text
-        if getattr(tokenizer, "is_fast", False):
-            enc = tokenizer(text, return_offsets_mapping=True)
-            self.input_ids = list(enc["input_ids"])
-            self._offsets = [tuple(o) for o in enc["offset_mapping"]]
-            self._tokenizer = None
-            self._ends = None
-        else:  # slow tokenizers have no offsets: count the tokens of the text up to the character
-            self.input_ids = list(tokenizer(text)["input_ids"])
-            self._offsets = None
-            self._tokenizer = tokenizer
+        self.text, self._tokenizer = text, tokenizer
+        self._fast = getattr(tokenizer, "is_fast", False)
+        enc = tokenizer(text, return_offsets_mapping=self._fast)
+        self.input_ids = list(enc["input_ids"])
+        if self._fast:  # special tokens have empty (0, 0) spans; the others' ends only grow
+            kept = [(end, i) for i, (start, end) in enumerate(enc["offset_mapping"]) if end > start]
+            self._ends, self._indices = [end for end, _ in kept], [i for _, i in kept]
 
     def token(self, char: int) -> int:
         """Index of the token holding character `char` (len(input_ids) past the end)."""
-        if self._offsets is None:
+        if not self._fast:  # slow tokenizers have no offsets: count the tokens of the text up to the character
             return len(self._tokenizer(self.text[:char])["input_ids"])
-        if self._ends is None:  # special tokens have empty (0, 0) spans; the others' ends only grow
-            kept = [(end, i) for i, (start, end) in enumerate(self._offsets) if end > start]
-            self._ends, self._indices = [end for end, _ in kept], [i for _, i in kept]
         k = bisect_right(self._ends, char)
-        return self._indices[k] if k < len(self._indices) else len(self._offsets)
+        return self._indices[k] if k < len(self._indices) else len(self.input_ids)
 
 
 class _ProseFiller:
@@ -185,8 +175,7 @@ class _KeyValueFiller:
     def __init__(self, tokenizer, rng: random.Random):
         self.tokenizer = tokenizer
         self.rng = rng
-        self._pairs: list[tuple[str, str]] = []
-        self._costs: list[int] = []
+        self._pairs: list[tuple[tuple[str, str], int]] = []  # (key, value), its tokens
 
     @staticmethod
     def item(key: str, value: str) -> str:
@@ -198,9 +187,8 @@ class _KeyValueFiller:
     def _pair(self, i: int) -> tuple[tuple[str, str], int]:
         while len(self._pairs) <= i:
             pair = (random_uuid(self.rng), random_uuid(self.rng))
-            self._pairs.append(pair)
-            self._costs.append(self._cost(*pair))
-        return self._pairs[i], self._costs[i]
+            self._pairs.append((pair, self._cost(*pair)))
+        return self._pairs[i]
 
     def _take(self, first: int, n_tokens: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], int]:
         """Whole pairs from index `first` while they fit in `n_tokens`, the shortened pair (if any), next index."""
@@ -274,7 +262,7 @@ class SamplePrompts:
         rng = sample_rng(seed, task, context_length, sample_index)
         self.key, self.value = _needle(task, rng)
         self.needle = template.needle.format(key=self.key, value=self.value)
-        self.instruction, self.question = template.instruction, template.format_question(self.key)
+        self.instruction, self.question = template.instruction, template.question.format(key=self.key)
 
         fixed = len(tokenizer(self.instruction + self.needle + self.question)["input_ids"])
         self.budget = context_length - fixed

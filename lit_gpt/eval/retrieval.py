@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
 from lit_gpt.eval.haystack import task_haystack
-from lit_gpt.eval.prompts import TASKS, RetrievalPrompt, build_prompts
+from lit_gpt.eval.prompts import RetrievalPrompt, build_prompts
 from lit_gpt.eval.scoring import METRICS, first_line, score
 
 DEFAULT_MAX_NEW_TOKENS = {"passkey": 16, "niah": 24, "kv": 64}
@@ -37,48 +36,23 @@ LOGPROB_HEATMAP = {"vmin": None, "vmax": 0.0, "value_format": "{:.2f}", "colorba
 
 
 @dataclass(kw_only=True)
-class RetrievalSettings(options.ModelSettings):
-    task: str = setting(choices=TASKS)
-    context_lengths: list[int] = setting([1024, 2048, 4096], type=options.comma_list(options.token_count))
-    depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=options.comma_list(options.depth))
-    samples: int = setting(20, type=options.positive_int, help="prompts per length and depth")
-    out_dir: str = setting("out/retrieval", cli_required=True)
-    seed: int = setting(0, type=int)
+class RetrievalSettings(options.PromptGridSettings):
     batch_size: int = setting(8, type=options.positive_int)
     max_new_tokens: Optional[int] = setting(None, type=options.positive_int)  # None: DEFAULT_MAX_NEW_TOKENS[task]
     metric: Optional[str] = setting(None, choices=list(METRICS), help="default: substring, best_subspan_em for kv")
-    haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        bad = [d for d in self.depths if not 0.0 <= d <= 1.0]
-        if bad:
-            raise UserError(f"depth {bad[0]:g} is outside [0, 1]")
-        if not self.context_lengths or not self.depths or self.samples <= 0:
-            raise UserError("context lengths, depths and samples must not be empty")
+        super().__post_init__()
         self.max_new_tokens = self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.task]
-        self.metric = self.metric or DEFAULT_METRIC[self.task]
-        if self.metric not in METRICS:
-            raise UserError(f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}")
-        self.context_lengths = sorted(set(self.context_lengths))
-        self.depths = sorted(set(self.depths))
-
-
-def depth_key(depth: float) -> str:
-    return f"{depth:g}"
-
-
-def _mean(values: Sequence[bool]) -> float:
-    return statistics.fmean(values) if values else float("nan")
+        self.metric = self.metric or DEFAULT_METRIC[self.task]  # --metric's choices are the METRICS
 
 
 def score_prompts(
     prompts: Sequence[RetrievalPrompt],
     generations: Sequence[str],
     metric: str,
-    logprobs: Optional[Sequence[float]] = None,
-    answer_tokens: Optional[Sequence[int]] = None,
+    logprobs: Sequence[float],
+    answer_tokens: Sequence[int],
 ) -> list[dict]:
     """One record per prompt: where the needle was, what was expected and generated, and the scores."""
     records = []
@@ -101,8 +75,8 @@ def score_prompts(
                 "generation": generation,
                 "correct": scores[metric],
                 "scores": scores,
-                "answer_tokens": answer_tokens[i] if answer_tokens is not None else None,
-                "answer_logprob": logprobs[i] if logprobs is not None else None,
+                "answer_tokens": answer_tokens[i],
+                "answer_logprob": logprobs[i],
             }
         )
     return records
@@ -117,11 +91,11 @@ def _by_cell(records: Sequence[dict], value) -> dict:
         by_depth[r["depth"]].append(value(r))
     grid: dict[str, dict[str, float]] = defaultdict(dict)
     for (length, depth), values in sorted(by_cell.items()):
-        grid[str(length)][depth_key(depth)] = _mean(values)
+        grid[str(length)][f"{depth:g}"] = statistics.fmean(values)
     return {
-        "overall": _mean([value(r) for r in records]),
-        "by_length": {str(k): _mean(v) for k, v in sorted(by_length.items())},
-        "by_depth": {depth_key(k): _mean(v) for k, v in sorted(by_depth.items())},
+        "overall": statistics.fmean([value(r) for r in records]),
+        "by_length": {str(k): statistics.fmean(v) for k, v in sorted(by_length.items())},
+        "by_depth": {f"{k:g}": statistics.fmean(v) for k, v in sorted(by_depth.items())},
         "by_length_depth": dict(grid),
     }
 
@@ -131,7 +105,7 @@ def summarize(records: Sequence[dict], metric: str) -> dict:
     return {
         "metric": metric,
         **_by_cell(records, lambda r: r["scores"][metric]),
-        "overall_by_metric": {name: _mean([r["scores"][name] for r in records]) for name in METRICS},
+        "overall_by_metric": {name: statistics.fmean([r["scores"][name] for r in records]) for name in METRICS},
         "n": len(records),
     }
 
@@ -165,22 +139,9 @@ def grid_of(summary: dict) -> dict[int, dict[float, float]]:
     return {int(k): {float(d): v for d, v in row.items()} for k, row in summary["by_length_depth"].items()}
 
 
-def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
-    """The answer's token ids after each prompt; UserError when the tokenizer cannot split them off."""
-    from lit_gpt.eval.generation import answer_token_ids
-
-    ids = []
-    for p in prompts:
-        try:
-            ids.append(answer_token_ids(tokenizer, p.text, p.input_ids, p.answer))
-        except ValueError as err:
-            raise UserError(f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index}): {err}") from None
-    return ids
-
-
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
-    from lit_gpt.eval.generation import answer_logprobs, greedy_generate
+    from lit_gpt.eval.generation import answer_logprobs, greedy_generate, prompt_answer_ids
     from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_heatmap
 
@@ -243,7 +204,7 @@ def report(settings: RetrievalSettings, results: dict) -> None:
     print(f"wrote {', '.join(str(Path(settings.out_dir) / name) for name in OUTPUT_FILES)}")
 
 
-parse_args, main = options.command(RetrievalSettings, run_retrieval, report, "lit_gpt.eval.retrieval", __doc__)
+main = options.command(RetrievalSettings, run_retrieval, report, "lit_gpt.eval.retrieval", __doc__)
 
 if __name__ == "__main__":
     main()

@@ -32,10 +32,7 @@ def normalize_answer(text: str) -> str:
 
 def first_line(generation: str) -> str:
     """The first non-empty line of a generation, stripped."""
-    for line in generation.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    return next((line.strip() for line in generation.splitlines() if line.strip()), "")
 
 
 def exact_match(prediction: str, answers: Answers) -> bool:

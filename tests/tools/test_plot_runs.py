@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lit_gpt.errors import UserError
-from lit_gpt.eval.plots import load_runs, moving_average, plot_runs, read_run_curves
+from tools.run_curves import load_runs, moving_average, plot_runs, read_run_curves
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -22,7 +22,7 @@ from tools.compare.settings import ComparisonSettings
 
 def final_val_loss(run: Run) -> tuple[Optional[float], Optional[int]]:
     """(validation loss, step) of the last validation in RUN/metrics.csv; (None, None) without one."""
-    from lit_gpt.eval.plots import read_run_curves
+    from tools.run_curves import read_run_curves
 
     curves = read_run_curves(run.run_dir, x_key="step")
     if not curves.val_loss:

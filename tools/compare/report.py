@@ -104,9 +104,10 @@ def build_summary(runs: Sequence[Run], results: dict[str, dict], settings: Compa
 # ----------------------------------------------------------------------------- figures
 def plot_loss_curves(runs: Sequence[Run], path: Path) -> Path:
     """Training loss (moving average) and validation loss, both arms, one line per seed."""
-    from lit_gpt.eval.plots import _figure, _save, moving_average, read_run_curves
+    from lit_gpt.eval.plots import new_figure, save_figure
+    from tools.run_curves import moving_average, read_run_curves
 
-    fig, (ax_train, ax_val) = _figure(12.0, 4.5, ncols=2)
+    fig, (ax_train, ax_val) = new_figure(12.0, 4.5, ncols=2)
     styles = ("-", "--", ":", "-.")
     for run in runs:
         curves = read_run_curves(run.run_dir, x_key="step")
@@ -123,7 +124,7 @@ def plot_loss_curves(runs: Sequence[Run], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mean_grid(runs, results, arm: str, task: str, key: str) -> dict[int, dict[float, float]]:
@@ -164,9 +165,9 @@ def plot_task_heatmaps(runs, results, task: str, metric: str, folder: Path) -> l
 
 def plot_attention_comparison(runs, results, task: str, path: Path) -> Path:
     """Needle share per layer: each run as a thin line, each arm's mean over seeds as a thick one."""
-    from lit_gpt.eval.plots import _figure, _save
+    from lit_gpt.eval.plots import new_figure, save_figure
 
-    fig, ax = _figure(6.5, 4.2)
+    fig, ax = new_figure(6.5, 4.2)
     uniform = []
     for arm in ("meap", "ntp"):
         seeds = [result["attention"][task]["summary"] for _, result in _by_seed(runs, results, arm)]
@@ -183,7 +184,7 @@ def plot_attention_comparison(runs, results, task: str, path: Path) -> Path:
     ax.set_title(f"{task}: attention on the needle at the answer positions")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_figures(runs, results, summary: dict, out_dir: Path, settings: ComparisonSettings) -> list[Path]:
