@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from lit_gpt.data.reader import PackedStream
+from lit_gpt.errors import UserError
 from lit_gpt.data.stream import STATE_VERSION, ResumableStream, check_state
 
 
@@ -46,10 +47,17 @@ class MixedStream(ResumableStream):
 
     def __init__(self, datasets: Sequence[PackedStream], weights: Sequence[float], seed: int = 12345,
                  names: Optional[Sequence[str]] = None):
-        # The weights (non-negative, positive sum) and the datasets (one per weight, all of one rank
-        # and number of processes) come checked from `open_stream` and `parse_data_mix`.
         super().__init__()
+        # Checked again here (the trainer's settings already are): the class is public API.
+        if not datasets or len(datasets) != len(weights):
+            raise ValueError(f"need one weight per dataset, got {len(datasets)} datasets and {len(weights)} weights")
+        if names is not None and len(names) != len(datasets):
+            raise ValueError(f"need one name per dataset, got {len(names)} names for {len(datasets)} datasets")
         weights = np.asarray(weights, dtype=np.float64)
+        if not np.all(np.isfinite(weights)) or not np.all(weights >= 0) or weights.sum() <= 0:
+            raise UserError(f"dataset weights must be non-negative with a positive sum, got {weights.tolist()}")
+        if len({(d.num_processes, d.process_rank) for d in datasets}) != 1:
+            raise ValueError("the combined datasets must share num_processes and process_rank")
         self.datasets = list(datasets)
         self.names = list(names) if names is not None else None
         self.weights = weights / weights.sum()

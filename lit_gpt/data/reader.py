@@ -47,6 +47,10 @@ class PackedStream(ResumableStream):
         n_chunks: int = 16,
     ):
         super().__init__()
+        if block_size <= 0:
+            raise ValueError(f"block_size must be positive, got {block_size}")
+        if not 0 <= process_rank < num_processes:
+            raise ValueError(f"process_rank {process_rank} is not in [0, {num_processes})")
         if not filenames:
             raise PackedDatasetError("PackedStream got no chunk files")
         self.block_size = block_size

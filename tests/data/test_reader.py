@@ -447,3 +447,19 @@ def test_named_mix_refuses_a_state_with_other_sources(two_sources):
     state = named(["a", "b"]).state_dict()
     with pytest.raises(UserError, match="sources"):
         named(["b", "a"]).load_state_dict(state)
+
+
+def test_bad_arguments_of_the_public_streams_raise_naming_them(chunk_files, two_sources):
+    with pytest.raises(ValueError, match="block_size must be positive"):
+        PackedStream(chunk_files, 0)
+    with pytest.raises(ValueError, match=r"process_rank 2 is not in \[0, 2\)"):
+        PackedStream(chunk_files, 4, num_processes=2, process_rank=2)
+    a, b = (PackedStream(paths, 4) for paths in two_sources)
+    with pytest.raises(ValueError, match="one weight per dataset"):
+        MixedStream([a, b], [1.0])
+    with pytest.raises(ValueError, match="one name per dataset"):
+        MixedStream([a, b], [1.0, 1.0], names=["a"])
+    with pytest.raises(UserError, match="non-negative with a positive sum"):
+        MixedStream([a, b], [1.0, -1.0])
+    with pytest.raises(ValueError, match="share num_processes and process_rank"):
+        MixedStream([a, PackedStream(two_sources[1], 4, num_processes=2, process_rank=1)], [1.0, 1.0])
