@@ -410,12 +410,7 @@ def make_haystack_filler(sample_dir: Union[str, Path], out_path: Union[str, Path
     """Writes the needle-in-a-haystack filler that ships inside the package
     (lit_gpt/eval/haystack.jsonl.gz): the first `n_chars` characters of whole documents of the
     sample's training files, as {"text": ...} lines. Returns the number of documents."""
-    docs, size = [], 0
-    for text in texts_from_json_files(sorted(Path(sample_dir).glob("c4-train.*.json.gz"))):
-        text = text.strip()
-        if text:
-            docs.append(text)
-            size += len(text)
-        if size >= n_chars:
-            break
+    from lit_gpt.eval.haystack import take_documents
+
+    docs = take_documents(texts_from_json_files(sorted(Path(sample_dir).glob("c4-train.*.json.gz"))), n_chars)
     return write_json_gz(out_path, ({"text": text} for text in docs))

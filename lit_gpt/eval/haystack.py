@@ -82,17 +82,23 @@ def _read_documents(path: Path) -> Iterator[str]:
         raise UserError(f"could not read haystack file {path}: {err}") from err
 
 
+def take_documents(texts: Iterator[str], max_chars: int) -> list[str]:
+    """The non-empty `texts`, stripped, up to the first that brings the total to `max_chars` characters."""
+    documents, size = [], 0
+    for text in texts:
+        text = text.strip()
+        if text:
+            documents.append(text)
+            size += len(text)
+        if size >= max_chars:
+            break
+    return documents
+
+
 def load_corpus(path: Union[str, Path], max_chars: int = 4_000_000) -> Corpus:
     """Reads documents from a file or folder until `max_chars` characters are collected."""
     path = Path(path).expanduser()
-    documents, size = [], 0
-    for doc in chain.from_iterable(map(_read_documents, _corpus_files(path))):
-        doc = doc.strip()
-        if doc:
-            documents.append(doc)
-            size += len(doc)
-        if size >= max_chars:
-            break
+    documents = take_documents(chain.from_iterable(map(_read_documents, _corpus_files(path))), max_chars)
     if not documents:
         raise UserError(f"haystack {path} holds no text")
     return Corpus(documents, str(path))
