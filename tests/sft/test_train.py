@@ -348,8 +348,6 @@ def test_launcher_backend_none_trains_on_cpu(model_dir, tmp_path):
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == base_vocab_size(model_dir) + 1
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the Trainer sees one CPU process")
 def test_our_frames_leave_out_a_venv_inside_the_repository():
     venv = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "torch" / "distributed" / "run.py"
     ours = REPO / "lit_gpt" / "sft" / "train.py"
@@ -357,6 +355,8 @@ def test_our_frames_leave_out_a_venv_inside_the_repository():
     assert our_frames(stderr) == [str(ours)]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where the Trainer sees one CPU process")
 def test_torchrun_without_a_shared_world_is_refused(model_dir, tmp_path):
     """torchrun --nproc_per_node 2 on CPU without --use_cpu: each rank would train alone; both refuse.
 
