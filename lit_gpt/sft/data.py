@@ -497,25 +497,22 @@ class MEAPCollator:
             # upstream's copies are samples of their own; elsewhere a sample's copy is part of it
             counts["samples"] += not (self.preset == "upstream" and feature.get("masked_copy"))
             counts["dropped"] += not built
-            for example in built:
-                masked = _masked_targets(example, self.mask_token_id)
-                counts["masked_copies"] += masked > 0
-                counts["masked_tokens"] += masked
-                counts["loss_tokens"] += sum(label != IGNORE_INDEX for label in example["labels"])
             examples.extend(built)
         if not examples:
             raise ValueError("every sample of this batch was dropped: no labeled token within max_length")
         counts["sequences"] = len(examples)
         batch = pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
+        # One row per example (padding is unlabeled): masked predictions are [MASK] inputs with a label.
+        labeled = batch["labels"] != IGNORE_INDEX
+        if self.mask_token_id is None:
+            masked = torch.zeros_like(labeled)
+        else:
+            masked = labeled & (batch["input_ids"] == self.mask_token_id)
+        counts["masked_copies"] = int(masked.any(1).sum())
+        counts["masked_tokens"] = int(masked.sum())
+        counts["loss_tokens"] = int(labeled.sum())
         batch[COUNTS_KEY] = torch.tensor([counts[name] for name in COUNT_NAMES], dtype=torch.long)
         return batch
-
-
-def _masked_targets(example: dict, mask_token_id: Optional[int]) -> int:
-    """Positions whose input is [MASK] and whose label is the original token: masked predictions."""
-    if mask_token_id is None:
-        return 0
-    return sum(i == mask_token_id and l != IGNORE_INDEX for i, l in zip(example["input_ids"], example["labels"]))
 
 
 def pad_batch(examples: Sequence[dict], pad_token_id: int, pad_to_multiple_of: Optional[int] = None) -> dict:

@@ -339,6 +339,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir):
     from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
+    # Read once for the training and the validation files.
+    slow_llama = SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer) if meap_args.preset == "upstream" else None
+
     def tokenize(files, max_records, masked_copies=True):
         upstream = None
         if meap_args.preset == "upstream":
@@ -347,7 +350,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
                 max_length=meap_args.model_max_length,
                 min_answer_tokens=meap_args.min_answer_tokens,
                 masked_copies=masked_copies and meap_args.meap_mode != "ntp",
-                slow_llama=SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer),
+                slow_llama=slow_llama,
             )
         return tokenize_files(
             files,

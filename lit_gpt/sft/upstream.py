@@ -32,15 +32,14 @@ from __future__ import annotations
 import functools
 import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from lit_gpt.errors import UserError
 from lit_gpt.loss import IGNORE_INDEX
+from lit_gpt.prepare.token_encoding import SPACE_MARK, special_token_pattern
 
-SPACE_MARK = "\u2581"  # sentencepiece's visible space
 UPSTREAM_ROLES = ("human", "gpt")
 
 # upstream makes a masked copy when `len(target_ids) > 50`
@@ -146,7 +145,7 @@ class SlowLlamaEncoding:
         self.legacy, self.add_prefix_space, self.unk_token = legacy, add_prefix_space, unk_token
         self.prefix = [bos_id] if add_bos and bos_id is not None else []
         self.suffix = [eos_id] if add_eos and eos_id is not None else []
-        self._pattern = re.compile("|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)))
+        self._pattern = special_token_pattern(self.added)
 
     @classmethod
     def for_folder(cls, folder, tokenizer) -> Optional["SlowLlamaEncoding"]:
