@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import zlib
 from pathlib import Path
 from typing import Union
 
 from lit_gpt.errors import UserError
+from lit_gpt.io.atomic import staged
 
 
 def gunzip_files(source_dir: Union[str, Path], destination_dir: Union[str, Path, None] = None,
@@ -28,19 +28,12 @@ def gunzip_files(source_dir: Union[str, Path], destination_dir: Union[str, Path,
         target = (out_dir / archive.relative_to(source_dir)).with_suffix("")
         if target.exists():
             continue
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
+        with staged(target, "unzipped file") as tmp:  # a hidden name beside the target until complete
             try:
                 with gzip.open(archive, "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, length=1 << 20)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-            raise UserError(f"{archive}: corrupt gzip ({err or type(err).__name__})") from None
-        except OSError as err:
-            raise UserError(f"cannot unzip {archive} to {target}: {err.strerror or err}") from None
+            except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                raise UserError(f"{archive}: corrupt gzip ({err or type(err).__name__})") from None
         if remove_source:
             archive.unlink()
         written.append(target)
