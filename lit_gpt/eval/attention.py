@@ -250,17 +250,22 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     from lit_gpt.eval.prompts import build_prompts
     from lit_gpt.eval.haystack import task_haystack
     from lit_gpt.eval.generation import prompt_answer_ids
+    from lit_gpt.eval.models import max_positions
 
     options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     model, tokenizer, source = load_for_attention(settings)
-    config = model.config  # a Hugging Face config or the lit Config
-    options.check_positions(max(settings.context_lengths), getattr(config, "max_position_embeddings", None)
-                            or getattr(config, "block_size", None), settings.allow_beyond_context, "--context_lengths")
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    positions = max_positions(model.config)
+    # Refused at once when a context alone is too long, and below, once the answers are known, when a
+    # prompt and its answer are: the model reads both (teacher-forced).
+    allow = settings.allow_beyond_context
+    options.check_positions(max(settings.context_lengths), positions, allow, "--context_lengths")
     corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
     prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
                             settings.seed, corpus)
     answers = prompt_answer_ids(tokenizer, prompts)
+    longest = max(len(prompt.input_ids) + len(answer) for prompt, answer in zip(prompts, answers))
+    options.check_positions(longest, positions, allow, "--context_lengths (prompt and answer)")
+    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
     pairs = tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
                  disable=not sys.stderr.isatty())
     records = [analyse_prompt(model, prompt, answer) for prompt, answer in pairs]

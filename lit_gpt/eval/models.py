@@ -31,20 +31,25 @@ class LoadedModel:
 
     @property
     def max_positions(self) -> Optional[int]:
-        return getattr(self.model.config, "max_position_embeddings", None)
+        return max_positions(self.model.config)
 
 
-def resolve_device(device: str = "auto") -> "torch.device":
+def max_positions(config) -> Optional[int]:
+    """The positions a Hugging Face config or a lit Config has (None when it does not say)."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "block_size", None)
+
+
+def resolve_device(device: str = "auto", flag: str = "--device") -> "torch.device":
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} was asked for but no CUDA device is available")
+        raise UserError(f"{flag} {device} was asked for but no CUDA device is available")
     try:
         return torch.device(device)
-    except RuntimeError as err:
-        raise UserError(f"unknown --device {device!r}") from err
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown {flag} {device!r} (auto, cpu, cuda, cuda:1, ...)") from None
 
 
 def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":

@@ -82,7 +82,7 @@ def test_shares_and_rest_sum_to_one_and_match_a_naive_sum():
             assert float(probs[layer, :, i, p + 1 :].sum()) == 0.0
 
 
-def test_cli_on_a_lit_checkpoint_and_its_hf_export_agree(tmp_path, llama_tokenizer_dir):
+def test_cli_on_a_lit_checkpoint_and_its_hf_export_agree(tmp_path, llama_tokenizer_dir, capsys):
     """The CLI on a lit checkpoint (lit hooks) and on its Hugging Face export (HF hooks): same shares."""
     from lit_gpt.convert.export import export_hf
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
@@ -115,9 +115,15 @@ def test_cli_on_a_lit_checkpoint_and_its_hf_export_agree(tmp_path, llama_tokeniz
     with pytest.raises(SystemExit) as err:
         attention.main(["--model_dir", str(ckpt), "--out_dir", str(tmp_path / "a_lit"), *common])
     assert err.value.code != 0
-    # Lengths beyond the model's 256 positions: refused before any prompt is built, nothing written.
+    # Lengths beyond the model's 256 positions: refused before any prompt is built, nothing written; a
+    # context of exactly 256 leaves no room for the answer the model reads after it: refused too.
     for model in (ckpt, tmp_path / "hf"):
-        with pytest.raises(SystemExit) as err:
-            attention.main(["--model_dir", str(model), "--out_dir", str(tmp_path / "long"), *common[:2],
-                            "--context_lengths", "100000", "--device", "cpu"])
-        assert err.value.code == 2 and not (tmp_path / "long").exists()
+        for length, what in (("100000", "--context_lengths: 100000 tokens"), ("256", "(prompt and answer)")):
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as err:
+                attention.main(["--model_dir", str(model), "--out_dir", str(tmp_path / "long"), *common[:2],
+                                "--context_lengths", length, "--device", "cpu"])
+            message = capsys.readouterr().err
+            assert err.value.code == 2 and not (tmp_path / "long").exists()
+            assert what in message and "exceed the model's 256 positions" in message, message
+            assert "--allow_beyond_context" in message

@@ -43,13 +43,13 @@ def _paired_matrix(runs, results, arm: str, section: str, task: str, value) -> t
     return rows, keys
 
 
-def compare_scores(runs, results, settings: ComparisonSettings, section: str, task: str, value,
-                   higher_is_better: bool = True) -> dict:
+def compare_scores(runs, results, settings: ComparisonSettings, section: str, task: str, value) -> dict:
+    """MEAP against NTP on one score per prompt (higher is better for every score compared here)."""
     meap, meap_keys = _paired_matrix(runs, results, "meap", section, task, value)
     ntp, ntp_keys = _paired_matrix(runs, results, "ntp", section, task, value)
     if meap_keys != ntp_keys:
         raise UserError(f"the MEAP and NTP runs were evaluated on different {task} prompts")
-    return stats.paired_comparison(meap, ntp, settings.bootstrap_resamples, settings.bootstrap_seed, higher_is_better)
+    return stats.paired_comparison(meap, ntp, settings.bootstrap_resamples, settings.bootstrap_seed)
 
 
 def _needle_share(record: dict) -> float:

@@ -111,7 +111,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
     settings = ComparisonSettings(**vars(known), pretrain_overrides=_check_overrides(rest))
     if settings.seeds < 2:
         raise UserError(f"--seeds {settings.seeds}: at least 2 seeds are needed for a confidence interval over seeds")
-    _check_device(settings.eval_device)
+    from lit_gpt.eval.models import resolve_device
+
+    resolve_device(settings.eval_device, "--eval_device")  # before any run starts
     if not settings.tasks:
         raise UserError("--tasks none: the comparison needs at least one retrieval task")
     pretrain_argv = ["--config", settings.config, *settings.pretrain_overrides]
@@ -126,19 +128,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ComparisonSettings
                         "(step-XXXXXXXX.pth files); pass --checkpoint_format full")
     settings.mask_ratio = args.mask_ratio
     return settings, args
-
-
-def _check_device(name: str) -> None:
-    import torch
-
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--eval_device {name!r}: not a device (auto, cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--eval_device {name}: no CUDA device is available")
 
 
 def block_size_of(args: PretrainArgs) -> int:
