@@ -366,3 +366,9 @@ def check_batch_layout(args: PretrainArgs, world_size: int) -> int:
             f"sequences (global_batch_size {args.global_batch_size} / {world_size} processes)"
         )
     return per_device // args.micro_batch_size
+
+
+def total_steps(args: PretrainArgs, block_size: int) -> int:
+    """The run's optimizer steps: the first budget reached (the settings hold at least one)."""
+    token_steps = math.ceil(args.max_tokens / (args.global_batch_size * block_size)) if args.max_tokens else None
+    return min(b for b in (args.max_steps, token_steps) if b)

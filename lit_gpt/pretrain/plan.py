@@ -86,7 +86,7 @@ def _gib(n: int) -> str:
 
 def print_plan(args) -> int:
     """Prints the plan for `args` (PretrainArgs) and the layout they resolve to; launches nothing, writes nothing."""
-    from lit_gpt.pretrain.args import check_batch_layout
+    from lit_gpt.pretrain.args import check_batch_layout, total_steps
     from lit_gpt.pretrain.parallel import check_process_layout
     from lit_gpt.pretrain.train import _check_fsdp_settings, _uses_fsdp, model_config
 
@@ -109,8 +109,7 @@ def print_plan(args) -> int:
     state = plan["weights"] + plan["grads"] + plan["optimizer"] + plan["gathered"]
 
     T = config.block_size
-    steps = min(([args.max_steps] if args.max_steps else [])
-                + ([math.ceil(args.max_tokens / (args.global_batch_size * T))] if args.max_tokens else []))
+    steps = total_steps(args, T)
     tokens = steps * args.global_batch_size * T
     rate = tokens / (args.plan_days * 86400)
     tflops = flops_per_token(config, T) * rate / world / 1e12

@@ -23,7 +23,7 @@ from lit_gpt.meap import MEAPCollator
 from lit_gpt.model import GPT, count_parameters, flops_per_token
 from lit_gpt.data import MixedStream, PackedStream
 from lit_gpt.pretrain import checkpoint as ckpt
-from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout
+from lit_gpt.pretrain.args import PretrainArgs, check_batch_layout, total_steps
 from lit_gpt.data.batches import (TrainBatches, ValBatches, check_data_tokenizer, check_token_ids, find_val_stream,
                                   open_stream)
 from lit_gpt.pretrain.metrics import (MetricsLog, Progress, Throughput, check_logger_available, format_count,
@@ -156,8 +156,7 @@ def plan_run(args: PretrainArgs) -> RunPlan:
             check_token_ids(args.val_data_dir or args.train_data_dir, args.val_prefix, config.padded_vocab_size,
                             "val_data_dir" if args.val_data_dir else "train_data_dir")
 
-    token_steps = math.ceil(args.max_tokens / (args.global_batch_size * T)) if args.max_tokens else None
-    total_steps = min(b for b in (args.max_steps, token_steps) if b)  # the first budget reached; the settings hold one
+    steps = total_steps(args, T)
     out_dir = Path(args.out_dir)
     resume_path = ckpt.resolve_resume(args.resume, out_dir, config)
     if args.init_from and resume_path is None:
@@ -165,8 +164,8 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     _check_out_dir(out_dir)
     return RunPlan(
         args=args, config=config, tokenizer=info, accelerator=accelerator, devices=devices, precision=precision,
-        world_size=world_size, grad_accum=grad_accum, total_steps=total_steps,
-        warmup_steps=warmup_steps_for(total_steps, args.warmup_fraction, args.warmup_steps),
+        world_size=world_size, grad_accum=grad_accum, total_steps=steps,
+        warmup_steps=warmup_steps_for(steps, args.warmup_fraction, args.warmup_steps),
         resume_path=resume_path, train_stream=train_stream, val_stream=val_stream,
     )
 
