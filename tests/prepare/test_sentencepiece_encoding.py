@@ -420,7 +420,7 @@ def test_upstream_ids_where_they_differ_from_the_sentencepiece_default(upstream_
     assert upstream(texts).tolist() == default(texts).tolist()
 
 
-def test_prepare_with_the_upstream_encoding(tmp_path, upstream_dir, upstream_call):
+def test_prepare_with_the_upstream_encoding(tmp_path, upstream_dir, upstream_call, capsys):
     from lit_gpt.prepare.cli import main
 
     src, dst = tmp_path / "src", tmp_path / "dst"
@@ -437,9 +437,12 @@ def test_prepare_with_the_upstream_encoding(tmp_path, upstream_dir, upstream_cal
                                     "bos_added": True, "parse_special_tokens": True}
     # Chunks of one encoding are never mixed with another's.
     write_lines(src / "c4-train.00001-of-00002.json.gz", c4_lines(texts))
+    capsys.readouterr()
     with pytest.raises(SystemExit) as caught:
         main(common)
-    assert caught.value.code == 2
+    message = capsys.readouterr().err
+    assert caught.value.code == 2 and len(message.strip().splitlines()) == 1
+    assert "encoding.backend='transformers legacy=False', this run has 'sentencepiece'" in message, message
 
 
 def test_upstream_encoding_options(tmp_path, upstream_dir):

@@ -157,7 +157,8 @@ def test_upstream_mask_scheme_reaches_the_trainer(data, tmp_path, monkeypatch):
     for step in (0, 1):
         inputs = [x for s, x in seen if s == step]
         assert logged[step + 1] == pytest.approx(sum(int((x == mask_id).sum()) for x in inputs) / sum(x.numel() for x in inputs))
-    assert 0.2 < logged[1] <= 0.25
+        # the closed form: the upstream scheme masks max(1, int(T * ratio)) positions of every sequence
+        assert logged[step + 1] == pytest.approx(max(1, int(BLOCK * 0.25)) / BLOCK)
     saved = random.getstate()
     try:
         for step, inputs in seen:
