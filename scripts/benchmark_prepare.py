@@ -479,6 +479,9 @@ def main(argv=None) -> None:
     methods = [m for m in methods if m not in missing]
     workers = args.num_workers or os.cpu_count() or 1
 
+    if args.source_path and (args.formats or args.parquet_rss):
+        raise UserError("--formats and --parquet_rss write their own inputs (from --text_dir or the sample); "
+                        "--source_path would be ignored")
     with tempfile.TemporaryDirectory(prefix="meap-bench-") as tmp:
         work = Path(tmp)
         if args.tokenizer_dir:
@@ -494,10 +497,9 @@ def main(argv=None) -> None:
         else:
             if not SAMPLE.is_dir():
                 raise UserError(f"the sample corpus is missing: {SAMPLE}")
-            size, what = write_c4_files(work / "src", sample_texts(args.megabytes), args.files), "the sample repeated"
+            texts = sample_texts(args.megabytes)
+            size, what = write_c4_files(work / "src", texts, args.files), "the sample repeated"
         if args.formats or args.parquet_rss:
-            if not args.text_dir:
-                texts = sample_texts(args.megabytes)
             print(f"input: {len(texts):,} documents, {sum(map(len, texts)) / 1e6:.1f} M characters; tokenizer: "
                   f"{tokenizer_name}; cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
             if args.formats:
