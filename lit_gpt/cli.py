@@ -109,37 +109,26 @@ def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any], label
     """`value` checked against the field's type and bounds (integral floats become ints: `2e9` tokens)."""
     label = label or f"--{name}"
     hint, nullable = _optional(hint)
-    if value is None:
-        if nullable:
-            return None
-        raise UserError(f"{label} None: expected {describe(hint)}")
-    wrong = UserError(f"{label} {value!r}: expected {describe(hint)}")
-    if typing.get_origin(hint) is typing.Literal:
+    kind = typing.get_origin(hint) or hint
+    if value is None and nullable or kind not in (typing.Literal, bool, int, float, str, dict):
+        return value
+    if kind is typing.Literal:
         if value not in typing.get_args(hint):
             raise UserError(f"{label} {value!r}: must be {describe(hint)}")
-    elif hint is bool:
-        if not isinstance(value, bool):
-            raise wrong
-    elif hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise wrong
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number if kind in (int, float) else isinstance(value, kind)):
+        raise UserError(f"{label} {value!r}: expected {describe(hint)}")
+    if kind in (int, float):
         if not math.isfinite(value):
             raise UserError(f"{label} {value!r}: must be a finite number")
-        if hint is int:
-            if not float(value).is_integer():
-                raise wrong
-            value = int(value)
-        else:
-            value = float(value)
+        if kind is int and not float(value).is_integer():
+            raise UserError(f"{label} {value!r}: expected {describe(hint)}")
+        value = kind(value)
         if not all(getattr(operator, key)(value, meta[key]) for key in ("ge", "gt", "le", "lt") if key in meta):
             raise UserError(f"{label} {value!r}: {_bounds_text(meta)}")
-    elif hint is str:
-        if not isinstance(value, str):
-            raise wrong
-        if meta.get("path"):
-            value = os.path.abspath(os.path.expanduser(value))
-    elif (typing.get_origin(hint) or hint) is dict and not isinstance(value, dict):
-        raise wrong
+    if meta.get("path"):
+        value = os.path.abspath(os.path.expanduser(value))
     return value
 
 
