@@ -336,19 +336,10 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-@dataclass
-class Synced:
-    """What one packed all-reduce brings back to the host at a log, validation or save step."""
-
-    loss: float  # mean over processes
-    grad_norm: Optional[float]
-    nonfinite: bool  # a NaN/inf loss or gradient norm on any process since the last sync
-    stop: bool  # a stop signal on any process
-
-
 def sync_step_state(fabric, loss: torch.Tensor, grad_norm: Optional[torch.Tensor], nonfinite: torch.Tensor,
-                    stop: bool) -> Synced:
-    """One all-reduce (sum) of [loss, norm, non-finite flag, stop flag] and one copy to the host."""
+                    stop: bool) -> tuple[float, Optional[float], bool, bool]:
+    """One all-reduce (sum) of [loss, norm, non-finite flag, stop flag] and one copy to the host; -> (loss mean
+    over processes, grad norm, a NaN/inf since the last sync on any process, a stop signal on any process)."""
     norm = grad_norm if grad_norm is not None else torch.zeros((), device=loss.device)
     if not fabric.is_global_zero:
         norm = torch.zeros_like(norm)  # the same on every process: rank 0's value alone is summed
@@ -357,7 +348,7 @@ def sync_step_state(fabric, loss: torch.Tensor, grad_norm: Optional[torch.Tensor
     if fabric.world_size > 1:
         packed = fabric.all_reduce(packed, reduce_op="sum")
     total, norm_value, bad, stops = packed.tolist()
-    return Synced(total / fabric.world_size, norm_value if grad_norm is not None else None, bad > 0, stops > 0)
+    return total / fabric.world_size, norm_value if grad_norm is not None else None, bad > 0, stops > 0
 
 
 def to_device(fabric, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -395,39 +386,11 @@ class LoopState:
         return self.start_tokens + (self.step - self.start_step) * self.tokens_per_step
 
 
-def set_lr(optimizer, plan: RunPlan, step: int) -> float:
-    args = plan.args
-    lr = get_lr(step, max_lr=args.learning_rate, min_lr=args.min_lr, warmup_steps=plan.warmup_steps,
-                total_steps=plan.total_steps)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr
-
-
-def step_events(plan: RunPlan, state: LoopState, has_val: bool) -> tuple[bool, bool, bool]:
-    """-> (log, validate, save) after state.step; the first step of an invocation is reported at once."""
-    args, step = plan.args, state.step
-    last = step == state.end_step
-    log = step % args.log_interval == 0 or last or step == state.start_step + 1
-    validate_now = has_val and (step % args.eval_interval == 0 or step == plan.total_steps)
-    save = step % args.save_interval == 0 or last
-    return log, validate_now, save
-
-
-def raise_if_diverged(state: LoopState, nonfinite: bool) -> None:
-    if nonfinite:
-        where = f"; the last good checkpoint is {state.last_saved}" if state.last_saved else "; no checkpoint was saved"
-        raise TrainingDiverged(
-            f"the training loss or gradient norm became NaN/inf by step {state.step}: stopping{where} "
-            "(lower --learning_rate or raise --warmup_fraction, then --resume it)"
-        )
-
-
-def log_train(plan: RunPlan, state: LoopState, synced: Synced, lr: float, throughput: Throughput, log, progress,
-              started: float, mask_fraction: Optional[float]) -> None:
+def log_train(plan: RunPlan, state: LoopState, loss: float, grad_norm: Optional[float], lr: float,
+              throughput: Throughput, log, progress, started: float, mask_fraction: Optional[float]) -> None:
     tokens_per_sec, mfu, sec_per_step = throughput.update(state.step, state.tokens())
     row = {
-        "step": state.step, "tokens": state.tokens(), "loss": synced.loss, "lr": lr, "grad_norm": synced.grad_norm,
+        "step": state.step, "tokens": state.tokens(), "loss": loss, "lr": lr, "grad_norm": grad_norm,
         "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
         "elapsed_s": round(time.perf_counter() - started, 3), "mask_fraction": mask_fraction,
     }
@@ -436,17 +399,7 @@ def log_train(plan: RunPlan, state: LoopState, synced: Synced, lr: float, throug
     line = format_train_line(row, plan.total_steps, (plan.total_steps - state.step) * sec_per_step)
     if state.step == state.start_step + 1:
         line += f" | first step {time.perf_counter() - started:.1f}s"
-    progress.report(line, postfix={"loss": f"{synced.loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
-
-
-def run_validation(fabric, plan: RunPlan, state: LoopState, model, val: ValBatches, log, progress,
-                   started: float) -> None:
-    state.val_loss = validate(fabric, model, val)
-    ppl = math.exp(min(state.val_loss, 80.0))
-    if log is not None:
-        log.log({"step": state.step, "tokens": state.tokens(), "val_loss": state.val_loss, "val_ppl": ppl,
-                 "elapsed_s": round(time.perf_counter() - started, 3)})
-    progress.report(f"step {state.step}: val loss {state.val_loss:.4f}, val ppl {ppl:.2f}")
+    progress.report(line, postfix={"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
 
 
 def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: TrainBatches, checkpointer,
@@ -491,6 +444,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     started = time.perf_counter()
     throughput.reset(state.step, state.tokens())
     exit_code = 0
+    has_val = val is not None and len(val) > 0
     # The next step's batches are read, masked, stacked and pinned in a background thread while this one runs.
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meap-data")
     pin = fabric.device.type == "cuda"
@@ -499,7 +453,10 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
         if state.step >= plan.total_steps:
             fabric.print(f"nothing to do: the run already reached its last step {plan.total_steps}")
         while state.step < end_step:
-            lr = set_lr(optimizer, plan, state.step)
+            lr = get_lr(state.step, max_lr=args.learning_rate, min_lr=args.min_lr, warmup_steps=plan.warmup_steps,
+                        total_steps=plan.total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             inputs, targets = to_device(fabric, upcoming.result())
             if state.step + 1 < end_step:
                 upcoming = prefetch.submit(train.step_tensors, state.step + 1, pin)
@@ -512,23 +469,39 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
                 bad = bad | ~torch.isfinite(result.grad_norm)
             state.nonfinite = torch.maximum(state.nonfinite, bad.float())
 
-            log_now, validate_now, save_now = step_events(plan, state, val is not None and len(val) > 0)
+            last = state.step == end_step
+            # The first step of an invocation is reported at once.
+            log_now = state.step % args.log_interval == 0 or last or state.step == start_step + 1
+            validate_now = has_val and (state.step % args.eval_interval == 0 or state.step == plan.total_steps)
+            save_now = state.step % args.save_interval == 0 or last
             stop = signals.received is not None
             if not (log_now or validate_now or save_now or (stop and fabric.world_size == 1)):
                 continue  # no host sync, no collective
-            synced = sync_step_state(fabric, result.loss, result.grad_norm, state.nonfinite, stop)
-            raise_if_diverged(state, synced.nonfinite or not math.isfinite(synced.loss))
+            loss, grad_norm, nonfinite, stop = sync_step_state(fabric, result.loss, result.grad_norm,
+                                                               state.nonfinite, stop)
+            if nonfinite or not math.isfinite(loss):
+                saved = state.last_saved
+                where = f"the last good checkpoint is {saved}" if saved else "no checkpoint was saved"
+                raise TrainingDiverged(f"the training loss or gradient norm became NaN/inf by step {state.step}: "
+                                       f"stopping; {where} (lower --learning_rate or raise --warmup_fraction, then "
+                                       "--resume it)")
             if log_now:
-                log_train(plan, state, synced, lr, throughput, log, progress, started, train.mask_fraction(state.step))
+                log_train(plan, state, loss, grad_norm, lr, throughput, log, progress, started,
+                          train.mask_fraction(state.step))
             if validate_now:
-                run_validation(fabric, plan, state, model, val, log, progress, started)
+                state.val_loss = validate(fabric, model, val)
+                ppl = math.exp(min(state.val_loss, 80.0))
+                if log is not None:
+                    log.log({"step": state.step, "tokens": state.tokens(), "val_loss": state.val_loss, "val_ppl": ppl,
+                             "elapsed_s": round(time.perf_counter() - started, 3)})
+                progress.report(f"step {state.step}: val loss {state.val_loss:.4f}, val ppl {ppl:.2f}")
                 throughput.reset(state.step, state.tokens())  # validation time is not training throughput
-            if save_now or synced.stop:
-                final = synced.stop or state.step == end_step
+            if save_now or stop:
+                final = stop or last
                 for done in save(fabric, plan, state, model, optimizer, train, checkpointer, final):
                     progress.report(f"saved {done}")
                 throughput.reset(state.step, state.tokens())
-            if synced.stop:
+            if stop:
                 sig = signals.received or signal.SIGTERM
                 fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {state.step}; "
                              f"checkpoint {state.last_saved}; continue with --resume auto")
