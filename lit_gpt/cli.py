@@ -205,7 +205,7 @@ def normalise_argv(argv: Sequence[str], hints: Mapping[str, Any], groups: Iterab
             out.append(_normal_text(item, hints[pending]))
             pending = None
             continue
-        if pending is not None:
+        if pending is not None:  # a flag followed by another option
             out.append("true")
             pending = None
         name, eq, value = item[2:].partition("=")
