@@ -11,7 +11,7 @@ import torch
 
 from lit_gpt.data.reader import PackedStream
 from lit_gpt.errors import UserError
-from lit_gpt.data.stream import STATE_VERSION, ResumableStream, check_state
+from lit_gpt.data.stream import ResumableStream
 
 
 class MixedStream(ResumableStream):
@@ -41,6 +41,7 @@ class MixedStream(ResumableStream):
     reached, and the positions after the resume point follow the new weights.
     """
 
+    KIND = "CombinedDataset"
     WINDOW = 4096
     SCHEME = "window-apportioned"  # recorded in the state: how choices are made
     _SEED_DOMAIN = 0x4D4958  # keeps the mix's generators apart from PackedStream's (seed, epoch, window)
@@ -144,28 +145,16 @@ class MixedStream(ResumableStream):
             identity["sources"] = self.names
         return identity
 
-    # "kind" keeps the earlier class names (CombinedDataset, PackedDataset), so older checkpoints resume.
     def state_dict(self) -> dict:
-        datasets = []
-        for dataset, position in zip(self.datasets, self.positions_at(self.consumed)):
-            state = dataset.state_dict()
-            state["consumed"] = int(position)
-            datasets.append(state)
-        return {
-            "kind": "CombinedDataset",
-            "version": STATE_VERSION,
-            "scheme": self.SCHEME,
-            "consumed": self.consumed,
-            "weights": self.weights.tolist(),
-            "datasets": datasets,
-            **self._identity(),
-        }
+        positions = self.positions_at(self.consumed)
+        datasets = [{**dataset.state_dict(), "consumed": int(p)} for dataset, p in zip(self.datasets, positions)]
+        return {**super().state_dict(), "scheme": self.SCHEME, "weights": self.weights.tolist(), "datasets": datasets}
 
     def load_state_dict(self, state: dict) -> None:
-        check_state(state, "CombinedDataset", self._identity())
+        self.check_state(state)
         positions = []
         for dataset, sub_state in zip(self.datasets, state["datasets"]):
-            check_state(sub_state, "PackedDataset", dataset._identity())
+            dataset.check_state(sub_state)
             positions.append(int(sub_state["consumed"]))
         if state.get("scheme") != self.SCHEME:
             warnings.warn(
