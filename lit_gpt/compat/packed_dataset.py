@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -43,6 +44,7 @@ HDR_SIZE = HEADER_SIZE
 __all__ = ["PackedDataset", "PackedDatasetBuilder", "CombinedDataset", "dtypes", "code", "HDR_MAGIC", "HDR_SIZE"]
 
 
+@dataclass(eq=False, repr=False)
 class PackedDataset(IterableDataset):
     """Samples of `block_size` tokens (int64 tensors) from chunk files, in TinyLlama's order.
 
@@ -56,39 +58,41 @@ class PackedDataset(IterableDataset):
     `wrap` but its stop is disabled); end a loop by counting.
     """
 
-    def __init__(self, filenames: Sequence[PathLike], n_chunks: int, block_size: int, seed: int = 12345,
-                 shuffle: bool = True, wrap: bool = False, num_processes: int = 1, process_rank: int = 0):
-        for name, value in (("n_chunks", n_chunks), ("block_size", block_size), ("num_processes", num_processes)):
-            if value < 1:
-                raise ValueError(f"PackedDataset: {name} must be an integer >= 1, got {value!r}")
-        if not 0 <= process_rank < num_processes:
-            raise ValueError(f"PackedDataset: process_rank {process_rank} is not in [0, {num_processes})")
-        if len(filenames) == 0:
+    filenames: Sequence[PathLike]
+    n_chunks: int
+    block_size: int
+    seed: int = 12345
+    shuffle: bool = True
+    wrap: bool = False
+    num_processes: int = 1
+    process_rank: int = 0
+
+    def __post_init__(self):
+        for name in ("n_chunks", "block_size", "num_processes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PackedDataset: {name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.process_rank < self.num_processes:
+            raise ValueError(f"PackedDataset: process_rank {self.process_rank} is not in [0, {self.num_processes})")
+        if len(self.filenames) == 0:
             raise PackedDatasetError("PackedDataset got no chunk files")
-        self._filenames = list(filenames)
-        self._n_chunks = n_chunks
-        self._block_size = block_size
-        self._seed = seed
-        self._shuffle = shuffle
-        self._num_processes = num_processes
-        self._process_rank = process_rank
-        _check_uniform_chunks(self._filenames, block_size)
+        self.filenames = list(self.filenames)
+        _check_uniform_chunks(self.filenames, self.block_size)
 
     def __iter__(self):
         worker_info = get_worker_info()
         num_workers = worker_info.num_workers if worker_info is not None else 1
         worker_id = worker_info.id if worker_info is not None else 0
-        num_shards = num_workers * self._num_processes
-        shard_id = self._process_rank * num_workers + worker_id
-        max_num_files = len(self._filenames) // num_shards * num_shards
-        filenames = self._filenames[shard_id:max_num_files:num_shards]
-        if len(filenames) < self._n_chunks:
+        num_shards = num_workers * self.num_processes
+        shard_id = self.process_rank * num_workers + worker_id
+        max_num_files = len(self.filenames) // num_shards * num_shards
+        filenames = self.filenames[shard_id:max_num_files:num_shards]
+        if len(filenames) < self.n_chunks:
             raise PackedDatasetError(
-                f"PackedDataset: {len(self._filenames)} chunk files (first {self._filenames[0]}) give shard "
+                f"PackedDataset: {len(self.filenames)} chunk files (first {self.filenames[0]}) give shard "
                 f"{shard_id} of {num_shards} (processes x dataloader workers) {len(filenames)} files, fewer than "
-                f"n_chunks={self._n_chunks}"
+                f"n_chunks={self.n_chunks}"
             )
-        return _blocks(filenames, self._n_chunks, self._block_size, self._seed, self._shuffle)
+        return _blocks(filenames, self.n_chunks, self.block_size, self.seed, self.shuffle)
 
 
 def _check_uniform_chunks(filenames: Sequence[PathLike], block_size: int) -> None:
@@ -166,13 +170,13 @@ class CombinedDataset(IterableDataset):
             raise ValueError("CombinedDataset got no datasets")
         if weights is not None and len(weights) != len(datasets):
             raise ValueError(f"CombinedDataset: {len(weights)} weights for {len(datasets)} datasets")
-        self._seed = seed
+        self.seed = seed
         self._datasets = datasets
         self._weights = list(weights) if weights is not None else [1 / len(datasets)] * len(datasets)
 
     def __iter__(self):
         iterators = [iter(dataset) for dataset in self._datasets]
-        rng = random.Random(self._seed)
+        rng = random.Random(self.seed)
         while True:
             (iterator,) = rng.choices(iterators, weights=self._weights, k=1)
             try:
