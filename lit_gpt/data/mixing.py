@@ -67,7 +67,9 @@ class MixedStream(ResumableStream):
         # r_i = w_i / (w_i + ... + w_last); a suffix of zero weights takes nothing.
         suffix = np.cumsum(self.weights[::-1])[::-1]
         self._ratios = [float(w / s) if s > 0 else 0.0 for w, s in zip(self.weights[:-1], suffix[:-1])]
-        self._finite = [not d.wrap for d in self.datasets]
+        # Blocks each dataset holds: one pass without wrap, endless with it.
+        self._ends = np.array([np.inf if d.wrap else d.rank_blocks_per_epoch for d in self.datasets])
+        self._finite = not all(d.wrap for d in self.datasets)
         # A resume point with other weights than the ones the datasets' positions were reached with:
         # from `_base` on, dataset i's position is shifted by `_shift[i]`.
         self._base = 0
@@ -125,11 +127,8 @@ class MixedStream(ResumableStream):
 
     def sample_at(self, position: int) -> Optional[torch.Tensor]:
         """The mix's sample at `position`, or None past the end of a finite mix."""
-        if any(self._finite):
-            taken = self.positions_at(position + 1)
-            if any(finite and taken[i] > d.rank_blocks_per_epoch
-                   for i, (finite, d) in enumerate(zip(self._finite, self.datasets))):
-                return None  # this position or an earlier one chose a dataset that had run out
+        if self._finite and np.any(self.positions_at(position + 1) > self._ends):
+            return None  # this position or an earlier one chose a dataset that had run out
         choice, sub = self.locate(position)
         return self.datasets[choice].sample_at(sub)
 
