@@ -144,10 +144,11 @@ class MixedStream(ResumableStream):
             identity["sources"] = self.names
         return identity
 
-    def state_dict(self) -> dict:
-        positions = self.positions_at(self.consumed)
-        datasets = [{**dataset.state_dict(), "consumed": int(p)} for dataset, p in zip(self.datasets, positions)]
-        return {**super().state_dict(), "scheme": self.SCHEME, "weights": self.weights.tolist(), "datasets": datasets}
+    def state_dict(self, consumed: Optional[int] = None) -> dict:
+        state = super().state_dict(consumed)
+        positions = self.positions_at(state["consumed"])
+        datasets = [dataset.state_dict(int(p)) for dataset, p in zip(self.datasets, positions)]
+        return {**state, "scheme": self.SCHEME, "weights": self.weights.tolist(), "datasets": datasets}
 
     def load_state_dict(self, state: dict) -> None:
         self.check_state(state)

@@ -3,7 +3,7 @@ consumed, checked against what the stream is)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
@@ -36,10 +36,11 @@ class ResumableStream:
             yield sample
         self.consumed = 0  # a finished pass: the next iteration starts a new one
 
-    def state_dict(self) -> dict:
-        """Where this rank's stream stands. In DDP every rank consumes as many samples, so rank 0's
-        state resumes any rank."""
-        return {"kind": self.KIND, "version": STATE_VERSION, "consumed": self.consumed, **self._identity()}
+    def state_dict(self, consumed: Optional[int] = None) -> dict:
+        """Where this rank's stream stands after `consumed` samples (default: those taken so far). In DDP
+        every rank consumes as many samples, so rank 0's state resumes any rank."""
+        consumed = self.consumed if consumed is None else consumed
+        return {"kind": self.KIND, "version": STATE_VERSION, "consumed": consumed, **self._identity()}
 
     def check_state(self, state: dict) -> None:
         kind = self.KIND
