@@ -99,10 +99,9 @@ class MixedStream(ResumableStream):
         choices = np.repeat(np.arange(len(self.datasets)), counts)
         rng = np.random.default_rng([self.seed, self.process_rank, window, self._SEED_DOMAIN])
         choices = rng.permutation(choices)
-        order = np.argsort(choices, kind="stable")
-        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         rank = np.empty(self.WINDOW, dtype=np.int64)
-        rank[order] = np.arange(self.WINDOW) - first[choices[order]]
+        for dataset, count in enumerate(counts):
+            rank[choices == dataset] = np.arange(count)
         self._windows[window] = cached = (choices, rank, start)
         if len(self._windows) > 4:  # a micro batch may straddle two windows
             self._windows.popitem(last=False)
