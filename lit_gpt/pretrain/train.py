@@ -368,16 +368,88 @@ def validate(fabric, model: torch.nn.Module, val: ValBatches) -> float:
     return float(fabric.all_reduce(total / max(len(val), 1), reduce_op="mean").item())
 
 
-def save(fabric, plan: RunPlan, step: int, tokens: int, model, optimizer, train: TrainBatches, checkpointer,
+@dataclass
+class LoopState:
+    """The loop's state between steps: everything `fit`'s helpers read or change."""
+
+    step: int
+    start_step: int
+    start_tokens: int
+    end_step: int
+    tokens_per_step: int
+    last_saved: Optional[Path]
+    nonfinite: torch.Tensor  # device flag: a non-finite loss or norm since the last sync
+    val_loss: Optional[float] = None
+
+    def tokens(self) -> int:
+        # Counted from the checkpoint, so a resume with another global batch size stays exact.
+        return self.start_tokens + (self.step - self.start_step) * self.tokens_per_step
+
+
+def set_lr(optimizer, plan: RunPlan, step: int) -> float:
+    args = plan.args
+    lr = get_lr(step, max_lr=args.learning_rate, min_lr=args.min_lr, warmup_steps=plan.warmup_steps,
+                total_steps=plan.total_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def step_events(plan: RunPlan, state: LoopState, has_val: bool) -> tuple[bool, bool, bool]:
+    """-> (log, validate, save) after state.step; the first step of an invocation is reported at once."""
+    args, step = plan.args, state.step
+    last = step == state.end_step
+    log = step % args.log_interval == 0 or last or step == state.start_step + 1
+    validate_now = has_val and (step % args.eval_interval == 0 or step == plan.total_steps)
+    save = step % args.save_interval == 0 or last
+    return log, validate_now, save
+
+
+def raise_if_diverged(state: LoopState, nonfinite: bool) -> None:
+    if nonfinite:
+        where = f"; the last good checkpoint is {state.last_saved}" if state.last_saved else "; no checkpoint was saved"
+        raise TrainingDiverged(
+            f"the training loss or gradient norm became NaN/inf by step {state.step}: stopping{where} "
+            "(lower --learning_rate or raise --warmup_fraction, then --resume it)"
+        )
+
+
+def log_train(plan: RunPlan, state: LoopState, loss: float, grad_norm: Optional[float], lr: float,
+              throughput: Throughput, log, progress, started: float, mask_fraction: Optional[float]) -> None:
+    tokens_per_sec, mfu, sec_per_step = throughput.update(state.step, state.tokens())
+    row = {
+        "step": state.step, "tokens": state.tokens(), "loss": loss, "lr": lr, "grad_norm": grad_norm,
+        "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
+        "elapsed_s": round(time.perf_counter() - started, 3), "mask_fraction": mask_fraction,
+    }
+    if log is not None and (state.step % plan.args.log_interval == 0 or state.step == state.end_step):
+        log.log(row)
+    line = format_train_line(row, plan.total_steps, (plan.total_steps - state.step) * sec_per_step)
+    if state.step == state.start_step + 1:
+        line += f" | first step {time.perf_counter() - started:.1f}s"
+    progress.report(line, postfix={"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
+
+
+def run_validation(fabric, plan: RunPlan, state: LoopState, model, val: ValBatches, log, progress,
+                   started: float) -> None:
+    state.val_loss = validate(fabric, model, val)
+    ppl = math.exp(min(state.val_loss, 80.0))
+    if log is not None:
+        log.log({"step": state.step, "tokens": state.tokens(), "val_loss": state.val_loss, "val_ppl": ppl,
+                 "elapsed_s": round(time.perf_counter() - started, 3)})
+    progress.report(f"step {state.step}: val loss {state.val_loss:.4f}, val ppl {ppl:.2f}")
+
+
+def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: TrainBatches, checkpointer,
          final: bool) -> list[Path]:
     """Starts the checkpoint of this step; -> the checkpoints complete now (an asynchronous one completes
     at the next save, or here when `final`): only those count as saved and are pruned against."""
     args = plan.args
     out_dir = Path(args.out_dir)
-    path = ckpt.checkpoint_path(out_dir, step)
+    path = ckpt.checkpoint_path(out_dir, state.step)
     contents = {
-        "model": model, "optimizer": optimizer, "step": step, "tokens": tokens, "data": train.state_dict(step),
-        "rng": ckpt.gather_rng(fabric), "config": plan.config.to_dict(),
+        "model": model, "optimizer": optimizer, "step": state.step, "tokens": state.tokens(),
+        "data": train.state_dict(state.step), "rng": ckpt.gather_rng(fabric), "config": plan.config.to_dict(),
         "tokenizer_dir": str(Path(args.tokenizer_dir).expanduser().resolve()), "tokenizer": plan.tokenizer.to_dict(),
         "mask_id": plan.tokenizer.mask_id, "eos_id": plan.tokenizer.eos_id, "args": args.to_dict(),
         "format_version": ckpt.FORMAT_VERSION,
@@ -385,6 +457,7 @@ def save(fabric, plan: RunPlan, step: int, tokens: int, model, optimizer, train:
     done = checkpointer.save(path, contents, wait=final)
     if done and fabric.is_global_zero:
         ckpt.prune_checkpoints(out_dir, args.keep_last)
+    state.last_saved = done[-1] if done else state.last_saved
     return done
 
 
@@ -395,15 +468,8 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     args = plan.args
     out_dir = Path(args.out_dir)
     end_step = min(plan.total_steps, args.stop_step) if args.stop_step else plan.total_steps
-    step = start_step
-    last_saved = plan.resume_path
-    val_loss: Optional[float] = None
-    nonfinite = torch.zeros((), device=fabric.device)  # device flag: a NaN/inf loss or norm since the last sync
-
-    def tokens() -> int:
-        # Counted from the checkpoint, so a resume with another global batch size stays exact.
-        return start_tokens + (step - start_step) * plan.tokens_per_step
-
+    state = LoopState(start_step, start_step, start_tokens, end_step, plan.tokens_per_step, plan.resume_path,
+                      torch.zeros((), device=fabric.device))
     log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
                      run_name=args.run_name or out_dir.name, config=args.to_dict()) if fabric.is_global_zero else None
     device_name = torch.cuda.get_device_name(fabric.device) if fabric.device.type == "cuda" else "cpu"
@@ -414,80 +480,51 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     fmt, asynchronous = checkpoint_format(args, plan.accelerator, plan.world_size)
     checkpointer = ckpt.Checkpointer(fabric, sharded_format=fmt == "sharded", asynchronous=asynchronous)
     started = time.perf_counter()
-    throughput.reset(step, tokens())
+    throughput.reset(state.step, state.tokens())
     exit_code = 0
-    has_val = val is not None and len(val) > 0
     # The next step's batches are read, masked, stacked and pinned in a background thread while this one runs.
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meap-data")
     pin = fabric.device.type == "cuda"
-    upcoming = prefetch.submit(train.step_tensors, step, pin) if step < end_step else None
+    upcoming = prefetch.submit(train.step_tensors, state.step, pin) if state.step < end_step else None
     try:
-        if step >= plan.total_steps:
+        if state.step >= plan.total_steps:
             fabric.print(f"nothing to do: the run already reached its last step {plan.total_steps}")
-        while step < end_step:
-            lr = get_lr(step, max_lr=args.learning_rate, min_lr=args.min_lr, warmup_steps=plan.warmup_steps,
-                        total_steps=plan.total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        while state.step < end_step:
+            lr = set_lr(optimizer, plan, state.step)
             inputs, targets = to_device(fabric, upcoming.result())
-            if step + 1 < end_step:
-                upcoming = prefetch.submit(train.step_tensors, step + 1, pin)
+            if state.step + 1 < end_step:
+                upcoming = prefetch.submit(train.step_tensors, state.step + 1, pin)
             result = train_step(fabric, model, optimizer, list(zip(inputs.unbind(0), targets.unbind(0))),
                                 args.grad_clip)
-            step += 1
+            state.step += 1
             progress.bar.update()
             bad = ~torch.isfinite(result.loss)
             if result.grad_norm is not None:
                 bad = bad | ~torch.isfinite(result.grad_norm)
-            nonfinite = torch.maximum(nonfinite, bad.float())
+            state.nonfinite = torch.maximum(state.nonfinite, bad.float())
 
-            last = step == end_step
-            # The first step of an invocation is reported at once.
-            log_now = step % args.log_interval == 0 or last or step == start_step + 1
-            validate_now = has_val and (step % args.eval_interval == 0 or step == plan.total_steps)
-            save_now = step % args.save_interval == 0 or last
+            log_now, validate_now, save_now = step_events(plan, state, val is not None and len(val) > 0)
             stop = signals.received is not None
             if not (log_now or validate_now or save_now or (stop and fabric.world_size == 1)):
                 continue  # no host sync, no collective
-            loss, grad_norm, diverged, stop = sync_step_state(fabric, result.loss, result.grad_norm, nonfinite, stop)
-            if diverged or not math.isfinite(loss):
-                where = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was saved"
-                raise TrainingDiverged(f"the training loss or gradient norm became NaN/inf by step {step}: "
-                                       f"stopping; {where} (lower --learning_rate or raise --warmup_fraction, then "
-                                       "--resume it)")
+            loss, grad_norm, diverged, stop = sync_step_state(fabric, result.loss, result.grad_norm, state.nonfinite,
+                                                              stop)
+            raise_if_diverged(state, diverged or not math.isfinite(loss))
             if log_now:
-                tokens_per_sec, mfu, sec_per_step = throughput.update(step, tokens())
-                row = {
-                    "step": step, "tokens": tokens(), "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                    "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
-                    "elapsed_s": round(time.perf_counter() - started, 3),
-                    "mask_fraction": train.mask_fraction(step),
-                }
-                if log is not None and (step % args.log_interval == 0 or last):
-                    log.log(row)
-                line = format_train_line(row, plan.total_steps, (plan.total_steps - step) * sec_per_step)
-                if step == start_step + 1:
-                    line += f" | first step {time.perf_counter() - started:.1f}s"
-                progress.report(line, postfix={"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
+                log_train(plan, state, loss, grad_norm, lr, throughput, log, progress, started,
+                          train.mask_fraction(state.step))
             if validate_now:
-                val_loss = validate(fabric, model, val)
-                ppl = math.exp(min(val_loss, 80.0))
-                if log is not None:
-                    log.log({"step": step, "tokens": tokens(), "val_loss": val_loss, "val_ppl": ppl,
-                             "elapsed_s": round(time.perf_counter() - started, 3)})
-                progress.report(f"step {step}: val loss {val_loss:.4f}, val ppl {ppl:.2f}")
-                throughput.reset(step, tokens())  # validation time is not training throughput
+                run_validation(fabric, plan, state, model, val, log, progress, started)
+                throughput.reset(state.step, state.tokens())  # validation time is not training throughput
             if save_now or stop:
-                final = stop or last
-                done = save(fabric, plan, step, tokens(), model, optimizer, train, checkpointer, final)
-                for path in done:
-                    progress.report(f"saved {path}")
-                last_saved = done[-1] if done else last_saved
-                throughput.reset(step, tokens())
+                final = stop or state.step == end_step
+                for done in save(fabric, plan, state, model, optimizer, train, checkpointer, final):
+                    progress.report(f"saved {done}")
+                throughput.reset(state.step, state.tokens())
             if stop:
                 sig = signals.received or signal.SIGTERM
-                fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {step}; "
-                             f"checkpoint {last_saved}; continue with --resume auto")
+                fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {state.step}; "
+                             f"checkpoint {state.last_saved}; continue with --resume auto")
                 exit_code = 128 + int(sig)
                 break
     finally:
@@ -497,12 +534,12 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
         if log is not None:
             log.close()
 
-    if exit_code == 0 and step > start_step:
-        verb = "done" if step >= plan.total_steps else "paused (--stop_step; continue with --resume auto)"
-        summary = (f"{verb}: step {step}/{plan.total_steps}, {format_count(tokens())} tokens in "
+    if exit_code == 0 and state.step > start_step:
+        verb = "done" if state.step >= plan.total_steps else "paused (--stop_step; continue with --resume auto)"
+        summary = (f"{verb}: step {state.step}/{plan.total_steps}, {format_count(state.tokens())} tokens in "
                    f"{format_duration(time.perf_counter() - started)}")
-        if val_loss is not None:
-            summary += f" | final val loss {val_loss:.4f} (ppl {math.exp(min(val_loss, 80.0)):.2f})"
-        summary += f" | checkpoint {last_saved} | metrics {out_dir / 'metrics.csv'}"
+        if state.val_loss is not None:
+            summary += f" | final val loss {state.val_loss:.4f} (ppl {math.exp(min(state.val_loss, 80.0)):.2f})"
+        summary += f" | checkpoint {state.last_saved} | metrics {out_dir / 'metrics.csv'}"
         fabric.print(summary)
     return exit_code
