@@ -13,7 +13,6 @@ as at inference; an answer's leading space goes with the answer's first word.
 from __future__ import annotations
 
 import bisect
-import codecs
 import itertools
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Optional, Sequence
 import torch
 
 from lit_gpt.errors import UserError, first_line
-from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments, planned_masked_tokens
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
 from lit_gpt.sft.templates import Template
 from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, tokenize_turns, upstream_turns
 
@@ -129,25 +128,18 @@ def _preview(value) -> str:
     return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
-def check_utf8(path: Path, block: int = 1 << 20) -> None:
+def check_utf8(path: Path) -> None:
     """Refuses a file that is not UTF-8 (e.g. Latin-1), naming its line: `datasets` would load it
-    and fail later, mid-tokenization, with a bare UnicodeDecodeError. Reads in blocks."""
-    decoder = codecs.getincrementaldecoder("utf-8")()  # keeps a character cut by the block boundary
-    lines, start = 1, 0  # start: file offset of the bytes the decoder is given
+    and fail later, mid-tokenization, with a bare UnicodeDecodeError."""
+    offset = 0
     with open(path, "rb") as f:
-        while True:
-            data = f.read(block)
-            pending = decoder.getstate()[0]
+        for number, line in enumerate(f, 1):  # a newline byte is never part of a UTF-8 character
             try:
-                decoder.decode(data, final=not data)
-            except UnicodeDecodeError as err:  # err.object: the pending bytes, then `data`
-                line = lines + err.object.count(b"\n", 0, err.start)
-                raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-                                f"{start - len(pending) + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
-            if not data:
-                return
-            lines += data.count(b"\n")
-            start += len(data)
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}: line {number} is not UTF-8 text (byte 0x{line[err.start]:02x} at offset "
+                                f"{offset + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+            offset += len(line)
 
 
 def find_bad_record(path: Path) -> None:
@@ -170,6 +162,11 @@ def find_bad_record(path: Path) -> None:
                 raise UserError(f"{path}: record {number} is not valid JSON: {err}") from None
     for number, record in enumerate(records, 1):
         record_to_messages(record, str(path), number)
+
+
+def answer_segments(ids: Sequence[int], flags: Sequence[int]) -> list[tuple[list[int], bool]]:
+    """A tokenized sample as the builder's (ids, is_answer) segments."""
+    return [(list(i for i, _ in group), bool(flag)) for flag, group in itertools.groupby(zip(ids, flags), key=lambda x: x[1])]
 
 
 def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[list[int], list[int]]:
@@ -334,8 +331,8 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
                      mask_ratio: float = 0.1, make_room: bool = False, upstream: bool = False):
     """Drops unusable records and those whose prompt leaves no labeled token; returns (dataset, summary).
 
-    `summary.with_copy` counts the samples the collator will give a masked copy (the builder's own
-    `planned_masked_tokens`), so a MEAP run that would in fact train NTP is seen before it starts.
+    `summary.with_copy` counts the samples the collator will give a masked copy (by the builder
+    itself), so a MEAP run that would in fact train NTP is seen before it starts.
     With `upstream` (`--preset upstream`) the copies are rows of their own, counted as they are.
     """
     columns = ("usable", "first_label", "n_answer", "masked_copy", "turn", "empty_answer")
@@ -357,11 +354,14 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
     if upstream:
         summary.with_copy = summary.masked_copies
     elif mode != "ntp":
-        flags = list(tokenized["is_answer"])
+        # The collator's builder decides; token values do not matter to it, so the flags stand in for them.
+        flags, generator = list(tokenized["is_answer"]), torch.Generator()
         summary.with_copy = sum(
-            1 for i in originals if n_answer[i] >= min_answer_tokens and planned_masked_tokens(
-                [p for p, f in enumerate(flags[i]) if f], lengths[i], mode=mode, mask_ratio=mask_ratio,
-                max_length=max_length, min_answer_tokens=min_answer_tokens, make_room=make_room) > 0)
+            1 for i in originals if n_answer[i] >= min_answer_tokens and any(
+                -1 in e["input_ids"] for e in build_meap_example_from_segments(
+                    answer_segments(flags[i], flags[i]), mode=mode, mask_ratio=mask_ratio, mask_token_id=-1,
+                    eos_token_id=0, max_length=max_length, min_answer_tokens=min_answer_tokens, generator=generator,
+                    make_room=make_room)))
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
@@ -388,31 +388,6 @@ def split_records(tokenized, percentage: float, seed: int, first: bool = False) 
     return train, validation
 
 
-class SFTDataset(torch.utils.data.Dataset):
-    """Plain-python view of a tokenized split, so the Trainer passes samples to the collator untouched.
-
-    Items are `{"input_ids", "is_answer", "masked_copy", "ntp_only"}`: `input_ids` without the
-    final EOS and masks, which the collator adds; the key name lets `--group_by_length` measure
-    samples. `masked_copy` marks the rows `--preset upstream` lays out as masked copies.
-    """
-
-    def __init__(self, tokenized, ntp_only: bool = False):
-        self.data = tokenized
-        self.ntp_only = ntp_only  # validation: plain NTP loss, comparable across MEAP modes
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> dict:
-        row = self.data[int(index)]
-        return {
-            "input_ids": row["input_ids"],
-            "is_answer": row["is_answer"],
-            "masked_copy": bool(row.get("masked_copy", False)),
-            "ntp_only": self.ntp_only,
-        }
-
-
 # Per-batch counts the collator puts in every batch under COUNTS_KEY, in this order. They are made
 # where the batch is built (a DataLoader worker, possibly) and travel with it to the main process,
 # where `MEAPTrainer` removes them before the model sees the batch and sums them.
@@ -428,7 +403,9 @@ class MEAPCollator:
     its masked copy), so a step sees the same samples as in "concat" mode. With `preset="upstream"`
     every sample is one upstream example (`lit_gpt.sft.upstream`): its masked copies are rows of
     their own, whose masks are drawn here with `random.Random.sample` as upstream draws them.
-    The batch carries its own counts (`COUNTS_KEY`, one number per `COUNT_NAMES`).
+    The batch carries its own counts (`COUNTS_KEY`, one number per `COUNT_NAMES`). Samples are rows of
+    `select_trainable`'s dataset (which the Trainer passes through untouched: remove_unused_columns
+    is off); the validation rows carry `ntp_only`, for a plain NTP loss comparable across modes.
     """
 
     mode: str
@@ -479,12 +456,8 @@ class MEAPCollator:
             if self.preset == "upstream":
                 built = self._upstream_example(feature)
             else:
-                segments = [
-                    (list(ids for ids, _ in group), bool(flag))
-                    for flag, group in itertools.groupby(zip(feature["input_ids"], feature["is_answer"]), key=lambda x: x[1])
-                ]
                 built = build_meap_example_from_segments(
-                    segments,
+                    answer_segments(feature["input_ids"], feature["is_answer"]),
                     mode="ntp" if feature.get("ntp_only") else self.mode,
                     mask_ratio=self.mask_ratio,
                     mask_token_id=self.mask_token_id,

@@ -236,7 +236,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     from lit_gpt.io.atomic import disk_errors
     from lit_gpt.io.hyperparameters import write_hyperparameters
     from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
-    from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
+    from lit_gpt.sft.data import MEAPCollator, find_data_files
     from lit_gpt.sft.stats import MEAPTrainer, describe
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
@@ -318,8 +318,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     trainer = MEAPTrainer(
         model=model,
         args=training_args,
-        train_dataset=SFTDataset(train_data),
-        eval_dataset=SFTDataset(eval_data, ntp_only=True) if eval_data is not None else None,
+        train_dataset=train_data,
+        # validation: plain NTP loss, comparable across MEAP modes
+        eval_dataset=eval_data.add_column("ntp_only", [True] * len(eval_data)) if eval_data is not None else None,
         data_collator=collator,
         processing_class=tokenizer,
     )
