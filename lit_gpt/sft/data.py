@@ -26,7 +26,7 @@ import torch
 from lit_gpt.errors import UserError, first_line
 from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
 from lit_gpt.sft.templates import Template
-from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, tokenize_turns, upstream_turns
+from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, upstream_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
 ROLES = {
@@ -212,7 +212,12 @@ def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = 
 
 def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
     """Upstream's examples of one conversation: every turn's ntp example, then every turn's masked copy."""
-    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer, settings.slow_llama)
+    encode = settings.slow_llama.encode if settings.slow_llama is not None else tokenizer.encode
+    # prompt and answer encoded separately; BOS (the tokenizer's special tokens) on the first prompt only
+    pairs = [
+        (list(encode(prompt, add_special_tokens=(i == 0))), list(encode(answer, add_special_tokens=False)))
+        for i, (prompt, answer) in enumerate(settings.template.dialog(turns, system or system_prompt))
+    ]
     rows = [
         _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
         for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
