@@ -1,7 +1,4 @@
-"""MEAP supervised fine-tuning: example builder, prompt templates, data, Trainer entry point.
-
-`upstream.py` reproduces the upstream code's examples (`--preset upstream`); `checks.py` refuses
-bad launches (world size, remote code, unsafe resume files) before anything is loaded.
+"""MEAP supervised fine-tuning on `transformers.Trainer` (`meap-sft`, SPEC §3).
 
 `import lit_gpt.sft` needs only torch; `datasets` and `transformers` load where they are used.
 """

@@ -166,7 +166,8 @@ def find_bad_record(path: Path) -> None:
 
 def answer_segments(ids: Sequence[int], flags: Sequence[int]) -> list[tuple[list[int], bool]]:
     """A tokenized sample as the builder's (ids, is_answer) segments."""
-    return [(list(i for i, _ in group), bool(flag)) for flag, group in itertools.groupby(zip(ids, flags), key=lambda x: x[1])]
+    groups = itertools.groupby(zip(ids, flags), key=lambda x: x[1])
+    return [([i for i, _ in group], bool(flag)) for flag, group in groups]
 
 
 def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[list[int], list[int]]:
@@ -232,23 +233,19 @@ def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_
 
 
 def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source, upstream):
-    out = {c: [] for c in COLUMNS}
-    columns = list(batch)
-    for index, values in zip(indices, zip(*(batch[c] for c in columns))):
-        record = dict(zip(columns, values))
-        if upstream is not None:  # read as upstream reads it; a record giving nothing keeps one unusable row
+    rows = []
+    for index, values in zip(indices, zip(*batch.values())):
+        record = dict(zip(batch, values))
+        built = []
+        if upstream is not None:  # read as upstream reads it
             dialog = upstream_turns(record, source, index + 1)
-            rows = (_upstream_rows(*dialog, tokenizer, upstream, system_prompt) if dialog else []) or [_row([], [], usable=False)]
-        elif (messages := record_to_messages(record, source, index + 1)) is None:
-            rows = [_row([], [], usable=False)]
-        else:
+            built = _upstream_rows(*dialog, tokenizer, upstream, system_prompt) if dialog else []
+        elif (messages := record_to_messages(record, source, index + 1)) is not None:
             segments = template.render(messages, tokenizer.eos_token, system_prompt)
             empty = not any(m["content"].strip() for m in messages if m["role"] == "assistant")
-            rows = [_row(*tokenize_conversation(segments, tokenizer, bos_id), empty_answer=empty)]
-        for row in rows:
-            for c in COLUMNS:
-                out[c].append(row[c])
-    return out
+            built = [_row(*tokenize_conversation(segments, tokenizer, bos_id), empty_answer=empty)]
+        rows += built or [_row([], [], usable=False)]  # a record giving nothing keeps one unusable row
+    return {c: [row[c] for row in rows] for c in COLUMNS}
 
 
 def tokenize_files(

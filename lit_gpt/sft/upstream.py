@@ -106,7 +106,6 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
     return system, list(zip(texts[0::2], texts[1::2]))
 
 
-@dataclass(eq=False)
 class SlowLlamaEncoding:
     """`encode` of upstream's tokenizer for a LLaMA sentencepiece folder: upstream's SFT loads it
     with `use_fast=False`, i.e. transformers 4's sentencepiece `LlamaTokenizer` (`legacy` as the
@@ -120,13 +119,13 @@ class SlowLlamaEncoding:
     legacy=True each piece is encoded by the model as it is, dummy prefix included.
     """
 
-    model_proto: bytes
-    added: dict  # added token -> id
-    legacy: bool
-    add_prefix_space: bool
-    unk_token: str
-    prefix: list  # [BOS] where the folder's tokenizer adds it
-    suffix: list  # [EOS] where the folder's tokenizer adds it
+    def __init__(self, model_proto: bytes, added: dict, *, legacy: bool, add_prefix_space: bool, bos_id: Optional[int],
+                 eos_id: Optional[int], add_bos: bool, add_eos: bool, unk_token: str):
+        self.model_proto, self.added = model_proto, added
+        self.legacy, self.add_prefix_space, self.unk_token = legacy, add_prefix_space, unk_token
+        self.prefix = [bos_id] if add_bos and bos_id is not None else []
+        self.suffix = [eos_id] if add_eos and eos_id is not None else []
+        self._pattern = special_token_pattern(self.added)
 
     @classmethod
     def for_folder(cls, folder, tokenizer) -> Optional["SlowLlamaEncoding"]:
@@ -142,19 +141,11 @@ class SlowLlamaEncoding:
             return None  # load_tokenizer has said what is wrong with it
         if not isinstance(config, dict) or config.get("tokenizer_class") not in ("LlamaTokenizer", "LlamaTokenizerFast"):
             return None
-        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-        return cls(
-            model.read_bytes(),
-            tokenizer.get_added_vocab(),
-            legacy=config.get("legacy") is None or bool(config["legacy"]),  # unset: transformers 4's default
-            add_prefix_space=bool(config.get("add_prefix_space", True)),
-            unk_token=tokenizer.unk_token or "<unk>",
-            prefix=[bos] if config.get("add_bos_token", True) and bos is not None else [],
-            suffix=[eos] if config.get("add_eos_token", False) and eos is not None else [],
-        )
-
-    def __post_init__(self):
-        self._pattern = special_token_pattern(self.added)
+        legacy = config.get("legacy")
+        return cls(model.read_bytes(), tokenizer.get_added_vocab(), legacy=True if legacy is None else bool(legacy),
+                   add_prefix_space=bool(config.get("add_prefix_space", True)), bos_id=tokenizer.bos_token_id,
+                   eos_id=tokenizer.eos_token_id, add_bos=bool(config.get("add_bos_token", True)),
+                   add_eos=bool(config.get("add_eos_token", False)), unk_token=tokenizer.unk_token or "<unk>")
 
     def __getstate__(self) -> dict:  # the processor is rebuilt from the model bytes
         return {k: v for k, v in vars(self).items() if k != "sp"}
