@@ -1,13 +1,9 @@
-"""SFT data: local Alpaca/ShareGPT JSON(L) files -> cached token segments -> MEAP batches.
+"""SFT data: local Alpaca/ShareGPT JSON(L) files -> cached token ids with answer flags -> MEAP batches.
 
-Records are tokenized once (and cached by `datasets`) into the token ids of the rendered
-conversation plus a per-token answer flag. The masks are not cached: `MEAPCollator` calls the
-builder each time a sample is drawn, so every epoch sees new masked positions.
-
-Tokenization: the whole rendered conversation is tokenized in one call, and each token belongs to
-the segment holding its last character (fast tokenizers report character offsets). The tokens
-are thus those the tokenizer gives the full text, and a prompt ending "ASSISTANT:" is tokenized
-as at inference; an answer's leading space goes with the answer's first word.
+The masks are not cached: `MEAPCollator` calls the builder each time a sample is drawn, so every
+epoch sees new masked positions. The whole rendered conversation is tokenized in one call, each
+token belonging to the segment holding its last character, so a prompt ending "ASSISTANT:" is
+tokenized as at inference and an answer's leading space goes with the answer's first word.
 """
 
 from __future__ import annotations
@@ -61,12 +57,8 @@ def find_data_files(file: Optional[str], directory: Optional[str], what: str) ->
 
 
 def record_to_messages(record: dict, source: str, index: int) -> Optional[list[dict]]:
-    """The conversation in an Alpaca-style or ShareGPT-style record.
-
-    Returns None for a conversation with no usable user/assistant exchange (leading assistant
-    messages and a trailing user message are dropped first); raises UserError for a record in
-    neither format or with a field of the wrong type. `index` counts records from 1 in `source`.
-    """
+    """The conversation in an Alpaca-style or ShareGPT-style record, or None for one without a
+    user/assistant exchange (leading assistant and trailing user messages are dropped first)."""
     where = f"{source}: record {index}"
     if not isinstance(record, dict):
         raise UserError(f"{where} is not a JSON object: {_preview(record)}")
@@ -143,11 +135,8 @@ def check_utf8(path: Path) -> None:
 
 
 def find_bad_record(path: Path) -> None:
-    """Reads `path` with the json module and raises the UserError of its first malformed record.
-
-    `datasets` refuses a file whose records disagree on a field's type (a number here, a string
-    there) without saying which record; this finds it. Returns quietly if every record is fine.
-    """
+    """Raises the UserError of the first malformed record of `path`: `datasets` refuses a file whose
+    records disagree on a field's type (a number here, a string there) without saying which."""
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -260,10 +249,7 @@ def tokenize_files(
     overwrite_cache: bool = False,
     upstream: Optional[UpstreamSettings] = None,
 ):
-    """Loads `files` with `datasets` and tokenizes every record (cached). Returns a `datasets.Dataset`.
-
-    One row per record, or with `upstream` one row per upstream example (`lit_gpt.sft.upstream`).
-    """
+    """A `datasets.Dataset` (cached) of one row per record, or with `upstream` per upstream example."""
     import datasets
 
     from lit_gpt.tokenizer import tokenizer_info
@@ -332,11 +318,8 @@ class DataSummary:
 def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode: str = "concat",
                      mask_ratio: float = 0.1, make_room: bool = False, upstream: bool = False):
     """Drops unusable records and those whose prompt leaves no labeled token; returns (dataset, summary).
-
-    `summary.with_copy` counts the samples the collator will give a masked copy (by the builder
-    itself), so a MEAP run that would in fact train NTP is seen before it starts.
-    With `upstream` (`--preset upstream`) the copies are rows of their own, counted as they are.
-    """
+    `summary.with_copy` counts the samples the collator's builder will give a masked copy, so a MEAP
+    run that would in fact train NTP is seen before it starts."""
     columns = ("usable", "first_label", "n_answer", "masked_copy", "turn", "empty_answer")
     usable, first_label, n_answer, copy, turn, empty = (list(tokenized[c]) for c in columns)
     lengths = [n + 1 for n in tokenized["n_tokens"]]  # + the EOS the builder appends
@@ -368,13 +351,10 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
 
 
 def split_records(tokenized, percentage: float, seed: int, first: bool = False) -> tuple[list[int], list[int]]:
-    """(training rows, validation rows) holding out `percentage` % of the records, whole.
-
-    For datasets with several rows per record (`--preset upstream`: a record's turns, then their
-    masked copies); the validation side leaves the masked copies out, as it measures plain ntp.
+    """(training rows, validation rows) holding out `percentage` % of the records, whole, for rows of
+    `--preset upstream` (a record's turns, then their masked copies, which validation leaves out).
     The records held out are drawn at random, or with `first` the first ones, as many as upstream's
-    `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none).
-    """
+    `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none)."""
     turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
     record_of, records = [], -1
     for t, c in zip(turn, copy):
@@ -390,24 +370,18 @@ def split_records(tokenized, percentage: float, seed: int, first: bool = False) 
     return train, validation
 
 
-# Per-batch counts the collator puts in every batch under COUNTS_KEY, in this order. They are made
-# where the batch is built (a DataLoader worker, possibly) and travel with it to the main process,
-# where `MEAPTrainer` removes them before the model sees the batch and sums them.
+# The counts each batch carries to `stats.MEAPTrainer` (the collator may run in a DataLoader worker).
 COUNTS_KEY = "meap_counts"
 COUNT_NAMES = ("samples", "masked_copies", "masked_tokens", "loss_tokens", "dropped", "sequences")
 
 
 @dataclass(kw_only=True)
 class MEAPCollator:
-    """Builds MEAP examples from tokenized samples (fresh masks every draw) and pads them into a batch.
+    """Builds MEAP examples from `select_trainable`'s rows (fresh masks every draw) and pads them.
 
-    In "separate" mode a batch of B samples holds up to 2B sequences (each sample's original and
-    its masked copy), so a step sees the same samples as in "concat" mode. With `preset="upstream"`
-    every sample is one upstream example (`lit_gpt.sft.upstream`): its masked copies are rows of
-    their own, whose masks are drawn here with `random.Random.sample` as upstream draws them.
-    The batch carries its own counts (`COUNTS_KEY`, one number per `COUNT_NAMES`). Samples are rows of
-    `select_trainable`'s dataset (which the Trainer passes through untouched: remove_unused_columns
-    is off); the validation rows carry `ntp_only`, for a plain NTP loss comparable across modes.
+    In "separate" mode a batch of B samples holds up to 2B sequences, so a step sees the same samples
+    as in "concat" mode. With `preset="upstream"` every sample is one upstream example, its masks
+    drawn with `random.Random.sample` as upstream draws them. Validation rows carry `ntp_only`.
     """
 
     mode: str
