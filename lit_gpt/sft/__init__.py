@@ -3,15 +3,13 @@
 `import lit_gpt.sft` needs only torch; `datasets` and `transformers` load where they are used.
 """
 
-from lit_gpt.sft.builder import IGNORE_INDEX, MEAP_MODES, build_meap_example, build_meap_example_from_segments
-from lit_gpt.sft.templates import TEMPLATES, Segment, Template, get_template
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example, build_meap_example_from_segments
+from lit_gpt.sft.templates import TEMPLATES, Segment, get_template
 
 __all__ = [
     "IGNORE_INDEX",
-    "MEAP_MODES",
     "TEMPLATES",
     "Segment",
-    "Template",
     "build_meap_example",
     "build_meap_example_from_segments",
     "get_template",

@@ -27,7 +27,10 @@ def check_world_size(training_args) -> None:
         raise UserError(f"WORLD_SIZE={launched!r} in the environment is not a number") from None
     trainer_size = training_args.world_size
     if launched_size != trainer_size:
-        hint = " (on CPU, add --use_cpu to train with several processes)" if not _has_accelerator() else ""
+        import torch
+
+        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        hint = "" if accelerator else " (on CPU, add --use_cpu to train with several processes)"
         raise UserError(f"the launcher started WORLD_SIZE={launched_size} processes but the Trainer sees a world of "
                         f"{trainer_size}: each process would train alone{hint}")
 
@@ -55,12 +58,6 @@ def check_masked_copies(summary, meap_args, min_share: float) -> None:
         remedies = f"a longer --model_max_length than {meap_args.model_max_length}"
     raise UserError(f"{counts}: the run would be mostly plain NTP; use {remedies}, or pass --allow_few_masked_copies "
                     "to train anyway")
-
-
-def _has_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
 def check_remote_code(folder: Path, what: str, trust_remote_code: bool) -> None:

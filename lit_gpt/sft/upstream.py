@@ -112,11 +112,10 @@ class SlowLlamaEncoding:
     folder's tokenizer_config.json says, True when it says nothing), whose ids differ from the fast
     tokenizer's for text that starts with whitespace: "   " is ▁▁▁▁ there, ▁▁▁ in the fast one.
 
-    It works as that class does: the text is split at the added tokens; with legacy=False, "▁"
-    marks are written back as spaces, one "▁" is put before the text (add_prefix_space) and dropped
-    again before a leading added token, and each piece is encoded without sentencepiece's dummy
-    prefix (a piece starting with a space behind an "<unk>" whose pieces are then removed); with
-    legacy=True each piece is encoded by the model as it is, dummy prefix included.
+    As that class does, the text is split at the added tokens; legacy=True encodes each piece as it
+    is (dummy prefix included); legacy=False writes "▁" back as spaces, puts one "▁" before the text
+    (add_prefix_space), dropped again before a leading added token, and encodes each piece without
+    the dummy prefix (a piece starting with a space behind an "<unk>" whose pieces are then removed).
     """
 
     def __init__(self, model_proto: bytes, added: dict, *, legacy: bool, add_prefix_space: bool, bos_id: Optional[int],
