@@ -89,9 +89,7 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
         return system, [(query, output)]
     if not isinstance(conversation, list) or not all(isinstance(turn, dict) for turn in conversation):
         raise UserError(f"{where}: conversations must be a list of {{from, value}} turns")
-    if len(conversation) < 2:
-        return None
-    if conversation[0].get("from") != UPSTREAM_ROLES[0]:
+    if conversation and conversation[0].get("from") != UPSTREAM_ROLES[0]:
         conversation = conversation[1:]
     if len(conversation) < 2:
         return None
