@@ -340,13 +340,15 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
         summary.with_copy = summary.masked_copies
     elif mode != "ntp":
         # The collator's builder decides; token values do not matter to it, so the flags stand in for them.
-        flags, generator = list(tokenized["is_answer"]), torch.Generator()
-        summary.with_copy = sum(
-            1 for i in originals if n_answer[i] >= min_answer_tokens and any(
-                -1 in e["input_ids"] for e in build_meap_example_from_segments(
-                    answer_segments(flags[i], flags[i]), mode=mode, mask_ratio=mask_ratio, mask_token_id=-1,
-                    eos_token_id=0, max_length=max_length, min_answer_tokens=min_answer_tokens, generator=generator,
-                    make_room=make_room)))
+        flags = list(tokenized["is_answer"])
+        options = dict(mode=mode, mask_ratio=mask_ratio, mask_token_id=-1, eos_token_id=0, max_length=max_length,
+                       min_answer_tokens=min_answer_tokens, generator=torch.Generator(), make_room=make_room)
+
+        def has_copy(i: int) -> bool:
+            examples = build_meap_example_from_segments(answer_segments(flags[i], flags[i]), **options)
+            return any(-1 in e["input_ids"] for e in examples)
+
+        summary.with_copy = sum(1 for i in originals if n_answer[i] >= min_answer_tokens and has_copy(i))
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
