@@ -51,18 +51,22 @@ class Template:
         messages = list(messages)
         if messages and messages[0]["role"] == "system":
             system = messages.pop(0)["content"]
-        for i, message in enumerate(messages):
-            expected = "user" if i % 2 == 0 else "assistant"
-            if message["role"] != expected:
-                raise ValueError(f"message {i} has role {message['role']!r}, expected {expected!r}")
         if system is None:
             with_input = messages and messages[0].get("input") and self.default_system_with_input is not None
             system = self.default_system_with_input if with_input else self.default_system
 
         texts = [(self.system.format(system=system), False)] if system else []
         for i, message in enumerate(messages):
-            if message["role"] == "user":
-                texts.append(((self.turn_separator if i > 0 else "") + self._user_text(message), False))
+            expected = "user" if i % 2 == 0 else "assistant"
+            if message["role"] != expected:
+                raise ValueError(f"message {i} has role {message['role']!r}, expected {expected!r}")
+            if expected == "user":
+                content, extra = message["content"], message.get("input") or ""
+                if extra and self.user_with_input is not None:
+                    text = self.user_with_input.format(content=content, input=extra)
+                else:
+                    text = self.user.format(content=f"{content}\n\n{extra}" if extra else content)
+                texts.append(((self.turn_separator if i > 0 else "") + text, False))
             else:
                 end = "" if i == len(messages) - 1 and self.assistant_end == EOS_PLACEHOLDER else self.assistant_end
                 end = end.replace(EOS_PLACEHOLDER, eos_token)
@@ -71,14 +75,6 @@ class Template:
             Segment("".join(text for text, _ in group), is_answer)
             for is_answer, group in itertools.groupby(texts, key=lambda t: t[1])
         ]
-
-    def _user_text(self, message: dict) -> str:
-        content, extra = message["content"], message.get("input") or ""
-        if extra and self.user_with_input is not None:
-            return self.user_with_input.format(content=content, input=extra)
-        if extra:
-            content = f"{content}\n\n{extra}"
-        return self.user.format(content=content)
 
 
 TEMPLATES: dict[str, Template] = {
