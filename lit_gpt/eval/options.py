@@ -44,10 +44,8 @@ class ModelSettings:
     allow_beyond_context: bool = setting(False, help=BEYOND_CONTEXT_HELP)
 
     def load_model(self, output_files: Iterable[str]):
-        """The model, once its path is checked and --out_dir holds none of `output_files` (unless --overwrite).
-
-        --out_dir is not created yet (`make_out_dir`), so a bad model leaves no empty folder behind.
-        """
+        """The model, once its path is checked and --out_dir holds none of `output_files` (unless --overwrite);
+        --out_dir is created later (`make_out_dir`), so a bad model leaves no empty folder behind."""
         from lit_gpt.eval.models import check_model_path, load_model
 
         check_model_path(self.model_dir, self.tokenizer_dir)

@@ -98,12 +98,12 @@ def summarize(records: Sequence[dict], value) -> dict:
     }
 
 
-def format_table(accuracy: dict, title: str = "", percent: bool = True) -> str:
+def format_table(accuracy: dict, title: str, percent: bool = True) -> str:
     """Accuracy (%) or another per-cell mean with a row per length, a column per depth, and the means."""
     scale, width = (100, 1) if percent else (1, 2)
     depths = list(accuracy["by_depth"])
     head = f"{'length':>8} | " + " ".join(f"{float(d) * 100:>6g}%" for d in depths) + " |   mean"
-    lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
+    lines = [title, head, "-" * len(head)]
     for length, row in accuracy["by_length_depth"].items():
         cells = " ".join(f"{scale * row[d]:>7.{width}f}" if d in row else f"{'':>7}" for d in depths)
         lines.append(f"{length:>8} | {cells} | {scale * accuracy['by_length'][length]:>6.{width}f}")
