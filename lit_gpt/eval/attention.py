@@ -24,7 +24,7 @@ import math
 import statistics
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -234,9 +234,7 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     records = [analyse_prompt(loaded.model, prompt, answer) for prompt, answer in pairs]
     summary = summarize(records)
     results = {
-        "task": settings.task,
-        "model": str(Path(settings.model_dir).expanduser().resolve()),
-        "settings": {**asdict(settings), "model_source": loaded.source, "haystack": haystack, "command": command},
+        **settings.results_head(settings.task, loaded, haystack=haystack, command=command),
         "definition": (
             "attention probabilities at the positions predicting the answer tokens (teacher-forced), summed over "
             "the needle span, the question (end of context to end of prompt) and the rest of the visible keys, "

@@ -18,7 +18,7 @@ import gzip
 import json
 import zlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -178,20 +178,10 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
         )
     accuracy = {str(pos): sum(v) / len(v) for pos, v in sorted(by_position.items())}
     results = {
-        "task": "multidoc_qa",
-        "model": str(Path(settings.model_dir).expanduser().resolve()),
-        "settings": {
-            **asdict(settings),
-            "gold_positions": positions,
-            "num_documents": num_documents,
-            "examples": len(examples),
-            "model_source": loaded.source,
-            "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."),
-            "max_position_embeddings": loaded.max_positions,
-            "longest_prompt_tokens": max(len(p) for p in prompts),
-            "command": command,
-        },
+        **settings.results_head(
+            "multidoc_qa", loaded, gold_positions=positions, num_documents=num_documents, examples=len(examples),
+            longest_prompt_tokens=max(len(p) for p in prompts), command=command,
+        ),
         "accuracy": {
             "metric": settings.metric,
             "by_gold_position": accuracy,

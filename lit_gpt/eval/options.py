@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from lit_gpt.cli import ArgumentParser, exit_on_user_error
@@ -57,6 +57,21 @@ class ModelSettings:
             raise UserError(f"{out} already holds {', '.join(existing)}; choose another --out_dir or pass --overwrite")
         return load_model(self.model_dir, tokenizer_dir=self.tokenizer_dir, device=self.device, dtype=self.dtype,
                           trust_remote_code=self.trust_remote_code)
+
+    def results_head(self, task: str, loaded, **settings) -> dict:
+        """The start of results.json: the task, the model, these settings, what the model turned out to be."""
+        return {
+            "task": task,
+            "model": str(Path(self.model_dir).expanduser().resolve()),
+            "settings": {
+                **asdict(self),
+                "model_source": loaded.source,
+                "device": str(loaded.device),
+                "dtype": str(loaded.dtype).removeprefix("torch."),
+                "max_position_embeddings": loaded.max_positions,
+                **settings,
+            },
+        }
 
     def make_out_dir(self) -> Path:
         out = Path(self.out_dir).expanduser()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -152,17 +152,7 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
         "n": len(records),
     }
     results = {
-        "task": settings.task,
-        "model": str(Path(settings.model_dir).expanduser().resolve()),
-        "settings": {
-            **asdict(settings),
-            "model_source": loaded.source,
-            "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."),
-            "haystack": haystack,
-            "max_position_embeddings": loaded.max_positions,
-            "command": command,
-        },
+        **settings.results_head(settings.task, loaded, haystack=haystack, command=command),
         "accuracy": accuracy,
         "logprob": logprob,
         "timing": {"prompt_seconds": round(prompt_seconds, 2), "decode_seconds": round(decode_seconds, 2),
