@@ -91,10 +91,6 @@ class RetrievalPrompt:
     context_end: int  # exclusive
 
     @property
-    def prompt_tokens(self) -> int:
-        return len(self.input_ids)
-
-    @property
     def needle_depth(self) -> float:
         """The depth the needle really sits at (same definition as `depth`)."""
         room = self.context_end - self.context_start - (self.needle_end - self.needle_start)
@@ -307,7 +303,7 @@ class SamplePrompts:
         best, best_error = None, None
         for _ in range(12):
             prompt = self._assemble(depth, round(before), round(after))
-            length_error = self.context_length - prompt.prompt_tokens
+            length_error = self.context_length - len(prompt.input_ids)
             room = prompt.context_end - prompt.context_start - (prompt.needle_end - prompt.needle_start)
             position_error = prompt.context_start + depth * room - prompt.needle_start
             error = max(abs(length_error), abs(position_error))

@@ -61,7 +61,7 @@ def score_prompts(
                 "context_length": prompt.context_length,
                 "depth": prompt.depth,
                 "sample": prompt.sample_index,
-                "prompt_tokens": prompt.prompt_tokens,
+                "prompt_tokens": len(prompt.input_ids),
                 "needle_position": prompt.needle_start,
                 "needle_end": prompt.needle_end,
                 "context_start": prompt.context_start,
