@@ -222,12 +222,11 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     loaded = settings.load_model(OUTPUT_FILES)
     # Refused at once when a context alone is too long, and below, once the answers are known, when a
     # prompt and its answer are: the model reads both (teacher-forced).
-    allow = settings.allow_beyond_context
-    options.check_positions(max(settings.context_lengths), loaded.max_positions, allow, "--context_lengths")
+    settings.check_positions(max(settings.context_lengths), loaded, "--context_lengths")
     prompts, haystack = settings.prompts(loaded.tokenizer)
     answers = prompt_answer_ids(loaded.tokenizer, prompts)
     longest = max(len(prompt.input_ids) + len(answer) for prompt, answer in zip(prompts, answers))
-    options.check_positions(longest, loaded.max_positions, allow, "--context_lengths (prompt and answer)")
+    settings.check_positions(longest, loaded, "--context_lengths (prompt and answer)")
     out_dir = settings.make_out_dir()
     pairs = tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
                  disable=not sys.stderr.isatty())

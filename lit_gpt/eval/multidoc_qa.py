@@ -153,8 +153,8 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     jobs = [(ex, pos, arrange(ex, pos, settings.num_documents)) for pos in positions for ex in examples]
     loaded = settings.load_model(OUTPUT_FILES)
     prompts = [_encode(loaded.tokenizer, qa_prompt(ex.question, docs), settings.chat_template) for ex, _, docs in jobs]
-    options.check_positions(max(len(p) for p in prompts) + settings.max_new_tokens, loaded.max_positions,
-                            settings.allow_beyond_context, f"{settings.input_path}: the longest prompt + answer")
+    longest = max(len(p) for p in prompts) + settings.max_new_tokens
+    settings.check_positions(longest, loaded, f"{settings.input_path}: the longest prompt + answer")
     out_dir = settings.make_out_dir()
     generations = greedy_generate(loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
                                   desc="multidoc QA")

@@ -58,6 +58,16 @@ class ModelSettings:
         return load_model(self.model_dir, tokenizer_dir=self.tokenizer_dir, device=self.device, dtype=self.dtype,
                           trust_remote_code=self.trust_remote_code)
 
+    def check_positions(self, longest: int, loaded, what: str) -> None:
+        """Refuses prompts the model has no positions for, before any is built or run: its answers there
+        mean nothing unless extrapolation is what is measured, and long prompts can take minutes each."""
+        if not loaded.max_positions or longest <= loaded.max_positions:
+            return
+        message = f"{what}: {longest} tokens exceed the model's {loaded.max_positions} positions"
+        if not self.allow_beyond_context:
+            raise UserError(f"{message}; use shorter lengths, or pass --allow_beyond_context to run them anyway")
+        print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
+
     def results_head(self, task: str, loaded, **settings) -> dict:
         """The start of results.json: the task, the model, these settings, what the model turned out to be."""
         return {
@@ -119,17 +129,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model_flags = [f for f in fields(ModelSettings) if f.name not in ("out_dir", "overwrite", "allow_beyond_context")]
     add_arguments(parser, model_flags)
     parser.add_argument("--batch_size", type=positive_int, default=8)
-
-
-def check_positions(longest: int, max_positions: Optional[int], allow: bool, what: str) -> None:
-    """Refuses prompts the model has no positions for, before any is built or run: its answers there
-    mean nothing unless extrapolation is what is measured, and long prompts can take minutes each."""
-    if not max_positions or longest <= max_positions:
-        return
-    message = f"{what}: {longest} tokens exceed the model's {max_positions} positions"
-    if not allow:
-        raise UserError(f"{message}; use shorter lengths, or pass --allow_beyond_context to run them anyway")
-    print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
 
 
 def parse_as(kind: Callable, text: str, message: str) -> Any:

@@ -124,8 +124,8 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
     from lit_gpt.eval.plots import plot_heatmap
 
     loaded = settings.load_model(OUTPUT_FILES)
-    options.check_positions(max(settings.context_lengths) + settings.max_new_tokens, loaded.max_positions,
-                            settings.allow_beyond_context, "--context_lengths (longest prompt + answer)")
+    longest = max(settings.context_lengths) + settings.max_new_tokens
+    settings.check_positions(longest, loaded, "--context_lengths (longest prompt + answer)")
 
     start = time.perf_counter()
     prompts, haystack = settings.prompts(loaded.tokenizer)
