@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -76,7 +77,7 @@ def _read_documents(path: Path) -> Iterator[str]:
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     raise UserError(f"{path} record {n} has no 'text' string")
                 yield record["text"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError, zlib.error) as err:  # a corrupt .gz too
         raise UserError(f"could not read haystack file {path}: {err}") from err
 
 
