@@ -1,9 +1,8 @@
 """Lit checkpoints to Hugging Face LLaMA folders (and models in memory), and HF weights back to lit.
 
 The export writes safetensors shard by shard from the memory-mapped checkpoint, never building a
-Hugging Face model, so converting needs about the model's size in RAM (in the target dtype).
-Everything is written into a hidden folder next to the destination and renamed at the end: an
-error at any point leaves nothing behind.
+Hugging Face model, so converting needs about the model's size in RAM (in the target dtype); it is
+staged beside the destination (lit_gpt.io.atomic), so an error at any point leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -25,18 +24,14 @@ from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
 from lit_gpt.io.safe_load import load_torch_file
-from lit_gpt.convert.hf import (StateDictMismatch, config_from_hf, hf_config_dict, hf_shapes, hf_to_lit_state_dict,
+from lit_gpt.convert.hf import (config_from_hf, hf_config_dict, hf_shapes, hf_to_lit_state_dict,
                                 lit_to_hf_items, lit_to_hf_state_dict)
 from lit_gpt.io.atomic import staged
 from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
 
 PathLike = Union[str, Path]
 
-DTYPES = {
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "float32": torch.float32, "fp32": torch.float32,
-}
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 # Files a Hugging Face model folder may hold besides the weights; copied along by convert_safetensors.
 HF_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
@@ -318,10 +313,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     tokenizer_size = len(load_tokenizer(hf_dir)) if has_tokenizer else None
     config = target_config(source, model_name, tokenizer_size)
 
-    try:
-        sd = hf_to_lit_state_dict(read_hf_weights(hf_dir), source)
-    except StateDictMismatch as err:
-        raise UserError(f"{hf_dir} does not match its config.json: {err}") from None
+    sd = hf_to_lit_state_dict(read_hf_weights(hf_dir), source, what=f"{hf_dir} does not match its config.json: "
+                                                                    "Hugging Face weights")
     grown = config.padded_vocab_size - source.padded_vocab_size
     for key in ("transformer.wte.weight", "lm_head.weight"):
         sd[key] = _grow_rows(sd[key], config.padded_vocab_size)
