@@ -234,16 +234,13 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    for index_name, single, load in (
-        (SAFETENSORS_INDEX, "model.safetensors", lambda p: load_file(str(p))),
-        ("pytorch_model.bin.index.json", "pytorch_model.bin", load_torch_file),
-    ):
-        if (hf_dir / index_name).is_file():
+    for single, load in (("model.safetensors", lambda p: load_file(str(p))), ("pytorch_model.bin", load_torch_file)):
+        index = hf_dir / f"{single}.index.json"
+        if index.is_file():
             try:
-                weight_map = json.loads((hf_dir / index_name).read_text())["weight_map"]
+                files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             except (ValueError, KeyError) as err:
-                raise UserError(f"{hf_dir / index_name} is not a weight index: {err}") from None
-            files = sorted(set(weight_map.values()))
+                raise UserError(f"{index} is not a weight index: {err}") from None
         elif (hf_dir / single).is_file():
             files = [single]
         else:
@@ -252,7 +249,7 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
         for name in files:
             path = hf_dir / name
             if not path.is_file():
-                raise UserError(f"{path}, listed in {hf_dir / index_name}, does not exist")
+                raise UserError(f"{path}, listed in {index}, does not exist")
             try:
                 sd.update(load(path))
             except SafetensorError as err:
