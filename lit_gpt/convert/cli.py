@@ -1,5 +1,4 @@
-"""Command lines of the converters: `meap-convert lit-to-hf | hf-to-lit | safetensors`, and the
-scripts in convert/ (one direction each)."""
+"""`meap-convert lit-to-hf | hf-to-lit | safetensors`, and the scripts in convert/ (one direction each)."""
 
 from __future__ import annotations
 

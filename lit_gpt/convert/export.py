@@ -55,7 +55,6 @@ class ExportResult:
                 f"{self.n_bytes / 1e9:.2f} GB in {shards}, {tok}, {self.seconds:.1f} s")
 
 
-# ----------------------------------------------------------------------------- small parsers
 def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -86,7 +85,6 @@ def parse_size(size: Union[int, str]) -> int:
     return value
 
 
-# ----------------------------------------------------------------------------- writing safely
 def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Path], ...]) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out_dir {out} exists and is not a directory")
@@ -144,7 +142,6 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-# ----------------------------------------------------------------------------- tokenizer
 def resolve_tokenizer_dir(tokenizer_dir: Optional[PathLike], meta: dict[str, Any]) -> Optional[Path]:
     """The tokenizer given, else the one the checkpoint records, else None."""
     if tokenizer_dir is not None:
@@ -179,7 +176,6 @@ def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtyp
         raise UserError(str(err)) from None
 
 
-# ----------------------------------------------------------------------------- lit -> HF
 def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,
               tokenizer_dir: Optional[PathLike] = None, dtype: Union[str, torch.dtype] = "bfloat16",
               max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
@@ -228,7 +224,6 @@ def lit_to_hf(checkpoint_path: PathLike, tokenizer_dir: Optional[PathLike] = Non
     return model.eval(), tokenizer
 
 
-# ----------------------------------------------------------------------------- HF -> lit
 def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     """All tensors of a HF folder: model.safetensors (+ index/shards) or pytorch_model.bin (+ index)."""
     from safetensors import SafetensorError
@@ -326,7 +321,6 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     }
 
 
-# ----------------------------------------------------------------------------- pytorch_model.bin -> safetensors
 def bin_to_safetensors(checkpoint_path: PathLike, out_dir: PathLike, *, dtype: Union[str, torch.dtype, None] = None,
                        max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
     """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors,

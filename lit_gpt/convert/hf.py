@@ -14,6 +14,7 @@ import torch
 
 from lit_gpt.config import Config
 from lit_gpt.errors import UserError
+from lit_gpt.tokenizer import TokenizerInfo
 
 # lit key template -> HF key template; `{}` is the layer index. The fused q/k/v weight is handled apart.
 LIT_TO_HF: dict[str, str] = {
@@ -139,15 +140,14 @@ def _ranges(ids: list[int]) -> str:
     return ",".join(spans)
 
 
-# ----------------------------------------------------------------------------- configs
-def hf_config_dict(config: Config, tokenizer_info: Optional[Mapping[str, Any]] = None, dtype: str = "float32") -> dict[str, Any]:
+def hf_config_dict(config: Config, tokenizer_info: Optional[TokenizerInfo] = None, dtype: str = "float32") -> dict[str, Any]:
     """The `config.json` of the HF model that equals `GPT(config)`: `vocab_size` is the padded vocabulary
     (the rows of the embedding and head); RoPE is written for transformers 4 (`rope_theta`) and 5
-    (`rope_parameters`); `tokenizer_info` (a TokenizerInfo or its dict) gives BOS/EOS, LLaMA's 1/2 otherwise."""
+    (`rope_parameters`); BOS/EOS are the tokenizer's, LLaMA's 1/2 without one."""
     if config.n_embd % config.n_head or config.n_embd // config.n_head != config.head_size:
         # transformers checks hidden_size % num_attention_heads; head_dim alone is not enough there.
         raise ValueError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
-    info = dict(tokenizer_info.to_dict() if hasattr(tokenizer_info, "to_dict") else tokenizer_info or {})
+    bos, eos = (tokenizer_info.bos_id, tokenizer_info.eos_id) if tokenizer_info is not None else (1, 2)
     rope_theta = float(config.rope_base)
     return {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -159,7 +159,7 @@ def hf_config_dict(config: Config, tokenizer_info: Optional[Mapping[str, Any]] =
         "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
         "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False,
         "vocab_size": config.padded_vocab_size, "tie_word_embeddings": False,
-        "bos_token_id": info.get("bos_id", 1), "eos_token_id": info.get("eos_id", 2), "pad_token_id": None,
+        "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": None,
         "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": True, "torch_dtype": dtype, "dtype": dtype,
     }
 

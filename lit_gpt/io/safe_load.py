@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import _compat_pickle
 import pickle
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO, Any, Union
 
 import torch
@@ -105,21 +107,9 @@ class AllowListUnpickler(pickle.Unpickler):
         raise _RefusedGlobal(key)
 
 
-class _AllowListPickleModule:
-    """What torch.load's `pickle_module` must provide: `Unpickler` and `load` (legacy format headers)."""
-
-    __name__ = "lit_gpt.io.safe_load"
-    Unpickler = AllowListUnpickler
-
-    @staticmethod
-    def load(file, **kwargs) -> Any:
-        return AllowListUnpickler(file, **kwargs).load()
-
-
-def _torch_load(path: Union[Path, IO[bytes]], mmap: bool) -> Any:
-    # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list above is what
-    # keeps this safe (torch's own weights_only unpickler stops at protocol 3).
-    return torch.load(path, map_location="cpu", pickle_module=_AllowListPickleModule, weights_only=False, mmap=mmap)
+# What torch.load's `pickle_module` must provide: `Unpickler`, and `load` for the legacy format's headers.
+_PICKLE_MODULE = SimpleNamespace(__name__="lit_gpt.io.safe_load", Unpickler=AllowListUnpickler,
+                                 load=lambda file, **kwargs: AllowListUnpickler(file, **kwargs).load())
 
 
 def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any:
@@ -131,14 +121,11 @@ def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any
         path = Path(path).expanduser()
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
+        mmap = mmap and zipfile.is_zipfile(path)  # the legacy (pre-zip) format and raw pickles cannot be mapped
     try:
-        try:
-            return _torch_load(path, mmap)
-        except RuntimeError as err:
-            if not mmap or "mmap can only be used" not in str(err):
-                raise
-            # The legacy (pre-zip) format and raw pickles cannot be memory-mapped.
-            return _torch_load(path, mmap=False)
+        # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list is what keeps this
+        # safe (torch's own weights_only unpickler stops at protocol 3).
+        return torch.load(path, map_location="cpu", pickle_module=_PICKLE_MODULE, weights_only=False, mmap=mmap)
     except _RefusedGlobal as err:
         raise UnsafeCheckpointError(
             f"{path} was not loaded for safety: it calls for {err.name}, which {err.why}; weight files may hold only "
