@@ -103,17 +103,14 @@ def hf_to_lit_state_dict(sd: Mapping[str, torch.Tensor], config: Config,
 
 def check_keys_and_shapes(sd: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], what: str) -> None:
     """UserError `what: ...` listing, on one line, every missing key, unexpected key and wrong shape."""
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
     wrong = [f"{key} {list(sd[key].shape)} (expected {list(shape)})" for key, shape in expected.items()
              if key in sd and tuple(sd[key].shape) != tuple(shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {summarize_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {summarize_keys(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong[:6])}" + (f" and {len(wrong) - 6} more" if len(wrong) > 6 else ""))
+    found = {
+        "missing keys": summarize_keys([k for k in expected if k not in sd]),
+        "unexpected keys": summarize_keys([k for k in sd if k not in expected]),
+        "wrong shapes": ", ".join(wrong[:6]) + (f" and {len(wrong) - 6} more" if len(wrong) > 6 else ""),
+    }
+    problems = [f"{label}: {text}" for label, text in found.items() if text]
     if problems:
         raise UserError(f"{what}: " + "; ".join(problems))
 

@@ -20,7 +20,7 @@ from typing import IO, Iterator, Optional, Union
 
 from safetensors import SafetensorError
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 
 PathLike = Union[str, Path]
 # What the user fixes by freeing space, choosing another folder or fixing permissions.
@@ -29,8 +29,7 @@ WRITE_ERRORS = (OSError, SafetensorError)  # safetensors reports I/O failures as
 
 
 def _existing(path: Path) -> Path:
-    chain = [path, *path.parents]
-    return next((p for p in chain if p.exists()), chain[-1])
+    return next(p for p in (path, *path.parents) if p.exists())  # "." or "/" at the latest
 
 
 def missing_folders(folder: Path) -> list[Path]:
@@ -52,8 +51,7 @@ def failure_reason(err: BaseException, folder: Path, needed_bytes: Optional[int]
     the free space is compared with what was being written."""
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    text = text.split("I/O error: ", 1)[-1]  # safetensors: "Error while serializing: I/O error: <strerror>"
+    text = first_line(err).split("I/O error: ", 1)[-1]  # safetensors: "Error while serializing: I/O error: <strerror>"
     if needed_bytes is not None:
         try:
             free = shutil.disk_usage(_existing(folder)).free
