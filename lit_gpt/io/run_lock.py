@@ -109,9 +109,15 @@ class RunDirLock:
             self._remove_created()
             raise UserError(f"{self.what} {self.folder}: cannot lock it: {err.strerror or err}") from None
         try:
-            self._check_previous_holder()
+            holder, host = read_holder(self.folder), socket.gethostname()
+            if holder and holder.get("host") != host:
+                raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be checked "
+                                   f"from host {host}; if that run has ended, delete {self.folder / HOLDER}")
+            if holder:  # the lock is free, so that run has ended (a live process with its pid is a reused number)
+                self._warn(f"{self.what} {self.folder}: taking over the lock of {_describe(holder)}, "
+                           "which is no longer running")
             write_text(self.folder / HOLDER, json.dumps({
-                "host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
+                "host": host, "pid": os.getpid(), "command": self.command,
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             }) + "\n", self.what)
         except BaseException:
@@ -119,17 +125,6 @@ class RunDirLock:
             self._remove_created()
             raise
         self._lock = lock
-
-    def _check_previous_holder(self) -> None:
-        holder = read_holder(self.folder)
-        if not holder:
-            return
-        host = socket.gethostname()
-        if holder.get("host") != host:
-            raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be checked "
-                               f"from host {host}; if that run has ended, delete {self.folder / HOLDER}")
-        # The lock is free, so that run has ended (a live process with its pid is a reused number).
-        self._warn(f"{self.what} {self.folder}: taking over the lock of {_describe(holder)}, which is no longer running")
 
     def release(self) -> None:
         if self._lock is None:
