@@ -106,7 +106,8 @@ def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
 
     if not sharded_checkpoint.is_sharded_checkpoint(path):
         raise UserError(f"{path} is a directory but not a sharded checkpoint (no {sharded_checkpoint.INDEX_FILE} in it)")
-    meta = load_torch_file(path / sharded_checkpoint.META_FILE) if (path / sharded_checkpoint.META_FILE).is_file() else {}
+    meta_file = path / sharded_checkpoint.META_FILE
+    meta = load_torch_file(meta_file) if meta_file.is_file() else {}
     try:
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
     except pickle.UnpicklingError as err:

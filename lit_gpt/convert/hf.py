@@ -137,7 +137,9 @@ def _ranges(ids: list[int]) -> str:
     return ",".join(spans)
 
 
-def hf_config_dict(config: Config, tokenizer_info: Optional[TokenizerInfo] = None, dtype: str = "float32") -> dict[str, Any]:
+def hf_config_dict(
+    config: Config, tokenizer_info: Optional[TokenizerInfo] = None, dtype: str = "float32"
+) -> dict[str, Any]:
     """The `config.json` of the HF model that equals `GPT(config)`: `vocab_size` is the padded vocabulary
     (the rows of the embedding and head); RoPE is written for transformers 4 (`rope_theta`) and 5
     (`rope_parameters`); BOS/EOS are the tokenizer's, LLaMA's 1/2 without one."""

@@ -111,8 +111,8 @@ class RunDirLock:
         try:
             holder, host = read_holder(self.folder), socket.gethostname()
             if holder and holder.get("host") != host:
-                raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be checked "
-                                   f"from host {host}; if that run has ended, delete {self.folder / HOLDER}")
+                raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be "
+                                   f"checked from host {host}; if that run has ended, delete {self.folder / HOLDER}")
             if holder:  # the lock is free, so that run has ended (a live process with its pid is a reused number)
                 self._warn(f"{self.what} {self.folder}: taking over the lock of {_describe(holder)}, "
                            "which is no longer running")
