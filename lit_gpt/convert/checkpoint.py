@@ -1,9 +1,6 @@
-"""Reading lit checkpoints: the trainer's, upstream TinyLlama/MEAP ones, and plain state dicts.
-
-`load_lit_checkpoint` is the one loader every consumer uses (export, evaluation, `--init_from`):
-it memory-maps the file (the optimizer state of a training checkpoint is never read into RAM),
-refuses anything but tensors and plain containers, resolves the model config and checks every key
-and shape against it before anything is converted or written.
+"""The one loader of lit checkpoints (the trainer's, upstream TinyLlama/MEAP ones, plain state dicts) that
+export, evaluation and `--init_from` use: memory-mapped (a training checkpoint's optimizer state is never
+read into RAM), allow-list unpickled, and checked key by key against the model before anything is written.
 """
 
 from __future__ import annotations
@@ -15,9 +12,9 @@ from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.config import Config
-from lit_gpt.convert.hf import StateDictMismatch, check_keys_and_shapes
+from lit_gpt.convert.hf import check_keys_and_shapes, lit_shapes
 from lit_gpt.io.safe_load import load_torch_file
 
 # Added, in any order and nesting, by torch.compile, DDP/FSDP and Fabric's module wrappers.
@@ -28,15 +25,6 @@ _NOT_META = ("model", "state_dict", "optimizer")
 
 def strip_wrapper_prefixes(sd: dict[str, Any]) -> dict[str, Any]:
     return {_WRAPPER_PREFIXES.sub("", key): value for key, value in sd.items()}
-
-
-def lit_shapes(config: Config) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of `GPT(config)`'s state dict, from a model built on the meta device (no memory)."""
-    from lit_gpt.model import GPT
-
-    with torch.device("meta"):
-        model = GPT(config, fused=False)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def _split_checkpoint(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,9 +73,10 @@ def load_lit_checkpoint(path: Union[str, Path], model_name: Optional[str] = None
     """-> (state dict, Config, metadata: every other top-level entry) of a trainer's checkpoint, an
     upstream TinyLlama/MEAP one (`model_name` required) or a plain state dict, wrapper prefixes
     stripped, tensors memory-mapped; UserError naming every missing/unexpected key and wrong shape."""
+    path = Path(path).expanduser()
     sd, meta = read_lit_state_dict(path)
-    config = resolve_config(meta, model_name, Path(path).expanduser())
-    check_state_dict(sd, config, what=f"{Path(path).expanduser()} does not match model {config.name!r}")
+    config = resolve_config(meta, model_name, path)
+    check_state_dict(sd, config, what=f"{path} does not match model {config.name!r}")
     return sd, config, meta
 
 
@@ -96,9 +85,7 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
     path = Path(path).expanduser()
     if path.is_dir():
         sd, meta = read_sharded_checkpoint(path)
-    elif not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    else:
+    else:  # load_torch_file names a missing file
         sd, meta = _split_checkpoint(load_torch_file(path), path)
     sd = strip_wrapper_prefixes(sd)
     if any(k.startswith(("model.layers.", "model.embed_tokens.")) for k in sd):
@@ -119,14 +106,12 @@ def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
 
     if not sharded_checkpoint.is_sharded_checkpoint(path):
         raise UserError(f"{path} is a directory but not a sharded checkpoint (no {sharded_checkpoint.INDEX_FILE} in it)")
+    meta_file = path / sharded_checkpoint.META_FILE
+    meta = load_torch_file(meta_file) if meta_file.is_file() else {}
     try:
-        meta = load_torch_file(path / sharded_checkpoint.META_FILE) if (path / sharded_checkpoint.META_FILE).is_file() else {}
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
-    except UserError:
-        raise
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: {str(err).strip().splitlines()[0] if str(err).strip() else 'unsafe content'} "
-                        "(not loaded for safety)") from None
+        raise UserError(f"{path}: {first_line(err)} (not loaded for safety)") from None
     except Exception as err:  # a damaged folder: torch raises several types
         raise UserError(f"could not read {path} as a sharded checkpoint: {type(err).__name__}: {err}") from None
     return sd, {k: v for k, v in meta.items() if k not in _NOT_META}
@@ -134,7 +119,4 @@ def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
 
 def check_state_dict(sd: dict[str, torch.Tensor], config: Config, what: str) -> None:
     """UserError `what: ...` listing every missing/unexpected key and wrong shape against `GPT(config)`."""
-    try:
-        check_keys_and_shapes(sd, lit_shapes(config), what=what)
-    except StateDictMismatch as err:
-        raise UserError(str(err)) from None
+    check_keys_and_shapes(sd, lit_shapes(config), what)

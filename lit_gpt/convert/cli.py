@@ -1,5 +1,4 @@
-"""Command lines of the converters: `meap-convert lit-to-hf | hf-to-lit | safetensors`, and the
-scripts in convert/ (one direction each)."""
+"""`meap-convert lit-to-hf | hf-to-lit | safetensors`, and the scripts in convert/ (one direction each)."""
 
 from __future__ import annotations
 
@@ -48,7 +47,10 @@ def _parser(doc: str, prog: Optional[str]) -> argparse.ArgumentParser:
     return ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def parse_lit_to_hf(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
+@exit_on_user_error
+def lit_to_hf_main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
+    from lit_gpt.convert.export import export_hf
+
     parser = _parser(LIT_TO_HF, prog)
     parser.add_argument("--checkpoint_name", "--checkpoint_path", dest="checkpoint", required=True, metavar="PATH",
                         help="the .pth checkpoint (trainer checkpoint, file or sharded folder; upstream checkpoint; "
@@ -61,14 +63,7 @@ def parse_lit_to_hf(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out_dir")
     parser.add_argument("--model_only", nargs="?", const="true", default=None,
                         help="accepted for upstream compatibility; has no effect")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def lit_to_hf_main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
-    from lit_gpt.convert.export import export_hf
-
-    args = parse_lit_to_hf(argv, prog)
+    args = parser.parse_args(argv)
     result = export_hf(args.checkpoint, args.out_dir, model_name=args.model_name, tokenizer_dir=args.tokenizer_dir,
                        dtype=args.dtype, max_shard_size=args.max_shard_size, overwrite=args.overwrite)
     print(result.summary())
@@ -76,41 +71,33 @@ def lit_to_hf_main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = N
         print("note: no tokenizer was given or recorded in the checkpoint; pass --tokenizer_dir to include one")
 
 
-def parse_hf_to_lit(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
+@exit_on_user_error
+def hf_to_lit_main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
+    from lit_gpt.convert.export import import_hf
+
     parser = _parser(HF_TO_LIT, prog)
     parser.add_argument("--checkpoint_dir", required=True, help="Hugging Face folder: config.json + safetensors or pytorch_model.bin")
     parser.add_argument("--model_name", default=None,
                         help="the lit shape the weights have, e.g. tiny_LLaMA_1b (default: the shape config.json describes)")
     parser.add_argument("--out", required=True, help="the .pth file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def hf_to_lit_main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
-    from lit_gpt.convert.export import import_hf
-
-    args = parse_hf_to_lit(argv, prog)
+    args = parser.parse_args(argv)
     r = import_hf(args.checkpoint_dir, args.out, model_name=args.model_name, overwrite=args.overwrite)
     grown = f", {r['vocab_rows_added']} vocabulary rows added (mean-initialised)" if r["vocab_rows_added"] else ""
     print(f"wrote {r['out']}: {r['model_name']}, {r['n_params'] / 1e6:.1f}M parameters, {r['dtype']}{grown}, {r['seconds']:.1f} s")
-
-
-def parse_safetensors(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
-    parser = _parser(SAFETENSORS, prog)
-    parser.add_argument("--checkpoint_path", required=True, help="pytorch_model.bin, or a folder with its shards and index")
-    parser.add_argument("--out_dir", required=True, help="folder to write; must be empty or absent unless --overwrite")
-    parser.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="default: keep the stored dtype")
-    parser.add_argument("--max_shard_size", default="5GB")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out_dir")
-    return parser.parse_args(argv)
 
 
 @exit_on_user_error
 def safetensors_main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
     from lit_gpt.convert.export import bin_to_safetensors
 
-    args = parse_safetensors(argv, prog)
+    parser = _parser(SAFETENSORS, prog)
+    parser.add_argument("--checkpoint_path", required=True, help="pytorch_model.bin, or a folder with its shards and index")
+    parser.add_argument("--out_dir", required=True, help="folder to write; must be empty or absent unless --overwrite")
+    parser.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="default: keep the stored dtype")
+    parser.add_argument("--max_shard_size", default="5GB")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out_dir")
+    args = parser.parse_args(argv)
     result = bin_to_safetensors(args.checkpoint_path, args.out_dir, dtype=args.dtype,
                                 max_shard_size=args.max_shard_size, overwrite=args.overwrite)
     print(result.summary())

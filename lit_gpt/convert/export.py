@@ -1,9 +1,8 @@
 """Lit checkpoints to Hugging Face LLaMA folders (and models in memory), and HF weights back to lit.
 
 The export writes safetensors shard by shard from the memory-mapped checkpoint, never building a
-Hugging Face model, so converting needs about the model's size in RAM (in the target dtype).
-Everything is written into a hidden folder next to the destination and renamed at the end: an
-error at any point leaves nothing behind.
+Hugging Face model, so converting needs about the model's size in RAM (in the target dtype); it is
+staged beside the destination (lit_gpt.io.atomic), so an error at any point leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -25,18 +24,14 @@ from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
 from lit_gpt.io.safe_load import load_torch_file
-from lit_gpt.convert.hf import (StateDictMismatch, config_from_hf, hf_config_dict, hf_shapes, hf_to_lit_state_dict,
+from lit_gpt.convert.hf import (config_from_hf, hf_config_dict, hf_shapes, hf_to_lit_state_dict,
                                 lit_to_hf_items, lit_to_hf_state_dict)
 from lit_gpt.io.atomic import staged
 from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, load_tokenizer, tokenizer_info
 
 PathLike = Union[str, Path]
 
-DTYPES = {
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "float32": torch.float32, "fp32": torch.float32,
-}
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 # Files a Hugging Face model folder may hold besides the weights; copied along by convert_safetensors.
 HF_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
@@ -60,7 +55,6 @@ class ExportResult:
                 f"{self.n_bytes / 1e9:.2f} GB in {shards}, {tok}, {self.seconds:.1f} s")
 
 
-# ----------------------------------------------------------------------------- small parsers
 def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -91,7 +85,6 @@ def parse_size(size: Union[int, str]) -> int:
     return value
 
 
-# ----------------------------------------------------------------------------- writing safely
 def _check_destination(out: Path, overwrite: bool, protected: tuple[Optional[Path], ...]) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out_dir {out} exists and is not a directory")
@@ -149,7 +142,6 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-# ----------------------------------------------------------------------------- tokenizer
 def resolve_tokenizer_dir(tokenizer_dir: Optional[PathLike], meta: dict[str, Any]) -> Optional[Path]:
     """The tokenizer given, else the one the checkpoint records, else None."""
     if tokenizer_dir is not None:
@@ -184,7 +176,6 @@ def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtyp
         raise UserError(str(err)) from None
 
 
-# ----------------------------------------------------------------------------- lit -> HF
 def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,
               tokenizer_dir: Optional[PathLike] = None, dtype: Union[str, torch.dtype] = "bfloat16",
               max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
@@ -233,22 +224,18 @@ def lit_to_hf(checkpoint_path: PathLike, tokenizer_dir: Optional[PathLike] = Non
     return model.eval(), tokenizer
 
 
-# ----------------------------------------------------------------------------- HF -> lit
 def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     """All tensors of a HF folder: model.safetensors (+ index/shards) or pytorch_model.bin (+ index)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    for index_name, single, load in (
-        (SAFETENSORS_INDEX, "model.safetensors", lambda p: load_file(str(p))),
-        ("pytorch_model.bin.index.json", "pytorch_model.bin", load_torch_file),
-    ):
-        if (hf_dir / index_name).is_file():
+    for single, load in (("model.safetensors", lambda p: load_file(str(p))), ("pytorch_model.bin", load_torch_file)):
+        index = hf_dir / f"{single}.index.json"
+        if index.is_file():
             try:
-                weight_map = json.loads((hf_dir / index_name).read_text())["weight_map"]
+                files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             except (ValueError, KeyError) as err:
-                raise UserError(f"{hf_dir / index_name} is not a weight index: {err}") from None
-            files = sorted(set(weight_map.values()))
+                raise UserError(f"{index} is not a weight index: {err}") from None
         elif (hf_dir / single).is_file():
             files = [single]
         else:
@@ -257,7 +244,7 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
         for name in files:
             path = hf_dir / name
             if not path.is_file():
-                raise UserError(f"{path}, listed in {hf_dir / index_name}, does not exist")
+                raise UserError(f"{path}, listed in {index}, does not exist")
             try:
                 sd.update(load(path))
             except SafetensorError as err:
@@ -318,10 +305,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     tokenizer_size = len(load_tokenizer(hf_dir)) if has_tokenizer else None
     config = target_config(source, model_name, tokenizer_size)
 
-    try:
-        sd = hf_to_lit_state_dict(read_hf_weights(hf_dir), source)
-    except StateDictMismatch as err:
-        raise UserError(f"{hf_dir} does not match its config.json: {err}") from None
+    sd = hf_to_lit_state_dict(read_hf_weights(hf_dir), source, what=f"{hf_dir} does not match its config.json: "
+                                                                    "Hugging Face weights")
     grown = config.padded_vocab_size - source.padded_vocab_size
     for key in ("transformer.wte.weight", "lm_head.weight"):
         sd[key] = _grow_rows(sd[key], config.padded_vocab_size)
@@ -336,7 +321,6 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     }
 
 
-# ----------------------------------------------------------------------------- pytorch_model.bin -> safetensors
 def bin_to_safetensors(checkpoint_path: PathLike, out_dir: PathLike, *, dtype: Union[str, torch.dtype, None] = None,
                        max_shard_size: Union[int, str] = "5GB", overwrite: bool = False) -> ExportResult:
     """Rewrites Hugging Face `pytorch_model.bin` weights (a file, or a folder with shards) as safetensors,

@@ -13,6 +13,8 @@ from typing import Any, Iterator, Mapping, Optional
 import torch
 
 from lit_gpt.config import Config
+from lit_gpt.errors import UserError
+from lit_gpt.tokenizer import TokenizerInfo
 
 # lit key template -> HF key template; `{}` is the layer index. The fused q/k/v weight is handled apart.
 LIT_TO_HF: dict[str, str] = {
@@ -36,11 +38,8 @@ _HF_IGNORED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq|m
 def split_qkv(qkv: torch.Tensor, config: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """lit's fused weight, per query group [q_per_kv query heads, 1 key head, 1 value head], -> q, k, v."""
     ng, hs = config.n_query_groups, config.head_size
-    grouped = qkv.view(ng, config.q_per_kv + 2, hs, -1)  # (ng, q_per_kv + 2, hs, d)
-    q = grouped[:, : config.q_per_kv].reshape(config.n_head * hs, -1)
-    k = grouped[:, config.q_per_kv].reshape(ng * hs, -1)
-    v = grouped[:, config.q_per_kv + 1].reshape(ng * hs, -1)
-    return q, k, v
+    q, k, v = qkv.view(ng, config.q_per_kv + 2, hs, -1).split((config.q_per_kv, 1, 1), dim=1)
+    return q.reshape(config.n_head * hs, -1), k.reshape(ng * hs, -1), v.reshape(ng * hs, -1)
 
 
 def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: Config) -> torch.Tensor:
@@ -52,22 +51,24 @@ def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: Config)
     return grouped.reshape(-1, d)
 
 
+def lit_shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of `GPT(config)`'s state dict, from a model built on the meta device (no memory)."""
+    from lit_gpt.model import GPT
+
+    with torch.device("meta"):
+        model = GPT(config, fused=False)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def hf_shapes(config: Config) -> dict[str, tuple[int, ...]]:
-    """The HF key -> shape of every weight of `config`, computed without building a model."""
-    d, ff, hs = config.n_embd, config.intermediate_size, config.head_size
-    q, kv = config.n_head * hs, config.n_query_groups * hs
-    shapes = {"model.embed_tokens.weight": (config.padded_vocab_size, d), "model.norm.weight": (d,),
-              "lm_head.weight": (config.padded_vocab_size, d)}
-    layer = {"input_layernorm": (d,), "post_attention_layernorm": (d,), "self_attn.q_proj": (q, d),
-             "self_attn.k_proj": (kv, d), "self_attn.v_proj": (kv, d), "self_attn.o_proj": (d, q),
-             "mlp.gate_proj": (ff, d), "mlp.up_proj": (ff, d), "mlp.down_proj": (d, ff)}
-    return shapes | {f"model.layers.{i}.{name}.weight": shape
-                     for i in range(config.n_layer) for name, shape in layer.items()}
+    """The HF key -> shape of every weight of `config`: lit's shapes through the key map, on the meta device."""
+    meta = {key: torch.empty(shape, device="meta") for key, shape in lit_shapes(config).items()}
+    return {key: tuple(make().shape) for key, make in lit_to_hf_items(meta, config)}
 
 
 def lit_to_hf_items(sd: Mapping[str, torch.Tensor], config: Config) -> Iterator[tuple[str, Any]]:
     """Yields (HF key, zero-argument function giving the tensor) in HF order, so that a caller can write
-    shard by shard; `sd` must already be checked against `config` (`convert.checkpoint.check_state_dict`)."""
+    shard by shard; `sd` must already be checked against `config`."""
     yield "model.embed_tokens.weight", lambda: sd["transformer.wte.weight"]
     for i in range(config.n_layer):
         qkv_key = LIT_QKV.format(i)
@@ -84,13 +85,14 @@ def lit_to_hf_state_dict(sd: Mapping[str, torch.Tensor], config: Config) -> dict
     return {key: make() for key, make in lit_to_hf_items(sd, config)}
 
 
-def hf_to_lit_state_dict(sd: Mapping[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]:
+def hf_to_lit_state_dict(sd: Mapping[str, torch.Tensor], config: Config,
+                         what: str = "Hugging Face weights") -> dict[str, torch.Tensor]:
     """HF LLaMA weights -> lit weights (tied ones, without `lm_head.weight`, get an untied copy of the
-    embedding); StateDictMismatch naming what is missing or misshapen."""
+    embedding); UserError `what: ...` naming what is missing or misshapen."""
     sd = {k: v for k, v in sd.items() if not _HF_IGNORED.fullmatch(k)}
     if "lm_head.weight" not in sd and "model.embed_tokens.weight" in sd:
         sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
-    check_keys_and_shapes(sd, hf_shapes(config), what="Hugging Face weights")
+    check_keys_and_shapes(sd, hf_shapes(config), what)
     out = {lit.format(i): sd[hf.format(i)] for lit, hf in LIT_TO_HF.items()
            for i in (range(config.n_layer) if "{}" in lit else (0,))}  # format(0) leaves a global key as it is
     for i in range(config.n_layer):
@@ -99,25 +101,18 @@ def hf_to_lit_state_dict(sd: Mapping[str, torch.Tensor], config: Config) -> dict
     return out
 
 
-class StateDictMismatch(ValueError):
-    """Missing or unexpected keys, or wrong shapes; the message lists them on one line."""
-
-
 def check_keys_and_shapes(sd: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], what: str) -> None:
-    """Raises StateDictMismatch listing every missing key, unexpected key and wrong shape."""
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
+    """UserError `what: ...` listing, on one line, every missing key, unexpected key and wrong shape."""
     wrong = [f"{key} {list(sd[key].shape)} (expected {list(shape)})" for key, shape in expected.items()
              if key in sd and tuple(sd[key].shape) != tuple(shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {summarize_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {summarize_keys(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong[:6])}" + (f" and {len(wrong) - 6} more" if len(wrong) > 6 else ""))
+    found = {
+        "missing keys": summarize_keys([k for k in expected if k not in sd]),
+        "unexpected keys": summarize_keys([k for k in sd if k not in expected]),
+        "wrong shapes": ", ".join(wrong[:6]) + (f" and {len(wrong) - 6} more" if len(wrong) > 6 else ""),
+    }
+    problems = [f"{label}: {text}" for label, text in found.items() if text]
     if problems:
-        raise StateDictMismatch(f"{what}: " + "; ".join(problems))
+        raise UserError(f"{what}: " + "; ".join(problems))
 
 
 def summarize_keys(keys: list[str], limit: int = 8) -> str:
@@ -142,15 +137,16 @@ def _ranges(ids: list[int]) -> str:
     return ",".join(spans)
 
 
-# ----------------------------------------------------------------------------- configs
-def hf_config_dict(config: Config, tokenizer_info: Optional[Mapping[str, Any]] = None, dtype: str = "float32") -> dict[str, Any]:
+def hf_config_dict(
+    config: Config, tokenizer_info: Optional[TokenizerInfo] = None, dtype: str = "float32"
+) -> dict[str, Any]:
     """The `config.json` of the HF model that equals `GPT(config)`: `vocab_size` is the padded vocabulary
     (the rows of the embedding and head); RoPE is written for transformers 4 (`rope_theta`) and 5
-    (`rope_parameters`); `tokenizer_info` (a TokenizerInfo or its dict) gives BOS/EOS, LLaMA's 1/2 otherwise."""
+    (`rope_parameters`); BOS/EOS are the tokenizer's, LLaMA's 1/2 without one."""
     if config.n_embd % config.n_head or config.n_embd // config.n_head != config.head_size:
         # transformers checks hidden_size % num_attention_heads; head_dim alone is not enough there.
         raise ValueError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
-    info = dict(tokenizer_info.to_dict() if hasattr(tokenizer_info, "to_dict") else tokenizer_info or {})
+    bos, eos = (tokenizer_info.bos_id, tokenizer_info.eos_id) if tokenizer_info is not None else (1, 2)
     rope_theta = float(config.rope_base)
     return {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -162,7 +158,7 @@ def hf_config_dict(config: Config, tokenizer_info: Optional[Mapping[str, Any]] =
         "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta},
         "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False,
         "vocab_size": config.padded_vocab_size, "tie_word_embeddings": False,
-        "bos_token_id": info.get("bos_id", 1), "eos_token_id": info.get("eos_id", 2), "pad_token_id": None,
+        "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": None,
         "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": True, "torch_dtype": dtype, "dtype": dtype,
     }
 

@@ -1,2 +1,1 @@
-"""Reading and writing files safely: all-or-nothing writes (atomic), allow-list loading of foreign
-weights (safe_load), the run lock, hyperparameters.yaml, and sharded checkpoint folders read without unpickling."""
+"""Reading and writing files safely: atomic writes, allow-list loading, the run lock, sharded checkpoints."""

@@ -1,10 +1,9 @@
 """Writing files and folders all or nothing: every output of the project goes through here.
 
-A target is written under a hidden temporary name beside it (`.NAME.partial-XXXXXXXX`, on the same
-file system, never in $TMPDIR), fsynced, then renamed over the target and the folder fsynced. A
-crash leaves the previous target or the new one, never half of one; a write failure removes the
-temporary (and any parent folders created for it) and leaves the previous target untouched. An
-environment failure (full disk, read-only file system, permissions, quota) becomes one
+A target is written under a hidden name beside it (`.NAME.partial-XXXXXXXX`: the same file system,
+never $TMPDIR), fsynced, renamed over the target, and the folder fsynced: a crash leaves the old
+target or the new one, never half of one. A failed write removes the temporary (and the parent
+folders created for it); a full disk, read-only file system, permission or quota error becomes one
 `UserError` naming the target.
 """
 
@@ -19,22 +18,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
 
-from lit_gpt.errors import UserError
+from safetensors import SafetensorError
+
+from lit_gpt.errors import UserError, first_line
 
 PathLike = Union[str, Path]
 # What the user fixes by freeing space, choosing another folder or fixing permissions.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
-try:
-    from safetensors import SafetensorError  # safetensors reports I/O failures as its own type
-
-    WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, SafetensorError)
-except ImportError:
-    WRITE_ERRORS = (OSError,)
+WRITE_ERRORS = (OSError, SafetensorError)  # safetensors reports I/O failures as its own type
 
 
 def _existing(path: Path) -> Path:
-    chain = [path, *path.parents]
-    return next((p for p in chain if p.exists()), chain[-1])
+    return next(p for p in (path, *path.parents) if p.exists())  # "." or "/" at the latest
 
 
 def missing_folders(folder: Path) -> list[Path]:
@@ -56,8 +51,7 @@ def failure_reason(err: BaseException, folder: Path, needed_bytes: Optional[int]
     the free space is compared with what was being written."""
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    text = text.split("I/O error: ", 1)[-1]  # safetensors: "Error while serializing: I/O error: <strerror>"
+    text = first_line(err).split("I/O error: ", 1)[-1]  # safetensors: "Error while serializing: I/O error: <strerror>"
     if needed_bytes is not None:
         try:
             free = shutil.disk_usage(_existing(folder)).free
@@ -90,7 +84,7 @@ def fsync_tree(path: Path, files: bool = True) -> None:
             continue
         try:
             os.fsync(fd)
-        except OSError as err:
+        except OSError:
             if p.is_file():  # a delayed write failed now (e.g. a full disk): the data is not on disk
                 raise
             # not every file system syncs folders; the rename itself is done
@@ -129,39 +123,23 @@ def commit(staging: Path, target: Path) -> None:
 
 
 @contextmanager
-def _created_parents(folder: Path, label: str) -> Iterator[None]:
-    """Creates `folder` with its parents; on any error inside, removes the ones it created."""
-    missing = missing_folders(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot write {label}: {err.strerror or err} ({_existing(folder)})") from None
-    try:
-        yield
-    except BaseException:
-        remove_empty(missing)
-        raise
-
-
-@contextmanager
 def staged(target: PathLike, what: str = "", folder: bool = False, needed_bytes: Optional[int] = None,
            also: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
-    """Yields a hidden path beside `target` (an empty folder when `folder`) to write; on success it
-    replaces `target`, on any error it is removed and `target` stays as it was.
-
-    OSError and safetensors' I/O error (and the types in `also`, e.g. torch.save's RuntimeError for a
-    full disk) become a UserError naming `what` and `target`; `needed_bytes` lets the message tell a
-    full disk apart.
-    """
+    """Yields a hidden path beside `target` (an empty folder when `folder`) that replaces `target` on success
+    and is removed on any error, with the parent folders it created. A write error (or one of `also`, e.g.
+    torch.save's RuntimeError for a full disk) becomes a UserError naming `what` and `target`; `needed_bytes`
+    lets it tell a full disk apart."""
     target = Path(target).expanduser()
     label = f"{what} {target}".strip()
-    with _created_parents(target.parent, label):
-        staging = staging_path(target)
+    staging = staging_path(target)
+    missing = missing_folders(target.parent)
+    try:
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             # Created first, so that a read-only folder is reported as such and not as a library's own error.
             staging.mkdir() if folder else open(staging, "xb").close()
         except OSError as err:
-            raise UserError(f"cannot write {label}: {err.strerror or err} ({target.parent})") from None
+            raise UserError(f"cannot write {label}: {err.strerror or err} ({_existing(target.parent)})") from None
         try:
             yield staging
             commit(staging, target)
@@ -170,6 +148,9 @@ def staged(target: PathLike, what: str = "", folder: bool = False, needed_bytes:
                             "nothing was written") from None
         finally:
             remove(staging)
+    except BaseException:
+        remove_empty(missing)
+        raise
 
 
 @contextmanager

@@ -1,8 +1,6 @@
 """Hugging Face loads without their per-load progress bar ("Loading weights"): the project's loads
 take a second on the models it evaluates and exports, and the bar filled every command's stderr."""
 
-from __future__ import annotations
-
 from contextlib import contextmanager
 from typing import Iterator
 

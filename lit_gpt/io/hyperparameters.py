@@ -1,9 +1,6 @@
-"""`hyperparameters.yaml`: the resolved settings of a run, next to its checkpoints (as litgpt does).
-
-Written at every start of a run (a resume rewrites it with the settings of that invocation; each
-checkpoint keeps the settings it was saved with), in one step: a crash leaves the old file or the
-new one, never half of one.
-"""
+"""`hyperparameters.yaml`: the resolved settings of a run, next to its checkpoints (as litgpt does);
+rewritten atomically at every start (a resume records that invocation's settings; each checkpoint
+keeps the settings it was saved with)."""
 
 from __future__ import annotations
 

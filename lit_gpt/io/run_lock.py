@@ -1,18 +1,15 @@
-"""One writer per run directory.
+"""One writer per run directory: two runs writing into one `--out_dir` would interleave their checkpoints
+and metrics, and a later `--resume auto` would continue the mixture.
 
-Two runs writing into one `--out_dir` interleave their checkpoints and metrics, and a later
-`--resume auto` would continue the mixture. The process that launches a run therefore holds
-`RUN_LOCK` in its output folder for as long as it runs (an exclusive `filelock`, which the kernel
-releases when the process dies, however it dies) and names itself in `HOLDER` (host, pid, start,
-command) for the message a second run prints. A `HOLDER` left by a dead process on this host is
-taken over with a warning; one naming another host is refused, since that process cannot be
-checked from here (delete the file once that run is known dead).
+The launching process holds `RUN_LOCK` (an exclusive `filelock`, released by the kernel however the
+process dies) and names itself in `HOLDER` for the message a second run prints. A `HOLDER` left on this
+host by an ended run is taken over with a warning; one naming another host is refused, since that
+process cannot be checked from here.
 
-Which process launches is decided from the run itself, never from a rank variable alone (a
-`SLURM_PROCID=1` left in a shell must not let a one-process run skip the lock): a run of one
-process always takes it; the processes Fabric starts for the other ranks are children of the
-holder; under an external launcher (torchrun, srun, mpirun) the rank it gives counts only when it
-also declares a world of the run's size.
+The launcher is decided from the run itself, never from a rank variable alone (a `SLURM_PROCID=1` left
+in a shell must not let a one-process run skip the lock): a one-process run always takes it; the ranks
+Fabric starts are children of the holder; an external launcher's rank counts only when it also
+declares a world of the run's size.
 """
 
 from __future__ import annotations
@@ -65,18 +62,6 @@ def is_launching_process(world_size: int, folder: str | Path, environ: Optional[
     return True  # Fabric will start the other ranks from this process
 
 
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _describe(holder: Optional[dict]) -> str:
     if not holder:
         return "another process"
@@ -85,12 +70,8 @@ def _describe(holder: Optional[dict]) -> str:
 
 
 class RunDirLock:
-    """Context manager holding `folder`'s run lock; `enabled=False` makes it a no-op.
-
-    Raises `RunDirLocked` (a UserError: one line, exit code 2) before anything else in the folder
-    is touched when another run holds it. The folder is created if missing (and removed again if
-    the lock is refused and the folder left empty).
-    """
+    """Context manager holding `folder`'s run lock (a no-op unless `enabled`); `RunDirLocked` before anything
+    in the folder is touched when another run holds it. A folder it creates is removed again if left empty."""
 
     def __init__(self, folder: str | Path, what: str = "--out_dir", enabled: bool = True,
                  command: Optional[str] = None, warn=None):
@@ -128,9 +109,15 @@ class RunDirLock:
             self._remove_created()
             raise UserError(f"{self.what} {self.folder}: cannot lock it: {err.strerror or err}") from None
         try:
-            self._check_previous_holder()
+            holder, host = read_holder(self.folder), socket.gethostname()
+            if holder and holder.get("host") != host:
+                raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be "
+                                   f"checked from host {host}; if that run has ended, delete {self.folder / HOLDER}")
+            if holder:  # the lock is free, so that run has ended (a live process with its pid is a reused number)
+                self._warn(f"{self.what} {self.folder}: taking over the lock of {_describe(holder)}, "
+                           "which is no longer running")
             write_text(self.folder / HOLDER, json.dumps({
-                "host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
+                "host": host, "pid": os.getpid(), "command": self.command,
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             }) + "\n", self.what)
         except BaseException:
@@ -138,18 +125,6 @@ class RunDirLock:
             self._remove_created()
             raise
         self._lock = lock
-
-    def _check_previous_holder(self) -> None:
-        holder = read_holder(self.folder)
-        if not holder:
-            return
-        host = socket.gethostname()
-        if holder.get("host") != host:
-            raise RunDirLocked(f"{self.what} {self.folder} is locked by {_describe(holder)}, which cannot be checked "
-                               f"from host {host}; if that run has ended, delete {self.folder / HOLDER}")
-        # The lock is free, so no live process holds it; a live pid is a reused number.
-        state = "no longer holds it" if _pid_alive(holder.get("pid")) else "is no longer running"
-        self._warn(f"{self.what} {self.folder}: taking over the lock of {_describe(holder)}, which {state}")
 
     def release(self) -> None:
         if self._lock is None:

@@ -1,21 +1,21 @@
 """Reading `.pth` / `.bin` weight files without ever running code that a file carries.
 
-`torch.load(weights_only=True)` is safe but refuses pickle protocols 4 and 5 ("Unsupported operand
-149"), and TinyLlama/upstream MEAP's converter writes `pytorch_model.bin` with protocol 5. This
-module therefore always unpickles through its own allow-list: Python's own unpickler (every
-protocol) with `find_class` answering only for tensors, storages, dtypes, sizes and plain
-containers. Any other global (`os.system`, `builtins.eval`, a class) stops the load at the point it
-is named, before anything calls it. torch.load still does the file-format work (zip archives with
-memory-mapped storages, and the legacy non-zip format) through its `pickle_module` hook, so one
-loader serves every file and a multi-GB checkpoint is mapped, not copied.
+`torch.load(weights_only=True)` refuses pickle protocols 4 and 5 (still in torch 2.13), and
+TinyLlama/upstream MEAP's converter writes `pytorch_model.bin` with protocol 5. So Python's own
+unpickler (every protocol) runs with a `find_class` that answers only for tensors, storages, dtypes,
+sizes and plain containers: any other global stops the load where it is named, before anything calls
+it. torch.load still does the file-format work (zip archives, memory-mapped; the legacy format)
+through its `pickle_module` hook, so a multi-GB checkpoint is mapped, not copied.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
 import pickle
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO, Any, Union
 
 import torch
@@ -34,12 +34,8 @@ class _RefusedGlobal(pickle.UnpicklingError):
 
 
 def _allowed_globals() -> dict[str, Any]:
-    """Name -> object for every global a weight file may name.
-
-    Python functions are wrapped in fresh closures for each unpickler: pickle's BUILD opcode can set
-    attributes on any object it holds, and must never reach torch's own functions (or carry over to
-    the next file).
-    """
+    """Name -> object for every global a weight file may name; functions are fresh closures for each
+    unpickler, since pickle's BUILD opcode can set attributes on any object it holds."""
 
     def without_hooks(rebuild, hooks_index: int):
         def rebuild_without_hooks(*args):
@@ -111,44 +107,25 @@ class AllowListUnpickler(pickle.Unpickler):
         raise _RefusedGlobal(key)
 
 
-class _AllowListPickleModule:
-    """What torch.load's `pickle_module` must provide: `Unpickler` and `load` (legacy format headers)."""
-
-    __name__ = "lit_gpt.io.safe_load"
-    Unpickler = AllowListUnpickler
-
-    @staticmethod
-    def load(file, **kwargs) -> Any:
-        return AllowListUnpickler(file, **kwargs).load()
+# What torch.load's `pickle_module` must provide: `Unpickler`, and `load` for the legacy format's headers.
+_PICKLE_MODULE = SimpleNamespace(__name__="lit_gpt.io.safe_load", Unpickler=AllowListUnpickler,
+                                 load=lambda file, **kwargs: AllowListUnpickler(file, **kwargs).load())
 
 
-def _torch_load(path: Union[Path, IO[bytes]], mmap: bool) -> Any:
-    # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list above is what
-    # keeps this safe (torch's own weights_only unpickler stops at protocol 3).
-    return torch.load(path, map_location="cpu", pickle_module=_AllowListPickleModule, weights_only=False, mmap=mmap)
-
-
-def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any:
-    """The object a `torch.save` file (or an open binary file) holds, read through the allow-list, on the CPU.
-
-    Reads zip archives (memory-mapped when `mmap`) and the legacy format, of any pickle protocol.
-    Raises `UnsafeCheckpointError` naming the file and the refused global, or `UserError` naming
-    the file when it is missing, truncated or not a PyTorch file.
-    """
-    if hasattr(path, "read"):
-        mmap = False
-    else:
+def load_torch_file(path: Union[str, Path, IO[bytes]]) -> Any:
+    """The object a `torch.save` file (or an open binary file) holds, read through the allow-list onto the
+    CPU, memory-mapped when it can be; `UnsafeCheckpointError` naming the refused global, or UserError when
+    missing, truncated or foreign."""
+    mmap = False
+    if not hasattr(path, "read"):
         path = Path(path).expanduser()
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
+        mmap = zipfile.is_zipfile(path)  # the legacy (pre-zip) format and raw pickles cannot be mapped
     try:
-        try:
-            return _torch_load(path, mmap)
-        except RuntimeError as err:
-            if not mmap or "mmap can only be used" not in str(err):
-                raise
-            # The legacy (pre-zip) format and raw pickles cannot be memory-mapped.
-            return _torch_load(path, mmap=False)
+        # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list is what keeps this
+        # safe (torch's own weights_only unpickler stops at protocol 3).
+        return torch.load(path, map_location="cpu", pickle_module=_PICKLE_MODULE, weights_only=False, mmap=mmap)
     except _RefusedGlobal as err:
         raise UnsafeCheckpointError(
             f"{path} was not loaded for safety: it calls for {err.name}, which {err.why}; weight files may hold only "

@@ -1,13 +1,10 @@
 """Sharded checkpoint folders (torch.distributed.checkpoint), read without running pickled code.
 
-A sharded checkpoint is a folder: `.metadata` (the index of every tensor's chunks), one
-`__<rank>_0.distcp` file of shards per process, and `meta.pt` with everything that is not a
-tensor of the model or optimizer (the layout Lightning Fabric uses too).
-
-torch.distributed.checkpoint unpickles `.metadata` with plain `pickle` and non-tensor entries
-with `torch.load(weights_only=False)`, so a crafted folder could run code. Here `.metadata` goes
-through an unpickler that only builds the checkpoint index's own classes, and every other entry
-through the allow-list loader of `safe_load`.
+The folder holds `.metadata` (the index of every tensor's chunks), one `__<rank>_0.distcp` file per
+process and `meta.pt` with everything that is not a model or optimizer tensor (Lightning Fabric's layout).
+torch.distributed.checkpoint unpickles `.metadata` with plain `pickle` and other entries with
+`torch.load(weights_only=False)`, so a crafted folder could run code: here both go through the
+allow-list of `safe_load`, which for the index also admits the index's own classes.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from typing import Any
 
 import torch
 
-from lit_gpt.io.safe_load import load_torch_file
+from lit_gpt.io.safe_load import AllowListUnpickler, load_torch_file
 
 META_FILE = "meta.pt"
 INDEX_FILE = ".metadata"
@@ -33,73 +30,56 @@ def is_sharded_checkpoint(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / INDEX_FILE).is_file()
 
 
-class _IndexUnpickler(pickle.Unpickler):
-    """Builds only the checkpoint index: its dataclasses and enums, torch.Size, dtypes, layouts, paths."""
+class _IndexUnpickler(AllowListUnpickler):
+    """The allow-list, plus the checkpoint index's own dataclasses and enums, memory formats, layouts and paths."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module in _INDEX_MODULES:
-            obj = super().find_class(module, name)
+            obj = pickle.Unpickler.find_class(self, module, name)
             if isinstance(obj, type) and obj.__module__ == module:
                 return obj
-        elif module == "torch" and name == "Size":
-            return torch.Size
-        elif module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.memory_format, torch.layout)):
+        elif module == "torch" and isinstance(getattr(torch, name, None), (torch.memory_format, torch.layout)):
             return getattr(torch, name)
-        elif module == "torch.serialization" and name == "_get_layout":
-            return super().find_class(module, name)  # maps a layout's name to torch.strided etc.
         elif module == "pathlib" and name in _PATH_CLASSES:
             return getattr(pathlib, name)
-        elif module == "collections" and name == "OrderedDict":
-            return super().find_class(module, name)
+        else:
+            try:
+                return super().find_class(module, name)
+            except pickle.UnpicklingError:
+                pass
         raise pickle.UnpicklingError(f"the checkpoint index refers to {module}.{name}, which is not loaded for safety")
 
 
-def read_index(path: str | Path):
+def read_index(path: str | Path, file_name: str = INDEX_FILE):
     """The folder's `.metadata` (a torch.distributed.checkpoint Metadata), unpickled safely."""
-    data = (Path(path) / INDEX_FILE).read_bytes()
-    return _IndexUnpickler(io.BytesIO(data)).load()
-
-
-def _safe_reader(path: str | Path):
-    from torch.distributed.checkpoint import FileSystemReader
-
-    class SafeReader(FileSystemReader):
-        def read_metadata(self, *args: Any, **kwargs: Any):
-            from torch.distributed.checkpoint.metadata import StorageMeta
-
-            data = Path(self._get_metadata_path(kwargs.get("rank"))).read_bytes()
-            metadata = _IndexUnpickler(io.BytesIO(data)).load()
-            if getattr(metadata, "storage_meta", None) is None:
-                metadata.storage_meta = StorageMeta()
-            metadata.storage_meta.load_id = self.load_id
-            return metadata
-
-    return SafeReader(path)
-
-
-def _safe_planner():
-    from torch.distributed.checkpoint import DefaultLoadPlanner
-
-    class SafeLoadPlanner(DefaultLoadPlanner):
-        def load_bytes(self, read_item, value: io.BytesIO) -> None:
-            obj = load_torch_file(value)
-            value = io.BytesIO()
-            torch.save(obj, value)  # re-serialised from plain containers only
-            value.seek(0)
-            super().load_bytes(read_item, value)
-
-    return SafeLoadPlanner()
+    return _IndexUnpickler(io.BytesIO((Path(path) / file_name).read_bytes())).load()
 
 
 def load_sharded(state_dict: dict[str, Any], path: str | Path, no_dist: bool = False) -> None:
     """Fills `state_dict` (tensors or DTensors of the wanted shapes and sharding) in place from the folder;
     collective when a process group is initialised, unless `no_dist`."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    class SafeReader(dcp.FileSystemReader):
+        def read_metadata(self, *args: Any, **kwargs: Any):
+            metadata = read_index(self.path, Path(self._get_metadata_path(kwargs.get("rank"))).name)
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    class SafeLoadPlanner(dcp.DefaultLoadPlanner):
+        def load_bytes(self, read_item, value: io.BytesIO) -> None:
+            clean = io.BytesIO()
+            torch.save(load_torch_file(value), clean)  # re-serialised from plain containers only
+            clean.seek(0)
+            super().load_bytes(read_item, clean)
 
     with warnings.catch_warnings():
         # Reading on one process without a process group is intended here, not worth a warning.
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load(state_dict, storage_reader=_safe_reader(path), planner=_safe_planner(), no_dist=no_dist)
+        dcp.load(state_dict, storage_reader=SafeReader(path), planner=SafeLoadPlanner(), no_dist=no_dist)
 
 
 def read_full_state_dict(path: str | Path, key: str = "model") -> dict[str, torch.Tensor]:
