@@ -104,10 +104,7 @@ def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
     one CPU process whatever the number of processes that wrote it (the optimizer shards are not read)."""
     from lit_gpt.io import sharded_checkpoint
 
-    if not sharded_checkpoint.is_sharded_checkpoint(path):
-        raise UserError(f"{path} is a directory but not a sharded checkpoint (no {sharded_checkpoint.INDEX_FILE} in it)")
-    meta_file = path / sharded_checkpoint.META_FILE
-    meta = load_torch_file(meta_file) if meta_file.is_file() else {}
+    meta = sharded_checkpoint.read_meta(path)
     try:
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
     except pickle.UnpicklingError as err:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.io.safe_load import AllowListUnpickler, load_torch_file
 
 META_FILE = "meta.pt"
@@ -53,6 +54,21 @@ class _IndexUnpickler(AllowListUnpickler):
 def read_index(path: str | Path, file_name: str = INDEX_FILE):
     """The folder's `.metadata` (a torch.distributed.checkpoint Metadata), unpickled safely."""
     return _IndexUnpickler(io.BytesIO((Path(path) / file_name).read_bytes())).load()
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The folder's non-tensor entries, once its index has been read through the allow-list; UserError
+    naming the folder when it is not a sharded checkpoint or its index cannot be read."""
+    if not is_sharded_checkpoint(path):
+        raise UserError(f"{path}: a directory that is not a sharded checkpoint (no {INDEX_FILE} in it)")
+    try:
+        read_index(path)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path}: {err}") from None
+    except Exception as err:  # a damaged index: torch and pickle raise several types
+        raise UserError(f"{path}: not a readable sharded checkpoint ({type(err).__name__}: {first_line(err)})") from None
+    meta_file = Path(path) / META_FILE
+    return load_torch_file(meta_file) if meta_file.is_file() else {}
 
 
 def load_sharded(state_dict: dict[str, Any], path: str | Path, no_dist: bool = False) -> None:

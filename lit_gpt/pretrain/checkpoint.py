@@ -4,7 +4,6 @@ meta.pt. Either resumes with any number of processes and is read through allow-l
 
 from __future__ import annotations
 
-import pickle
 import random
 import re
 import sys
@@ -80,29 +79,12 @@ def resolve_resume(resume: Optional[str], out_dir: str | Path, config=None) -> O
     return path
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
-
-
-def _read_sharded_meta(path: Path) -> Any:
-    if not sharded.is_sharded_checkpoint(path):
-        raise UserError(f"{path}: a directory that is not a sharded checkpoint (no {sharded.INDEX_FILE})")
-    try:
-        sharded.read_index(path)
-    except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: {err}") from None
-    except Exception as err:
-        raise UserError(f"{path}: not a readable sharded checkpoint ({_first_line(err)})") from None
-    return load_torch_file(path / sharded.META_FILE)
-
-
 def check_readable(path: Path) -> dict[str, Any]:
     """Reads a checkpoint's file (or a sharded folder's index and metadata) through the allow-list
     loader, without restoring it; -> its metadata. UserError naming the path when it is not a
     checkpoint of this trainer."""
     path = Path(path)
-    meta = _read_sharded_meta(path) if path.is_dir() else load_torch_file(path)
+    meta = sharded.read_meta(path) if path.is_dir() else load_torch_file(path)
     if not isinstance(meta, dict) or not path.is_dir() and (not isinstance(meta.get("model"), dict) or "optimizer" not in meta):
         raise UserError(f"{path}: not a training checkpoint (no model and optimizer state)")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -138,6 +120,11 @@ def _innermost(err: BaseException) -> BaseException:
         if isinstance(inner, BaseException):
             return _innermost(inner)
     return err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def _describe_error(err: BaseException) -> str:
