@@ -198,8 +198,6 @@ def iter_records(
     read = _table_texts if path.suffix in (".parquet", ".arrow") else _json_texts
     try:
         yield from read(path, text_key, on_bytes)
-    except PrepareError:
-        raise
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise PrepareError(f"{path}: corrupt gzip ({err or type(err).__name__})") from None
     except OSError as err:
