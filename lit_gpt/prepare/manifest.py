@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from filelock import FileLock
+
 from lit_gpt.prepare.sources import MANIFEST, PrepareError
 
 LOCK = f".{MANIFEST}.lock"
@@ -91,16 +93,10 @@ def part_name(shard_index: int, num_shards: int) -> str:
     return f".{MANIFEST[:-5]}.shard-{shard_index:05d}-of-{num_shards:05d}.json"
 
 
-def manifest_lock(destination: Path):
-    from filelock import FileLock
-
-    return FileLock(str(destination / LOCK))
-
-
 def merge_parts(destination: Path) -> tuple[int, int, int]:
     """Adds every shard's part file to manifest.json, removing them once every shard has finished all its
     files. Returns (sources added, shards finished, shards)."""
-    with manifest_lock(destination):
+    with FileLock(destination / LOCK):
         parts = sorted(destination.glob(PART_GLOB))
         manifest = load_manifest(destination)
         added, finished, shards = 0, set(), 0

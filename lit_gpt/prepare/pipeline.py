@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
+from filelock import FileLock
 
 from lit_gpt.data import MAGIC, VERSION, ChunkWriter as PackedDatasetBuilder, token_dtype
 from lit_gpt.prepare import manifest as manifests
@@ -269,12 +270,12 @@ def prepare(
             manifests.write_manifest(destination, part, part_name)
     else:
         if manifest is None:
-            with manifests.manifest_lock(destination):
+            with FileLock(destination / manifests.LOCK):
                 if load_manifest(destination) is None:
                     manifests.write_manifest(destination, {**settings, "sources": {}})
 
         def save(result: SourceResult) -> None:
-            with manifests.manifest_lock(destination):  # another named source may be written meanwhile
+            with FileLock(destination / manifests.LOCK):  # another named source may be written meanwhile
                 current = load_manifest(destination)
                 check_manifest(current, settings, destination)  # also records the encoding of an old manifest
                 manifests.add_entry(current, result.key, result.manifest_entry())

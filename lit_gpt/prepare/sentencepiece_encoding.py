@@ -8,6 +8,8 @@ from functools import partial
 from typing import Optional
 
 import numpy as np
+import sentencepiece
+from sentencepiece import sentencepiece_model_pb2
 
 from lit_gpt.prepare.token_encoding import (SPACE_MARK, BatchEncoder, NotExact, WordCacheBPE, cut_long_text, fill_in,
                                             mark_spaces_and_prepend, special_token_pattern, split_at_special_tokens)
@@ -26,10 +28,8 @@ class SentencePieceEncoder:
     BATCH_CHARS = 4_000_000  # characters per call of the library, bounding the ids held at once
 
     def __init__(self, model_proto: bytes, dtype, parse_special_tokens: bool = False):
-        import sentencepiece  # its processor pickles itself, for the worker processes
-
         self.dtype, self.parse_special_tokens, self.threads = np.dtype(dtype), parse_special_tokens, 1
-        self.processor = sp = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        self.processor = sp = sentencepiece.SentencePieceProcessor(model_proto=model_proto)  # pickles itself
         if sp.eos_id() < 0:
             raise TokenizerError("the sentencepiece model has no EOS token, which separates documents")
         self.eos = sp.eos_id()
@@ -124,8 +124,6 @@ def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
     inside a piece: then no merge joins the character before the space with the "▁", so BPE (and
     byte fallback, per symbol) runs on the two sides independently, each side in its own order.
     Returns (False, why) otherwise."""
-    from sentencepiece import sentencepiece_model_pb2
-
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString(model_proto)
     spec, normalizer = model.trainer_spec, model.normalizer_spec
@@ -156,8 +154,6 @@ def sentencepiece_word_cache(model_proto: bytes, dtype, bos: Optional[int], eos:
     or beside a character that no piece of two or more characters holds; byte fallback keeps an
     unknown character on its own (without it, runs of unknown pieces are fused into one).
     """
-    from sentencepiece import sentencepiece_model_pb2
-
     exact, why = split_is_exact(model_proto)
     if not exact:
         raise NotExact(why)
@@ -175,8 +171,6 @@ def sentencepiece_word_cache(model_proto: bytes, dtype, bos: Optional[int], eos:
     glued_class = re.escape("".join(sorted(glued)))
     pattern = f"{SPACE_MARK}+[{glued_class}]*|[{glued_class}]+|[^{glued_class}{SPACE_MARK}]"
     model.normalizer_spec.add_dummy_prefix = False
-    import sentencepiece
-
     # The words already carry their "▁": the same model with its dummy prefix off encodes them as slices
     # of the prefixed text. (A bound method of the processor pickles, for the workers.)
     words = partial(sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString()).encode, num_threads=1)
