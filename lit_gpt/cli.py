@@ -109,37 +109,25 @@ def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any], label
     """`value` checked against the field's type and bounds (integral floats become ints: `2e9` tokens)."""
     label = label or f"--{name}"
     hint, nullable = _optional(hint)
-    if value is None:
-        if nullable:
-            return None
-        raise UserError(f"{label} None: expected {describe(hint)}")
-    wrong = UserError(f"{label} {value!r}: expected {describe(hint)}")
-    if typing.get_origin(hint) is typing.Literal:
-        if value not in typing.get_args(hint):
-            raise UserError(f"{label} {value!r}: must be {describe(hint)}")
-    elif hint is bool:
-        if not isinstance(value, bool):
-            raise wrong
-    elif hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise wrong
+    kind = typing.get_origin(hint) or hint
+    if value is None and nullable:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    wrong_type = not number if kind in (int, float) else kind in (bool, str, dict) and not isinstance(value, kind)
+    if value is None or wrong_type:
+        raise UserError(f"{label} {value!r}: expected {describe(hint)}")
+    if kind is typing.Literal and value not in typing.get_args(hint):
+        raise UserError(f"{label} {value!r}: must be {describe(hint)}")
+    if kind in (int, float):
         if not math.isfinite(value):
             raise UserError(f"{label} {value!r}: must be a finite number")
-        if hint is int:
-            if not float(value).is_integer():
-                raise wrong
-            value = int(value)
-        else:
-            value = float(value)
+        if kind is int and not float(value).is_integer():
+            raise UserError(f"{label} {value!r}: expected {describe(hint)}")
+        value = kind(value)
         if not all(getattr(operator, key)(value, meta[key]) for key in ("ge", "gt", "le", "lt") if key in meta):
             raise UserError(f"{label} {value!r}: {_bounds_text(meta)}")
-    elif hint is str:
-        if not isinstance(value, str):
-            raise wrong
-        if meta.get("path"):
-            value = os.path.abspath(os.path.expanduser(value))
-    elif (typing.get_origin(hint) or hint) is dict and not isinstance(value, dict):
-        raise wrong
+    if kind is str and meta.get("path"):
+        value = os.path.abspath(os.path.expanduser(value))
     return value
 
 
@@ -161,10 +149,13 @@ def field_hints(*classes: type) -> dict[str, Any]:
     return hints
 
 
+def _did_you_mean(names: Iterable[str], known: Iterable[str], n: int, prefix: str = "") -> str:
+    close = [prefix + match for name in names for match in difflib.get_close_matches(name, list(known), n, 0.6)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def unknown_setting(key: str, known: Iterable[str], where: str) -> UserError:
-    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return UserError(f"{where}: unknown setting {key!r}{hint}")
+    return UserError(f"{where}: unknown setting {key!r}{_did_you_mean([key], known, 3)}")
 
 
 def settings_parser(prog: Optional[str], description: str, *classes: type):
@@ -198,9 +189,7 @@ def _one_line_error(message: str, hints: Mapping[str, Any]) -> UserError:
     unknown = re.search(r"(?i)unrecognized arguments: (.*)", message)
     if unknown:
         words = unknown.group(1).split()
-        close = [m for w in words if w.startswith("--")
-                 for m in difflib.get_close_matches(w[2:].split("=")[0], list(hints), n=1, cutoff=0.6)]
-        hint = f" (did you mean {', '.join('--' + m for m in close)}?)" if close else ""
+        hint = _did_you_mean([w[2:].split("=")[0] for w in words if w.startswith("--")], hints, 1, "--")
         return UserError(f"unrecognized arguments: {' '.join(words)}{hint}")
     return UserError(" ".join(message.split()))
 
@@ -210,28 +199,26 @@ def normalise_argv(argv: Sequence[str], hints: Mapping[str, Any], groups: Iterab
     `none` for a nullable setting -> null, `2e9` for an integer setting -> 2000000000, 1/0 for a flag,
     and a flag with no value (`--dry_run`, followed by another option or nothing) -> true."""
     out: list[str] = []
-    pending: Optional[str] = None
-    prefixes = tuple(f"--{g}." for g in groups)
+    pending: Optional[str] = None  # the setting whose value is the next item
     for item in argv:
-        if pending is not None and hints[pending] is bool and item.startswith("--"):
-            out.append("true")
-            pending = None
-        if pending is not None:
+        if pending is not None and not (hints[pending] is bool and item.startswith("--")):
             out.append(_normal_text(item, hints[pending]))
             pending = None
             continue
-        if item.startswith("--"):
-            name, eq, value = item[2:].partition("=")
-            if item.startswith(prefixes) and name.split(".", 1)[1] in hints:
-                name = name.split(".", 1)[1]
-            if name in hints:
-                out.append(f"--{name}")
-                if eq:
-                    out.append(_normal_text(value, hints[name]))
-                else:
-                    pending = name
-                continue
-        out.append(item)
+        if pending is not None:  # a flag followed by another option
+            out.append("true")
+            pending = None
+        name, eq, value = item[2:].partition("=")
+        group, dot, rest = name.partition(".")
+        if dot and group in groups and rest in hints:
+            name = rest
+        if not item.startswith("--") or name not in hints:
+            out.append(item)
+        elif eq:
+            out += [f"--{name}", _normal_text(value, hints[name])]
+        else:
+            out.append(f"--{name}")
+            pending = name
     if pending is not None and hints[pending] is bool:
         out.append("true")
     return out

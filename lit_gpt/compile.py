@@ -16,13 +16,9 @@ import torch.nn as nn
 
 
 def compile_blocks(model: nn.Module, reference_kernels: bool = True, **compile_kwargs) -> nn.Module:
-    """Compiles every transformer block of `model` in place and returns `model`.
-
-    `model` is a `lit_gpt.model.GPT` (or anything with `transformer.h`, a list of blocks).
-    `compile_kwargs` go to `torch.compile` (e.g. `mode="max-autotune-no-cudagraphs"`,
-    `backend="aot_eager"` in tests). `reference_kernels=False` keeps each block's own kernel
-    choice (Liger on CUDA) inside the compiled region.
-    """
+    """Compiles every block of `model.transformer.h` in place and returns `model`; `compile_kwargs` go to
+    `torch.compile`. `reference_kernels=False` keeps each block's own kernel choice (Liger on CUDA) inside
+    the compiled region."""
     blocks = getattr(getattr(model, "transformer", None), "h", None)
     if blocks is None:
         raise TypeError(f"{type(model).__name__} has no transformer.h blocks to compile")

@@ -1,7 +1,6 @@
 """Model shapes: the `Config` dataclass and the registry of named shapes.
 
 Field names follow upstream lit_gpt / TinyLlama so their config dicts load unchanged.
-Derived fields (head size, query groups, padded vocabulary) are computed in `__post_init__`.
 """
 
 from __future__ import annotations

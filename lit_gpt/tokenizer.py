@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 
 MASK_TOKEN = "[MASK]"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -114,9 +114,8 @@ def _file_at_fault(path: Path) -> Path:
 
 def _cause(err: BaseException) -> str:
     """One line: a bare KeyError says only the key, so its type is named too."""
-    text = f"{type(err).__name__} {err}" if isinstance(err, (KeyError, TypeError, AttributeError)) else str(err)
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+    text = first_line(err)
+    return f"{type(err).__name__} {text}" if isinstance(err, (KeyError, TypeError, AttributeError)) else text
 
 
 def sentencepiece_model_file(tokenizer_dir: Union[str, Path]) -> Path | None:

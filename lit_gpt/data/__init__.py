@@ -1,16 +1,5 @@
-"""Packed token chunks: the file format, the writer, the position-addressed reader, the mix, and
-the trainer's batches.
-
-    format.py   header, dtype codes, reading/writing one chunk file, finding a prefix's files
-    writer.py   ChunkWriter: a token stream -> chunk files of a fixed size
-    stream.py   ResumableStream: iteration by position, the resume state and its checks
-    reader.py   PackedStream: chunk files -> blocks of block_size + 1 tokens, shuffled by (seed, epoch)
-    mixing.py   MixedStream: several streams mixed by weight, resumable
-    batches.py  the trainer's training/validation batches, read by position from one stream
-
-The trainer reads through `batches.py`, which opens these streams. `lit_gpt.compat.packed_dataset`
-keeps TinyLlama's classes, with their signatures and behaviour, for scripts written against TinyLlama.
-"""
+"""Packed token chunks: the trainer reads them through `batches.py`; `lit_gpt.compat.packed_dataset` keeps
+TinyLlama's classes for scripts written against TinyLlama."""
 
 from lit_gpt.data.format import (
     HEADER_SIZE,

@@ -12,12 +12,12 @@ depend on the number of processes, and a resumed run jumps straight to its posit
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+import numpy as np
 import torch
 
 from lit_gpt.errors import UserError
@@ -136,12 +136,8 @@ class TrainBatches:
         return inputs, targets
 
     def state_dict(self, step: int) -> dict:
-        """The stream's state at the start of step `step`: all a resume needs (the same on every rank).
-
-        Read from a shallow copy, so the stream the prefetch thread reads is left untouched."""
-        stream = copy.copy(self.dataset)
-        stream.consumed = self.position(step)
-        return {"step": step, "stream": stream.state_dict()}
+        """The stream's state at the start of step `step`: all a resume needs (the same on every rank)."""
+        return {"step": step, "stream": self.dataset.state_dict(self.position(step))}
 
     def load_state_dict(self, state: dict) -> None:
         try:
@@ -195,25 +191,14 @@ def find_val_stream(data_dir: Optional[str], train_data_dir: str, prefix: str, b
 
 
 # ----------------------------------------------------------------------------- token ids vs. vocabulary
-_SCAN_TOKENS = 1 << 24  # tokens per vectorised pass: 32 MiB of uint16 at a time
 _PROGRESS_BYTES = 1 << 30  # show a progress bar when scanning more than this
 
 
-def scan_token_range(path: Path, progress=None) -> tuple[int, int]:
-    """(smallest, largest) token id of one chunk file, read memory-mapped in large vectorised passes."""
-    import numpy as np
-
+def scan_token_range(path: Path) -> tuple[int, int]:
+    """(smallest, largest) token id of one chunk file, read memory-mapped and vectorised."""
     header = read_header(path)
     tokens = np.memmap(path, dtype=header.dtype, mode="r", offset=HEADER_SIZE, shape=(header.chunk_size,))
-    lows, highs = [], []
-    for start in range(0, header.chunk_size, _SCAN_TOKENS):
-        part = tokens[start : start + _SCAN_TOKENS]
-        lows.append(int(part.min()))
-        highs.append(int(part.max()))
-        if progress is not None:
-            progress.update(part.nbytes)
-    del tokens
-    return min(lows), max(highs)
+    return int(tokens.min()), int(tokens.max())
 
 
 def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting: str) -> None:
@@ -223,23 +208,19 @@ def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting:
     Every file is scanned (memory-mapped, vectorised): the maximum a manifest records is not
     trusted, since a manifest that understates it would let the run fail mid-way.
     """
+    from tqdm import tqdm
+
     todo = [path for name, _ in parse_data_mix(prefix) for path in find_chunk_files(data_dir, name)]
     total = sum(path.stat().st_size for path in todo)
-    progress = None
-    if total > _PROGRESS_BYTES:
-        from tqdm import tqdm
-
-        progress = tqdm(total=total, unit="B", unit_scale=True, desc=f"checking token ids in {data_dir}",
-                        dynamic_ncols=True)
-    try:
+    desc = f"checking token ids in {data_dir}"
+    quiet = total <= _PROGRESS_BYTES
+    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, dynamic_ncols=True, disable=quiet) as progress:
         for path in todo:
-            low, high = scan_token_range(path, progress)
+            low, high = scan_token_range(path)
+            progress.update(path.stat().st_size)
             if high >= vocab_size or low < 0:
                 raise UserError(
                     f"--{setting} {data_dir}: {path.name} holds token id {high if high >= vocab_size else low}, "
                     f"outside the model's vocabulary of {vocab_size} (ids 0..{vocab_size - 1}): prepare the data "
                     "with the run's tokenizer, or enlarge the model's vocab_size"
                 )
-    finally:
-        if progress is not None:
-            progress.close()

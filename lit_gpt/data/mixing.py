@@ -11,7 +11,7 @@ import torch
 
 from lit_gpt.data.reader import PackedStream
 from lit_gpt.errors import UserError
-from lit_gpt.data.stream import STATE_VERSION, ResumableStream, check_state
+from lit_gpt.data.stream import ResumableStream
 
 
 class MixedStream(ResumableStream):
@@ -41,6 +41,7 @@ class MixedStream(ResumableStream):
     reached, and the positions after the resume point follow the new weights.
     """
 
+    KIND = "CombinedDataset"
     WINDOW = 4096
     SCHEME = "window-apportioned"  # recorded in the state: how choices are made
     _SEED_DOMAIN = 0x4D4958  # keeps the mix's generators apart from PackedStream's (seed, epoch, window)
@@ -66,7 +67,9 @@ class MixedStream(ResumableStream):
         # r_i = w_i / (w_i + ... + w_last); a suffix of zero weights takes nothing.
         suffix = np.cumsum(self.weights[::-1])[::-1]
         self._ratios = [float(w / s) if s > 0 else 0.0 for w, s in zip(self.weights[:-1], suffix[:-1])]
-        self._finite = [not d.wrap for d in self.datasets]
+        # Blocks each dataset holds: one pass without wrap, endless with it.
+        self._ends = np.array([np.inf if d.wrap else d.rank_blocks_per_epoch for d in self.datasets])
+        self._finite = not all(d.wrap for d in self.datasets)
         # A resume point with other weights than the ones the datasets' positions were reached with:
         # from `_base` on, dataset i's position is shifted by `_shift[i]`.
         self._base = 0
@@ -96,10 +99,9 @@ class MixedStream(ResumableStream):
         choices = np.repeat(np.arange(len(self.datasets)), counts)
         rng = np.random.default_rng([self.seed, self.process_rank, window, self._SEED_DOMAIN])
         choices = rng.permutation(choices)
-        order = np.argsort(choices, kind="stable")
-        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
         rank = np.empty(self.WINDOW, dtype=np.int64)
-        rank[order] = np.arange(self.WINDOW) - first[choices[order]]
+        for dataset, count in enumerate(counts):
+            rank[choices == dataset] = np.arange(count)
         self._windows[window] = cached = (choices, rank, start)
         if len(self._windows) > 4:  # a micro batch may straddle two windows
             self._windows.popitem(last=False)
@@ -124,11 +126,8 @@ class MixedStream(ResumableStream):
 
     def sample_at(self, position: int) -> Optional[torch.Tensor]:
         """The mix's sample at `position`, or None past the end of a finite mix."""
-        if any(self._finite):
-            taken = self.positions_at(position + 1)
-            if any(finite and taken[i] > d.rank_blocks_per_epoch
-                   for i, (finite, d) in enumerate(zip(self._finite, self.datasets))):
-                return None  # this position or an earlier one chose a dataset that had run out
+        if self._finite and np.any(self.positions_at(position + 1) > self._ends):
+            return None  # this position or an earlier one chose a dataset that had run out
         choice, sub = self.locate(position)
         return self.datasets[choice].sample_at(sub)
 
@@ -144,28 +143,17 @@ class MixedStream(ResumableStream):
             identity["sources"] = self.names
         return identity
 
-    # "kind" keeps the earlier class names (CombinedDataset, PackedDataset), so older checkpoints resume.
-    def state_dict(self) -> dict:
-        datasets = []
-        for dataset, position in zip(self.datasets, self.positions_at(self.consumed)):
-            state = dataset.state_dict()
-            state["consumed"] = int(position)
-            datasets.append(state)
-        return {
-            "kind": "CombinedDataset",
-            "version": STATE_VERSION,
-            "scheme": self.SCHEME,
-            "consumed": self.consumed,
-            "weights": self.weights.tolist(),
-            "datasets": datasets,
-            **self._identity(),
-        }
+    def state_dict(self, consumed: Optional[int] = None) -> dict:
+        state = super().state_dict(consumed)
+        positions = self.positions_at(state["consumed"])
+        datasets = [dataset.state_dict(int(p)) for dataset, p in zip(self.datasets, positions)]
+        return {**state, "scheme": self.SCHEME, "weights": self.weights.tolist(), "datasets": datasets}
 
     def load_state_dict(self, state: dict) -> None:
-        check_state(state, "CombinedDataset", self._identity())
+        self.check_state(state)
         positions = []
         for dataset, sub_state in zip(self.datasets, state["datasets"]):
-            check_state(sub_state, "PackedDataset", dataset._identity())
+            dataset.check_state(sub_state)
             positions.append(int(sub_state["consumed"]))
         if state.get("scheme") != self.SCHEME:
             warnings.warn(

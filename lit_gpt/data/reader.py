@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lit_gpt.data.format import HEADER_SIZE, PackedDatasetError, PathLike, read_header
-from lit_gpt.data.stream import STATE_VERSION, ResumableStream, check_state
+from lit_gpt.data.stream import ResumableStream
 
 
 class PackedStream(ResumableStream):
@@ -25,8 +25,8 @@ class PackedStream(ResumableStream):
     Each epoch orders all blocks of all files once: files are shuffled (seed, epoch), taken in
     windows of `n_chunks` files, and the blocks inside a window shuffled. Block g of that order goes
     to rank g % num_processes, so every block is read exactly once per epoch across ranks, however
-    few files there are. With `wrap` the stream is
-    endless and each epoch is reshuffled; without it, one pass.
+    few files there are. With `wrap` the stream is endless and each epoch is reshuffled; without it,
+    one pass.
 
     `block_size` is the training length T (each block holds T + 1 tokens); TinyLlama's
     `lit_gpt.compat.packed_dataset.PackedDataset` counts the T + 1 instead.
@@ -34,6 +34,8 @@ class PackedStream(ResumableStream):
     A file's blocks are its first chunk_size // (block_size + 1) full blocks; a chunk size that is
     a multiple of block_size + 1 (as prepare's default 4097 * 1024 for T = 4096) wastes nothing.
     """
+
+    KIND = "PackedDataset"
 
     def __init__(
         self,
@@ -159,13 +161,3 @@ class PackedStream(ResumableStream):
             "blocks_per_epoch": self.blocks_per_epoch,
             "n_chunks": self.n_chunks,
         }
-
-    # The state's "kind" keeps the class's earlier name, so checkpoints written before it resume.
-    def state_dict(self) -> dict:
-        """Where this rank's stream stands. In DDP every rank consumes as many samples, so rank 0's
-        state resumes any rank."""
-        return {"kind": "PackedDataset", "version": STATE_VERSION, "consumed": self.consumed, **self._identity()}
-
-    def load_state_dict(self, state: dict) -> None:
-        check_state(state, "PackedDataset", self._identity())
-        self.consumed = int(state["consumed"])

@@ -3,7 +3,7 @@ consumed, checked against what the stream is)."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
@@ -21,6 +21,10 @@ class ResumableStream:
     is all a resume needs.
     """
 
+    # The state's "kind" (a subclass's earlier name, so older checkpoints resume); a subclass's
+    # `_identity()` is what a saved state must match.
+    KIND: str
+
     def __init__(self):
         self.consumed = 0
 
@@ -32,15 +36,28 @@ class ResumableStream:
             yield sample
         self.consumed = 0  # a finished pass: the next iteration starts a new one
 
+    def state_dict(self, consumed: Optional[int] = None) -> dict:
+        """Where this rank's stream stands after `consumed` samples (default: those taken so far). In DDP
+        every rank consumes as many samples, so rank 0's state resumes any rank."""
+        consumed = self.consumed if consumed is None else consumed
+        return {"kind": self.KIND, "version": STATE_VERSION, "consumed": consumed, **self._identity()}
 
-def check_state(state: dict, kind: str, identity: dict) -> None:
-    if not isinstance(state, dict) or state.get("kind") != kind:
-        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise UserError(f"cannot resume the data stream: the saved state is for {found!r}, this run reads a {kind}")
-    if state.get("version") != STATE_VERSION:
-        raise UserError(f"cannot resume the data stream: saved state version {state.get('version')}, expected {STATE_VERSION}")
-    for key, value in identity.items():
-        if state.get(key) != value:
+    def check_state(self, state: dict) -> None:
+        kind = self.KIND
+        if not isinstance(state, dict) or state.get("kind") != kind:
+            found = state.get("kind") if isinstance(state, dict) else type(state).__name__
+            raise UserError(f"cannot resume the data stream: the saved state is for {found!r}, this run reads a {kind}")
+        if state.get("version") != STATE_VERSION:
             raise UserError(
-                f"cannot resume the data stream: it was saved with {key}={state.get(key)!r}, this run has {key}={value!r}"
+                f"cannot resume the data stream: saved state version {state.get('version')}, expected {STATE_VERSION}"
             )
+        for key, value in self._identity().items():
+            if state.get(key) != value:
+                raise UserError(
+                    f"cannot resume the data stream: it was saved with {key}={state.get(key)!r}, "
+                    f"this run has {key}={value!r}"
+                )
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state(state)
+        self.consumed = int(state["consumed"])

@@ -12,7 +12,9 @@ from lit_gpt.data.format import PathLike, dtype_code, write_chunk
 class ChunkWriter:
     """Fills chunks of `chunk_size` tokens and writes each as `{prefix}_{index:010d}.bin`.
 
-    `finish()` pads the last chunk with `sep_token` (the EOS that separates documents) and writes it.
+    A full chunk is written only once a further token needs room (TinyLlama's rule, which its
+    `write_reminder` relies on); `finish()` pads the last chunk with `sep_token` (the EOS that
+    separates documents) and writes it.
     """
 
     def __init__(self, out_dir: PathLike, prefix: str, chunk_size: int, sep_token: int, dtype=np.uint16):
@@ -26,21 +28,25 @@ class ChunkWriter:
         dtype_code(self.dtype)  # fail early on a dtype the format cannot name
         self._buffer = np.full(chunk_size, sep_token, dtype=self.dtype)
         self._filled = 0
-        self.filenames: list[Path] = []
+        self._paths: list[Path] = []
+
+    @property
+    def filenames(self) -> list[Path]:
+        return list(self._paths)
 
     def add_array(self, tokens: np.ndarray) -> None:
         tokens = np.asarray(tokens)
         while tokens.size:
+            if self._filled == self.chunk_size:
+                self._write()
             take = min(self.chunk_size - self._filled, tokens.size)
             self._buffer[self._filled : self._filled + take] = tokens[:take]
             self._filled += take
             tokens = tokens[take:]
-            if self._filled == self.chunk_size:
-                self._write()
 
     def _write(self) -> None:
-        path = self.out_dir / f"{self.prefix}_{len(self.filenames):010d}.bin"
-        self.filenames.append(write_chunk(path, self._buffer))
+        path = self.out_dir / f"{self.prefix}_{len(self._paths):010d}.bin"
+        self._paths.append(write_chunk(path, self._buffer))
         self._buffer.fill(self.sep_token)
         self._filled = 0
 
@@ -52,4 +58,4 @@ class ChunkWriter:
     def finish(self) -> list[Path]:
         if self._filled:
             self._write()
-        return list(self.filenames)
+        return self.filenames

@@ -11,9 +11,10 @@ the needle span, the question, and the rest (instruction, filler, earlier answer
 entropy is reported too. Shares are averaged over heads, answer positions and prompts, per layer.
 The paper reports 34.5 % (MEAP) against 9.4 % (NTP) of the attention on the answer span.
 
-A lit checkpoint (`.pth`) runs in the lit model with forward pre-hooks on each attention module
-(the model itself keeps its fused SDPA path); a Hugging Face folder runs in its LLaMA-family model
-with the same hooks on `self_attn`. Only the answer positions' rows are formed, so memory stays
+The model is loaded as for retrieval (a lit checkpoint is converted to its Hugging Face model in
+memory); forward pre-hooks on each LLaMA-family `self_attn` (or on each attention module of a lit
+`GPT` passed to `answer_attention`) recompute the queries and keys while the model keeps its fused
+SDPA path. Only the answer positions' rows are formed, so memory stays
 O(layers x heads x answer tokens x context). Writes OUT/results.json and OUT/attention.png.
 """
 
@@ -23,7 +24,7 @@ import math
 import statistics
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -36,7 +37,7 @@ from lit_gpt.eval.prompts import RetrievalPrompt
 
 OUTPUT_FILES = ("results.json", "attention.png")
 REGIONS = ("needle", "question", "rest")
-# Hugging Face model types whose attention is LLaMA's: q/k projections, then rotary embeddings.
+# Hugging Face model types whose attention is LLaMA's.
 HF_LLAMA_LIKE = ("llama", "mistral", "qwen2")
 
 
@@ -54,49 +55,48 @@ def attention_rows(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, sc
     return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
 
 
-def _hf_qk(module, hidden: torch.Tensor, position_embeddings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries and keys of a Hugging Face LLaMA-family attention module, as its forward forms them."""
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-    shape = (*hidden.shape[:-1], -1, module.head_dim)
-    q = module.q_proj(hidden).view(shape).transpose(1, 2)
-    k = module.k_proj(hidden).view(shape).transpose(1, 2)
-    cos, sin = position_embeddings
-    return apply_rotary_pos_emb(q, k, cos, sin)
-
-
 @contextmanager
 def _capture(model, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
     """Forward pre-hooks that append each layer's attention rows at `positions` to the yielded list."""
     from lit_gpt.kernels import apply_rope_reference
     from lit_gpt.model import GPT
 
-    rows: list[torch.Tensor] = []
     if isinstance(model, GPT):
+        modules = [block.attn for block in model.transformer.h]
         scale = 1.0 / math.sqrt(model.config.head_size)
 
-        def lit_hook(module, args):
-            # Queries and keys of lit's CausalSelfAttention, as its forward forms them (plain RoPE).
-            x, cos, sin = args[0], args[1], args[2]
+        def queries_keys(module, args, kwargs):
+            # As lit's CausalSelfAttention forms them (plain RoPE).
+            x, cos, sin = args[:3]
             q, k, _ = module.split_qkv(x)
-            q, k = apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
-            rows.append(attention_rows(q, k, positions, scale))
+            return apply_rope_reference(q, cos, sin), apply_rope_reference(k, cos, sin)
 
-        handles = [block.attn.register_forward_pre_hook(lit_hook) for block in model.transformer.h]
     else:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
         model_type = getattr(model.config, "model_type", None)
         if model_type not in HF_LLAMA_LIKE:
             raise UserError(
                 f"attention analysis supports Hugging Face models of type {', '.join(HF_LLAMA_LIKE)}, not {model_type!r}"
             )
+        modules = [layer.self_attn for layer in model.model.layers]
+        scale = None
 
-        def hf_hook(module, args, kwargs):
+        def queries_keys(module, args, kwargs):
+            # As LLaMA's attention forms them: q/k projections, then rotary embeddings.
             hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-            q, k = _hf_qk(module, hidden, kwargs["position_embeddings"])
-            rows.append(attention_rows(q, k, positions, module.scaling))
+            shape = (*hidden.shape[:-1], -1, module.head_dim)
+            q = module.q_proj(hidden).view(shape).transpose(1, 2)
+            k = module.k_proj(hidden).view(shape).transpose(1, 2)
+            return apply_rotary_pos_emb(q, k, *kwargs["position_embeddings"])
 
-        layers = model.model.layers
-        handles = [layer.self_attn.register_forward_pre_hook(hf_hook, with_kwargs=True) for layer in layers]
+    rows: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs):
+        q, k = queries_keys(module, args, kwargs)
+        rows.append(attention_rows(q, k, positions, scale or module.scaling))
+
+    handles = [module.register_forward_pre_hook(hook, with_kwargs=True) for module in modules]
     try:
         yield rows
     finally:
@@ -106,10 +106,7 @@ def _capture(model, positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
 
 @torch.inference_mode()
 def answer_attention(model, input_ids: Sequence[int], positions: Sequence[int]) -> torch.Tensor:
-    """Attention probabilities of every layer at `positions` of one unpadded sequence.
-
-    -> (n_layer, n_head, len(positions), len(input_ids)), fp32, on the CPU.
-    """
+    """Attention probabilities (n_layer, n_head, len(positions), len(input_ids)), fp32 on the CPU, of one sequence."""
     device = next(model.parameters()).device
     ids = torch.as_tensor([list(input_ids)], dtype=torch.long, device=device)
     where = torch.as_tensor(list(positions), dtype=torch.long, device=device)
@@ -214,66 +211,29 @@ class AttentionSettings(options.PromptGridSettings):
     dtype: str = setting("float32", choices=options.DTYPES)
     context_lengths: list[int] = setting([1024], type=options.comma_list(options.token_count))
     samples: int = setting(4, type=options.positive_int, help="prompts per length and depth")
-    out_dir: str = setting("out/attention", cli_required=True)
-
-
-def load_for_attention(settings: AttentionSettings):
-    """(model, tokenizer, source): a lit checkpoint as the lit GPT, a Hugging Face folder as its model."""
-    from lit_gpt.eval.models import check_model_path, prepare_tokenizer_for_batching, resolve_device, resolve_dtype
-
-    path = check_model_path(settings.model_dir, settings.tokenizer_dir)
-    if path.is_dir():
-        loaded = settings.load_model()
-        return loaded.model, loaded.tokenizer, "hf"
-    from lit_gpt.convert.checkpoint import load_lit_checkpoint
-    from lit_gpt.convert.export import load_matching_tokenizer, resolve_tokenizer_dir
-    from lit_gpt.model import GPT
-
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    sd, config, meta = load_lit_checkpoint(path)
-    tok_dir = resolve_tokenizer_dir(settings.tokenizer_dir, meta)
-    if tok_dir is None:
-        raise UserError(f"{path} records no tokenizer: pass --tokenizer_dir")
-    tokenizer = load_matching_tokenizer(tok_dir, config)
-    prepare_tokenizer_for_batching(tokenizer)
-    with torch.device("meta"):
-        model = GPT(config, fused=False)
-    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
-    return model.to(device).eval(), tokenizer, "lit"
 
 
 def run_attention(settings: AttentionSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, measures the attention, writes results.json and attention.png; returns the results."""
     from tqdm.auto import tqdm
 
-    from lit_gpt.eval.prompts import build_prompts
-    from lit_gpt.eval.haystack import task_haystack
     from lit_gpt.eval.generation import prompt_answer_ids
-    from lit_gpt.eval.models import max_positions
 
-    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
-    model, tokenizer, source = load_for_attention(settings)
-    positions = max_positions(model.config)
+    loaded = settings.load_model(OUTPUT_FILES)
     # Refused at once when a context alone is too long, and below, once the answers are known, when a
     # prompt and its answer are: the model reads both (teacher-forced).
-    allow = settings.allow_beyond_context
-    options.check_positions(max(settings.context_lengths), positions, allow, "--context_lengths")
-    corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
-    prompts = build_prompts(tokenizer, settings.task, settings.context_lengths, settings.depths, settings.samples,
-                            settings.seed, corpus)
-    answers = prompt_answer_ids(tokenizer, prompts)
+    settings.check_positions(max(settings.context_lengths), loaded, "--context_lengths")
+    prompts, haystack = settings.prompts(loaded.tokenizer)
+    answers = prompt_answer_ids(loaded.tokenizer, prompts)
     longest = max(len(prompt.input_ids) + len(answer) for prompt, answer in zip(prompts, answers))
-    options.check_positions(longest, positions, allow, "--context_lengths (prompt and answer)")
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    settings.check_positions(longest, loaded, "--context_lengths (prompt and answer)")
+    out_dir = settings.make_out_dir()
     pairs = tqdm(list(zip(prompts, answers)), desc=f"{settings.task} attention", unit="prompt",
                  disable=not sys.stderr.isatty())
-    records = [analyse_prompt(model, prompt, answer) for prompt, answer in pairs]
+    records = [analyse_prompt(loaded.model, prompt, answer) for prompt, answer in pairs]
     summary = summarize(records)
     results = {
-        "task": settings.task,
-        "model": str(Path(settings.model_dir).expanduser().resolve()),
-        "settings": {**asdict(settings), "model_source": source, "haystack": haystack, "command": command},
+        **settings.results_head(settings.task, loaded, haystack=haystack, command=command),
         "definition": (
             "attention probabilities at the positions predicting the answer tokens (teacher-forced), summed over "
             "the needle span, the question (end of context to end of prompt) and the rest of the visible keys, "
@@ -287,22 +247,20 @@ def run_attention(settings: AttentionSettings, command: Optional[str] = None) ->
     return results
 
 
-def format_summary(summary: dict) -> str:
-    per_layer = summary["per_layer"]
-    lines = [f"{'layer':>5} | {'needle':>7} {'question':>8} {'rest':>7} | {'entropy':>7}"]
-    for layer in range(len(per_layer["needle"])):
-        lines.append(f"{layer:>5} | {100 * per_layer['needle'][layer]:>6.1f}% {100 * per_layer['question'][layer]:>7.1f}% "
-                     f"{100 * per_layer['rest'][layer]:>6.1f}% | {per_layer['entropy'][layer]:>7.3f}")
-    m = summary["mean_over_layers"]
-    lines.append(f"{'mean':>5} | {100 * m['needle']:>6.1f}% {100 * m['question']:>7.1f}% {100 * m['rest']:>6.1f}% | "
-                 f"{m['entropy']:>7.3f}   (needle share if uniform: {100 * summary['uniform_needle_share']:.1f}%)")
-    return "\n".join(lines)
-
-
 def report(settings: AttentionSettings, results: dict) -> None:
+    summary = results["summary"]
+    per_layer = summary["per_layer"]
+    layers = range(len(per_layer["needle"]))
+    rows = [(layer, {name: values[layer] for name, values in per_layer.items()}) for layer in layers]
+    rows.append(("mean", summary["mean_over_layers"]))
+    lines = [f"{'layer':>5} | {'needle':>7} {'question':>8} {'rest':>7} | {'entropy':>7}"]
+    for label, r in rows:
+        lines.append(f"{label:>5} | {100 * r['needle']:>6.1f}% {100 * r['question']:>7.1f}% {100 * r['rest']:>6.1f}% | "
+                     f"{r['entropy']:>7.3f}")
+    lines[-1] += f"   (needle share if uniform: {100 * summary['uniform_needle_share']:.1f}%)"
     print(f"{settings.task}: attention at the answer positions of {settings.model_dir}, "
-          f"mean over heads and {results['summary']['n']} prompts")
-    print(format_summary(results["summary"]))
+          f"mean over heads and {summary['n']} prompts")
+    print("\n".join(lines))
     print(f"wrote {Path(settings.out_dir) / 'results.json'} and {Path(settings.out_dir) / 'attention.png'}")
 
 

@@ -1,7 +1,4 @@
-"""`meap-eval EVALUATION [options]`: one command for the evaluations in lit_gpt.eval.
-
-An evaluation is a module with `main(argv)`; adding one is one line in `EVALUATIONS`.
-"""
+"""`meap-eval EVALUATION [options]`: one command for the evaluations in lit_gpt.eval."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ from typing import Callable, Optional, Sequence
 
 from lit_gpt.cli import exit_on_user_error, run_subcommand
 
-# name -> (module with main(argv), one-line summary)
+# name -> (module with main(argv, prog), one-line summary): adding an evaluation is one line here
 EVALUATIONS: dict[str, tuple[str, str]] = {
     "retrieval": ("lit_gpt.eval.retrieval", "passkey / needle-in-a-haystack / key-value retrieval over lengths x depths"),
     "multidoc_qa": ("lit_gpt.eval.multidoc_qa", "lost-in-the-middle multi-document QA by gold position"),

@@ -1,5 +1,4 @@
-"""Batched greedy decoding of token-id prompts with a Hugging Face causal LM, and teacher-forced
-scoring of answers (the mean log-probability of their tokens)."""
+"""Batched greedy decoding with a Hugging Face causal LM, and teacher-forced answer log-probabilities."""
 
 from __future__ import annotations
 
@@ -37,11 +36,7 @@ def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int = 8,
                     desc: str = "decoding") -> list[str]:
-    """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order.
-
-    Prompts are sorted by length so a batch holds similar lengths, and left-padded so that every
-    row's next token comes from the last column.
-    """
+    """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order."""
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[str] = [""] * len(prompts)
@@ -66,8 +61,7 @@ def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], ans
     """The ids of `answer` as the model would continue `prompt_ids` with it (after one space).
 
     The prompt plus the answer is tokenized as one text, so the answer's first token is the one a
-    tokenizer produces mid-text; its ids are what follows the prompt's ids. Raises ValueError when
-    the joint tokenization does not start with the prompt's ids (the answer would change them).
+    tokenizer produces mid-text. ValueError when that changes the prompt's ids.
     """
     joined = tokenizer(prompt_text + " " + answer)["input_ids"]
     prompt_ids = list(prompt_ids)
@@ -90,16 +84,10 @@ def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[lis
 @torch.inference_mode()
 def answer_logprobs(model, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], pad_id: int,
                     batch_size: int = 8, desc: str = "scoring") -> list[float]:
-    """Mean log-probability of each answer's tokens given its prompt, teacher-forced.
-
-    One forward pass over prompt + answer per row; the answer's token j is scored by the logits
-    at the position before it. Rows are left-padded; position ids count from each row's first real
-    token, so a padded row sees exactly what it would see alone.
+    """Mean log-probability of each (non-empty) answer's tokens given its prompt, teacher-forced, one
+    forward pass per batch. Position ids count from each row's first real token, so a left-padded row
+    sees exactly what it would see alone.
     """
-    if len(prompts) != len(answers):
-        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-    if any(len(a) == 0 for a in answers):
-        raise ValueError("an answer has no tokens")
     device = next(model.parameters()).device
     rows = [list(p) + list(a) for p, a in zip(prompts, answers)]
     out: list[float] = [float("nan")] * len(rows)

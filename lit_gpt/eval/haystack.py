@@ -1,11 +1,9 @@
 """Text to hide needles in: a local corpus (plain text, JSON lines, C4 `json.gz`) or generated filler.
 
-The needle-in-a-haystack task reads real prose from the user's disk. Without one it uses the filler
-that ships inside the package (`haystack.jsonl.gz` beside this module: 1M characters of the sample
-corpus's documents, made by `tools.sample_corpus.make_haystack_filler` from `data/sample`), so an
-installed package and a clone build the same haystacks and the evaluation never needs the network.
-`generated_text` (sentences from the `wonderwords` word lists with a seeded RNG) is the filler of
-prompts built without a corpus.
+Without a corpus of the user's, needle-in-a-haystack reads the filler that ships inside the package
+(`haystack.jsonl.gz`: 1M characters of the sample corpus's documents, made by
+`tools.sample_corpus.make_haystack_filler`), so an installed package and a clone build the same
+haystacks and the evaluation never needs the network.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -78,7 +77,7 @@ def _read_documents(path: Path) -> Iterator[str]:
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     raise UserError(f"{path} record {n} has no 'text' string")
                 yield record["text"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError, zlib.error) as err:  # a corrupt .gz too
         raise UserError(f"could not read haystack file {path}: {err}") from err
 
 
@@ -144,7 +143,7 @@ _SENTENCES = (
 
 
 def generated_text(rng: random.Random, n_chars: int) -> str:
-    """Random grammatical sentences from the wonderwords lists (niah filler when no corpus is given)."""
+    """Random grammatical sentences from the wonderwords lists (the niah filler of prompts built without a corpus)."""
     nouns, verbs, adjectives = word_list("noun"), word_list("verb"), word_list("adjective")
     parts, size = [], 0
     while size < n_chars:
@@ -154,7 +153,3 @@ def generated_text(rng: random.Random, n_chars: int) -> str:
         parts.append(sentence)
         size += len(sentence) + 1
     return " ".join(parts)
-
-
-def repeated_text(unit: str, n_chars: int) -> str:
-    return unit * (n_chars // len(unit) + 1)

@@ -1,8 +1,5 @@
-"""Loading the model under evaluation: a Hugging Face folder or a lit checkpoint (`.pth`).
-
-Only local files are read. Both kinds end up as a Hugging Face causal LM, so decoding and
-lm-evaluation-harness see the same model; a lit checkpoint is converted in memory.
-"""
+"""Loading the model under evaluation, from local files only: a Hugging Face folder, or a lit checkpoint
+(`.pth`) converted in memory to the same Hugging Face causal LM, so every evaluation sees one kind of model."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from lit_gpt.errors import UserError, first_line
-from lit_gpt.eval.options import DTYPES
 from lit_gpt.tokenizer import TOKENIZER_FILES, load_tokenizer
 
 if TYPE_CHECKING:
@@ -31,12 +27,7 @@ class LoadedModel:
 
     @property
     def max_positions(self) -> Optional[int]:
-        return max_positions(self.model.config)
-
-
-def max_positions(config) -> Optional[int]:
-    """The positions a Hugging Face config or a lit Config has (None when it does not say)."""
-    return getattr(config, "max_position_embeddings", None) or getattr(config, "block_size", None)
+        return getattr(self.model.config, "max_position_embeddings", None)  # None when the config does not say
 
 
 def resolve_device(device: str = "auto", flag: str = "--device") -> "torch.device":
@@ -50,18 +41,6 @@ def resolve_device(device: str = "auto", flag: str = "--device") -> "torch.devic
         return torch.device(device)
     except (RuntimeError, ValueError):
         raise UserError(f"unknown {flag} {device!r} (auto, cpu, cuda, cuda:1, ...)") from None
-
-
-def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
-    import torch
-
-    if dtype not in DTYPES:
-        raise UserError(f"unknown --dtype {dtype!r}; choose {', '.join(DTYPES)}")
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 def prepare_tokenizer_for_batching(tokenizer) -> None:
@@ -125,33 +104,27 @@ def load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool = F
     """A Hugging Face model folder as a causal LM. safetensors weights load through transformers;
     `pytorch_model.bin` weights are read by `lit_gpt.io.safe_load` (any pickle protocol, nothing in
     them runs: upstream MEAP's converter writes protocol 5, which transformers' loader refuses)."""
-    from lit_gpt.io.hf_quiet import quiet_hf_loading
-
-    try:
-        with quiet_hf_loading():
-            return _load_hf_folder(path, dtype, trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UserError(f"could not load the Hugging Face model in {path}: {first_line(err)}") from None
-
-
-def _load_hf_folder(path: Path, dtype: "torch.dtype", trust_remote_code: bool):
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     from lit_gpt.convert.export import read_hf_weights
+    from lit_gpt.io.hf_quiet import quiet_hf_loading
 
-    if check_safetensors_files(path):
-        return AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code
-        )
-    config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
-        raise UserError(f"{path}: pytorch_model.bin weights of model type {config.model_type!r} are not supported here; "
-                        "convert them with convert/convert_safetensors.py first")
-    state_dict = read_hf_weights(path)
-    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
-    model, info = model_class.from_pretrained(None, config=config, state_dict=state_dict, dtype=dtype,
-                                              output_loading_info=True)
+    try:
+        with quiet_hf_loading():
+            if check_safetensors_files(path):
+                return AutoModelForCausalLM.from_pretrained(
+                    str(path), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code
+                )
+            config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+            if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+                raise UserError(f"{path}: pytorch_model.bin weights of model type {config.model_type!r} are not "
+                                "supported here; convert them with convert/convert_safetensors.py first")
+            model, info = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
+                None, config=config, state_dict=read_hf_weights(path), dtype=dtype, output_loading_info=True
+            )
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not load the Hugging Face model in {path}: {first_line(err)}") from None
     if info["missing_keys"]:
         # transformers would leave these randomly initialised; an evaluation of that means nothing.
         missing = sorted(info["missing_keys"])
@@ -168,9 +141,16 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Loads a Hugging Face folder (config.json) or a lit checkpoint file (.pth) for greedy decoding."""
+    import torch
+
     path = check_model_path(model_path, tokenizer_dir)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
+    if dtype != "auto":
+        torch_dtype = getattr(torch, dtype)
+    elif torch_device.type == "cuda":
+        torch_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        torch_dtype = torch.float32
     if path.is_file():
         from lit_gpt.convert.export import lit_to_hf
 

@@ -18,7 +18,7 @@ import gzip
 import json
 import zlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -123,7 +123,6 @@ def _position(text: str) -> int:
 @dataclass(kw_only=True)
 class MultiDocSettings(options.ModelSettings):
     input_path: str = setting(help="lost-in-the-middle .jsonl or .jsonl.gz")
-    out_dir: str = setting()
     gold_positions: Optional[list[int]] = setting(  # None: default_gold_positions
         None, type=options.comma_list(_position),
         help="0-based (0 = the first document), as in the output, results.json and the plot; default 0,4,9,...,last")
@@ -146,21 +145,17 @@ def _encode(tokenizer, prompt: str, chat_template: bool) -> list[int]:
 
 def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -> dict:
     from lit_gpt.eval.generation import greedy_generate
-    from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_accuracy_by_position
 
-    check_model_path(settings.model_dir, settings.tokenizer_dir)
     examples = read_examples(settings.input_path, settings.limit)
     num_documents = settings.num_documents or len(examples[0].distractors) + 1
     positions = sorted(set(settings.gold_positions or default_gold_positions(num_documents)))
     jobs = [(ex, pos, arrange(ex, pos, settings.num_documents)) for pos in positions for ex in examples]
-    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
-
-    loaded = settings.load_model()
+    loaded = settings.load_model(OUTPUT_FILES)
     prompts = [_encode(loaded.tokenizer, qa_prompt(ex.question, docs), settings.chat_template) for ex, _, docs in jobs]
-    options.check_positions(max(len(p) for p in prompts) + settings.max_new_tokens, loaded.max_positions,
-                            settings.allow_beyond_context, f"{settings.input_path}: the longest prompt + answer")
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    longest = max(len(p) for p in prompts) + settings.max_new_tokens
+    settings.check_positions(longest, loaded, f"{settings.input_path}: the longest prompt + answer")
+    out_dir = settings.make_out_dir()
     generations = greedy_generate(loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
                                   desc="multidoc QA")
     records, by_position = [], defaultdict(list)
@@ -183,20 +178,10 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
         )
     accuracy = {str(pos): sum(v) / len(v) for pos, v in sorted(by_position.items())}
     results = {
-        "task": "multidoc_qa",
-        "model": str(Path(settings.model_dir).expanduser().resolve()),
-        "settings": {
-            **asdict(settings),
-            "gold_positions": positions,
-            "num_documents": num_documents,
-            "examples": len(examples),
-            "model_source": loaded.source,
-            "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."),
-            "max_position_embeddings": loaded.max_positions,
-            "longest_prompt_tokens": max(len(p) for p in prompts),
-            "command": command,
-        },
+        **settings.results_head(
+            "multidoc_qa", loaded, gold_positions=positions, num_documents=num_documents, examples=len(examples),
+            longest_prompt_tokens=max(len(p) for p in prompts), command=command,
+        ),
         "accuracy": {
             "metric": settings.metric,
             "by_gold_position": accuracy,

@@ -7,19 +7,19 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from lit_gpt.cli import ArgumentParser, exit_on_user_error
 from lit_gpt.errors import UserError
 from lit_gpt.eval.prompts import TASKS
+from lit_gpt.io.atomic import write_text
 
 
 def setting(default: Any = MISSING, *, help: Optional[str] = None, type: Optional[Callable] = None,
-            choices: Optional[Sequence] = None, cli_required: bool = False):
-    """A settings field that also describes its command-line flag (read by `add_arguments`);
-    `cli_required` makes the flag required even where the field has a default for library callers."""
-    meta = {"help": help, "type": type, "choices": choices, "required": cli_required}
+            choices: Optional[Sequence] = None):
+    """A settings field with its flag's argparse options."""
+    meta = {"help": help, "type": type, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -32,21 +32,64 @@ BEYOND_CONTEXT_HELP = ("evaluate prompts longer than the model's positions (e.g.
 
 @dataclass(kw_only=True)
 class ModelSettings:
-    """What every evaluation takes: the model, where it runs, and what it may overwrite or exceed."""
+    """What every evaluation takes: the model, where it runs, where results go, what they may replace or exceed."""
 
     model_dir: str = setting(help="Hugging Face model folder, or a lit checkpoint .pth")
     tokenizer_dir: Optional[str] = setting(None, help="tokenizer folder (default: the model's folder)")
     device: str = setting("auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     dtype: str = setting("auto", choices=DTYPES)
     trust_remote_code: bool = setting(False, help="run code shipped in the model folder")
+    out_dir: str = setting()
     overwrite: bool = setting(False, help="replace results already in --out_dir")
     allow_beyond_context: bool = setting(False, help=BEYOND_CONTEXT_HELP)
 
-    def load_model(self):
-        from lit_gpt.eval.models import load_model
+    def load_model(self, output_files: Iterable[str]):
+        """The model, once its path is checked and --out_dir holds none of `output_files` (unless --overwrite);
+        --out_dir is created later (`make_out_dir`), so a bad model leaves no empty folder behind."""
+        from lit_gpt.eval.models import check_model_path, load_model
 
+        check_model_path(self.model_dir, self.tokenizer_dir)
+        out = Path(self.out_dir).expanduser()
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out_dir {out} exists and is not a folder")
+        existing = [name for name in output_files if (out / name).exists()]
+        if existing and not self.overwrite:
+            raise UserError(f"{out} already holds {', '.join(existing)}; choose another --out_dir or pass --overwrite")
         return load_model(self.model_dir, tokenizer_dir=self.tokenizer_dir, device=self.device, dtype=self.dtype,
                           trust_remote_code=self.trust_remote_code)
+
+    def check_positions(self, longest: int, loaded, what: str) -> None:
+        """Refuses prompts the model has no positions for, before any is built or run: its answers there
+        mean nothing unless extrapolation is what is measured, and long prompts can take minutes each."""
+        if not loaded.max_positions or longest <= loaded.max_positions:
+            return
+        message = f"{what}: {longest} tokens exceed the model's {loaded.max_positions} positions"
+        if not self.allow_beyond_context:
+            raise UserError(f"{message}; use shorter lengths, or pass --allow_beyond_context to run them anyway")
+        print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
+
+    def results_head(self, task: str, loaded, **settings) -> dict:
+        """The start of results.json: the task, the model, these settings, what the model turned out to be."""
+        return {
+            "task": task,
+            "model": str(Path(self.model_dir).expanduser().resolve()),
+            "settings": {
+                **asdict(self),
+                "model_source": loaded.source,
+                "device": str(loaded.device),
+                "dtype": str(loaded.dtype).removeprefix("torch."),
+                "max_position_embeddings": loaded.max_positions,
+                **settings,
+            },
+        }
+
+    def make_out_dir(self) -> Path:
+        out = Path(self.out_dir).expanduser()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create --out_dir {out}: {err.strerror or err}") from None
+        return out
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Field]) -> None:
@@ -57,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Fie
             parser.add_argument(f"--{f.name}", action="store_true", help=meta.get("help"))
             continue
         kwargs = {key: meta[key] for key in ("help", "type", "choices") if meta.get(key) is not None}
-        if meta.get("required") or (f.default is MISSING and f.default_factory is MISSING):
+        if f.default is MISSING and f.default_factory is MISSING:
             kwargs["required"] = True
         else:
             kwargs["default"] = f.default_factory() if f.default is MISSING else f.default
@@ -65,8 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Fie
 
 
 def command(settings_type: type, run: Callable, report: Callable, module: str, doc: Optional[str]):
-    """The `main` of an evaluation's command line: it parses, runs (results.json records the command
-    that ran), prints `report(settings, results)` and returns the results."""
+    """An evaluation's `main`: parses, runs (results.json records the command), reports, returns the results."""
 
     @exit_on_user_error
     def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
@@ -84,19 +126,9 @@ def command(settings_type: type, run: Callable, report: Callable, module: str, d
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model flags alone, for scripts that write no results."""
-    add_arguments(parser, [f for f in fields(ModelSettings) if f.name not in ("overwrite", "allow_beyond_context")])
+    model_flags = [f for f in fields(ModelSettings) if f.name not in ("out_dir", "overwrite", "allow_beyond_context")]
+    add_arguments(parser, model_flags)
     parser.add_argument("--batch_size", type=positive_int, default=8)
-
-
-def check_positions(longest: int, max_positions: Optional[int], allow: bool, what: str) -> None:
-    """Refuses prompts the model has no positions for, before any is built or run: its answers there
-    mean nothing unless extrapolation is what is measured, and long prompts can take minutes each."""
-    if not max_positions or longest <= max_positions:
-        return
-    message = f"{what}: {longest} tokens exceed the model's {max_positions} positions"
-    if not allow:
-        raise UserError(f"{message}; use shorter lengths, or pass --allow_beyond_context to run them anyway")
-    print(f"warning: {message} (--allow_beyond_context)", file=sys.stderr)
 
 
 def parse_as(kind: Callable, text: str, message: str) -> Any:
@@ -141,32 +173,7 @@ def depth(text: str) -> float:
     return value
 
 
-def check_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: bool) -> Path:
-    """Refuses to replace earlier results unless `overwrite`; creates nothing (call it before the
-    model loads, so a bad model leaves no empty folder behind)."""
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out_dir {out} exists and is not a folder")
-    existing = [name for name in names if (out / name).exists()]
-    if existing and not overwrite:
-        raise UserError(f"{out} already holds {', '.join(existing)}; choose another --out_dir or pass --overwrite")
-    return out
-
-
-def prepare_out_dir(out_dir: Union[str, Path], names: Iterable[str], overwrite: bool) -> Path:
-    """Creates `out_dir`; refuses to replace earlier results unless `overwrite`."""
-    out = check_out_dir(out_dir, names, overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create --out_dir {out}: {err.strerror or err}") from None
-    return out
-
-
 def write_json(path: Union[str, Path], data: Any) -> Path:
-    """Writes through a temporary file so an interrupted run never leaves half a results.json."""
-    from lit_gpt.io.atomic import write_text
-
     return write_text(path, json.dumps(data, indent=2) + "\n", "results")
 
 
@@ -178,17 +185,21 @@ class PromptGridSettings(ModelSettings):
     context_lengths: list[int] = setting([1024, 2048, 4096], type=comma_list(token_count))
     depths: list[float] = setting([0.0, 0.25, 0.5, 0.75, 1.0], type=comma_list(depth))
     samples: int = setting(20, type=positive_int, help="prompts per length and depth")
-    out_dir: str = setting("out/retrieval", cli_required=True)
     seed: int = setting(0, type=int, help="prompt seed (attention and retrieval build the same prompts from one seed)")
     haystack_file: Optional[str] = setting(None, help="niah: local .txt/.jsonl/.json(.gz) file or folder")
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        bad = [d for d in self.depths if not 0.0 <= d <= 1.0]
-        if bad:
-            raise UserError(f"depth {bad[0]:g} is outside [0, 1]")
-        if not self.context_lengths or not self.depths or self.samples <= 0:
-            raise UserError("context lengths, depths and samples must not be empty")
+        # The flags' parsers check the values (so does SamplePrompts, for library callers).
         self.context_lengths = sorted(set(self.context_lengths))
         self.depths = sorted(set(self.depths))
+
+    def prompts(self, tokenizer) -> tuple[list, str]:
+        """The grid's prompts, and where their haystack came from (for results.json)."""
+        from lit_gpt.eval.haystack import task_haystack
+        from lit_gpt.eval.prompts import build_prompts
+
+        if self.task != "niah" and self.haystack_file:
+            print(f"warning: --haystack_file is only used by task niah, not {self.task}", file=sys.stderr)
+        corpus, haystack = task_haystack(self.task, self.context_lengths, self.haystack_file)
+        lengths, depths = self.context_lengths, self.depths
+        return build_prompts(tokenizer, self.task, lengths, depths, self.samples, self.seed, corpus), haystack

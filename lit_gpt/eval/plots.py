@@ -1,8 +1,4 @@
-"""Figures: the length x depth retrieval heatmap and accuracy vs gold position.
-
-Figures are drawn with matplotlib's object API on the Agg canvas, so nothing depends on a display
-or on pyplot's global state.
-"""
+"""Figures, drawn with matplotlib's object API on the Agg canvas: nothing depends on a display or pyplot's state."""
 
 from __future__ import annotations
 

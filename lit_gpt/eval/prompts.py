@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from lit_gpt.errors import UserError
-from lit_gpt.eval.haystack import PASSKEY_FILLER, Corpus, generated_text, repeated_text, word_list
+from lit_gpt.eval.haystack import PASSKEY_FILLER, Corpus, generated_text, word_list
 
 TASKS = ("passkey", "niah", "kv")
 _WORD_START = re.compile(r"(?<!\S)\S")
@@ -91,34 +91,10 @@ class RetrievalPrompt:
     context_end: int  # exclusive
 
     @property
-    def prompt_tokens(self) -> int:
-        return len(self.input_ids)
-
-    @property
     def needle_depth(self) -> float:
         """The depth the needle really sits at (same definition as `depth`)."""
         room = self.context_end - self.context_start - (self.needle_end - self.needle_start)
         return (self.needle_start - self.context_start) / room if room > 0 else 0.0
-
-
-class _Measure:
-    """Tokenizes a whole prompt once and maps character offsets to token indices."""
-
-    def __init__(self, tokenizer, text: str):
-        self.text, self._tokenizer = text, tokenizer
-        self._fast = getattr(tokenizer, "is_fast", False)
-        enc = tokenizer(text, return_offsets_mapping=self._fast)
-        self.input_ids = list(enc["input_ids"])
-        if self._fast:  # special tokens have empty (0, 0) spans; the others' ends only grow
-            kept = [(end, i) for i, (start, end) in enumerate(enc["offset_mapping"]) if end > start]
-            self._ends, self._indices = [end for end, _ in kept], [i for _, i in kept]
-
-    def token(self, char: int) -> int:
-        """Index of the token holding character `char` (len(input_ids) past the end)."""
-        if not self._fast:  # slow tokenizers have no offsets: count the tokens of the text up to the character
-            return len(self._tokenizer(self.text[:char])["input_ids"])
-        k = bisect_right(self._ends, char)
-        return self._indices[k] if k < len(self._indices) else len(self.input_ids)
 
 
 class _ProseFiller:
@@ -245,7 +221,7 @@ def _needle(task: str, rng: random.Random) -> tuple[str, str]:
 
 def _haystack_text(task: str, rng: random.Random, corpus: Optional[Corpus], n_chars: int) -> str:
     if task == "passkey":
-        return repeated_text(PASSKEY_FILLER, n_chars)
+        return PASSKEY_FILLER * (n_chars // len(PASSKEY_FILLER) + 1)
     if corpus is not None:
         return corpus.text(rng, n_chars)
     return generated_text(rng, n_chars)
@@ -288,7 +264,20 @@ class SamplePrompts:
         head, tail = self.filler.split(before, after)
         context, needle_char = self.filler.join(head, self.needle, tail)
         text = self.instruction + context + self.question
-        measure = _Measure(self.tokenizer, text)
+        fast = getattr(self.tokenizer, "is_fast", False)
+        enc = self.tokenizer(text, return_offsets_mapping=fast)
+        input_ids = list(enc["input_ids"])
+        if fast:  # special tokens have empty (0, 0) spans; the others' ends only grow
+            spans = [(end, i) for i, (start, end) in enumerate(enc["offset_mapping"]) if end > start]
+            ends = [end for end, _ in spans]
+
+        def token(char: int) -> int:
+            """Index of the token holding character `char` (len(input_ids) past the end)."""
+            if not fast:  # slow tokenizers have no offsets: count the tokens of the text up to the character
+                return len(self.tokenizer(text[:char])["input_ids"])
+            k = bisect_right(ends, char)
+            return spans[k][1] if k < len(spans) else len(input_ids)
+
         c0 = len(self.instruction)
         return RetrievalPrompt(
             task=self.task,
@@ -296,13 +285,13 @@ class SamplePrompts:
             depth=depth,
             sample_index=self.sample_index,
             text=text,
-            input_ids=measure.input_ids,
+            input_ids=input_ids,
             answer=self.value,
             key=self.key,
-            needle_start=measure.token(c0 + needle_char),
-            needle_end=measure.token(c0 + needle_char + len(self.needle) - 1) + 1,
-            context_start=measure.token(c0),
-            context_end=measure.token(c0 + len(context) - 1) + 1,
+            needle_start=token(c0 + needle_char),
+            needle_end=token(c0 + needle_char + len(self.needle) - 1) + 1,
+            context_start=token(c0),
+            context_end=token(c0 + len(context) - 1) + 1,
         )
 
     def at(self, depth: float) -> RetrievalPrompt:
@@ -314,7 +303,7 @@ class SamplePrompts:
         best, best_error = None, None
         for _ in range(12):
             prompt = self._assemble(depth, round(before), round(after))
-            length_error = self.context_length - prompt.prompt_tokens
+            length_error = self.context_length - len(prompt.input_ids)
             room = prompt.context_end - prompt.context_start - (prompt.needle_end - prompt.needle_start)
             position_error = prompt.context_start + depth * room - prompt.needle_start
             error = max(abs(length_error), abs(position_error))

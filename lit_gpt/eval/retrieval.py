@@ -14,17 +14,15 @@ record per prompt), OUT/heatmap.png (accuracy) and OUT/logprob_heatmap.png.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
-from lit_gpt.eval.haystack import task_haystack
-from lit_gpt.eval.prompts import RetrievalPrompt, build_prompts
+from lit_gpt.eval.prompts import RetrievalPrompt
 from lit_gpt.eval.scoring import METRICS, first_line, score
 
 DEFAULT_MAX_NEW_TOKENS = {"passkey": 16, "niah": 24, "kv": 64}
@@ -63,7 +61,7 @@ def score_prompts(
                 "context_length": prompt.context_length,
                 "depth": prompt.depth,
                 "sample": prompt.sample_index,
-                "prompt_tokens": prompt.prompt_tokens,
+                "prompt_tokens": len(prompt.input_ids),
                 "needle_position": prompt.needle_start,
                 "needle_end": prompt.needle_end,
                 "context_start": prompt.context_start,
@@ -82,7 +80,7 @@ def score_prompts(
     return records
 
 
-def _by_cell(records: Sequence[dict], value) -> dict:
+def summarize(records: Sequence[dict], value) -> dict:
     """Means of `value(record)` overall, by length, by depth and by length and depth."""
     by_cell, by_length, by_depth = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in records:
@@ -100,31 +98,12 @@ def _by_cell(records: Sequence[dict], value) -> dict:
     }
 
 
-def summarize(records: Sequence[dict], metric: str) -> dict:
-    """Accuracy by length and depth, by length, by depth, overall; plus overall per metric."""
-    return {
-        "metric": metric,
-        **_by_cell(records, lambda r: r["scores"][metric]),
-        "overall_by_metric": {name: statistics.fmean([r["scores"][name] for r in records]) for name in METRICS},
-        "n": len(records),
-    }
-
-
-def summarize_logprob(records: Sequence[dict]) -> dict:
-    """Mean answer log-probability (nats per answer token) by length and depth, by length, by depth, overall."""
-    return {
-        "unit": "mean log-probability of the answer tokens (nats per token, 0 = certain)",
-        **_by_cell(records, lambda r: r["answer_logprob"]),
-        "n": len(records),
-    }
-
-
-def format_table(accuracy: dict, title: str = "", percent: bool = True) -> str:
+def format_table(accuracy: dict, title: str, percent: bool = True) -> str:
     """Accuracy (%) or another per-cell mean with a row per length, a column per depth, and the means."""
     scale, width = (100, 1) if percent else (1, 2)
     depths = list(accuracy["by_depth"])
     head = f"{'length':>8} | " + " ".join(f"{float(d) * 100:>6g}%" for d in depths) + " |   mean"
-    lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
+    lines = [title, head, "-" * len(head)]
     for length, row in accuracy["by_length_depth"].items():
         cells = " ".join(f"{scale * row[d]:>7.{width}f}" if d in row else f"{'':>7}" for d in depths)
         lines.append(f"{length:>8} | {cells} | {scale * accuracy['by_length'][length]:>6.{width}f}")
@@ -142,23 +121,16 @@ def grid_of(summary: dict) -> dict[int, dict[float, float]]:
 def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) -> dict:
     """Builds the prompts, decodes, scores, and writes results.json and heatmap.png; returns the results."""
     from lit_gpt.eval.generation import answer_logprobs, greedy_generate, prompt_answer_ids
-    from lit_gpt.eval.models import check_model_path
     from lit_gpt.eval.plots import plot_heatmap
 
-    check_model_path(settings.model_dir, settings.tokenizer_dir)
-    options.check_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
-    if settings.task != "niah" and settings.haystack_file:
-        print(f"warning: --haystack_file is only used by task niah, not {settings.task}", file=sys.stderr)
-    corpus, haystack = task_haystack(settings.task, settings.context_lengths, settings.haystack_file)
-    loaded = settings.load_model()
-    options.check_positions(max(settings.context_lengths) + settings.max_new_tokens, loaded.max_positions,
-                            settings.allow_beyond_context, "--context_lengths (longest prompt + answer)")
-    out_dir = options.prepare_out_dir(settings.out_dir, OUTPUT_FILES, settings.overwrite)
+    loaded = settings.load_model(OUTPUT_FILES)
+    longest = max(settings.context_lengths) + settings.max_new_tokens
+    settings.check_positions(longest, loaded, "--context_lengths (longest prompt + answer)")
 
     start = time.perf_counter()
-    prompts = build_prompts(loaded.tokenizer, settings.task, settings.context_lengths, settings.depths,
-                            settings.samples, settings.seed, corpus)
+    prompts, haystack = settings.prompts(loaded.tokenizer)
     prompt_seconds = time.perf_counter() - start
+    out_dir = settings.make_out_dir()
     generations = greedy_generate(loaded.model, loaded.tokenizer, [p.input_ids for p in prompts],
                                   max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, desc=settings.task)
     decode_seconds = time.perf_counter() - start - prompt_seconds
@@ -167,20 +139,20 @@ def run_retrieval(settings: RetrievalSettings, command: Optional[str] = None) ->
                                batch_size=settings.batch_size, desc=f"{settings.task} log-prob")
     score_seconds = time.perf_counter() - start - prompt_seconds - decode_seconds
     records = score_prompts(prompts, generations, settings.metric, logprobs, [len(a) for a in answers])
-    accuracy = summarize(records, settings.metric)
-    logprob = summarize_logprob(records)
+    metric = settings.metric
+    accuracy = {
+        "metric": metric,
+        **summarize(records, lambda r: r["scores"][metric]),
+        "overall_by_metric": {name: statistics.fmean([r["scores"][name] for r in records]) for name in METRICS},
+        "n": len(records),
+    }
+    logprob = {
+        "unit": "mean log-probability of the answer tokens (nats per token, 0 = certain)",
+        **summarize(records, lambda r: r["answer_logprob"]),
+        "n": len(records),
+    }
     results = {
-        "task": settings.task,
-        "model": str(Path(settings.model_dir).expanduser().resolve()),
-        "settings": {
-            **asdict(settings),
-            "model_source": loaded.source,
-            "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."),
-            "haystack": haystack,
-            "max_position_embeddings": loaded.max_positions,
-            "command": command,
-        },
+        **settings.results_head(settings.task, loaded, haystack=haystack, command=command),
         "accuracy": accuracy,
         "logprob": logprob,
         "timing": {"prompt_seconds": round(prompt_seconds, 2), "decode_seconds": round(decode_seconds, 2),

@@ -1,12 +1,4 @@
-"""Answer matching for generated text.
-
-- `exact_match`: the normalized prediction equals a normalized answer (SQuAD normalization:
-  lowercase, no punctuation, no articles, single spaces).
-- `substring_match`: an answer occurs in the prediction, ignoring case (RULER's string match).
-- `best_subspan_em`: a normalized answer occurs in the normalized prediction (lost in the middle).
-
-Generations run on past the answer, so predictions are first cut to their first non-empty line.
-"""
+"""Answer matching for generated text; generations run on past the answer, so `score` cuts them to their first line."""
 
 from __future__ import annotations
 
@@ -25,6 +17,7 @@ def _as_list(answers: Answers) -> list[str]:
 
 
 def normalize_answer(text: str) -> str:
+    """SQuAD's normalization: lowercase, no punctuation, no articles, single spaces."""
     text = text.lower().translate(_PUNCTUATION)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
@@ -36,16 +29,19 @@ def first_line(generation: str) -> str:
 
 
 def exact_match(prediction: str, answers: Answers) -> bool:
+    """The normalized prediction equals a normalized answer."""
     normalized = normalize_answer(prediction)
     return any(normalized == normalize_answer(answer) for answer in _as_list(answers))
 
 
 def substring_match(prediction: str, answers: Answers) -> bool:
+    """An answer occurs in the prediction, ignoring case (RULER's string match)."""
     lowered = prediction.lower()
     return any(answer and answer.lower() in lowered for answer in _as_list(answers))
 
 
 def best_subspan_em(prediction: str, answers: Answers) -> bool:
+    """A normalized answer occurs in the normalized prediction (lost in the middle)."""
     normalized = normalize_answer(prediction)
     return any(normalize_answer(answer) in normalized for answer in _as_list(answers) if normalize_answer(answer))
 

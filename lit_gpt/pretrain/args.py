@@ -1,10 +1,6 @@
-"""Every setting of a pretraining run: one dataclass per component, each field with its help.
-
-A field's type is how it is parsed, the docstring under it is its `--help`, `setting(...)` its
-range; `PretrainArgs` checks them all when it is built, before anything runs. Setting names are
-unique across the slices, so the command line and recipes use the flat name (`--mask_ratio`;
-`--meap.mask_ratio` works too) and `args.mask_ratio` reads `args.meap.mask_ratio`.
-"""
+"""Every setting of a pretraining run: one dataclass per component; a field's type is how it is parsed,
+the docstring under it its `--help`, `setting(...)` its range. Names are unique across the slices, so
+the command line and recipes use the flat name (`--mask_ratio`; `--meap.mask_ratio` works too)."""
 
 from __future__ import annotations
 
@@ -24,6 +20,13 @@ MAX_STEP_TOKENS = 2**28
 MAX_SEED = 2**63 - 1  # mask seeds pack it as a signed 64-bit integer
 
 
+class _Slice:
+    """A slice of the settings: its fields are checked against their types and ranges when it is built."""
+
+    def __post_init__(self):
+        check_fields(self)
+
+
 @dataclass
 class DataSource:
     """One prefix of a data mixture."""
@@ -35,7 +38,7 @@ class DataSource:
 
 
 @dataclass
-class ModelSettings:
+class ModelSettings(_Slice):
     """model"""
 
     model_name: str = "tiny_LLaMA_1b_mask"
@@ -53,12 +56,9 @@ class ModelSettings:
     compile: bool = False
     """torch.compile each Block (lit_gpt/compile.py): faster on GPU after a warm-up of a minute or so"""
 
-    def __post_init__(self):
-        check_fields(self)
-
 
 @dataclass
-class DataSettings:
+class DataSettings(_Slice):
     """data"""
 
     train_data_dir: str = setting("data/c4_bin", path=True)
@@ -73,12 +73,12 @@ class DataSettings:
     """folder with tokenizer.json or tokenizer.model (the one the data was prepared with)"""
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         self.train_prefix = [DataSource(name, weight) for name, weight in parse_data_mix(self.train_prefix)]
 
 
 @dataclass
-class MeapSettings:
+class MeapSettings(_Slice):
     """MEAP masking"""
 
     mask_ratio: float = setting(0.15, ge=0, lt=1)
@@ -91,7 +91,7 @@ class MeapSettings:
     """removed: it shared masks only within a micro batch; use --mask_scheme upstream"""
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         if self.mask_scheme == "upstream" and self.mask_span != 1:
             raise UserError(f"--mask_span {self.mask_span}: the upstream mask scheme masks single tokens: "
                             "use --mask_scheme per_sequence for spans")
@@ -101,7 +101,7 @@ class MeapSettings:
 
 
 @dataclass
-class ParallelSettings:
+class ParallelSettings(_Slice):
     """hardware and parallelism"""
 
     devices: int = setting(-1, ge=-1)
@@ -118,13 +118,13 @@ class ParallelSettings:
     """default: bf16-mixed on GPU, 32-true on CPU"""
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         if self.devices == 0:
             raise UserError("--devices 0: must be >= 1, or -1 for every visible GPU")
 
 
 @dataclass
-class BudgetSettings:
+class BudgetSettings(_Slice):
     """batch and budget"""
 
     micro_batch_size: int = setting(8, ge=1)
@@ -143,13 +143,13 @@ class BudgetSettings:
     """days the run should take: --dry_run prints the tokens/s that needs"""
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         if self.max_steps is None and self.max_tokens is None:
             raise UserError("set a budget: --max_steps or --max_tokens")
 
 
 @dataclass
-class OptimizerSettings:
+class OptimizerSettings(_Slice):
     """optimizer and schedule"""
 
     learning_rate: float = setting(4e-4, gt=0)
@@ -172,13 +172,13 @@ class OptimizerSettings:
     """seed of the model init, the data order and the masks"""
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         if self.min_lr > self.learning_rate:
             raise UserError(f"--min_lr {self.min_lr}: must be in [0, learning_rate={self.learning_rate}]")
 
 
 @dataclass
-class CheckpointSettings:
+class CheckpointSettings(_Slice):
     """output and checkpoints"""
 
     out_dir: str = setting("out/meap_1b_mask0.15", path=True)
@@ -197,13 +197,13 @@ class CheckpointSettings:
     """auto = the newest checkpoint in out_dir (a fresh start if none), or a checkpoint path"""
 
     def __post_init__(self):
-        check_fields(self)
+        super().__post_init__()
         if self.resume is not None and self.resume != "auto":
             self.resume = os.path.abspath(os.path.expanduser(self.resume))
 
 
 @dataclass
-class LoggingSettings:
+class LoggingSettings(_Slice):
     """logging and validation"""
 
     log_interval: int = setting(10, ge=1)
@@ -220,9 +220,6 @@ class LoggingSettings:
     """name of the run in tensorboard/wandb; default: out_dir's name"""
     peak_tflops: Optional[float] = setting(None, gt=0)
     """peak TFLOP/s of one device for MFU; default: looked up from the GPU name (bf16)"""
-
-    def __post_init__(self):
-        check_fields(self)
 
 
 SLICES = {"model": ModelSettings, "data": DataSettings, "meap": MeapSettings, "parallel": ParallelSettings,
@@ -248,19 +245,10 @@ class PretrainArgs:
 
     def __init__(self, **values: Any):
         grouped: dict[str, dict[str, Any]] = {name: {} for name in SLICES}
-        for key, value in values.items():
-            if key in SLICES:
-                items = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-                if not isinstance(items, Mapping):
-                    raise UserError(f"settings {key}: expected a mapping of its settings, got {value!r}")
-                for name, item in items.items():
-                    if SETTINGS.get(name) != key:
-                        raise unknown_setting(name, field_hints(SLICES[key]), f"settings {key}")
-                    grouped[key][name] = item
-            elif key in SETTINGS:
-                grouped[SETTINGS[key]][key] = value
-            else:
+        for key, value in flatten(values, "settings").items():
+            if key not in SETTINGS:
                 raise unknown_setting(key, SETTINGS, "settings")
+            grouped[SETTINGS[key]][key] = value
         for name, cls in SLICES.items():
             setattr(self, name, cls(**grouped[name]))
         self._check_batch_size()
@@ -287,9 +275,7 @@ class PretrainArgs:
         if self.global_batch_size * T > MAX_STEP_TOKENS:
             raise UserError(f"--global_batch_size {self.global_batch_size}: {self.global_batch_size} x {T} tokens "
                             f"per optimizer step is beyond any run (at most {MAX_STEP_TOKENS:,} tokens)")
-        if self.global_batch_size % self.micro_batch_size:
-            raise UserError(f"--micro_batch_size {self.micro_batch_size} does not divide the per-device batch of "
-                            f"{self.global_batch_size} sequences (global_batch_size) on one process, nor on more")
+        check_batch_layout(self, 1)  # if one process cannot split the batch, more cannot either
 
     def flat(self) -> dict[str, Any]:
         """{setting: value} over every slice."""
@@ -301,6 +287,23 @@ class PretrainArgs:
     def to_dict(self) -> dict[str, Any]:
         """The tree as plain data (what hyperparameters.yaml and --print_config hold)."""
         return dataclasses.asdict(self)
+
+
+def flatten(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Flat settings from flat names and/or slices (`meap={"mask_ratio": 0.1}`, as hyperparameters.yaml holds)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in SLICES:
+            flat[key] = value
+            continue
+        items = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        if not isinstance(items, Mapping):
+            raise UserError(f"{where} {key}: expected a mapping of its settings, got {value!r}")
+        for name, item in items.items():
+            if SETTINGS.get(name) != key:
+                raise unknown_setting(name, field_hints(SLICES[key]), f"{where} ({key})")
+            flat[name] = item
+    return flat
 
 
 def parse_data_mix(value: Any, setting_name: str = "train_prefix") -> list[tuple[str, float]]:

@@ -1,12 +1,6 @@
-"""Training checkpoints: `out_dir/step-XXXXXXXX.pth`, written whole or not at all.
-
-A checkpoint is one dict of tensors and plain containers: "model", "optimizer" (keyed by parameter
-name), "step", "tokens", "data" (the stream position), "rng" (per process), "config" (the model
-Config as a dict, so conversion and evaluation need no model name), "tokenizer_dir", "tokenizer"
-(vocab size, bos/eos/mask ids), "args" (every setting), "format_version". Under FSDP with format
-"sharded" it is a folder: torch.distributed.checkpoint shards of "model" and "optimizer", meta.pt
-with the rest. Either resumes with any number of processes. Files are read through the allow-list
-loader (lit_gpt.io.safe_load), sharded indexes through their own."""
+"""Training checkpoints, `out_dir/step-XXXXXXXX.pth`, written whole or not at all: one file (the dict
+`train.save` builds), or under FSDP with format "sharded" a torch.distributed.checkpoint folder plus
+meta.pt. Either resumes with any number of processes and is read through allow-list loaders."""
 
 from __future__ import annotations
 
@@ -272,13 +266,12 @@ def _keyed_by_name(optimizer_state: dict[str, Any], module) -> dict[str, Any]:
 
 def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     """Restores model and optimizer in place from a full file or a sharded folder, whatever the number
-    of processes that wrote it; returns the rest of the checkpoint."""
+    of processes that wrote it (its model was checked against the run's by `resolve_resume`); returns
+    the rest of the checkpoint."""
     module, optim = _unwrap(model, optimizer)
     path = Path(path)
     try:
         meta = check_readable(path)
-        if getattr(module, "config", None) is not None:
-            check_same_model(meta, module.config, path)
         if path.is_dir():  # DTensors of this run's sharding, filled from whatever layout wrote the shards
             state = {"model": get_model_state_dict(module), "optimizer": get_optimizer_state_dict(module, optim)}
             sharded.load_sharded(state, path, no_dist=fabric.world_size == 1)

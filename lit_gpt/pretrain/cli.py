@@ -1,9 +1,5 @@
-"""`meap-pretrain` / MEAP-Pretrain/pretrain.py: MEAP pretraining from a recipe and overrides.
-
-    meap-pretrain --config pretrained/meap_1b.py [--key value ...]
-
-`--help` (after --config, to see the recipe's values as defaults) lists every setting.
-"""
+"""`meap-pretrain` / MEAP-Pretrain/pretrain.py: MEAP pretraining from a recipe and overrides
+(`meap-pretrain --config RECIPE --help` lists every setting with the recipe's values)."""
 
 from __future__ import annotations
 

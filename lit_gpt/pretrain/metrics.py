@@ -55,14 +55,6 @@ def check_logger_available(logger: str) -> None:
         raise UserError(f"--logger {logger} needs the {logger} package: pip install {logger}")
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)  # exact: resumed runs are compared bit for bit
-    return str(value)
-
-
 class MetricsLog:
     """metrics.csv in out_dir plus the optional logger. Use on rank 0 only.
 
@@ -102,16 +94,17 @@ class MetricsLog:
             id_file = Path(out_dir) / "wandb_run_id.txt"
             run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
             id_file.write_text(run_id)
+            # config: the settings tree (PretrainArgs.to_dict()), recorded with the run
             self._external = wandb.init(
-                project=config.get("wandb_project", "meap") if config else "meap",
+                project=config["logging"]["wandb_project"] if config else "meap",
                 name=run_name, id=run_id, resume="allow", config=config, dir=str(out_dir),
             )
 
     def log(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self._writer.writerow(row)  # csv writes floats with repr (exact: resumed runs are compared bit for bit)
         self._file.flush()
         step = int(row["step"])
-        values = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float)) and v is not None}
+        values = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
         if self._kind == "tensorboard":
             for key, value in values.items():
                 self._external.add_scalar(key, value, step)
@@ -176,31 +169,20 @@ class Progress:
     """A tqdm bar with ETA on an interactive terminal (rank 0); plain printed lines otherwise."""
 
     def __init__(self, total: int, initial: int, enabled: bool):
+        from tqdm import tqdm
+
         self.enabled = enabled
-        self._bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                        disable=not (enabled and sys.stderr.isatty()))
 
     def report(self, line: str, postfix: Optional[dict] = None) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            if postfix:
-                self._bar.set_postfix(postfix, refresh=False)
-            else:
-                self._bar.write(line)
+        if self.bar.disable:
+            if self.enabled:
+                print(line, flush=True)
+        elif postfix:
+            self.bar.set_postfix(postfix, refresh=False)
         else:
-            print(line, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+            self.bar.write(line)
 
 
 def format_count(n: float) -> str:

@@ -1,63 +1,38 @@
 """Run recipes (`pretrained/*.py`), a run's hyperparameters.yaml, and the command line over them.
 
-A recipe is a Python file holding data only: module-level assignments of settings (flat names,
-lit_gpt/pretrain/args.py), and optionally `base = "other_recipe.py"` (a path relative to the
-recipe's own folder) whose values it starts from. It is parsed with `ast`, never run: values are
-literals (numbers, strings, True/False/None, lists/tuples/dicts of them) and + - * / ** between
-numbers (`256 * 4096`); imports, calls, names and anything else are refused with the file and line.
+A recipe is data (docs/PRETRAINING.md): `name = literal` settings, optionally `base = "other.py"`
+(relative to the recipe's folder) whose values it starts from, parsed with `ast` and never run.
 Dict values (`model_overrides`) are merged with the base's; everything else replaces it.
-Precedence: defaults < base recipe(s) < recipe < command line. The command line is parsed by
-jsonargparse from the settings' types; `--help` after `--config` shows the recipe's values.
-
-    base = "meap_1b.py"
-    mask_ratio = 0.05
-    out_dir = "out/meap_1b_mask0.05"
+Precedence: defaults < base recipe(s) < recipe < command line.
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import math
 import operator
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lit_gpt.cli import check_value, normalise_argv, settings_parser, unknown_setting
+from lit_gpt.cli import ArgumentParser, check_value, normalise_argv, settings_parser, unknown_setting
 from lit_gpt.errors import UserError
-from lit_gpt.pretrain.args import HINTS, SETTINGS, SLICES, PretrainArgs
+from lit_gpt.pretrain.args import HINTS, SETTINGS, SLICES, PretrainArgs, flatten
 
 BASE_KEY = "base"
 
 
 def _merge(into: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(into)
+    out = {**into, **values}
     for key, value in values.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            out[key] = {**into[key], **value}
     return out
-
-
-def _flatten(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Flat settings from flat names or slices (`meap: {mask_ratio: 0.1}`, as hyperparameters.yaml holds)."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in SLICES and isinstance(value, dict):
-            for name, item in value.items():
-                if SETTINGS.get(name) != key:
-                    raise unknown_setting(name, SETTINGS, f"{where} ({key})")
-                flat[name] = item
-        else:
-            flat[key] = value
-    return flat
 
 
 def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> dict[str, Any]:
     """The flat settings a recipe (or hyperparameters.yaml) makes, its bases' included, each checked
-    against its type. The file is parsed, never run: see `read_recipe_values`."""
+    against its type."""
     path = Path(path).expanduser()
     seen = _seen or ()
     if not path.is_file():
@@ -70,7 +45,7 @@ def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> d
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read recipe {path}: {err}") from None
     if resolved.suffix in (".yaml", ".yml"):  # a run's hyperparameters.yaml: the same settings as data
-        assigned = _flatten(_read_yaml_settings(source, str(path)), f"recipe {path}")
+        assigned = flatten(_read_yaml_settings(source, str(path)), f"recipe {path}")
     else:
         assigned = read_recipe_values(source, str(path))
 
@@ -82,9 +57,9 @@ def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> d
             raise unknown_setting(key, SETTINGS, f"recipe {path}")
         if isinstance(value, tuple):
             value = list(value)
-        field = next(f for f in dataclasses.fields(SLICES[SETTINGS[key]]) if f.name == key)
+        meta = SLICES[SETTINGS[key]].__dataclass_fields__[key].metadata
         # Types only: paths stay as written (relative to where the run starts) until the run is built.
-        values[key] = check_value(key, value, HINTS[key], {**field.metadata, "path": False}, f"recipe {path}: {key}")
+        values[key] = check_value(key, value, HINTS[key], {**meta, "path": False}, f"recipe {path}: {key}")
 
     base = assigned.get(BASE_KEY)
     if base is None:
@@ -202,20 +177,13 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, prog: Optional[str] 
     return parser
 
 
-def _config_path(argv: Sequence[str]) -> Optional[str]:
-    for i, item in enumerate(argv):
-        if item == "--config" and i + 1 < len(argv):
-            return argv[i + 1]
-        if item.startswith("--config="):
-            return item.split("=", 1)[1]
-    return None
-
-
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> PretrainArgs:
     """PretrainArgs from `--config RECIPE` and `--setting value` overrides, checked once.
     `--print_config` prints them as YAML (that `--config` reads back) and exits."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    config = _config_path(argv)
+    before = ArgumentParser(add_help=False, allow_abbrev=False)
+    before.add_argument("--config")
+    config = before.parse_known_args(argv)[0].config
     recipe = load_recipe(config) if config else {}
     parser = build_parser(recipe, prog)
     show = "--print_config" in argv  # read here: jsonargparse gives the name a meaning of its own

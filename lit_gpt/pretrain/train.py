@@ -336,19 +336,10 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-@dataclass
-class Synced:
-    """What one packed all-reduce brings back to the host at a log, validation or save step."""
-
-    loss: float  # mean over processes
-    grad_norm: Optional[float]
-    nonfinite: bool  # a NaN/inf loss or gradient norm on any process since the last sync
-    stop: bool  # a stop signal on any process
-
-
 def sync_step_state(fabric, loss: torch.Tensor, grad_norm: Optional[torch.Tensor], nonfinite: torch.Tensor,
-                    stop: bool) -> Synced:
-    """One all-reduce (sum) of [loss, norm, non-finite flag, stop flag] and one copy to the host."""
+                    stop: bool) -> tuple[float, Optional[float], bool, bool]:
+    """One all-reduce (sum) of [loss, norm, non-finite flag, stop flag] and one copy to the host; -> (loss mean
+    over processes, grad norm, a NaN/inf since the last sync on any process, a stop signal on any process)."""
     norm = grad_norm if grad_norm is not None else torch.zeros((), device=loss.device)
     if not fabric.is_global_zero:
         norm = torch.zeros_like(norm)  # the same on every process: rank 0's value alone is summed
@@ -357,7 +348,7 @@ def sync_step_state(fabric, loss: torch.Tensor, grad_norm: Optional[torch.Tensor
     if fabric.world_size > 1:
         packed = fabric.all_reduce(packed, reduce_op="sum")
     total, norm_value, bad, stops = packed.tolist()
-    return Synced(total / fabric.world_size, norm_value if grad_norm is not None else None, bad > 0, stops > 0)
+    return total / fabric.world_size, norm_value if grad_norm is not None else None, bad > 0, stops > 0
 
 
 def to_device(fabric, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -423,11 +414,11 @@ def raise_if_diverged(state: LoopState, nonfinite: bool) -> None:
         )
 
 
-def log_train(plan: RunPlan, state: LoopState, synced: Synced, lr: float, throughput: Throughput, log, progress,
-              started: float, mask_fraction: Optional[float]) -> None:
+def log_train(plan: RunPlan, state: LoopState, loss: float, grad_norm: Optional[float], lr: float,
+              throughput: Throughput, log, progress, started: float, mask_fraction: Optional[float]) -> None:
     tokens_per_sec, mfu, sec_per_step = throughput.update(state.step, state.tokens())
     row = {
-        "step": state.step, "tokens": state.tokens(), "loss": synced.loss, "lr": lr, "grad_norm": synced.grad_norm,
+        "step": state.step, "tokens": state.tokens(), "loss": loss, "lr": lr, "grad_norm": grad_norm,
         "tokens_per_sec": round(tokens_per_sec, 1), "mfu": round(mfu, 4) if mfu is not None else None,
         "elapsed_s": round(time.perf_counter() - started, 3), "mask_fraction": mask_fraction,
     }
@@ -436,7 +427,7 @@ def log_train(plan: RunPlan, state: LoopState, synced: Synced, lr: float, throug
     line = format_train_line(row, plan.total_steps, (plan.total_steps - state.step) * sec_per_step)
     if state.step == state.start_step + 1:
         line += f" | first step {time.perf_counter() - started:.1f}s"
-    progress.report(line, postfix={"loss": f"{synced.loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
+    progress.report(line, postfix={"loss": f"{loss:.4f}", "tok/s": f"{tokens_per_sec:.0f}"})
 
 
 def run_validation(fabric, plan: RunPlan, state: LoopState, model, val: ValBatches, log, progress,
@@ -506,7 +497,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
             result = train_step(fabric, model, optimizer, list(zip(inputs.unbind(0), targets.unbind(0))),
                                 args.grad_clip)
             state.step += 1
-            progress.advance()
+            progress.bar.update()
             bad = ~torch.isfinite(result.loss)
             if result.grad_norm is not None:
                 bad = bad | ~torch.isfinite(result.grad_norm)
@@ -516,19 +507,21 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
             stop = signals.received is not None
             if not (log_now or validate_now or save_now or (stop and fabric.world_size == 1)):
                 continue  # no host sync, no collective
-            synced = sync_step_state(fabric, result.loss, result.grad_norm, state.nonfinite, stop)
-            raise_if_diverged(state, synced.nonfinite or not math.isfinite(synced.loss))
+            loss, grad_norm, diverged, stop = sync_step_state(fabric, result.loss, result.grad_norm, state.nonfinite,
+                                                              stop)
+            raise_if_diverged(state, diverged or not math.isfinite(loss))
             if log_now:
-                log_train(plan, state, synced, lr, throughput, log, progress, started, train.mask_fraction(state.step))
+                log_train(plan, state, loss, grad_norm, lr, throughput, log, progress, started,
+                          train.mask_fraction(state.step))
             if validate_now:
                 run_validation(fabric, plan, state, model, val, log, progress, started)
                 throughput.reset(state.step, state.tokens())  # validation time is not training throughput
-            if save_now or synced.stop:
-                final = synced.stop or state.step == end_step
+            if save_now or stop:
+                final = stop or state.step == end_step
                 for done in save(fabric, plan, state, model, optimizer, train, checkpointer, final):
                     progress.report(f"saved {done}")
                 throughput.reset(state.step, state.tokens())
-            if synced.stop:
+            if stop:
                 sig = signals.received or signal.SIGTERM
                 fabric.print(f"stopped by signal {signal.Signals(sig).name} after step {state.step}; "
                              f"checkpoint {state.last_saved}; continue with --resume auto")
@@ -537,7 +530,7 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         signals.restore()
-        progress.close()
+        progress.bar.close()
         if log is not None:
             log.close()
 

@@ -1,20 +1,15 @@
-"""MEAP supervised fine-tuning: example builder, prompt templates, data, Trainer entry point.
-
-`upstream.py` reproduces the upstream code's examples (`--preset upstream`); `checks.py` refuses
-bad launches (world size, remote code, unsafe resume files) before anything is loaded.
+"""MEAP supervised fine-tuning on `transformers.Trainer` (`meap-sft`, SPEC §3).
 
 `import lit_gpt.sft` needs only torch; `datasets` and `transformers` load where they are used.
 """
 
-from lit_gpt.sft.builder import IGNORE_INDEX, MEAP_MODES, build_meap_example, build_meap_example_from_segments
-from lit_gpt.sft.templates import TEMPLATES, Segment, Template, get_template
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example, build_meap_example_from_segments
+from lit_gpt.sft.templates import TEMPLATES, Segment, get_template
 
 __all__ = [
     "IGNORE_INDEX",
-    "MEAP_MODES",
     "TEMPLATES",
     "Segment",
-    "Template",
     "build_meap_example",
     "build_meap_example_from_segments",
     "get_template",

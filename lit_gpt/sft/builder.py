@@ -1,11 +1,9 @@
 """Turning one tokenized instruction/answer pair into MEAP training examples (SPEC §3).
 
-Pure token-level code: no tokenizer, no model. The data collator calls it every time a sample
-is drawn, so the masked positions change from epoch to epoch.
-
-Labels follow the Hugging Face convention: same length as `input_ids`, the model shifts them,
-`IGNORE_INDEX` (-100) marks positions without loss. A masked copy therefore labels position p
-with the original token x_p while its input at p is `[MASK]`: the model predicts x_p from the
+Pure token-level code, called by the data collator every time a sample is drawn, so the masked
+positions change from epoch to epoch. Labels follow the Hugging Face convention (same length as
+`input_ids`, shifted by the model, `IGNORE_INDEX` without loss): a masked copy labels position p
+with the original token x_p while its input at p is `[MASK]`, so the model predicts x_p from the
 copy's prefix, and in "concat" mode also from the unmasked original before it.
 """
 
@@ -38,40 +36,11 @@ def build_meap_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], **o
     length and the copy gets the room left over, cut at the same position as a prefix of the
     original: copy position j always copies original position j. A copy left without a masked
     answer token is not emitted; an example left without any labeled token is dropped, so the
-    result may be empty. `make_room` ("concat" only): a sample too long for both halves is cut
-    to `max_length // 2` and followed by its masked copy of the same length (see `layout`).
-    `options` are those of `build_meap_example_from_segments`.
+    result may be empty. `make_room` ("concat" only): a sample longer than `max_length // 2` whose
+    first answer token lies in that half is cut to it and followed by its masked copy of the same
+    length, which keeps the paper's one-sequence layout for long samples.
     """
     return build_meap_example_from_segments([(prompt_ids, False), (answer_ids, True)], **options)
-
-
-def layout(length: int, answer_positions: Sequence[int], *, mode: str, max_length: int,
-           make_room: bool = False) -> Tuple[int, int]:
-    """(tokens kept of the original, tokens of it the masked copy may use) for a sample of `length`
-    tokens (EOS included). In "concat" mode the copy gets what the original leaves of `max_length`,
-    so a sample longer than half of it gets a short copy or none. `make_room` keeps the paper's
-    layout (original and copy in one sequence) for such samples by cutting the original to
-    `max_length // 2` and copying exactly that, as long as an answer token is left in it."""
-    ntp_length = min(length, max_length)
-    if mode != "concat":
-        return ntp_length, max_length
-    half = max_length // 2
-    if make_room and length > half and answer_positions and answer_positions[0] < half:
-        return half, half
-    return ntp_length, max_length - ntp_length
-
-
-def planned_masked_tokens(answer_positions: Sequence[int], length: int, *, mode: str, mask_ratio: float,
-                          max_length: int, min_answer_tokens: int, make_room: bool = False) -> int:
-    """Answer tokens the masked copy of this sample will hold (0: it gets no copy). The builder
-    decides with the same `layout`, so counting this over a split before training says how many
-    samples will in fact carry a masked copy. `length` includes the EOS."""
-    if mode == "ntp" or len(answer_positions) < min_answer_tokens:
-        return 0
-    ntp_length, room = layout(length, answer_positions, mode=mode, max_length=max_length, make_room=make_room)
-    if not any(p < ntp_length for p in answer_positions):
-        return 0  # the original has no labeled token: the sample is dropped
-    return num_masked(mask_ratio, sum(1 for p in answer_positions if p < min(length, room)))
 
 
 def build_meap_example_from_segments(
@@ -92,7 +61,12 @@ def build_meap_example_from_segments(
     `min_answer_tokens` and `mask_ratio` refer to is the total over all assistant turns, and the
     copy's masks are drawn uniformly among all answer positions. One EOS closes the sequence.
     """
-    _check_arguments(mode, mask_ratio, mask_token_id, max_length, min_answer_tokens)
+    if mode not in MEAP_MODES:
+        raise ValueError(f"unknown MEAP mode {mode!r}; known: {', '.join(MEAP_MODES)}")
+    if not 0.0 <= mask_ratio <= 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
+    if mode != "ntp" and mask_token_id is None:
+        raise ValueError(f"MEAP mode {mode!r} needs a mask token id")
     tokens: list[int] = []
     answer_positions: list[int] = []
     for ids, is_answer in segments:
@@ -101,8 +75,14 @@ def build_meap_example_from_segments(
         tokens.extend(int(t) for t in ids)
     tokens.append(int(eos_token_id))
 
-    ntp_length, copy_room = layout(len(tokens), answer_positions, mode=mode, max_length=max_length,
-                                   make_room=make_room)
+    # (tokens kept of the original, tokens of it the masked copy may use)
+    ntp_length, copy_room = min(len(tokens), max_length), max_length
+    if mode == "concat":
+        half = max_length // 2
+        if make_room and len(tokens) > half and answer_positions and answer_positions[0] < half:
+            ntp_length, copy_room = half, half
+        else:
+            copy_room = max_length - ntp_length
     ntp_ids = tokens[:ntp_length]
     ntp_labels = [IGNORE_INDEX] * ntp_length
     for p in answer_positions:
@@ -117,39 +97,16 @@ def build_meap_example_from_segments(
     ntp = {"input_ids": ntp_ids, "labels": ntp_labels}
     if mode == "ntp" or len(answer_positions) < min_answer_tokens:
         return [ntp]
-    copy = _masked_copy(tokens, answer_positions, copy_room, mask_ratio, mask_token_id, generator)
-    if copy is None:
-        return [ntp]
-    if mode == "concat":
-        return [{"input_ids": ntp_ids + copy["input_ids"], "labels": ntp_labels + copy["labels"]}]
-    return [ntp, copy]
-
-
-def _masked_copy(tokens, answer_positions, room, mask_ratio, mask_token_id, generator) -> Optional[dict]:
-    """The first `room` tokens with a fraction of their answer positions masked, or None."""
-    length = min(len(tokens), room)
+    # The copy: the first `copy_room` tokens with a fraction of their answer positions masked.
+    length = min(len(tokens), copy_room)
     candidates = [p for p in answer_positions if p < length]
     n_masked = num_masked(mask_ratio, len(candidates))
     if n_masked == 0:
-        return None
-    chosen = torch.randperm(len(candidates), generator=generator)[:n_masked].tolist()
-    input_ids = list(tokens[:length])
-    labels = [IGNORE_INDEX] * length
-    for i in chosen:
-        p = candidates[i]
-        input_ids[p] = mask_token_id
-        labels[p] = tokens[p]
-    return {"input_ids": input_ids, "labels": labels}
-
-
-def _check_arguments(mode, mask_ratio, mask_token_id, max_length, min_answer_tokens) -> None:
-    if mode not in MEAP_MODES:
-        raise ValueError(f"unknown MEAP mode {mode!r}; known: {', '.join(MEAP_MODES)}")
-    if not 0.0 <= mask_ratio <= 1.0:
-        raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
-    if mode != "ntp" and mask_token_id is None:
-        raise ValueError(f"MEAP mode {mode!r} needs a mask token id")
-    if max_length < 1:
-        raise ValueError(f"max_length must be positive, got {max_length}")
-    if min_answer_tokens < 0:
-        raise ValueError(f"min_answer_tokens must be >= 0, got {min_answer_tokens}")
+        return [ntp]
+    copy_ids, copy_labels = tokens[:length], [IGNORE_INDEX] * length
+    for i in torch.randperm(len(candidates), generator=generator)[:n_masked].tolist():
+        copy_ids[candidates[i]] = mask_token_id
+        copy_labels[candidates[i]] = tokens[candidates[i]]
+    if mode == "concat":
+        return [{"input_ids": ntp_ids + copy_ids, "labels": ntp_labels + copy_labels}]
+    return [ntp, {"input_ids": copy_ids, "labels": copy_labels}]

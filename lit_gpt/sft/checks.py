@@ -1,7 +1,5 @@
-"""Checks that refuse a bad SFT launch before any model is loaded or anything is written.
-
-Each raises `UserError` with one line naming the variable, folder or file at fault.
-"""
+"""Checks that refuse a bad SFT launch (one line naming the variable, folder or file at fault)
+before any model is loaded or anything is written."""
 
 from __future__ import annotations
 
@@ -29,19 +27,18 @@ def check_world_size(training_args) -> None:
         raise UserError(f"WORLD_SIZE={launched!r} in the environment is not a number") from None
     trainer_size = training_args.world_size
     if launched_size != trainer_size:
-        hint = " (on CPU, add --use_cpu to train with several processes)" if not _has_accelerator() else ""
+        import torch
+
+        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        hint = "" if accelerator else " (on CPU, add --use_cpu to train with several processes)"
         raise UserError(f"the launcher started WORLD_SIZE={launched_size} processes but the Trainer sees a world of "
                         f"{trainer_size}: each process would train alone{hint}")
 
 
 def check_masked_copies(summary, meap_args, min_share: float) -> None:
-    """Refuses a MEAP run whose training samples would mostly (or all) train plain NTP.
-
-    In concat mode the copy only gets the room the original leaves of --model_max_length, so data
-    longer than half of it gets no copy; a run launched as MEAP would then compare NTP with NTP.
-    `--meap_mode ntp` is the way to train without copies on purpose; --allow_few_masked_copies
-    accepts the shortfall, said out loud.
-    """
+    """Refuses a MEAP run whose training samples would mostly (or all) train plain NTP: in concat
+    mode the copy only gets the room the original leaves of --model_max_length, so data longer than
+    half of it gets no copy, and a run launched as MEAP would compare NTP with NTP."""
     if meap_args.meap_mode == "ntp":
         return
     eligible, planned = summary.copy_eligible, summary.with_copy
@@ -63,19 +60,9 @@ def check_masked_copies(summary, meap_args, min_share: float) -> None:
                     "to train anyway")
 
 
-def _has_accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-
-
 def check_remote_code(folder: Path, what: str, trust_remote_code: bool) -> None:
-    """Refuses a model or tokenizer folder that needs Python code from the folder without --trust_remote_code.
-
-    A config.json / tokenizer_config.json with an `auto_map` points to classes in the folder's
-    own .py files; transformers would refuse with a traceback, or (with trust) import them.
-    Folders whose model_type transformers knows load with transformers' own code and pass.
-    """
+    """Refuses a folder whose config.json / tokenizer_config.json `auto_map` points to classes in its
+    own .py files without --trust_remote_code (transformers would refuse with a traceback)."""
     if trust_remote_code:
         return
     for name in ("config.json", "tokenizer_config.json"):
@@ -95,9 +82,8 @@ def check_remote_code(folder: Path, what: str, trust_remote_code: bool) -> None:
 
 
 def check_model_weights(folder: Path) -> None:
-    """Opens every weight file of the model folder before transformers does, so a truncated
-    safetensors shard, or a pytorch_model.bin that is corrupt or whose pickle would call code, is
-    refused in one line naming it (transformers refuses them too, but with a traceback)."""
+    """Opens every weight file of the model folder before transformers does (which refuses a
+    truncated or unsafe one too, but with a traceback)."""
     from lit_gpt.eval.models import check_safetensors_files
     from lit_gpt.io.safe_load import load_torch_file
 
@@ -115,13 +101,9 @@ PICKLED_CHECKPOINT_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_st
 
 
 def check_checkpoint_files(checkpoint: str) -> None:
-    """Opens every file of `checkpoint` that resuming unpickles, with torch.load(weights_only=True).
-
-    A truncated file or one whose pickle would run code (anything but tensors, plain containers
-    and the numpy RNG state the Trainer saves) is refused here, with its name, before the Trainer
-    starts. Zip-format files (what torch.save writes) are memory-mapped, so large optimizer
-    states are not read into memory.
-    """
+    """Opens every file of `checkpoint` that resuming unpickles with torch.load(weights_only=True),
+    memory-mapped where it is a zip (large optimizer states), to refuse a truncated file or one whose
+    pickle would run code (anything but tensors, plain containers and the Trainer's numpy RNG state)."""
     import pickle
     import zipfile
 

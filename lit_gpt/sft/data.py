@@ -1,19 +1,14 @@
-"""SFT data: local Alpaca/ShareGPT JSON(L) files -> cached token segments -> MEAP batches.
+"""SFT data: local Alpaca/ShareGPT JSON(L) files -> cached token ids with answer flags -> MEAP batches.
 
-Records are tokenized once (and cached by `datasets`) into the token ids of the rendered
-conversation plus a per-token answer flag. The masks are not cached: `MEAPCollator` calls the
-builder each time a sample is drawn, so every epoch sees new masked positions.
-
-Tokenization: the whole rendered conversation is tokenized in one call, and each token belongs to
-the segment holding its last character (fast tokenizers report character offsets). The tokens
-are thus those the tokenizer gives the full text, and a prompt ending "ASSISTANT:" is tokenized
-as at inference; an answer's leading space goes with the answer's first word.
+The masks are not cached: `MEAPCollator` calls the builder each time a sample is drawn, so every
+epoch sees new masked positions. The whole rendered conversation is tokenized in one call, each
+token belonging to the segment holding its last character, so a prompt ending "ASSISTANT:" is
+tokenized as at inference and an answer's leading space goes with the answer's first word.
 """
 
 from __future__ import annotations
 
 import bisect
-import codecs
 import itertools
 import json
 import os
@@ -25,9 +20,9 @@ from typing import Optional, Sequence
 import torch
 
 from lit_gpt.errors import UserError, first_line
-from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments, planned_masked_tokens
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
 from lit_gpt.sft.templates import Template
-from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, tokenize_turns, upstream_turns
+from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, upstream_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
 ROLES = {
@@ -62,12 +57,8 @@ def find_data_files(file: Optional[str], directory: Optional[str], what: str) ->
 
 
 def record_to_messages(record: dict, source: str, index: int) -> Optional[list[dict]]:
-    """The conversation in an Alpaca-style or ShareGPT-style record.
-
-    Returns None for a conversation with no usable user/assistant exchange (leading assistant
-    messages and a trailing user message are dropped first); raises UserError for a record in
-    neither format or with a field of the wrong type. `index` counts records from 1 in `source`.
-    """
+    """The conversation in an Alpaca-style or ShareGPT-style record, or None for one without a
+    user/assistant exchange (leading assistant and trailing user messages are dropped first)."""
     where = f"{source}: record {index}"
     if not isinstance(record, dict):
         raise UserError(f"{where} is not a JSON object: {_preview(record)}")
@@ -129,33 +120,23 @@ def _preview(value) -> str:
     return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
-def check_utf8(path: Path, block: int = 1 << 20) -> None:
+def check_utf8(path: Path) -> None:
     """Refuses a file that is not UTF-8 (e.g. Latin-1), naming its line: `datasets` would load it
-    and fail later, mid-tokenization, with a bare UnicodeDecodeError. Reads in blocks."""
-    decoder = codecs.getincrementaldecoder("utf-8")()  # keeps a character cut by the block boundary
-    lines, start = 1, 0  # start: file offset of the bytes the decoder is given
+    and fail later, mid-tokenization, with a bare UnicodeDecodeError."""
+    offset = 0
     with open(path, "rb") as f:
-        while True:
-            data = f.read(block)
-            pending = decoder.getstate()[0]
+        for number, line in enumerate(f, 1):  # a newline byte is never part of a UTF-8 character
             try:
-                decoder.decode(data, final=not data)
-            except UnicodeDecodeError as err:  # err.object: the pending bytes, then `data`
-                line = lines + err.object.count(b"\n", 0, err.start)
-                raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-                                f"{start - len(pending) + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
-            if not data:
-                return
-            lines += data.count(b"\n")
-            start += len(data)
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}: line {number} is not UTF-8 text (byte 0x{line[err.start]:02x} at offset "
+                                f"{offset + err.start}); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+            offset += len(line)
 
 
 def find_bad_record(path: Path) -> None:
-    """Reads `path` with the json module and raises the UserError of its first malformed record.
-
-    `datasets` refuses a file whose records disagree on a field's type (a number here, a string
-    there) without saying which record; this finds it. Returns quietly if every record is fine.
-    """
+    """Raises the UserError of the first malformed record of `path`: `datasets` refuses a file whose
+    records disagree on a field's type (a number here, a string there) without saying which."""
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -170,6 +151,12 @@ def find_bad_record(path: Path) -> None:
                 raise UserError(f"{path}: record {number} is not valid JSON: {err}") from None
     for number, record in enumerate(records, 1):
         record_to_messages(record, str(path), number)
+
+
+def answer_segments(ids: Sequence[int], flags: Sequence[int]) -> list[tuple[list[int], bool]]:
+    """A tokenized sample as the builder's (ids, is_answer) segments."""
+    groups = itertools.groupby(zip(ids, flags), key=lambda x: x[1])
+    return [([i for i, _ in group], bool(flag)) for flag, group in groups]
 
 
 def tokenize_conversation(segments, tokenizer, bos_id: Optional[int]) -> tuple[list[int], list[int]]:
@@ -215,7 +202,12 @@ def _row(ids, flags, *, turn: int = 0, usable: bool = True, masked_copy: bool = 
 
 def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_prompt) -> list[dict]:
     """Upstream's examples of one conversation: every turn's ntp example, then every turn's masked copy."""
-    pairs = tokenize_turns(settings.template.dialog(turns, system or system_prompt), tokenizer, settings.slow_llama)
+    encode = settings.slow_llama.encode if settings.slow_llama is not None else tokenizer.encode
+    # prompt and answer encoded separately; BOS (the tokenizer's special tokens) on the first prompt only
+    pairs = [
+        (list(encode(prompt, add_special_tokens=(i == 0))), list(encode(answer, add_special_tokens=False)))
+        for i, (prompt, answer) in enumerate(settings.template.dialog(turns, system or system_prompt))
+    ]
     rows = [
         _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
         for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
@@ -230,23 +222,19 @@ def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_
 
 
 def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source, upstream):
-    out = {c: [] for c in COLUMNS}
-    columns = list(batch)
-    for index, values in zip(indices, zip(*(batch[c] for c in columns))):
-        record = dict(zip(columns, values))
-        if upstream is not None:  # read as upstream reads it; a record giving nothing keeps one unusable row
+    rows = []
+    for index, values in zip(indices, zip(*batch.values())):
+        record = dict(zip(batch, values))
+        built = []
+        if upstream is not None:  # read as upstream reads it
             dialog = upstream_turns(record, source, index + 1)
-            rows = (_upstream_rows(*dialog, tokenizer, upstream, system_prompt) if dialog else []) or [_row([], [], usable=False)]
-        elif (messages := record_to_messages(record, source, index + 1)) is None:
-            rows = [_row([], [], usable=False)]
-        else:
+            built = _upstream_rows(*dialog, tokenizer, upstream, system_prompt) if dialog else []
+        elif (messages := record_to_messages(record, source, index + 1)) is not None:
             segments = template.render(messages, tokenizer.eos_token, system_prompt)
             empty = not any(m["content"].strip() for m in messages if m["role"] == "assistant")
-            rows = [_row(*tokenize_conversation(segments, tokenizer, bos_id), empty_answer=empty)]
-        for row in rows:
-            for c in COLUMNS:
-                out[c].append(row[c])
-    return out
+            built = [_row(*tokenize_conversation(segments, tokenizer, bos_id), empty_answer=empty)]
+        rows += built or [_row([], [], usable=False)]  # a record giving nothing keeps one unusable row
+    return {c: [row[c] for row in rows] for c in COLUMNS}
 
 
 def tokenize_files(
@@ -261,10 +249,7 @@ def tokenize_files(
     overwrite_cache: bool = False,
     upstream: Optional[UpstreamSettings] = None,
 ):
-    """Loads `files` with `datasets` and tokenizes every record (cached). Returns a `datasets.Dataset`.
-
-    One row per record, or with `upstream` one row per upstream example (`lit_gpt.sft.upstream`).
-    """
+    """A `datasets.Dataset` (cached) of one row per record, or with `upstream` per upstream example."""
     import datasets
 
     from lit_gpt.tokenizer import tokenizer_info
@@ -333,11 +318,8 @@ class DataSummary:
 def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode: str = "concat",
                      mask_ratio: float = 0.1, make_room: bool = False, upstream: bool = False):
     """Drops unusable records and those whose prompt leaves no labeled token; returns (dataset, summary).
-
-    `summary.with_copy` counts the samples the collator will give a masked copy (the builder's own
-    `planned_masked_tokens`), so a MEAP run that would in fact train NTP is seen before it starts.
-    With `upstream` (`--preset upstream`) the copies are rows of their own, counted as they are.
-    """
+    `summary.with_copy` counts the samples the collator's builder will give a masked copy, so a MEAP
+    run that would in fact train NTP is seen before it starts."""
     columns = ("usable", "first_label", "n_answer", "masked_copy", "turn", "empty_answer")
     usable, first_label, n_answer, copy, turn, empty = (list(tokenized[c]) for c in columns)
     lengths = [n + 1 for n in tokenized["n_tokens"]]  # + the EOS the builder appends
@@ -357,22 +339,24 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
     if upstream:
         summary.with_copy = summary.masked_copies
     elif mode != "ntp":
+        # The collator's builder decides; token values do not matter to it, so the flags stand in for them.
         flags = list(tokenized["is_answer"])
-        summary.with_copy = sum(
-            1 for i in originals if n_answer[i] >= min_answer_tokens and planned_masked_tokens(
-                [p for p, f in enumerate(flags[i]) if f], lengths[i], mode=mode, mask_ratio=mask_ratio,
-                max_length=max_length, min_answer_tokens=min_answer_tokens, make_room=make_room) > 0)
+        options = dict(mode=mode, mask_ratio=mask_ratio, mask_token_id=-1, eos_token_id=0, max_length=max_length,
+                       min_answer_tokens=min_answer_tokens, generator=torch.Generator(), make_room=make_room)
+
+        def has_copy(i: int) -> bool:
+            examples = build_meap_example_from_segments(answer_segments(flags[i], flags[i]), **options)
+            return any(-1 in e["input_ids"] for e in examples)
+
+        summary.with_copy = sum(1 for i in originals if n_answer[i] >= min_answer_tokens and has_copy(i))
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
 def split_records(tokenized, percentage: float, seed: int, first: bool = False) -> tuple[list[int], list[int]]:
-    """(training rows, validation rows) holding out `percentage` % of the records, whole.
-
-    For datasets with several rows per record (`--preset upstream`: a record's turns, then their
-    masked copies); the validation side leaves the masked copies out, as it measures plain ntp.
+    """(training rows, validation rows) holding out `percentage` % of the records, whole, for rows of
+    `--preset upstream` (a record's turns, then their masked copies, which validation leaves out).
     The records held out are drawn at random, or with `first` the first ones, as many as upstream's
-    `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none).
-    """
+    `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none)."""
     turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
     record_of, records = [], -1
     for t, c in zip(turn, copy):
@@ -388,47 +372,18 @@ def split_records(tokenized, percentage: float, seed: int, first: bool = False) 
     return train, validation
 
 
-class SFTDataset(torch.utils.data.Dataset):
-    """Plain-python view of a tokenized split, so the Trainer passes samples to the collator untouched.
-
-    Items are `{"input_ids", "is_answer", "masked_copy", "ntp_only"}`: `input_ids` without the
-    final EOS and masks, which the collator adds; the key name lets `--group_by_length` measure
-    samples. `masked_copy` marks the rows `--preset upstream` lays out as masked copies.
-    """
-
-    def __init__(self, tokenized, ntp_only: bool = False):
-        self.data = tokenized
-        self.ntp_only = ntp_only  # validation: plain NTP loss, comparable across MEAP modes
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> dict:
-        row = self.data[int(index)]
-        return {
-            "input_ids": row["input_ids"],
-            "is_answer": row["is_answer"],
-            "masked_copy": bool(row.get("masked_copy", False)),
-            "ntp_only": self.ntp_only,
-        }
-
-
-# Per-batch counts the collator puts in every batch under COUNTS_KEY, in this order. They are made
-# where the batch is built (a DataLoader worker, possibly) and travel with it to the main process,
-# where `MEAPTrainer` removes them before the model sees the batch and sums them.
+# The counts each batch carries to `stats.MEAPTrainer` (the collator may run in a DataLoader worker).
 COUNTS_KEY = "meap_counts"
 COUNT_NAMES = ("samples", "masked_copies", "masked_tokens", "loss_tokens", "dropped", "sequences")
 
 
 @dataclass(kw_only=True)
 class MEAPCollator:
-    """Builds MEAP examples from tokenized samples (fresh masks every draw) and pads them into a batch.
+    """Builds MEAP examples from `select_trainable`'s rows (fresh masks every draw) and pads them.
 
-    In "separate" mode a batch of B samples holds up to 2B sequences (each sample's original and
-    its masked copy), so a step sees the same samples as in "concat" mode. With `preset="upstream"`
-    every sample is one upstream example (`lit_gpt.sft.upstream`): its masked copies are rows of
-    their own, whose masks are drawn here with `random.Random.sample` as upstream draws them.
-    The batch carries its own counts (`COUNTS_KEY`, one number per `COUNT_NAMES`).
+    In "separate" mode a batch of B samples holds up to 2B sequences, so a step sees the same samples
+    as in "concat" mode. With `preset="upstream"` every sample is one upstream example, its masks
+    drawn with `random.Random.sample` as upstream draws them. Validation rows carry `ntp_only`.
     """
 
     mode: str
@@ -479,12 +434,8 @@ class MEAPCollator:
             if self.preset == "upstream":
                 built = self._upstream_example(feature)
             else:
-                segments = [
-                    (list(ids for ids, _ in group), bool(flag))
-                    for flag, group in itertools.groupby(zip(feature["input_ids"], feature["is_answer"]), key=lambda x: x[1])
-                ]
                 built = build_meap_example_from_segments(
-                    segments,
+                    answer_segments(feature["input_ids"], feature["is_answer"]),
                     mode="ntp" if feature.get("ntp_only") else self.mode,
                     mask_ratio=self.mask_ratio,
                     mask_token_id=self.mask_token_id,

@@ -1,15 +1,12 @@
 """What the MEAP collator did, counted where it is true and shown with every training log.
 
-The collator may run in DataLoader workers, whose own counters die with them. Each batch therefore
-carries its counts (`data.COUNTS_KEY`); `MEAPTrainer` takes them out before the model sees the
-batch, sums them on the device of the main process, and at every training log (all processes
-take part, as in the Trainer's own loss gather) adds the interval's figures to the log line:
-samples, masked copies, masked answer tokens and the share of loss tokens that are masked predictions.
+The collator may run in DataLoader workers, whose own counters die with them, so each batch carries
+its counts (`data.COUNTS_KEY`); `MEAPTrainer` takes them out before the model sees the batch, sums
+them on the device, and at every training log (all processes take part, as in the Trainer's own
+loss gather) adds the interval's figures to the log line.
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 from transformers import Trainer
@@ -35,7 +32,7 @@ class MEAPTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._interval: Optional[torch.Tensor] = None  # counts since the last training log, on the device
+        self._interval = None  # counts since the last training log, on the device
         self.meap_totals = torch.zeros(len(COUNT_NAMES), dtype=torch.long)  # training batches, all processes
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -1,10 +1,8 @@
 """Prompt templates as data, and rendering a conversation into prompt/answer text segments.
 
-A conversation is a list of messages `{"role": "system"|"user"|"assistant", "content": str}`;
-a user message may also carry `"input"` (Alpaca's optional input field). Rendering yields
-`Segment`s in order; the answer segments (every assistant turn, with its end marker) carry the
-loss and everything else is context, so multi-turn conversations keep their history and every
-assistant turn is learned. The final EOS is not rendered: the MEAP builder appends it.
+The answer segments (every assistant turn, with its end marker) carry the loss and everything else
+is context, so multi-turn conversations keep their history and every assistant turn is learned.
+The final EOS is not rendered: the MEAP builder appends it.
 """
 
 from __future__ import annotations
@@ -43,7 +41,8 @@ class Template:
     special_tokens: tuple = ()
 
     def render(self, messages: Sequence[dict], eos_token: str, system: Optional[str] = None) -> list[Segment]:
-        """Prompt and answer segments of `messages`.
+        """Prompt and answer segments of `messages` ({"role", "content"}; a user message may carry
+        Alpaca's "input"), merged where neighbours are both prompt or both answer.
 
         A leading system message, else `system`, else the template's default is the system
         prompt. Messages must alternate user, assistant, user, ... after it; ending on a user
@@ -52,46 +51,30 @@ class Template:
         messages = list(messages)
         if messages and messages[0]["role"] == "system":
             system = messages.pop(0)["content"]
+        if system is None:
+            with_input = messages and messages[0].get("input") and self.default_system_with_input is not None
+            system = self.default_system_with_input if with_input else self.default_system
+
+        texts = [(self.system.format(system=system), False)] if system else []
         for i, message in enumerate(messages):
             expected = "user" if i % 2 == 0 else "assistant"
             if message["role"] != expected:
                 raise ValueError(f"message {i} has role {message['role']!r}, expected {expected!r}")
-        first_input = messages[0].get("input") if messages else None
-        if system is None:
-            system = self.default_system
-            if first_input and self.default_system_with_input is not None:
-                system = self.default_system_with_input
-
-        segments: list[Segment] = []
-        if system:
-            segments.append(Segment(self.system.format(system=system), False))
-        last = len(messages) - 1
-        for i, message in enumerate(messages):
-            if message["role"] == "user":
-                text = (self.turn_separator if i > 0 else "") + self._user_text(message)
-                segments.append(Segment(text, False))
+            if expected == "user":
+                content, extra = message["content"], message.get("input") or ""
+                if extra and self.user_with_input is not None:
+                    text = self.user_with_input.format(content=content, input=extra)
+                else:
+                    text = self.user.format(content=f"{content}\n\n{extra}" if extra else content)
+                texts.append(((self.turn_separator if i > 0 else "") + text, False))
             else:
-                end = self.assistant_end
-                if i == last and end == EOS_PLACEHOLDER:
-                    end = ""
-                text = self.assistant.format(content=message["content"]) + end.replace(EOS_PLACEHOLDER, eos_token)
-                segments.append(Segment(text, True))
-        return _merge(segments)
-
-    def _user_text(self, message: dict) -> str:
-        content, extra = message["content"], message.get("input") or ""
-        if extra and self.user_with_input is not None:
-            return self.user_with_input.format(content=content, input=extra)
-        if extra:
-            content = f"{content}\n\n{extra}"
-        return self.user.format(content=content)
-
-
-def _merge(segments: list[Segment]) -> list[Segment]:
-    return [
-        Segment("".join(s.text for s in group), is_answer)
-        for is_answer, group in itertools.groupby(segments, key=lambda s: s.is_answer)
-    ]
+                end = "" if i == len(messages) - 1 and self.assistant_end == EOS_PLACEHOLDER else self.assistant_end
+                end = end.replace(EOS_PLACEHOLDER, eos_token)
+                texts.append((self.assistant.format(content=message["content"]) + end, True))
+        return [
+            Segment("".join(text for text, _ in group), is_answer)
+            for is_answer, group in itertools.groupby(texts, key=lambda t: t[1])
+        ]
 
 
 TEMPLATES: dict[str, Template] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -236,7 +236,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     from lit_gpt.io.atomic import disk_errors
     from lit_gpt.io.hyperparameters import write_hyperparameters
     from lit_gpt.sft.checks import check_checkpoint_files, check_masked_copies, check_model_weights, check_remote_code
-    from lit_gpt.sft.data import MEAPCollator, SFTDataset, find_data_files
+    from lit_gpt.sft.data import MEAPCollator, find_data_files
     from lit_gpt.sft.stats import MEAPTrainer, describe
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
@@ -318,8 +318,9 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     trainer = MEAPTrainer(
         model=model,
         args=training_args,
-        train_dataset=SFTDataset(train_data),
-        eval_dataset=SFTDataset(eval_data, ntp_only=True) if eval_data is not None else None,
+        train_dataset=train_data,
+        # validation: plain NTP loss, comparable across MEAP modes
+        eval_dataset=eval_data.add_column("ntp_only", [True] * len(eval_data)) if eval_data is not None else None,
         data_collator=collator,
         processing_class=tokenizer,
     )
@@ -339,50 +340,24 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_files, seed, tokenizer_dir):
     from lit_gpt.sft.data import select_trainable, split_records, tokenize_files
 
-    # Read once for the training and the validation files.
-    slow_llama = SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer) if meap_args.preset == "upstream" else None
-
-    def tokenize(files, max_records, masked_copies=True):
-        upstream = None
-        if meap_args.preset == "upstream":
-            upstream = UpstreamSettings(
-                template=UPSTREAM_TEMPLATES[data_args.template_name],
-                max_length=meap_args.model_max_length,
-                min_answer_tokens=meap_args.min_answer_tokens,
-                masked_copies=masked_copies and meap_args.meap_mode != "ntp",
-                slow_llama=slow_llama,
-            )
-        return tokenize_files(
-            files,
-            tokenizer,
-            template,
-            system_prompt=data_args.system_prompt,
-            max_records=max_records,
-            cache_dir=data_args.cache_dir,
-            num_proc=data_args.preprocessing_num_workers,
-            overwrite_cache=data_args.overwrite_cache,
-            upstream=upstream,
+    upstream = None
+    if meap_args.preset == "upstream":
+        upstream = UpstreamSettings(
+            template=UPSTREAM_TEMPLATES[data_args.template_name],
+            max_length=meap_args.model_max_length,
+            min_answer_tokens=meap_args.min_answer_tokens,
+            masked_copies=meap_args.meap_mode != "ntp",
+            slow_llama=SlowLlamaEncoding.for_folder(tokenizer_dir, tokenizer),  # read once for both splits
         )
-
-    def trainable(tokenized, what, files):
-        data, summary = select_trainable(
-            tokenized, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens,
-            mode=meap_args.meap_mode if what == "training" else "ntp", mask_ratio=meap_args.mask_ratio,
-            make_room=meap_args.make_room_for_copy, upstream=meap_args.preset == "upstream",
-        )
-        if len(data) == 0:
-            raise UserError(f"no usable {what} example: {summary}")
-        if summary.empty_answers == summary.examples - summary.masked_copies:
-            names = ", ".join(str(f) for f in files)
-            raise UserError(f"{names}: every answer of the {summary.records - summary.unusable} usable {what} records is empty: "
-                            "nothing to learn but the end of text")
-        return data, summary
-
-    tokenized = tokenize(train_files, data_args.max_train_samples)
+    options = dict(system_prompt=data_args.system_prompt, cache_dir=data_args.cache_dir,
+                   num_proc=data_args.preprocessing_num_workers, overwrite_cache=data_args.overwrite_cache)
+    tokenized = tokenize_files(train_files, tokenizer, template, max_records=data_args.max_train_samples,
+                               upstream=upstream, **options)
     eval_tokenized = None
     if eval_files:
-        eval_tokenized = tokenize(eval_files, data_args.max_eval_samples, masked_copies=False)
-    elif data_args.validation_split_percentage and meap_args.preset == "upstream":
+        eval_tokenized = tokenize_files(eval_files, tokenizer, template, max_records=data_args.max_eval_samples,
+                                        upstream=upstream and replace(upstream, masked_copies=False), **options)
+    elif data_args.validation_split_percentage and upstream:
         # rows are upstream's examples (turns, copies): hold out upstream's first records, whole, and
         # their copies not at all (upstream's `train[:1%]` / `train[1%:]` of the records)
         train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed, first=True)
@@ -397,11 +372,25 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
         tokenized, eval_tokenized = split["train"], split["test"]
         if data_args.max_eval_samples is not None:
             eval_tokenized = eval_tokenized.select(range(min(data_args.max_eval_samples, len(eval_tokenized))))
-    train_data, train_summary = trainable(tokenized, "training", train_files)
-    if eval_tokenized is None:
-        return train_data, train_summary, None, None
-    eval_data, eval_summary = trainable(eval_tokenized, "validation", eval_files or train_files)
-    return train_data, train_summary, eval_data, eval_summary
+
+    splits = []
+    for data, what, files in ((tokenized, "training", train_files), (eval_tokenized, "validation", eval_files)):
+        if data is None:
+            splits += [None, None]
+            continue
+        data, summary = select_trainable(
+            data, max_length=meap_args.model_max_length, min_answer_tokens=meap_args.min_answer_tokens,
+            mode=meap_args.meap_mode if what == "training" else "ntp", mask_ratio=meap_args.mask_ratio,
+            make_room=meap_args.make_room_for_copy, upstream=upstream is not None,
+        )
+        if len(data) == 0:
+            raise UserError(f"no usable {what} example: {summary}")
+        if summary.empty_answers == summary.examples - summary.masked_copies:
+            names = ", ".join(str(f) for f in files or train_files)
+            raise UserError(f"{names}: every answer of the {summary.records - summary.unusable} usable {what} records is empty: "
+                            "nothing to learn but the end of text")
+        splits += [data, summary]
+    return splits
 
 
 def resize_embeddings_with_mean(model, vocab_size: int) -> int:

@@ -1,30 +1,11 @@
 """The upstream MEAP-SFT example construction (scitix/MEAP `MEAP-SFT.py`), reproduced token for token.
 
-Selected with `--preset upstream` (SPEC §3a). It differs from this project's default in four ways:
-
-- one example per conversation turn, holding only that turn's prompt (no earlier turns); only the
-  first turn's prompt carries the system prompt and BOS, later prompts start with the separator;
-- prompt and answer are tokenized separately (`encode(prompt)`, `encode(answer)`), not as one text;
-- the masked copy is its own example, made only when the answer has more than 50 tokens, with
-  `max(1, int(mask_ratio * L))` masked positions, L = min(len, max_length - 1) - answer start;
-  its labels are the original tokens at the masked positions only, its EOS is unlabeled;
-- an ntp example longer than max_length keeps its first max_length - 1 tokens and then EOS, while
-  its labels keep their first max_length entries (the last label is the answer token the EOS replaced).
-
-Records are read as upstream's `get_dialog` reads them (`upstream_turns`): a first turn not from
-"human" is dropped, then turn j is kept only when it is from "human" (j even) or "gpt" (j odd), any
-other speaker ("user", "assistant", "system", unknown) is skipped, and a record with an odd number
-of kept turns gives nothing. Only a `system_prompt` field replaces the template's system prompt (a
-`system` field or turn does not). Alpaca records become one human turn (upstream reads only
-ShareGPT `conversations`). A LLaMA sentencepiece folder is tokenized as upstream's slow tokenizer
-(`use_fast=False`) does (`SlowLlamaEncoding`).
-
-Where upstream crashes: a turn whose prompt leaves no answer position before max_length - 1 makes
-`random.sample` fail on an empty range; the preset makes no masked copy of that turn (its ntp
-example is kept when it has a labeled token, as upstream keeps it).
-
-Masks are drawn with `random.Random.sample`, the call upstream makes; unlike upstream (which draws
-them once inside a cached `dataset.map`), the collator draws them again every time a copy is drawn.
+Selected with `--preset upstream`. How its examples differ from this project's default and how it
+reads records is in SPEC §3a, docs/SFT.md and docs/UPSTREAM.md. Where upstream crashes (a turn whose
+prompt leaves no answer position before max_length - 1 makes `random.sample` fail on an empty
+range) that turn gets no masked copy. Masks are drawn with `random.Random.sample`, the call upstream
+makes; unlike upstream (which draws them once inside a cached `dataset.map`), the collator draws
+them again every time a copy is drawn.
 """
 
 from __future__ import annotations
@@ -55,15 +36,14 @@ class UpstreamTemplate:
     prompt: str  # "{query}"
     sep: str
 
-    def dialog(self, turns: Sequence[tuple[str, str]], system_prompt: Optional[str] = None) -> list[str]:
-        """[prompt_0, answer_0, prompt_1, answer_1, ...] as upstream's `get_dialog` returns them."""
+    def dialog(self, turns: Sequence[tuple[str, str]], system_prompt: Optional[str] = None) -> list[tuple[str, str]]:
+        """(prompt, answer) per turn, as upstream's `get_dialog` writes them."""
         system = system_prompt or self.system_prompt
         system = system + self.sep if system else ""
-        texts = []
-        for i, (query, answer) in enumerate(turns):
-            texts.append((system if i == 0 else self.sep) + self.prompt.format(query=query))
-            texts.append(answer)
-        return texts
+        return [
+            ((system if i == 0 else self.sep) + self.prompt.format(query=query), answer)
+            for i, (query, answer) in enumerate(turns)
+        ]
 
 
 # Upstream registers this one template. Its system prompt carries the system header, so a custom
@@ -90,8 +70,8 @@ class UpstreamSettings:
 
 
 def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Optional[str], list[tuple[str, str]]]]:
-    """(the record's system_prompt or None, [(human text, gpt text), ...]) as upstream reads the
-    record, or None when upstream gets no example from it. `index` counts records from 1 in `source`."""
+    """(the record's system_prompt or None, [(human text, gpt text), ...]) as upstream's `get_dialog`
+    reads the record, or None when upstream gets no example from it."""
     where = f"{source}: record {index}"
     system = record.get("system_prompt") or None
     if system is not None and not isinstance(system, str):
@@ -109,9 +89,7 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
         return system, [(query, output)]
     if not isinstance(conversation, list) or not all(isinstance(turn, dict) for turn in conversation):
         raise UserError(f"{where}: conversations must be a list of {{from, value}} turns")
-    if len(conversation) < 2:
-        return None
-    if conversation[0].get("from") != UPSTREAM_ROLES[0]:
+    if conversation and conversation[0].get("from") != UPSTREAM_ROLES[0]:
         conversation = conversation[1:]
     if len(conversation) < 2:
         return None
@@ -132,16 +110,15 @@ class SlowLlamaEncoding:
     folder's tokenizer_config.json says, True when it says nothing), whose ids differ from the fast
     tokenizer's for text that starts with whitespace: "   " is ▁▁▁▁ there, ▁▁▁ in the fast one.
 
-    It works as that class does: the text is split at the added tokens; with legacy=False, "▁"
-    marks are written back as spaces, one "▁" is put before the text (add_prefix_space) and dropped
-    again before a leading added token, and each piece is encoded without sentencepiece's dummy
-    prefix (a piece starting with a space behind an "<unk>" whose pieces are then removed); with
-    legacy=True each piece is encoded by the model as it is, dummy prefix included.
+    As that class does, the text is split at the added tokens; legacy=True encodes each piece as it
+    is (dummy prefix included); legacy=False writes "▁" back as spaces, puts one "▁" before the text
+    (add_prefix_space), dropped again before a leading added token, and encodes each piece without
+    the dummy prefix (a piece starting with a space behind an "<unk>" whose pieces are then removed).
     """
 
     def __init__(self, model_proto: bytes, added: dict, *, legacy: bool, add_prefix_space: bool, bos_id: Optional[int],
                  eos_id: Optional[int], add_bos: bool, add_eos: bool, unk_token: str):
-        self.model_proto, self.added = model_proto, dict(added)
+        self.model_proto, self.added = model_proto, added
         self.legacy, self.add_prefix_space, self.unk_token = legacy, add_prefix_space, unk_token
         self.prefix = [bos_id] if add_bos and bos_id is not None else []
         self.suffix = [eos_id] if add_eos and eos_id is not None else []
@@ -195,12 +172,11 @@ class SlowLlamaEncoding:
         return tokens
 
     def _split(self, text: str) -> list[str]:
-        tokens, start = [], 0
-        for match in (self._pattern.finditer(text) if self.added else ()):
-            tokens += self._pieces(text[start:match.start()])
-            tokens.append(match.group())
-            start = match.end()
-        return tokens + self._pieces(text[start:])
+        if not self.added:
+            return self._pieces(text)
+        # with its group, re.split puts each added token at an odd index, between the texts
+        parts = self._pattern.split(text)
+        return [token for i, part in enumerate(parts) for token in ([part] if i % 2 else self._pieces(part))]
 
     def _pieces(self, text: str) -> list[str]:
         if not text:
@@ -214,17 +190,6 @@ class SlowLlamaEncoding:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         ids = [self.added[t] if t in self.added else self.sp.piece_to_id(t) for t in self.tokenize(text)]
         return self.prefix + ids + self.suffix if add_special_tokens else ids
-
-
-def tokenize_turns(texts: Sequence[str], tokenizer, slow_llama: Optional[SlowLlamaEncoding] = None
-                   ) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, answer ids) per turn; BOS (the tokenizer's special tokens) on the first prompt only.
-    With `slow_llama`, the ids of upstream's slow tokenizer."""
-    encode = slow_llama.encode if slow_llama is not None else tokenizer.encode
-    return [
-        (list(encode(prompt, add_special_tokens=(i == 0))), list(encode(answer, add_special_tokens=False)))
-        for i, (prompt, answer) in enumerate(zip(texts[0::2], texts[1::2]))
-    ]
 
 
 def ntp_example(source_ids: Sequence[int], target_ids: Sequence[int], *, eos_token_id: int, max_length: int) -> dict:

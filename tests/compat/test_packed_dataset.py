@@ -122,6 +122,18 @@ def test_combined_dataset_draws_like_tinyllama(tmp_path, files):
         assert take(combined, 60) == want
 
 
+def test_combined_dataset_ends_with_the_first_dataset_that_ends():
+    """TinyLlama's iterator lets the StopIteration of an exhausted dataset end the mix."""
+    rng, sources, want = random.Random(4), [iter([1, 2, 3]), iter([10, 20])], []
+    while True:
+        (source,) = rng.choices(sources, weights=[0.5, 0.5], k=1)
+        try:
+            want.append(next(source))
+        except StopIteration:
+            break
+    assert list(CombinedDataset([[1, 2, 3], [10, 20]], seed=4)) == want
+
+
 @pytest.mark.parametrize("sizes", [[7, 23, 1], [10, 10], [30], []])
 def test_builder_writes_tinyllama_files(tmp_path, sizes):
     chunk_size, sep = 10, 2

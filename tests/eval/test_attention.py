@@ -83,7 +83,7 @@ def test_shares_and_rest_sum_to_one_and_match_a_naive_sum():
 
 
 def test_cli_on_a_lit_checkpoint_and_its_hf_export_agree(tmp_path, llama_tokenizer_dir, capsys):
-    """The CLI on a lit checkpoint (lit hooks) and on its Hugging Face export (HF hooks): same shares."""
+    """The CLI on a lit checkpoint (converted in memory, as retrieval does) and on its HF export: same shares."""
     from lit_gpt.convert.export import export_hf
     from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 

@@ -13,7 +13,7 @@ import random
 import pytest
 
 from lit_gpt.errors import UserError
-from lit_gpt.sft.data import MEAPCollator, SFTDataset, select_trainable, tokenize_files
+from lit_gpt.sft.data import MEAPCollator, select_trainable, tokenize_files
 from lit_gpt.sft.templates import get_template
 from lit_gpt.sft.upstream import UPSTREAM_TEMPLATES, UpstreamSettings
 from lit_gpt.tokenizer import load_tokenizer
@@ -161,7 +161,7 @@ def our_examples(tmp_path, tokenizer, records, max_length, mask_ratio, rng, mode
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
                             max_length=max_length, preset="upstream")
     collator.rng = lambda: rng
-    dataset = SFTDataset(kept)
+    dataset = kept
     examples = []
     for index in range(len(dataset)):  # one at a time, in the dataset's order: no padding
         batch = collator([dataset[index]])
@@ -444,7 +444,7 @@ def test_whitespace_answer_with_a_llama_folder_matches_upstream(tmp_path, llama_
                             max_length=4096, preset="upstream")
     rng = random.Random(2)
     collator.rng = lambda: rng
-    dataset = SFTDataset(kept)
+    dataset = kept
     ours = []
     for index in range(len(dataset)):
         batch = collator([dataset[index]])
