@@ -14,8 +14,7 @@ from lit_gpt.io.atomic import staged
 
 def gunzip_files(source_dir: Union[str, Path], destination_dir: Union[str, Path, None] = None,
                  remove_source: bool = False) -> list[Path]:
-    """Decompresses every *.gz under `source_dir` next to it (or into `destination_dir`), each under a
-    temporary name first; existing outputs are left alone."""
+    """Decompresses every *.gz under `source_dir` (into `destination_dir`); existing outputs are left alone."""
     source_dir = Path(source_dir).expanduser()
     if not source_dir.is_dir():
         raise UserError(f"source directory not found: {source_dir}")

@@ -1,10 +1,5 @@
-"""manifest.json: what a destination holds (settings, and one entry per prepared source file).
-
-Several runs may write into one destination: another named source (its own prefix) adds its
-entries; a run split over machines (--num_shards) writes one part file per shard, merged into
-manifest.json under a lock when each shard ends (or by `meap-prepare --merge`). Entries are
-keyed by the source's key; one whose key another prefix already holds is keyed "{prefix}/{key}".
-"""
+"""manifest.json: a destination's settings and one entry per prepared source file. A run split over
+machines writes one part file per shard, merged into manifest.json under a lock as each shard ends."""
 
 from __future__ import annotations
 
@@ -12,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Optional
+
+from filelock import FileLock
 
 from lit_gpt.prepare.sources import MANIFEST, PrepareError
 
@@ -47,7 +44,6 @@ def _read(path: Path) -> dict:
 
 
 def load_manifest(destination: Path, name: str = MANIFEST) -> Optional[dict]:
-    """manifest.json of `destination` (or its file `name`, e.g. a shard's part), None when there is none."""
     path = destination / name
     return _read(path) if path.exists() else None
 
@@ -97,16 +93,10 @@ def part_name(shard_index: int, num_shards: int) -> str:
     return f".{MANIFEST[:-5]}.shard-{shard_index:05d}-of-{num_shards:05d}.json"
 
 
-def manifest_lock(destination: Path):
-    from filelock import FileLock
-
-    return FileLock(str(destination / LOCK))
-
-
 def merge_parts(destination: Path) -> tuple[int, int, int]:
-    """Adds the sources of every shard's part file to manifest.json. Once every shard has finished
-    all its files, the part files are removed. Returns (sources added, shards finished, shards)."""
-    with manifest_lock(destination):
+    """Adds every shard's part file to manifest.json, removing them once every shard has finished all its
+    files. Returns (sources added, shards finished, shards)."""
+    with FileLock(destination / LOCK):
         parts = sorted(destination.glob(PART_GLOB))
         manifest = load_manifest(destination)
         added, finished, shards = 0, set(), 0

@@ -1,13 +1,7 @@
-"""Source files (JSON lines, Parquet, Arrow) to packed token chunks, in parallel and resumably.
-
-Each source file is one task for a worker process (`pool.py`): read its texts (`sources.py`),
-encode them in batches (`token_encoding.make_encoder`), each followed by EOS, and pack them into
-chunk files named after the source (`{prefix}_{source-stem}_{index:010d}.bin`), so names are
-deterministic and no two sources share one. A source counts as done once the destination's
-manifest (`manifest.py`) records it; a re-run skips it. Chunks are written under a temporary name
-and renamed when complete; a source that fails leaves none of its chunks. With --num_shards N
---shard_index i, this run prepares every N-th file only, so N machines can share one destination.
-"""
+"""Source files to packed token chunks, in parallel and resumably: each source file is one worker task,
+packed into chunk files named after it (`{prefix}_{source-stem}_{index:010d}.bin`), so names are
+deterministic and no two sources share one. A source is done once the manifest records it; one that
+fails leaves none of its chunks."""
 
 from __future__ import annotations
 
@@ -22,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
+from filelock import FileLock
 
 from lit_gpt.data import MAGIC, VERSION, ChunkWriter as PackedDatasetBuilder, token_dtype
 from lit_gpt.prepare import manifest as manifests
@@ -53,8 +48,7 @@ class SourceResult:
     files: list[str] = field(default_factory=list)
     max_token_id: int = -1  # over tokens and padding: the trainer checks it against the model's vocabulary
 
-    def manifest_entry(self) -> dict:
-        """Its fields in order, but the key (the manifest's name for it) and with the number of files."""
+    def manifest_entry(self) -> dict:  # the key is the manifest's name for it
         entry = asdict(self)
         del entry["key"]
         return {**entry, "files": len(self.files)}
@@ -137,11 +131,9 @@ def prepare_source(source: Source, destination: Path, chunk_size: int, strict: b
 # --------------------------------------------------------------------------- the whole run
 
 
-def check_options(split: str, chunk_size: int, num_workers: Optional[int], train_prefix: str, val_prefix: str,
+def check_options(chunk_size: int, num_workers: Optional[int], train_prefix: str, val_prefix: str,
                   text_key: str, num_shards: int, shard_index: int) -> None:
     """Every option that can be judged before a file is read."""
-    if split not in ("all", *SPLITS):
-        raise PrepareError(f"--split must be one of all, train, validation; got {split!r}")
     if not isinstance(chunk_size, int) or chunk_size <= 0:
         raise PrepareError(f"--chunk_size must be a positive number of tokens, got {chunk_size}")
     if chunk_size > MAX_CHUNK_SIZE:
@@ -225,12 +217,11 @@ def prepare(
     num_shards: int = 1,
     shard_index: int = 0,
 ) -> Summary:
-    """Prepares every source file under `source_path` (of this shard) that the destination's
-    manifest does not record as done (options: `meap-prepare --help`). Raises PrepareError (a
-    UserError) for bad input; completed work is kept."""
+    """Prepares every source file of this shard that the manifest does not record as done (options:
+    `meap-prepare --help`); bad input raises PrepareError, completed work is kept."""
     started = time.perf_counter()
     source_path, destination = Path(source_path).expanduser(), Path(destination_path).expanduser()
-    check_options(split, chunk_size, num_workers, train_prefix, val_prefix, text_key, num_shards, shard_index)
+    check_options(chunk_size, num_workers, train_prefix, val_prefix, text_key, num_shards, shard_index)
     sources = find_sources(source_path, destination, split, train_prefix, val_prefix, train_pattern, val_pattern,
                            report=log)
     if num_shards > 1:
@@ -279,12 +270,12 @@ def prepare(
             manifests.write_manifest(destination, part, part_name)
     else:
         if manifest is None:
-            with manifests.manifest_lock(destination):
+            with FileLock(destination / manifests.LOCK):
                 if load_manifest(destination) is None:
                     manifests.write_manifest(destination, {**settings, "sources": {}})
 
         def save(result: SourceResult) -> None:
-            with manifests.manifest_lock(destination):  # another named source may be written meanwhile
+            with FileLock(destination / manifests.LOCK):  # another named source may be written meanwhile
                 current = load_manifest(destination)
                 check_manifest(current, settings, destination)  # also records the encoding of an old manifest
                 manifests.add_entry(current, result.key, result.manifest_entry())

@@ -1,5 +1,4 @@
-"""The worker processes of a prepare run: one task per source file, progress and warnings sent
-back to the main process, and workers that end when the main process dies."""
+"""The worker processes of a prepare run, their progress and warnings, and their end with the main process."""
 
 from __future__ import annotations
 
@@ -61,8 +60,7 @@ def emit(kind: str, *payload) -> None:
 
 
 def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, workers: int, monitor) -> list[str]:
-    """Runs `work(task)` for each task, `on_result(result)` in this process as each ends; returns
-    the messages of the tasks that failed with a PrepareError (the others go on)."""
+    """`on_result(work(task))` for each task; returns the messages of the tasks that failed with a PrepareError."""
     failures: list[str] = []
 
     def settle(get, *args) -> None:
@@ -117,8 +115,7 @@ class Monitor:
             except queue.Empty:
                 return
 
-    def put(self, event: tuple) -> None:
-        """Handles one event at once (the in-process run hands them over directly)."""
+    def put(self, event: tuple) -> None:  # the in-process run hands events over directly
         kind, *payload = event
         if kind == "warning":
             (self.bar.write if self.bar is not None else self.log)(f"warning: {payload[0]}")

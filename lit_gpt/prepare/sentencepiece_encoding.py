@@ -4,33 +4,19 @@ per document BOS + the library's ids + EOS (what upstream's LLaMA tokenizer give
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Optional
 
 import numpy as np
+import sentencepiece
+from sentencepiece import sentencepiece_model_pb2
 
 from lit_gpt.prepare.token_encoding import (SPACE_MARK, BatchEncoder, NotExact, WordCacheBPE, cut_long_text, fill_in,
                                             mark_spaces_and_prepend, special_token_pattern, split_at_special_tokens)
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError
 
 
-def _processor(model_proto: bytes):
-    import sentencepiece
-
-    return sentencepiece.SentencePieceProcessor(model_proto=model_proto)
-
-
-class _RebuiltProcessor:
-    """Pickled (to worker processes) without `processor`, which is rebuilt from `model_proto`."""
-
-    def __getstate__(self) -> dict:
-        return {key: value for key, value in vars(self).items() if key != "processor"}
-
-    def __setstate__(self, state: dict) -> None:
-        vars(self).update(state)
-        self.processor = _processor(self.model_proto)
-
-
-class SentencePieceEncoder(_RebuiltProcessor):
+class SentencePieceEncoder:
     """BOS + the sentencepiece library's ids + EOS per document. `method` says how: "word cache"
     (`sentencepiece_word_cache`) where that is provably exact for the model and agrees with the plain
     call on `BatchEncoder.PROBE`; else "sentencepiece batch", the library's multi-threaded batch call,
@@ -41,10 +27,9 @@ class SentencePieceEncoder(_RebuiltProcessor):
     PIECE_CHARS = 1 << 20  # a long document's pieces: ~1M characters each
     BATCH_CHARS = 4_000_000  # characters per call of the library, bounding the ids held at once
 
-    def __init__(self, model_proto: bytes, dtype, parse_special_tokens: bool = False, threads: int = 1):
-        self.model_proto, self.dtype, self.parse_special_tokens = model_proto, np.dtype(dtype), parse_special_tokens
-        self.threads = threads
-        self.processor = sp = _processor(model_proto)
+    def __init__(self, model_proto: bytes, dtype, parse_special_tokens: bool = False):
+        self.dtype, self.parse_special_tokens, self.threads = np.dtype(dtype), parse_special_tokens, 1
+        self.processor = sp = sentencepiece.SentencePieceProcessor(model_proto=model_proto)  # pickles itself
         if sp.eos_id() < 0:
             raise TokenizerError("the sentencepiece model has no EOS token, which separates documents")
         self.eos = sp.eos_id()
@@ -68,13 +53,12 @@ class SentencePieceEncoder(_RebuiltProcessor):
                 self.method, self.word_cache, self.why_not_word_cache = "word cache", word_cache, None
             else:
                 self.why_not_word_cache = "it differs from the plain sentencepiece call on the probe texts"
-        self.set_threads(threads)
 
     def set_threads(self, threads: int) -> None:
         """Threads of each library call (1 in worker processes: the processes are the parallelism)."""
         self.threads = threads
         if self.word_cache is not None:
-            self.word_cache.encode_words.threads = threads
+            self.word_cache.encode_words = partial(self.word_cache.encode_words.func, num_threads=threads)
 
     @classmethod
     def for_tokenizer(cls, model_file, tokenizer, dtype, parse_special_tokens: bool = False) -> "SentencePieceEncoder":
@@ -140,8 +124,6 @@ def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
     inside a piece: then no merge joins the character before the space with the "▁", so BPE (and
     byte fallback, per symbol) runs on the two sides independently, each side in its own order.
     Returns (False, why) otherwise."""
-    from sentencepiece import sentencepiece_model_pb2
-
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString(model_proto)
     spec, normalizer = model.trainer_spec, model.normalizer_spec
@@ -162,18 +144,6 @@ def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:
     return True, None
 
 
-class _SentencePieceWords(_RebuiltProcessor):
-    """Words (already carrying their "▁") to ids with the sentencepiece library, batched, through
-    the same model with its dummy prefix turned off: the word is a slice of the prefixed text."""
-
-    def __init__(self, model_proto_without_prefix: bytes, threads: int = 1):
-        self.model_proto, self.threads = model_proto_without_prefix, threads
-        self.processor = _processor(model_proto_without_prefix)
-
-    def __call__(self, words: list[str]) -> list[list[int]]:
-        return self.processor.encode(words, num_threads=self.threads)
-
-
 def sentencepiece_word_cache(model_proto: bytes, dtype, bos: Optional[int], eos: int,
                              special_ids: Optional[dict] = None) -> WordCacheBPE:
     """The word cache for a sentencepiece BPE model, when its exactness follows from the model.
@@ -184,8 +154,6 @@ def sentencepiece_word_cache(model_proto: bytes, dtype, bos: Optional[int], eos:
     or beside a character that no piece of two or more characters holds; byte fallback keeps an
     unknown character on its own (without it, runs of unknown pieces are fused into one).
     """
-    from sentencepiece import sentencepiece_model_pb2
-
     exact, why = split_is_exact(model_proto)
     if not exact:
         raise NotExact(why)
@@ -203,6 +171,8 @@ def sentencepiece_word_cache(model_proto: bytes, dtype, bos: Optional[int], eos:
     glued_class = re.escape("".join(sorted(glued)))
     pattern = f"{SPACE_MARK}+[{glued_class}]*|[{glued_class}]+|[^{glued_class}{SPACE_MARK}]"
     model.normalizer_spec.add_dummy_prefix = False
-    words = _SentencePieceWords(model.SerializeToString())
+    # The words already carry their "▁": the same model with its dummy prefix off encodes them as slices
+    # of the prefixed text. (A bound method of the processor pickles, for the workers.)
+    words = partial(sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString()).encode, num_threads=1)
     prefix = [bos] if bos is not None else []
     return WordCacheBPE(mark_spaces_and_prepend, re.compile(pattern), words, dtype, prefix, [eos], special_ids)

@@ -1,15 +1,7 @@
-"""Finding the source files of a corpus, their split, and reading their texts, per format.
-
-Formats, by file name:
-    JSON lines   .json .jsonl, each also as .gz or .zst (one object per line)
-    Parquet      .parquet (read one record batch at a time: memory follows the row group, not the file)
-    Arrow        .arrow (Arrow IPC stream or file, as `datasets.Dataset.save_to_disk` writes them)
-
-The split of a file is explicit: the glob patterns of --train_pattern / --val_pattern (a pattern
-with "/" matches the path below --source_path, one without matches the file name), or the split
-folders of a `datasets.DatasetDict.save_to_disk` folder (train/, validation/). A file matching
-neither is reported and not read.
-"""
+"""Finding the source files of a corpus and their split, and reading their texts (JSON lines, also
+.gz/.zst; Parquet, a record batch at a time, so memory follows the row group, not the file; Arrow IPC
+as `datasets` saves it). A file's split is explicit: --train_pattern / --val_pattern, or the split
+folders of a `DatasetDict.save_to_disk` folder; a file matching neither is reported and not read."""
 
 from __future__ import annotations
 
@@ -89,10 +81,8 @@ def find_sources(
     val_pattern: str = DEFAULT_PATTERNS["validation"],
     report: Callable[[str], None] = lambda line: None,
 ) -> list[Source]:
-    """The source files of `split` in the folder `source_path` and its subfolders (or that one file),
-    but hidden ones, the destination and manifest.json. A file name selected twice by a name pattern
-    is an error (a C4 clone's en/, en.noblocklist/, realnewslike/ share names; one is meant). Files
-    in no split are passed to `report` in one line and not read."""
+    """The source files of `split` under `source_path` (or that one file), but hidden ones, the
+    destination and manifest.json; files in no split are passed to `report` in one line."""
     source_path = Path(source_path).expanduser()
     if not source_path.exists():
         raise PrepareError(f"source path not found: {source_path}")
@@ -204,13 +194,10 @@ def shard_of(sources: list[Source], num_shards: int, shard_index: int) -> list[S
 def iter_records(
     path: Path, text_key: str = "text", on_bytes: Callable[[int], None] = lambda n: None
 ) -> Iterator[tuple[int, Union[str, Skipped]]]:
-    """(line or row number, the text or why there is none) for each record; a corrupt or unreadable
-    file raises PrepareError naming it (and the row, where known)."""
+    """(line or row number from 1, the text or why there is none) for each record."""
     read = _table_texts if path.suffix in (".parquet", ".arrow") else _json_texts
     try:
         yield from read(path, text_key, on_bytes)
-    except PrepareError:
-        raise
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise PrepareError(f"{path}: corrupt gzip ({err or type(err).__name__})") from None
     except OSError as err:
@@ -295,8 +282,6 @@ class _ZstdReader(io.RawIOBase):
 
 
 def _table_texts(path: Path, text_key: str, on_bytes):
-    """Texts of the `text_key` column of a Parquet or Arrow file, a record batch at a time; rows are
-    numbered from 1."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq

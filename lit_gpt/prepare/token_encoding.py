@@ -1,15 +1,10 @@
-"""Exact, fast encoding of document batches: `make_encoder` picks, for a tokenizer folder, the
-encoder that turns a list of documents into one flat token array (each document followed by EOS):
-- a sentencepiece `tokenizer.model` (LLaMA's): `SentencePieceEncoder`, BOS + the sentencepiece
-  library's own ids + EOS, as upstream's LLaMA tokenizer gives them (transformers 5's conversion of
-  the model splits runs of spaces otherwise);
-- else (tokenizer.json): `BatchEncoder`, the ids of `tokenizer(text)` by the fastest path provably
-  exact for the tokenizer and checked on probe texts at start: a word cache for sentencepiece-style
-  BPE (`WordCacheBPE`), the Rust tokenizer's batch call, or the tokenizer call itself;
-- `encoding="upstream"`: `UpstreamEncoder`, upstream's `AutoTokenizer.from_pretrained(dir,
-  legacy=False).encode(text) + [eos]`.
-Special-token strings in text ("<s>", "</s>") stay text unless `parse_special_tokens` is set;
-"[MASK]" always stays text, so only the trainer puts masks in inputs.
+"""Exact, fast encoding of document batches into one flat token array, each document followed by EOS.
+
+A sentencepiece `tokenizer.model` is encoded by the sentencepiece library itself, as upstream's LLaMA
+tokenizer did (transformers 5's conversion of the model splits runs of spaces otherwise); a tokenizer.json
+by the fastest path provably exact for it and checked on probe texts at start. Special-token strings
+in text stay text unless `parse_special_tokens` is set; "[MASK]" always does, so only the trainer puts
+masks in inputs.
 """
 
 from __future__ import annotations
@@ -28,15 +23,11 @@ from lit_gpt.errors import first_line
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError, sentencepiece_model_file, tokenizer_info
 
 SPACE_MARK = "\u2581"  # "▁", sentencepiece's visible space
-
-
 ENCODINGS = ("default", "upstream")
 
 
 def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = False, encoding: str = "default"):
-    """The document encoder for the tokenizer loaded from `tokenizer_dir` (see the module doc)."""
-    if encoding not in ENCODINGS:
-        raise TokenizerError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    """`encoding="upstream"`: upstream's `AutoTokenizer.from_pretrained(dir, legacy=False).encode(text) + [eos]`."""
     if encoding == "upstream":
         return UpstreamEncoder(tokenizer_dir, tokenizer, dtype, parse_special_tokens)
     model_file = sentencepiece_model_file(tokenizer_dir)
@@ -81,13 +72,10 @@ def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = Fals
 
 
 class BatchEncoder:
-    """Documents to one flat token array, each followed by EOS, by the fastest exact path (module doc).
-    Special-token strings stay text (the ids of `tokenizer(text, split_special_tokens=True)`) unless
-    `parse_special_tokens`, which gives those other than "[MASK]" their ids, as `tokenizer(text)` does.
-    `method` names the path chosen at start and checked on `PROBE`: "word cache" (`WordCacheBPE`; not
-    with `parse_special_tokens`), "rust batch" (`encode_batch_fast` on whole documents, or on the text
-    between special tokens) or "transformers" (the tokenizer call).
-    """
+    """The ids of `tokenizer(text, split_special_tokens=True)` (with `parse_special_tokens`: of
+    `tokenizer(text)`, "[MASK]" still text) + EOS. `method` names the path chosen at start and checked
+    on `PROBE`: "word cache" (`WordCacheBPE`), "rust batch" (`encode_batch_fast`, on the text between
+    special tokens when they are parsed) or "transformers" (the tokenizer call)."""
 
     PROBE = [
         "Hello world!", "", " ", "   ", "  Leading spaces,\ttabs\nand newlines. ", "trailing spaces   ",
@@ -153,8 +141,8 @@ class BatchEncoder:
         self.adds_bos = bool(probe_ids) and probe_ids[0] == self.tokenizer.bos_token_id
         return reference
 
-    def set_threads(self, threads: int) -> None:
-        """The Rust tokenizer's threads follow TOKENIZERS_PARALLELISM instead."""
+    def set_threads(self, threads: int) -> None:  # the Rust tokenizer's threads follow TOKENIZERS_PARALLELISM
+        pass
 
     def _check(self, expected: np.ndarray) -> None:
         if not np.array_equal(self(self.PROBE), expected):
@@ -190,12 +178,10 @@ class BatchEncoder:
         return np.concatenate(arrays)
 
     def pieces(self, text: str) -> list[str]:
-        """`text` cut before single spaces that follow an ASCII letter or digit, in pieces of about
-        LONG_TEXT_CHARS (where `long_text_cut` proves the cut exact; else the whole text)."""
+        """`text` in pieces of about LONG_TEXT_CHARS where `long_text_cut` proves the cut exact."""
         return [text] if self.long_text_cut is None else cut_long_text(text, self.long_text_cut, self.LONG_TEXT_CHARS)
 
     def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
-        """Each document: template prefix, its text pieces and special ids in order, template suffix."""
         plans = [split_at_special_tokens(text, self.special_pattern, self.special_ids) if self.special_pattern
                  else ([text] if text else []) for text in texts]
         pieces = [part for plan in plans for part in plan if isinstance(part, str)]
@@ -217,11 +203,10 @@ class BatchEncoder:
 
 
 class UpstreamEncoder(BatchEncoder):
-    """Upstream's prepare encoding: `AutoTokenizer.from_pretrained(dir, legacy=False)`, then per
-    document `encode(text) + [eos]` (how these ids differ from the library's: docs/UPSTREAM.md).
-    With `parse_special_tokens` (upstream's behaviour), `tokenizer(text)` through the Rust batch call
-    where it agrees on the probe texts (not the word cache: it would put a "▁" after each special
-    token, which legacy=False does not); without, `BatchEncoder`'s. "[MASK]" is text either way."""
+    """Upstream's prepare encoding, `encode(text) + [eos]` with the legacy=False tokenizer (docs/UPSTREAM.md).
+    With `parse_special_tokens`, the tokenizer call through the Rust batch call where it agrees on the
+    probe texts (not the word cache: it would put a "▁" after each special token, which legacy=False
+    does not); without, `BatchEncoder`'s."""
 
     library = "transformers legacy=False"
 
@@ -272,8 +257,7 @@ def load_legacy_false_tokenizer(tokenizer_dir):
 
 
 def _check_same_ids(upstream, tokenizer, tokenizer_dir) -> None:
-    """Every token of the legacy=False tokenizer has the id the project's tokenizer gives it (the
-    manifest and the trainer use the latter)."""
+    """The manifest and the trainer use the ids of the project's tokenizer: legacy=False must agree."""
     ours = tokenizer.get_vocab()
     for token, i in upstream.get_vocab().items():
         if ours.get(token) != i:
@@ -317,7 +301,6 @@ def _around_body(backend) -> tuple[list[int], list[int]]:
 
 
 def encode_as_text(tokenizer, texts: list[str]) -> list[list[int]]:
-    """`tokenizer(texts)` with special-token strings in the text treated as plain text."""
     return tokenizer(texts, split_special_tokens=True, return_attention_mask=False)["input_ids"]
 
 
@@ -455,7 +438,7 @@ class WordCacheBPE:
             raise NotExact("BPE marks word continuations")
         _check_plain(spec, "BPE")
         normalize = _sentencepiece_normalizer(spec)
-        prefix, suffix = _template_ids(spec.get("post_processor"))
+        prefix, suffix = _around_body(backend)  # every post-processor adds the same ids to every text
         vocab = model.get("vocab")
         if not isinstance(vocab, dict) or SPACE_MARK not in vocab:
             raise NotExact(f"no vocabulary dict with {SPACE_MARK!r} in it")
@@ -554,28 +537,3 @@ def _rust_words(model, words: list[str]) -> list[list[int]]:
     """Words to ids with the Rust BPE model: `tokenize` is what its pipeline calls per piece."""
     tokenize = model.tokenize
     return [[token.id for token in tokenize(word)] for word in words]
-
-
-def _template_ids(post_processor: Optional[dict]) -> tuple[list[int], list[int]]:
-    """The special-token ids a TemplateProcessing puts before and after a single sequence."""
-    if post_processor is None:
-        return [], []
-    if post_processor.get("type") != "TemplateProcessing":
-        raise NotExact(f"post-processor {post_processor.get('type')} is not a template")
-    before, after, seen = [], [], False
-    for item in post_processor.get("single", []):
-        if "Sequence" in item:
-            if item["Sequence"].get("id") != "A" or seen:
-                raise NotExact("the template is not one sequence")
-            seen = True
-        elif "SpecialToken" in item:
-            special = post_processor.get("special_tokens", {}).get(item["SpecialToken"].get("id"), {})
-            if "ids" not in special:
-                raise NotExact("the template names an unknown special token")
-            (after if seen else before).extend(special["ids"])
-        else:
-            raise NotExact("unknown template item")
-    if not seen:
-        raise NotExact("the template has no sequence")
-    return before, after
-
