@@ -38,7 +38,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
                     desc: str = "decoding") -> list[str]:
     """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order."""
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id  # set by models.prepare_tokenizer_for_batching
     outputs: list[str] = [""] * len(prompts)
     for batch in _batches(prompts, batch_size, desc):
         input_ids, attention_mask = _left_padded([prompts[i] for i in batch], pad_id)
