@@ -168,8 +168,7 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- figure
 def plot_attention(summary: dict, path, title: str = "") -> Path:
-    """Left: per layer, the stacked shares (needle, question, rest) with the uniform needle share
-    marked; right: the attention entropy per layer."""
+    """Per layer: the stacked shares with the uniform needle share marked (left), the entropy (right)."""
     from lit_gpt.eval.plots import new_figure, save_figure
 
     per_layer = summary["per_layer"]
