@@ -1,9 +1,6 @@
-"""Run recipes (`pretrained/*.py`), a run's hyperparameters.yaml, and the command line over them.
-
-A recipe is data (docs/PRETRAINING.md): `name = literal` settings, optionally `base = "other.py"`
-(relative to the recipe's folder) whose values it starts from, parsed with `ast` and never run.
-Dict values (`model_overrides`) are merged with the base's; everything else replaces it.
-Precedence: defaults < base recipe(s) < recipe < command line.
+"""Run recipes (`pretrained/*.py`, docs/PRETRAINING.md), a run's hyperparameters.yaml, and the command line over them.
+A recipe is data, parsed with `ast` and never run; `base = "other.py"` (relative to its folder) is the recipe it
+starts from, whose dict values (`model_overrides`) it merges with. Precedence: defaults < bases < recipe < command line.
 """
 
 from __future__ import annotations
