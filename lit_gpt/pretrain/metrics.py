@@ -4,7 +4,6 @@ and a progress bar on an interactive terminal (plain lines otherwise)."""
 from __future__ import annotations
 
 import csv
-import math
 import os
 import sys
 import time
@@ -139,8 +138,6 @@ class Throughput:
 
 
 def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
     h, rest = divmod(int(seconds), 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"
