@@ -27,11 +27,10 @@ def _merge(into: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> dict[str, Any]:
+def load_recipe(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The flat settings a recipe (or hyperparameters.yaml) makes, its bases' included, each checked
     against its type."""
     path = Path(path).expanduser()
-    seen = _seen or ()
     if not path.is_file():
         raise UserError(f"recipe not found: {path}")
     resolved = path.resolve()
