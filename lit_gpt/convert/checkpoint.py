@@ -5,14 +5,13 @@ read into RAM), allow-list unpickled, and checked key by key against the model b
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.errors import UserError, first_line
+from lit_gpt.errors import UserError
 from lit_gpt.config import Config
 from lit_gpt.convert.hf import check_keys_and_shapes, lit_shapes
 from lit_gpt.io.safe_load import load_torch_file
@@ -105,10 +104,8 @@ def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[s
     from lit_gpt.io import sharded_checkpoint
 
     meta = sharded_checkpoint.read_meta(path)
-    try:
+    try:  # read_meta checked the index; torch reads the tensors with weights_only=True
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
-    except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: {first_line(err)} (not loaded for safety)") from None
     except Exception as err:  # a damaged folder: torch raises several types
         raise UserError(f"could not read {path} as a sharded checkpoint: {type(err).__name__}: {err}") from None
     return sd, {k: v for k, v in meta.items() if k not in _NOT_META}

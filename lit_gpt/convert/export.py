@@ -56,11 +56,7 @@ class ExportResult:
 
 
 def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise UserError(f"unknown --dtype {dtype!r}; choose bfloat16, float16 or float32")
-    return DTYPES[dtype]
+    return DTYPES[dtype] if isinstance(dtype, str) else dtype  # the command line's choices are DTYPES
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -155,25 +151,19 @@ def resolve_tokenizer_dir(tokenizer_dir: Optional[PathLike], meta: dict[str, Any
     return None
 
 
-def load_matching_tokenizer(tokenizer_dir: Path, config: Config):
-    """The tokenizer, with `[MASK]` when the model has a row for it; its vocabulary must fit the model."""
-    tokenizer = load_tokenizer(tokenizer_dir, add_mask_token=False)
-    if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
-        ensure_mask_token(tokenizer)
-    if len(tokenizer) > config.padded_vocab_size:
-        raise UserError(f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
-                        f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
-    return tokenizer
-
-
 def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtype: torch.dtype, config_class=dict):
-    """The tokenizer (None without a folder) and the Hugging Face config (a `config_class`) of both."""
-    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
-    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
-    try:
-        return tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    """The tokenizer (None without a folder; with `[MASK]` when the model has a row for it) and the Hugging
+    Face config (a `config_class`) of both."""
+    tokenizer = info = None
+    if tok_dir is not None:
+        tokenizer = load_tokenizer(tok_dir, add_mask_token=False)
+        if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
+            ensure_mask_token(tokenizer)
+        if len(tokenizer) > config.padded_vocab_size:
+            raise UserError(f"the tokenizer in {tok_dir} has {len(tokenizer)} tokens, more than the "
+                            f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
+        info = tokenizer_info(tokenizer, tok_dir)
+    return tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
 
 
 def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,

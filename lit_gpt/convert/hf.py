@@ -145,7 +145,7 @@ def hf_config_dict(
     (`rope_parameters`); BOS/EOS are the tokenizer's, LLaMA's 1/2 without one."""
     if config.n_embd % config.n_head or config.n_embd // config.n_head != config.head_size:
         # transformers checks hidden_size % num_attention_heads; head_dim alone is not enough there.
-        raise ValueError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
+        raise UserError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
     bos, eos = (tokenizer_info.bos_id, tokenizer_info.eos_id) if tokenizer_info is not None else (1, 2)
     rope_theta = float(config.rope_base)
     return {
