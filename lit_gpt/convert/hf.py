@@ -7,6 +7,7 @@ Both sides use the "rotate half" RoPE layout over the full head, so q and k rows
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Iterator, Mapping, Optional
 
@@ -129,12 +130,9 @@ def summarize_keys(keys: list[str], limit: int = 8) -> str:
 
 
 def _ranges(ids: list[int]) -> str:
-    spans, start = [], ids[0]
-    for prev, cur in zip(ids, ids[1:] + [None]):
-        if cur != prev + 1:
-            spans.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
-    return ",".join(spans)
+    """[0, 1, 2, 5] -> "0-2,5" (a run of consecutive ids keeps a constant id - position)."""
+    runs = [[i for _, i in run] for _, run in itertools.groupby(enumerate(ids), lambda p: p[1] - p[0])]
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def hf_config_dict(
