@@ -138,24 +138,19 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def resolve_tokenizer_dir(tokenizer_dir: Optional[PathLike], meta: dict[str, Any]) -> Optional[Path]:
-    """The tokenizer given, else the one the checkpoint records, else None."""
-    if tokenizer_dir is not None:
-        return Path(tokenizer_dir).expanduser()
+def _tokenizer_and_hf_config(config: Config, meta: dict[str, Any], tokenizer_dir: Optional[PathLike],
+                             torch_dtype: torch.dtype, config_class=dict):
+    """-> (folder, tokenizer, Hugging Face config (a `config_class`)): the tokenizer given, else the one the
+    checkpoint records, else none; with `[MASK]` when the model has a row for it."""
     recorded = meta.get("tokenizer_dir")
-    if isinstance(recorded, str) and recorded:
-        path = Path(recorded).expanduser()
-        if not path.is_dir():
-            raise UserError(f"the checkpoint records tokenizer_dir {path}, which does not exist here: pass --tokenizer_dir")
-        return path
-    return None
-
-
-def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtype: torch.dtype, config_class=dict):
-    """The tokenizer (None without a folder; with `[MASK]` when the model has a row for it) and the Hugging
-    Face config (a `config_class`) of both."""
-    tokenizer = info = None
-    if tok_dir is not None:
+    if tokenizer_dir is None and isinstance(recorded, str) and recorded:
+        tokenizer_dir = Path(recorded).expanduser()
+        if not tokenizer_dir.is_dir():
+            raise UserError(f"the checkpoint records tokenizer_dir {tokenizer_dir}, which does not exist here: "
+                            "pass --tokenizer_dir")
+    tok_dir = tokenizer = info = None
+    if tokenizer_dir is not None:
+        tok_dir = Path(tokenizer_dir).expanduser()
         tokenizer = load_tokenizer(tok_dir, add_mask_token=False)
         if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
             ensure_mask_token(tokenizer)
@@ -163,7 +158,7 @@ def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtyp
             raise UserError(f"the tokenizer in {tok_dir} has {len(tokenizer)} tokens, more than the "
                             f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
         info = tokenizer_info(tokenizer, tok_dir)
-    return tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
+    return tok_dir, tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
 
 
 def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,
@@ -178,9 +173,8 @@ def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optio
     checkpoint_path = Path(checkpoint_path).expanduser()
     _check_destination(out, overwrite, protected=(checkpoint_path, Path(tokenizer_dir) if tokenizer_dir else None))
     sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
-    tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
+    tok_dir, tokenizer, hf_config = _tokenizer_and_hf_config(config, meta, tokenizer_dir, torch_dtype)
     _check_destination(out, overwrite, protected=(checkpoint_path, tok_dir))
-    tokenizer, hf_config = _tokenizer_and_hf_config(config, tok_dir, torch_dtype)
 
     from transformers import GenerationConfig, __version__ as transformers_version
 
@@ -205,8 +199,7 @@ def lit_to_hf(checkpoint_path: PathLike, tokenizer_dir: Optional[PathLike] = Non
 
     sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
     torch_dtype = parse_dtype(dtype) if dtype is not None else sd["lm_head.weight"].dtype
-    tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
-    tokenizer, hf_config = _tokenizer_and_hf_config(config, tok_dir, torch_dtype, config_class=LlamaConfig)
+    _, tokenizer, hf_config = _tokenizer_and_hf_config(config, meta, tokenizer_dir, torch_dtype, LlamaConfig)
     hf_sd = {k: v.to(torch_dtype) for k, v in lit_to_hf_state_dict(sd, config).items()}
     # from_pretrained with a state dict skips the random initialisation a plain constructor does.
     with quiet_hf_loading():
