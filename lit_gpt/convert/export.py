@@ -115,15 +115,10 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
     weight_map = {}
     with tqdm(total=len(items), desc="writing safetensors", unit="tensor", disable=not sys.stderr.isatty()) as bar:
         for file_name, shard in zip(names, shards):
-            tensors, storages = {}, set()
+            tensors = {}
             for name, dtype, make in shard:
-                tensor = make().to(dtype)
-                # safetensors refuses views into a larger storage and tensors sharing one (tied weights).
-                storage = tensor.untyped_storage()
-                if not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes or storage.data_ptr() in storages:
-                    tensor = tensor.contiguous().clone()
-                storages.add(tensor.untyped_storage().data_ptr())
-                tensors[name] = tensor
+                # Own copies: safetensors refuses views into a larger storage and tensors sharing one (tied weights).
+                tensors[name] = make().to(dtype, copy=True, memory_format=torch.contiguous_format)
                 weight_map[name] = file_name
             save_file(tensors, str(folder / file_name), metadata={"format": "pt"})
             bar.update(len(shard))
@@ -152,11 +147,12 @@ def _tokenizer_and_hf_config(config: Config, meta: dict[str, Any], tokenizer_dir
     if tokenizer_dir is not None:
         tok_dir = Path(tokenizer_dir).expanduser()
         tokenizer = load_tokenizer(tok_dir, add_mask_token=False)
-        if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
+        rows = config.padded_vocab_size
+        if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < rows:
             ensure_mask_token(tokenizer)
-        if len(tokenizer) > config.padded_vocab_size:
-            raise UserError(f"the tokenizer in {tok_dir} has {len(tokenizer)} tokens, more than the "
-                            f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
+        if len(tokenizer) > rows:
+            raise UserError(f"the tokenizer in {tok_dir} has {len(tokenizer)} tokens, more than the {rows} "
+                            f"embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
         info = tokenizer_info(tokenizer, tok_dir)
     return tok_dir, tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
 
