@@ -208,7 +208,7 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    for single, load in (("model.safetensors", lambda p: load_file(str(p))), ("pytorch_model.bin", load_torch_file)):
+    for single, load in (("model.safetensors", load_file), ("pytorch_model.bin", load_torch_file)):
         index = hf_dir / f"{single}.index.json"
         if index.is_file():
             try:
