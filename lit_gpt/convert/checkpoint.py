@@ -5,14 +5,13 @@ read into RAM), allow-list unpickled, and checked key by key against the model b
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.errors import UserError, first_line
+from lit_gpt.errors import UserError
 from lit_gpt.config import Config
 from lit_gpt.convert.hf import check_keys_and_shapes, lit_shapes
 from lit_gpt.io.safe_load import load_torch_file
@@ -33,8 +32,7 @@ def _split_checkpoint(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, A
         raise UserError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict or a state dict")
     for key in ("model", "state_dict"):
         if isinstance(obj.get(key), dict):
-            meta = {k: v for k, v in obj.items() if k not in _NOT_META}
-            return obj[key], meta
+            return obj[key], {k: v for k, v in obj.items() if k not in _NOT_META}
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj, {}
     shown = ", ".join(sorted(map(str, obj))[:10])
@@ -70,9 +68,8 @@ def resolve_config(meta: dict[str, Any], model_name: Optional[str], path: Path) 
 
 
 def load_lit_checkpoint(path: Union[str, Path], model_name: Optional[str] = None) -> tuple[dict[str, torch.Tensor], Config, dict[str, Any]]:
-    """-> (state dict, Config, metadata: every other top-level entry) of a trainer's checkpoint, an
-    upstream TinyLlama/MEAP one (`model_name` required) or a plain state dict, wrapper prefixes
-    stripped, tensors memory-mapped; UserError naming every missing/unexpected key and wrong shape."""
+    """-> (state dict, Config, metadata: every other top-level entry); an upstream TinyLlama/MEAP checkpoint
+    needs `model_name`. UserError naming every missing/unexpected key and wrong shape."""
     path = Path(path).expanduser()
     sd, meta = read_lit_state_dict(path)
     config = resolve_config(meta, model_name, path)
@@ -100,15 +97,12 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
 
 
 def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """-> (full model state dict, metadata) of a sharded training checkpoint folder, assembled on this
-    one CPU process whatever the number of processes that wrote it (the optimizer shards are not read)."""
+    """-> (full model state dict, metadata) of a sharded training checkpoint folder; the optimizer is not read."""
     from lit_gpt.io import sharded_checkpoint
 
     meta = sharded_checkpoint.read_meta(path)
-    try:
+    try:  # read_meta checked the index; torch reads the tensors with weights_only=True
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
-    except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: {first_line(err)} (not loaded for safety)") from None
     except Exception as err:  # a damaged folder: torch raises several types
         raise UserError(f"could not read {path} as a sharded checkpoint: {type(err).__name__}: {err}") from None
     return sd, {k: v for k, v in meta.items() if k not in _NOT_META}

@@ -56,11 +56,7 @@ class ExportResult:
 
 
 def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise UserError(f"unknown --dtype {dtype!r}; choose bfloat16, float16 or float32")
-    return DTYPES[dtype]
+    return DTYPES[dtype] if isinstance(dtype, str) else dtype  # the command line's choices are DTYPES
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -119,15 +115,10 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
     weight_map = {}
     with tqdm(total=len(items), desc="writing safetensors", unit="tensor", disable=not sys.stderr.isatty()) as bar:
         for file_name, shard in zip(names, shards):
-            tensors, storages = {}, set()
+            tensors = {}
             for name, dtype, make in shard:
-                tensor = make().to(dtype)
-                # safetensors refuses views into a larger storage and tensors sharing one (tied weights).
-                storage = tensor.untyped_storage()
-                if not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes or storage.data_ptr() in storages:
-                    tensor = tensor.contiguous().clone()
-                storages.add(tensor.untyped_storage().data_ptr())
-                tensors[name] = tensor
+                # Own copies: safetensors refuses views into a larger storage and tensors sharing one (tied weights).
+                tensors[name] = make().to(dtype, copy=True, memory_format=torch.contiguous_format)
                 weight_map[name] = file_name
             save_file(tensors, str(folder / file_name), metadata={"format": "pt"})
             bar.update(len(shard))
@@ -142,38 +133,28 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def resolve_tokenizer_dir(tokenizer_dir: Optional[PathLike], meta: dict[str, Any]) -> Optional[Path]:
-    """The tokenizer given, else the one the checkpoint records, else None."""
-    if tokenizer_dir is not None:
-        return Path(tokenizer_dir).expanduser()
+def _tokenizer_and_hf_config(config: Config, meta: dict[str, Any], tokenizer_dir: Optional[PathLike],
+                             torch_dtype: torch.dtype, config_class=dict):
+    """-> (folder, tokenizer, Hugging Face config (a `config_class`)): the tokenizer given, else the one the
+    checkpoint records, else none; with `[MASK]` when the model has a row for it."""
     recorded = meta.get("tokenizer_dir")
-    if isinstance(recorded, str) and recorded:
-        path = Path(recorded).expanduser()
-        if not path.is_dir():
-            raise UserError(f"the checkpoint records tokenizer_dir {path}, which does not exist here: pass --tokenizer_dir")
-        return path
-    return None
-
-
-def load_matching_tokenizer(tokenizer_dir: Path, config: Config):
-    """The tokenizer, with `[MASK]` when the model has a row for it; its vocabulary must fit the model."""
-    tokenizer = load_tokenizer(tokenizer_dir, add_mask_token=False)
-    if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < config.padded_vocab_size:
-        ensure_mask_token(tokenizer)
-    if len(tokenizer) > config.padded_vocab_size:
-        raise UserError(f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
-                        f"{config.padded_vocab_size} embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
-    return tokenizer
-
-
-def _tokenizer_and_hf_config(config: Config, tok_dir: Optional[Path], torch_dtype: torch.dtype, config_class=dict):
-    """The tokenizer (None without a folder) and the Hugging Face config (a `config_class`) of both."""
-    tokenizer = load_matching_tokenizer(tok_dir, config) if tok_dir is not None else None
-    info = tokenizer_info(tokenizer, tok_dir) if tokenizer is not None else None
-    try:
-        return tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    if tokenizer_dir is None and isinstance(recorded, str) and recorded:
+        tokenizer_dir = Path(recorded).expanduser()
+        if not tokenizer_dir.is_dir():
+            raise UserError(f"the checkpoint records tokenizer_dir {tokenizer_dir}, which does not exist here: "
+                            "pass --tokenizer_dir")
+    tok_dir = tokenizer = info = None
+    if tokenizer_dir is not None:
+        tok_dir = Path(tokenizer_dir).expanduser()
+        tokenizer = load_tokenizer(tok_dir, add_mask_token=False)
+        rows = config.padded_vocab_size
+        if MASK_TOKEN in tokenizer.get_vocab() or len(tokenizer) < rows:
+            ensure_mask_token(tokenizer)
+        if len(tokenizer) > rows:
+            raise UserError(f"the tokenizer in {tok_dir} has {len(tokenizer)} tokens, more than the {rows} "
+                            f"embedding rows of model {config.name!r}: wrong --tokenizer_dir?")
+        info = tokenizer_info(tokenizer, tok_dir)
+    return tok_dir, tokenizer, config_class(**hf_config_dict(config, info, dtype=dtype_name(torch_dtype)))
 
 
 def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optional[str] = None,
@@ -188,9 +169,8 @@ def export_hf(checkpoint_path: PathLike, out_dir: PathLike, *, model_name: Optio
     checkpoint_path = Path(checkpoint_path).expanduser()
     _check_destination(out, overwrite, protected=(checkpoint_path, Path(tokenizer_dir) if tokenizer_dir else None))
     sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
-    tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
+    tok_dir, tokenizer, hf_config = _tokenizer_and_hf_config(config, meta, tokenizer_dir, torch_dtype)
     _check_destination(out, overwrite, protected=(checkpoint_path, tok_dir))
-    tokenizer, hf_config = _tokenizer_and_hf_config(config, tok_dir, torch_dtype)
 
     from transformers import GenerationConfig, __version__ as transformers_version
 
@@ -215,8 +195,7 @@ def lit_to_hf(checkpoint_path: PathLike, tokenizer_dir: Optional[PathLike] = Non
 
     sd, config, meta = load_lit_checkpoint(checkpoint_path, model_name)
     torch_dtype = parse_dtype(dtype) if dtype is not None else sd["lm_head.weight"].dtype
-    tok_dir = resolve_tokenizer_dir(tokenizer_dir, meta)
-    tokenizer, hf_config = _tokenizer_and_hf_config(config, tok_dir, torch_dtype, config_class=LlamaConfig)
+    _, tokenizer, hf_config = _tokenizer_and_hf_config(config, meta, tokenizer_dir, torch_dtype, LlamaConfig)
     hf_sd = {k: v.to(torch_dtype) for k, v in lit_to_hf_state_dict(sd, config).items()}
     # from_pretrained with a state dict skips the random initialisation a plain constructor does.
     with quiet_hf_loading():
@@ -229,7 +208,7 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    for single, load in (("model.safetensors", lambda p: load_file(str(p))), ("pytorch_model.bin", load_torch_file)):
+    for single, load in (("model.safetensors", load_file), ("pytorch_model.bin", load_torch_file)):
         index = hf_dir / f"{single}.index.json"
         if index.is_file():
             try:

@@ -7,6 +7,7 @@ Both sides use the "rotate half" RoPE layout over the full head, so q and k rows
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Iterator, Mapping, Optional
 
@@ -129,12 +130,9 @@ def summarize_keys(keys: list[str], limit: int = 8) -> str:
 
 
 def _ranges(ids: list[int]) -> str:
-    spans, start = [], ids[0]
-    for prev, cur in zip(ids, ids[1:] + [None]):
-        if cur != prev + 1:
-            spans.append(str(start) if start == prev else f"{start}-{prev}")
-            start = cur
-    return ",".join(spans)
+    """[0, 1, 2, 5] -> "0-2,5" (a run of consecutive ids keeps a constant id - position)."""
+    runs = [[i for _, i in run] for _, run in itertools.groupby(enumerate(ids), lambda p: p[1] - p[0])]
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def hf_config_dict(
@@ -145,7 +143,7 @@ def hf_config_dict(
     (`rope_parameters`); BOS/EOS are the tokenizer's, LLaMA's 1/2 without one."""
     if config.n_embd % config.n_head or config.n_embd // config.n_head != config.head_size:
         # transformers checks hidden_size % num_attention_heads; head_dim alone is not enough there.
-        raise ValueError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
+        raise UserError(f"{config.name}: head_size {config.head_size} != n_embd / n_head is not supported by LlamaForCausalLM")
     bos, eos = (tokenizer_info.bos_id, tokenizer_info.eos_id) if tokenizer_info is not None else (1, 2)
     rope_theta = float(config.rope_base)
     return {

@@ -95,8 +95,8 @@ def fsync_tree(path: Path, files: bool = True) -> None:
 def remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    else:
+        path.unlink(missing_ok=True)
 
 
 def staging_path(target: Path, tag: Optional[str] = None) -> Path:

@@ -27,10 +27,6 @@ _INDEX_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.ch
 _PATH_CLASSES = ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath")
 
 
-def is_sharded_checkpoint(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / INDEX_FILE).is_file()
-
-
 class _IndexUnpickler(AllowListUnpickler):
     """The allow-list, plus the checkpoint index's own dataclasses and enums, memory formats, layouts and paths."""
 
@@ -59,7 +55,7 @@ def read_index(path: str | Path, file_name: str = INDEX_FILE):
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The folder's non-tensor entries, once its index has been read through the allow-list; UserError
     naming the folder when it is not a sharded checkpoint or its index cannot be read."""
-    if not is_sharded_checkpoint(path):
+    if not (Path(path) / INDEX_FILE).is_file():
         raise UserError(f"{path}: a directory that is not a sharded checkpoint (no {INDEX_FILE} in it)")
     try:
         read_index(path)
