@@ -115,10 +115,16 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
     weight_map = {}
     with tqdm(total=len(items), desc="writing safetensors", unit="tensor", disable=not sys.stderr.isatty()) as bar:
         for file_name, shard in zip(names, shards):
-            tensors = {}
+            tensors, storages = {}, set()
             for name, dtype, make in shard:
-                # Own copies: safetensors refuses views into a larger storage and tensors sharing one (tied weights).
-                tensors[name] = make().to(dtype, copy=True, memory_format=torch.contiguous_format)
+                tensor = make().to(dtype)
+                # safetensors refuses views into a larger storage and tensors sharing one (tied weights); any
+                # other tensor stays a view of the memory-mapped checkpoint (a copy of each would double the RAM).
+                storage = tensor.untyped_storage()
+                if not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes or storage.data_ptr() in storages:
+                    tensor = tensor.contiguous().clone()
+                storages.add(tensor.untyped_storage().data_ptr())
+                tensors[name] = tensor
                 weight_map[name] = file_name
             save_file(tensors, str(folder / file_name), metadata={"format": "pt"})
             bar.update(len(shard))
