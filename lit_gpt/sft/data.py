@@ -112,11 +112,7 @@ def record_to_messages(record: dict, source: str, index: int) -> Optional[list[d
 
 def _preview(value) -> str:
     """A wrong value as the user wrote it (JSON), short enough for one line."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    text = text.replace("\n", " ")
+    text = json.dumps(value, ensure_ascii=False, default=str).replace("\n", " ")
     return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
@@ -401,7 +397,7 @@ class MEAPCollator:
     # (the key they were seeded for, the torch generator, the Python one of `--preset upstream`'s masks)
     _seeded: Optional[tuple] = field(default=None, init=False, repr=False)
 
-    def _seed_for_this_process(self) -> tuple:
+    def _generators(self) -> tuple[torch.Generator, random.Random]:
         # DataLoader workers get a fresh copy of this collator every epoch, so a worker seeds from
         # its per-epoch worker seed; the main process keeps one generator through all epochs.
         worker = torch.utils.data.get_worker_info()
@@ -409,30 +405,25 @@ class MEAPCollator:
         if self._seeded is None or key != self._seeded[0]:
             seed = hash((self.seed, self.rank, key)) & (2**62 - 1)
             self._seeded = (key, torch.Generator().manual_seed(seed), random.Random(seed))
-        return self._seeded
+        return self._seeded[1:]
 
-    def generator(self) -> torch.Generator:
-        return self._seed_for_this_process()[1]
-
-    def rng(self) -> random.Random:
-        return self._seed_for_this_process()[2]
-
-    def _upstream_example(self, feature: dict) -> list[dict]:
+    def _upstream_example(self, feature: dict, rng: random.Random) -> list[dict]:
         ids, flags = list(feature["input_ids"]), list(feature["is_answer"])
         n_source = len(flags) - sum(flags)  # upstream rows are the prompt, then the answer
         source, target = ids[:n_source], ids[n_source:]
         if feature.get("masked_copy") and not feature.get("ntp_only"):
             return [masked_copy(source, target, mask_token_id=self.mask_token_id, eos_token_id=self.eos_token_id,
-                                max_length=self.max_length, mask_ratio=self.mask_ratio, rng=self.rng())]
+                                max_length=self.max_length, mask_ratio=self.mask_ratio, rng=rng)]
         example = ntp_example(source, target, eos_token_id=self.eos_token_id, max_length=self.max_length)
         return [example] if any(label != IGNORE_INDEX for label in example["labels"]) else []
 
     def __call__(self, features: Sequence[dict]) -> dict:
         examples = []
         counts = dict.fromkeys(COUNT_NAMES, 0)
+        generator, rng = self._generators()
         for feature in features:
             if self.preset == "upstream":
-                built = self._upstream_example(feature)
+                built = self._upstream_example(feature, rng)
             else:
                 built = build_meap_example_from_segments(
                     answer_segments(feature["input_ids"], feature["is_answer"]),
@@ -442,15 +433,13 @@ class MEAPCollator:
                     eos_token_id=self.eos_token_id,
                     max_length=self.max_length,
                     min_answer_tokens=self.min_answer_tokens,
-                    generator=self.generator(),
+                    generator=generator,
                     make_room=self.make_room,
                 )
             # upstream's copies are samples of their own; elsewhere a sample's copy is part of it
             counts["samples"] += not (self.preset == "upstream" and feature.get("masked_copy"))
             counts["dropped"] += not built
             examples.extend(built)
-        if not examples:
-            raise ValueError("every sample of this batch was dropped: no labeled token within max_length")
         counts["sequences"] = len(examples)
         batch = pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
         # One row per example (padding is unlabeled): masked predictions are [MASK] inputs with a label.

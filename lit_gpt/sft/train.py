@@ -11,15 +11,16 @@ import argparse
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 from lit_gpt.errors import UserError, first_line
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
+
 def opt(default, help: str):
-    """A field with its `--help` (HfArgumentParser reads it from the metadata)."""
+    """A field with its `--help` (HfArgumentParser reads it from the metadata; a Literal type gives the choices)."""
     return field(default=default, metadata={"help": help})
 
 
@@ -30,18 +31,14 @@ PRESETS = ("default", "upstream")
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = opt(None, "Local folder of the Hugging Face causal LM to fine-tune (required).")
+    model_name_or_path: str = field(metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."})
     tokenizer_name_or_path: Optional[str] = opt(None, "Local tokenizer folder; defaults to the model folder.")
     trust_remote_code: bool = opt(False, "Run Python code shipped inside the model folder (off unless asked).")
-    torch_dtype: str = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
+    torch_dtype: Literal[DTYPES] = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
                            "autocast; bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the "
                            f"checkpoint's dtype. One of {', '.join(DTYPES)}.")
     attn_implementation: Optional[str] = opt(None, "Attention kernel: sdpa, eager, flash_attention_2, ... "
                                              "(default: transformers' choice).")
-
-    def __post_init__(self):
-        if self.torch_dtype not in DTYPES:
-            raise UserError(f"--torch_dtype {self.torch_dtype!r}: choose one of {', '.join(DTYPES)}")
 
 
 @dataclass
@@ -73,10 +70,10 @@ class DataArguments:
 
 @dataclass
 class MEAPArguments:
-    preset: str = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
+    preset: Literal[PRESETS] = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
                       "examples token for token (one example per turn without history, masked copies as examples of "
                       "their own, its llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + ".")
-    meap_mode: Optional[str] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
+    meap_mode: Optional[Literal[MEAP_MODES]] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
                                    "masked copy as its own sequence (the upstream code; the only MEAP mode of --preset "
                                    "upstream); ntp: plain next-token prediction.")
     mask_ratio: float = opt(0.1, "Fraction of answer tokens masked in the copy.")
@@ -91,8 +88,6 @@ class MEAPArguments:
     pad_to_multiple_of: Optional[int] = opt(None, "Pad batches to a multiple of this length.")
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise UserError(f"--preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         upstream = self.preset == "upstream"
         if self.meap_mode is None:
             self.meap_mode = "separate" if upstream else "concat"
@@ -100,8 +95,6 @@ class MEAPArguments:
             self.min_answer_tokens = UPSTREAM_MIN_ANSWER_TOKENS if upstream else 50
         if upstream and self.meap_mode == "concat":
             raise UserError("--preset upstream makes its masked copies separate examples: use --meap_mode separate or ntp")
-        if self.meap_mode not in MEAP_MODES:
-            raise UserError(f"--meap_mode {self.meap_mode!r}: choose one of {', '.join(MEAP_MODES)}")
         if self.make_room_for_copy and self.meap_mode != "concat":
             raise UserError(f"--make_room_for_copy applies to --meap_mode concat, not {self.meap_mode}")
 
@@ -193,8 +186,6 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
     _check_numbers(data=data_args, meap=meap_args, lora=lora_args, training=training_args)
-    if model_args.model_name_or_path is None:
-        raise UserError("--model_name_or_path is required")
     if meap_args.preset == "upstream":
         data_args.template_name = data_args.template_name or "llama3"
         if data_args.template_name not in UPSTREAM_TEMPLATES:
