@@ -204,17 +204,14 @@ def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_
         (list(encode(prompt, add_special_tokens=(i == 0))), list(encode(answer, add_special_tokens=False)))
         for i, (prompt, answer) in enumerate(settings.template.dialog(turns, system or system_prompt))
     ]
-    rows = [
-        _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
+    copies = [settings.masked_copies and can_mask(src, tgt, max_length=settings.max_length,
+                                                  min_answer_tokens=settings.min_answer_tokens) for src, tgt in pairs]
+    return [
+        _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, masked_copy=copy, empty_answer=not answer.strip())
+        for copy in (False, True)
         for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
+        if not copy or copies[turn]
     ]
-    if settings.masked_copies:
-        rows += [
-            _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, masked_copy=True)
-            for turn, (src, tgt) in enumerate(pairs)
-            if can_mask(src, tgt, max_length=settings.max_length, min_answer_tokens=settings.min_answer_tokens)
-        ]
-    return rows
 
 
 def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source, upstream):

@@ -236,10 +236,10 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     if resume is not None:
         check_checkpoint_files(resume)
     model_dir = _local_model_dir(model_args.model_name_or_path)
+    tokenizer_dir = Path(model_args.tokenizer_name_or_path or model_dir).expanduser()
     check_remote_code(model_dir, "--model_name_or_path", model_args.trust_remote_code)
-    if model_args.tokenizer_name_or_path:
-        check_remote_code(Path(model_args.tokenizer_name_or_path).expanduser(), "--tokenizer_name_or_path",
-                          model_args.trust_remote_code)
+    if tokenizer_dir != model_dir:
+        check_remote_code(tokenizer_dir, "--tokenizer_name_or_path", model_args.trust_remote_code)
     train_files = find_data_files(data_args.train_file, data_args.train_file_dir, "train")
     eval_files = find_data_files(data_args.validation_file, data_args.validation_file_dir, "validation")
     template = get_template(data_args.template_name)
@@ -248,10 +248,10 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         raise UserError(f"--eval_strategy {eval_strategy} needs --validation_file, --validation_file_dir "
                         "or --validation_split_percentage")
 
-    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_dir, trust_remote_code=model_args.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=model_args.trust_remote_code)
     if tokenizer.pad_token is None:  # padding is never attended to nor labeled; EOS is a safe filler
         tokenizer.pad_token = tokenizer.eos_token
-    info = tokenizer_info(tokenizer, model_args.tokenizer_name_or_path or model_dir)
+    info = tokenizer_info(tokenizer, tokenizer_dir)
     main_process = training_args.process_index == 0
     missing = [t for t in template.special_tokens if t not in tokenizer.get_vocab()]
     if missing and main_process:
@@ -260,8 +260,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
     with training_args.main_process_first(desc="tokenizing the SFT data"):
         train_data, train_summary, eval_data, eval_summary = _prepare_data(
-            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed,
-            model_args.tokenizer_name_or_path or model_dir,
+            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed, tokenizer_dir
         )
     if eval_strategy != "no" and eval_data is None:
         raise UserError(f"--eval_strategy {eval_strategy}: --validation_split_percentage "
