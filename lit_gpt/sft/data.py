@@ -345,10 +345,9 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
-def split_records(tokenized, percentage: float, seed: int, first: bool = False) -> tuple[list[int], list[int]]:
-    """(training rows, validation rows) holding out `percentage` % of the records, whole, for rows of
-    `--preset upstream` (a record's turns, then their masked copies, which validation leaves out).
-    The records held out are drawn at random, or with `first` the first ones, as many as upstream's
+def split_records(tokenized, percentage: float) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows) of `--preset upstream`'s rows (a record's turns, then their masked
+    copies, which validation leaves out), holding out its first records, whole, as many as upstream's
     `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none)."""
     turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
     record_of, records = [], -1
@@ -356,12 +355,11 @@ def split_records(tokenized, percentage: float, seed: int, first: bool = False) 
         records += t == 0 and not c
         record_of.append(records)
     n_records = records + 1
-    n_eval = round(n_records * percentage / 100) if first else max(1, round(n_records * percentage / 100))
+    n_eval = round(n_records * percentage / 100)
     if n_eval >= n_records:
         raise UserError(f"--validation_split_percentage {percentage} leaves no training record out of {n_records}")
-    held_out = set(range(n_eval)) if first else set(random.Random(seed).sample(range(n_records), n_eval))
-    train = [i for i, r in enumerate(record_of) if r not in held_out]
-    validation = [i for i, r in enumerate(record_of) if r in held_out and not copy[i]]
+    train = [i for i, r in enumerate(record_of) if r >= n_eval]
+    validation = [i for i, r in enumerate(record_of) if r < n_eval and not copy[i]]
     return train, validation
 
 

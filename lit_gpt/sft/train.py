@@ -50,7 +50,7 @@ class DataArguments:
     validation_split_percentage: Optional[float] = opt(
         None, "Without validation files: hold out this percentage of the training records (default 0; 1 with "
         "--preset upstream, whose first 1%% of the records upstream holds out as validation and never trains on).")
-    template_name: Optional[str] = opt(
+    template_name: Optional[Literal[tuple(sorted(TEMPLATES))]] = opt(
         None, f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream).")
     system_prompt: Optional[str] = opt(None, "System prompt for records without one (default: the template's).")
     max_train_samples: Optional[int] = opt(None, "Use only the first N training records.")
@@ -60,8 +60,6 @@ class DataArguments:
     overwrite_cache: bool = opt(False, "Tokenize again instead of reusing the cache.")
 
     def __post_init__(self):
-        if self.template_name is not None:
-            get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
         if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
@@ -350,7 +348,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
     elif data_args.validation_split_percentage and upstream:
         # rows are upstream's examples (turns, copies): hold out upstream's first records, whole, and
         # their copies not at all (upstream's `train[:1%]` / `train[1%:]` of the records)
-        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed, first=True)
+        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage)
         eval_tokenized = tokenized.select(eval_rows) if eval_rows else None
         tokenized = tokenized.select(train_rows)
     elif data_args.validation_split_percentage:

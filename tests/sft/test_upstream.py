@@ -252,7 +252,7 @@ def test_validation_split_holds_out_whole_records(tmp_path, tokenizer):
     path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
                                upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
-    train, validation = split_records(tokenized, 40, seed=3)
+    train, validation = split_records(tokenized, 40)
     # records, rebuilt independently: a record's ntp rows then its copies, the next starts at turn 0
     rows = list(zip(tokenized["turn"], tokenized["masked_copy"]))
     starts = [i for i, (turn, copy) in enumerate(rows) if turn == 0 and not copy] + [len(rows)]
@@ -345,7 +345,7 @@ def test_the_first_percent_of_records_is_held_out(tmp_path, tokenizer):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
                                upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
-    train, validation = split_records(tokenized, 1, seed=3, first=True)
+    train, validation = split_records(tokenized, 1)
     held = [tokenizer.decode(tokenized[i]["input_ids"]) for i in validation]
     # round(250 * 1 / 100) = 2 (datasets rounds percent boundaries to the closest record): records 0 and 1
     assert len(held) == 2 and "Question 0?" in held[0] and "Question 1?" in held[1]
