@@ -25,14 +25,9 @@ from lit_gpt.sft.templates import Template
 from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, upstream_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
-ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "chatgpt": "assistant",
-    "bard": "assistant",
-    "model": "assistant",
+ROLES = {  # a turn's speaker -> its role
+    **dict.fromkeys(("human", "user"), "user"),
+    **dict.fromkeys(("gpt", "assistant", "chatgpt", "bard", "model"), "assistant"),
     "system": "system",
 }
 
