@@ -369,7 +369,8 @@ class MEAPCollator:
 
     In "separate" mode a batch of B samples holds up to 2B sequences, so a step sees the same samples
     as in "concat" mode. With `preset="upstream"` every sample is one upstream example, its masks
-    drawn with `random.Random.sample` as upstream draws them. Validation rows carry `ntp_only`.
+    drawn with `random.Random.sample` as upstream draws them. Validation rows carry `ntp_only`, their
+    batches no counts.
     """
 
     mode: str
@@ -430,8 +431,10 @@ class MEAPCollator:
             counts["samples"] += not (self.preset == "upstream" and feature.get("masked_copy"))
             counts["dropped"] += not built
             examples.extend(built)
-        counts["sequences"] = len(examples)
         batch = pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
+        if features[0].get("ntp_only"):  # validation is plain NTP: nothing masked to report
+            return batch
+        counts["sequences"] = len(examples)
         # One row per example (padding is unlabeled): masked predictions are [MASK] inputs with a label.
         labeled = batch["labels"] != IGNORE_INDEX
         if self.mask_token_id is None:
