@@ -15,19 +15,17 @@ from __future__ import annotations
 import torch.nn as nn
 
 
-def compile_blocks(model: nn.Module, reference_kernels: bool = True, **compile_kwargs) -> nn.Module:
+def compile_blocks(model: nn.Module, **compile_kwargs) -> nn.Module:
     """Compiles every block of `model.transformer.h` in place and returns `model`; `compile_kwargs` go to
-    `torch.compile`. `reference_kernels=False` keeps each block's own kernel choice (Liger on CUDA) inside
-    the compiled region."""
+    `torch.compile`."""
     blocks = getattr(getattr(model, "transformer", None), "h", None)
     if blocks is None:
         raise TypeError(f"{type(model).__name__} has no transformer.h blocks to compile")
     for block in blocks:
-        if reference_kernels:
-            for module in block.modules():
-                # `fused` is a plain attribute that only selects a kernel; parameters are untouched.
-                if hasattr(module, "fused"):
-                    module.fused = False
+        for module in block.modules():
+            # `fused` is a plain attribute that only selects a kernel; parameters are untouched.
+            if hasattr(module, "fused"):
+                module.fused = False
         block.compile(**compile_kwargs)
     return model
 

@@ -104,36 +104,24 @@ class Config:
         return asdict(self)
 
 
-def _llama(name: str, **kwargs: Any) -> dict[str, Any]:
-    return dict(name=name, org="MEAP", norm_eps=1e-5, rope_base=10000, padding_multiple=64, **kwargs)
-
-
-def _mask_shape(name: str, **kwargs: Any) -> dict[str, Any]:
-    return _llama(name, block_size=4096, vocab_size=32064, n_query_groups=2, **kwargs)
-
-
-# The four MEAP shapes of the paper. vocab_size is 32064 as upstream records it: LLaMA-2's 32000
-# tokens plus `[MASK]` (id 32000), padded to a multiple of 64 (upstream sets padded_vocab_size to
-# vocab_size). Ids 32001..32063 are never produced by the tokenizer.
-_meap_shapes = [
-    _mask_shape("tiny_LLaMA_0.1b_mask", n_layer=12, n_embd=768, n_head=12, intermediate_size=2048),
-    _mask_shape("tiny_LLaMA_300M_mask", n_layer=24, n_embd=1024, n_head=16, intermediate_size=2736),
-    _mask_shape("tiny_LLaMA_0.5b_mask", n_layer=24, n_embd=1024, n_head=16, intermediate_size=4864),
-    _mask_shape("tiny_LLaMA_1b_mask", n_layer=24, n_embd=2048, n_head=32, intermediate_size=5632),
-]
-
-# TinyLlama-1.1B as released (so its weights can be imported and benchmarked).
-_tinyllama = [
-    _llama("tiny_LLaMA_1b", block_size=2048, vocab_size=32000, n_layer=22, n_embd=2048, n_head=32, n_query_groups=4, intermediate_size=5632),
-]
-
-# Small shapes that train on a laptop CPU in minutes. Their vocab_size is a placeholder:
-# recipes replace it with the size of the tokenizer they are given.
-_small = [
-    _llama("micro_LLaMA", block_size=256, vocab_size=4096, n_layer=2, n_embd=64, n_head=4, n_query_groups=2, intermediate_size=176),
-    _llama("pico_LLaMA", block_size=256, vocab_size=4096, n_layer=4, n_embd=128, n_head=4, n_query_groups=2, intermediate_size=352),
-    _llama("nano_LLaMA", block_size=512, vocab_size=4096, n_layer=6, n_embd=256, n_head=8, n_query_groups=2, intermediate_size=704),
-]
-
-configs: list[dict[str, Any]] = _meap_shapes + _tinyllama + _small
-name_to_config: dict[str, dict[str, Any]] = {c["name"]: c for c in configs}
+# Each shape sets these fields; the others keep the defaults of `Config`, which are LLaMA's.
+_SHAPE_FIELDS = ("block_size", "vocab_size", "n_layer", "n_embd", "n_head", "n_query_groups", "intermediate_size")
+_SHAPES = {
+    # The four MEAP shapes of the paper. vocab_size is 32064 as upstream records it: LLaMA-2's 32000
+    # tokens plus `[MASK]` (id 32000), padded to a multiple of 64 (upstream sets padded_vocab_size to
+    # vocab_size). Ids 32001..32063 are never produced by the tokenizer.
+    "tiny_LLaMA_0.1b_mask": (4096, 32064, 12, 768, 12, 2, 2048),
+    "tiny_LLaMA_300M_mask": (4096, 32064, 24, 1024, 16, 2, 2736),
+    "tiny_LLaMA_0.5b_mask": (4096, 32064, 24, 1024, 16, 2, 4864),
+    "tiny_LLaMA_1b_mask": (4096, 32064, 24, 2048, 32, 2, 5632),
+    # TinyLlama-1.1B as released (so its weights can be imported and benchmarked).
+    "tiny_LLaMA_1b": (2048, 32000, 22, 2048, 32, 4, 5632),
+    # Small shapes that train on a laptop CPU in minutes. Their vocab_size is a placeholder:
+    # recipes replace it with the size of the tokenizer they are given.
+    "micro_LLaMA": (256, 4096, 2, 64, 4, 2, 176),
+    "pico_LLaMA": (256, 4096, 4, 128, 4, 2, 352),
+    "nano_LLaMA": (512, 4096, 6, 256, 8, 2, 704),
+}
+name_to_config: dict[str, dict[str, Any]] = {
+    name: dict(name=name, **dict(zip(_SHAPE_FIELDS, shape))) for name, shape in _SHAPES.items()
+}

@@ -73,10 +73,8 @@ def check_json_files(path: Path) -> None:
             continue
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
-            raise TokenizerError(f"{file} is not valid JSON: {err}") from None
-        except OSError as err:
-            raise TokenizerError(f"cannot read {file}: {err.strerror or err}") from None
+        except (OSError, ValueError) as err:
+            raise TokenizerError(f"cannot read {file} as JSON: {err}") from None
         if not isinstance(data, dict):
             raise TokenizerError(f"{file} must hold a JSON object, not a {type(data).__name__}")
         if name == "tokenizer_config.json":

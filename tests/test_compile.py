@@ -50,13 +50,6 @@ def test_compiled_blocks_match_eager_and_keep_names():
         assert torch.allclose(q.grad, p.grad, atol=1e-6, rtol=1e-5), name
 
 
-def test_keeping_the_blocks_kernel_choice():
-    torch._dynamo.reset()
-    model = GPT(Config.from_name("micro_LLaMA", n_layer=1, vocab_size=64), fused=True)
-    compile_blocks(model, reference_kernels=False, backend="eager")
-    assert all(m.fused for m in model.transformer.h[0].modules() if hasattr(m, "fused"))
-
-
 def test_rejects_a_model_without_blocks():
     with pytest.raises(TypeError, match="transformer.h"):
         compile_blocks(torch.nn.Linear(2, 2))

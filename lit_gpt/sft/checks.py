@@ -18,20 +18,13 @@ def check_world_size(training_args) -> None:
     (e.g. CPU without --use_cpu) starts two independent single-process trainings writing the same
     folder; the launcher's WORLD_SIZE and the Trainer's world size then disagree.
     """
-    launched = os.environ.get("WORLD_SIZE")
-    if launched is None:
-        return
-    try:
-        launched_size = int(launched)
-    except ValueError:
-        raise UserError(f"WORLD_SIZE={launched!r} in the environment is not a number") from None
-    trainer_size = training_args.world_size
-    if launched_size != trainer_size:
+    launched, trainer_size = os.environ.get("WORLD_SIZE"), training_args.world_size
+    if launched is not None and launched.strip() != str(trainer_size):
         import torch
 
         accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
         hint = "" if accelerator else " (on CPU, add --use_cpu to train with several processes)"
-        raise UserError(f"the launcher started WORLD_SIZE={launched_size} processes but the Trainer sees a world of "
+        raise UserError(f"the launcher started WORLD_SIZE={launched} processes but the Trainer sees a world of "
                         f"{trainer_size}: each process would train alone{hint}")
 
 
@@ -117,17 +110,11 @@ def check_checkpoint_files(checkpoint: str) -> None:
                 with safe_globals():  # the numpy arrays and dtypes of rng_state.pth
                     torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
             except pickle.UnpicklingError as err:
+                # the line of torch's long weights_only message that names what was refused
+                reason = str(err).split("WeightsUnpickler error:", 1)[-1].strip()
+                reason = (reason.splitlines() or [type(err).__name__])[0].split(". ")[0][:160]
                 raise UserError(f"--resume_from_checkpoint: refusing {path}: it holds more than tensors and "
-                                f"plain data, which could run code when loaded ({_unpickler_reason(err)})") from None
+                                f"plain data, which could run code when loaded ({reason})") from None
             except Exception as err:  # torch reports truncated or corrupt files with several types
                 raise UserError(f"--resume_from_checkpoint: cannot read {path} (truncated or corrupt?): "
                                 f"{first_line(err)[:160]}") from None
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The line of torch's long weights_only message that names what was refused."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0][:160]
-    return (lines[0] if lines else type(err).__name__)[:160]

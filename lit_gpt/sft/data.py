@@ -25,14 +25,9 @@ from lit_gpt.sft.templates import Template
 from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, upstream_turns
 
 DATA_SUFFIXES = (".json", ".jsonl")
-ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "chatgpt": "assistant",
-    "bard": "assistant",
-    "model": "assistant",
+ROLES = {  # a turn's speaker -> its role
+    **dict.fromkeys(("human", "user"), "user"),
+    **dict.fromkeys(("gpt", "assistant", "chatgpt", "bard", "model"), "assistant"),
     "system": "system",
 }
 
@@ -112,11 +107,7 @@ def record_to_messages(record: dict, source: str, index: int) -> Optional[list[d
 
 def _preview(value) -> str:
     """A wrong value as the user wrote it (JSON), short enough for one line."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    text = text.replace("\n", " ")
+    text = json.dumps(value, ensure_ascii=False, default=str).replace("\n", " ")
     return f"{type(value).__name__ if value is not None else 'null'} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
@@ -208,17 +199,14 @@ def _upstream_rows(system, turns, tokenizer, settings: UpstreamSettings, system_
         (list(encode(prompt, add_special_tokens=(i == 0))), list(encode(answer, add_special_tokens=False)))
         for i, (prompt, answer) in enumerate(settings.template.dialog(turns, system or system_prompt))
     ]
-    rows = [
-        _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, empty_answer=not answer.strip())
+    copies = [settings.masked_copies and can_mask(src, tgt, max_length=settings.max_length,
+                                                  min_answer_tokens=settings.min_answer_tokens) for src, tgt in pairs]
+    return [
+        _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, masked_copy=copy, empty_answer=not answer.strip())
+        for copy in (False, True)
         for turn, ((src, tgt), (_, answer)) in enumerate(zip(pairs, turns))
+        if not copy or copies[turn]
     ]
-    if settings.masked_copies:
-        rows += [
-            _row(src + tgt, [0] * len(src) + [1] * len(tgt), turn=turn, masked_copy=True)
-            for turn, (src, tgt) in enumerate(pairs)
-            if can_mask(src, tgt, max_length=settings.max_length, min_answer_tokens=settings.min_answer_tokens)
-        ]
-    return rows
 
 
 def _tokenize_batch(batch, indices, *, tokenizer, template, system_prompt, bos_id, source, upstream):
@@ -352,10 +340,9 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 
-def split_records(tokenized, percentage: float, seed: int, first: bool = False) -> tuple[list[int], list[int]]:
-    """(training rows, validation rows) holding out `percentage` % of the records, whole, for rows of
-    `--preset upstream` (a record's turns, then their masked copies, which validation leaves out).
-    The records held out are drawn at random, or with `first` the first ones, as many as upstream's
+def split_records(tokenized, percentage: float) -> tuple[list[int], list[int]]:
+    """(training rows, validation rows) of `--preset upstream`'s rows (a record's turns, then their masked
+    copies, which validation leaves out), holding out its first records, whole, as many as upstream's
     `datasets` split `train[:p%]` takes (round(n * p / 100), which may be none)."""
     turn, copy = list(tokenized["turn"]), list(tokenized["masked_copy"])
     record_of, records = [], -1
@@ -363,12 +350,11 @@ def split_records(tokenized, percentage: float, seed: int, first: bool = False) 
         records += t == 0 and not c
         record_of.append(records)
     n_records = records + 1
-    n_eval = round(n_records * percentage / 100) if first else max(1, round(n_records * percentage / 100))
+    n_eval = round(n_records * percentage / 100)
     if n_eval >= n_records:
         raise UserError(f"--validation_split_percentage {percentage} leaves no training record out of {n_records}")
-    held_out = set(range(n_eval)) if first else set(random.Random(seed).sample(range(n_records), n_eval))
-    train = [i for i, r in enumerate(record_of) if r not in held_out]
-    validation = [i for i, r in enumerate(record_of) if r in held_out and not copy[i]]
+    train = [i for i, r in enumerate(record_of) if r >= n_eval]
+    validation = [i for i, r in enumerate(record_of) if r < n_eval and not copy[i]]
     return train, validation
 
 
@@ -383,7 +369,8 @@ class MEAPCollator:
 
     In "separate" mode a batch of B samples holds up to 2B sequences, so a step sees the same samples
     as in "concat" mode. With `preset="upstream"` every sample is one upstream example, its masks
-    drawn with `random.Random.sample` as upstream draws them. Validation rows carry `ntp_only`.
+    drawn with `random.Random.sample` as upstream draws them. Validation rows carry `ntp_only`, their
+    batches no counts.
     """
 
     mode: str
@@ -401,7 +388,7 @@ class MEAPCollator:
     # (the key they were seeded for, the torch generator, the Python one of `--preset upstream`'s masks)
     _seeded: Optional[tuple] = field(default=None, init=False, repr=False)
 
-    def _seed_for_this_process(self) -> tuple:
+    def _generators(self) -> tuple[torch.Generator, random.Random]:
         # DataLoader workers get a fresh copy of this collator every epoch, so a worker seeds from
         # its per-epoch worker seed; the main process keeps one generator through all epochs.
         worker = torch.utils.data.get_worker_info()
@@ -409,30 +396,25 @@ class MEAPCollator:
         if self._seeded is None or key != self._seeded[0]:
             seed = hash((self.seed, self.rank, key)) & (2**62 - 1)
             self._seeded = (key, torch.Generator().manual_seed(seed), random.Random(seed))
-        return self._seeded
+        return self._seeded[1:]
 
-    def generator(self) -> torch.Generator:
-        return self._seed_for_this_process()[1]
-
-    def rng(self) -> random.Random:
-        return self._seed_for_this_process()[2]
-
-    def _upstream_example(self, feature: dict) -> list[dict]:
+    def _upstream_example(self, feature: dict, rng: random.Random) -> list[dict]:
         ids, flags = list(feature["input_ids"]), list(feature["is_answer"])
         n_source = len(flags) - sum(flags)  # upstream rows are the prompt, then the answer
         source, target = ids[:n_source], ids[n_source:]
         if feature.get("masked_copy") and not feature.get("ntp_only"):
             return [masked_copy(source, target, mask_token_id=self.mask_token_id, eos_token_id=self.eos_token_id,
-                                max_length=self.max_length, mask_ratio=self.mask_ratio, rng=self.rng())]
+                                max_length=self.max_length, mask_ratio=self.mask_ratio, rng=rng)]
         example = ntp_example(source, target, eos_token_id=self.eos_token_id, max_length=self.max_length)
         return [example] if any(label != IGNORE_INDEX for label in example["labels"]) else []
 
     def __call__(self, features: Sequence[dict]) -> dict:
         examples = []
         counts = dict.fromkeys(COUNT_NAMES, 0)
+        generator, rng = self._generators()
         for feature in features:
             if self.preset == "upstream":
-                built = self._upstream_example(feature)
+                built = self._upstream_example(feature, rng)
             else:
                 built = build_meap_example_from_segments(
                     answer_segments(feature["input_ids"], feature["is_answer"]),
@@ -442,17 +424,17 @@ class MEAPCollator:
                     eos_token_id=self.eos_token_id,
                     max_length=self.max_length,
                     min_answer_tokens=self.min_answer_tokens,
-                    generator=self.generator(),
+                    generator=generator,
                     make_room=self.make_room,
                 )
             # upstream's copies are samples of their own; elsewhere a sample's copy is part of it
             counts["samples"] += not (self.preset == "upstream" and feature.get("masked_copy"))
             counts["dropped"] += not built
             examples.extend(built)
-        if not examples:
-            raise ValueError("every sample of this batch was dropped: no labeled token within max_length")
-        counts["sequences"] = len(examples)
         batch = pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
+        if features[0].get("ntp_only"):  # validation is plain NTP: nothing masked to report
+            return batch
+        counts["sequences"] = len(examples)
         # One row per example (padding is unlabeled): masked predictions are [MASK] inputs with a label.
         labeled = batch["labels"] != IGNORE_INDEX
         if self.mask_token_id is None:

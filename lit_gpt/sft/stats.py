@@ -41,10 +41,6 @@ class MEAPTrainer(Trainer):
             self._interval = counts if self._interval is None else self._interval + counts
         return super().training_step(model, inputs, num_items_in_batch)
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs.pop(COUNTS_KEY, None)  # validation is plain NTP: nothing masked to report
-        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-
     def _take_interval(self) -> torch.Tensor:
         """This interval's counts summed over every process (a collective: every process calls it)."""
         counts = self._interval if self._interval is not None else torch.zeros(

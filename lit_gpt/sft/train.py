@@ -11,15 +11,16 @@ import argparse
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 from lit_gpt.errors import UserError, first_line
 from lit_gpt.sft.builder import MEAP_MODES
 from lit_gpt.sft.templates import TEMPLATES, get_template
 from lit_gpt.sft.upstream import UPSTREAM_MIN_ANSWER_TOKENS, UPSTREAM_TEMPLATES, SlowLlamaEncoding, UpstreamSettings
 
+
 def opt(default, help: str):
-    """A field with its `--help` (HfArgumentParser reads it from the metadata)."""
+    """A field with its `--help` (HfArgumentParser reads it from the metadata; a Literal type gives the choices)."""
     return field(default=default, metadata={"help": help})
 
 
@@ -30,18 +31,14 @@ PRESETS = ("default", "upstream")
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = opt(None, "Local folder of the Hugging Face causal LM to fine-tune (required).")
+    model_name_or_path: str = field(metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."})
     tokenizer_name_or_path: Optional[str] = opt(None, "Local tokenizer folder; defaults to the model folder.")
     trust_remote_code: bool = opt(False, "Run Python code shipped inside the model folder (off unless asked).")
-    torch_dtype: str = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
+    torch_dtype: Literal[DTYPES] = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
                            "autocast; bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the "
                            f"checkpoint's dtype. One of {', '.join(DTYPES)}.")
     attn_implementation: Optional[str] = opt(None, "Attention kernel: sdpa, eager, flash_attention_2, ... "
                                              "(default: transformers' choice).")
-
-    def __post_init__(self):
-        if self.torch_dtype not in DTYPES:
-            raise UserError(f"--torch_dtype {self.torch_dtype!r}: choose one of {', '.join(DTYPES)}")
 
 
 @dataclass
@@ -53,7 +50,7 @@ class DataArguments:
     validation_split_percentage: Optional[float] = opt(
         None, "Without validation files: hold out this percentage of the training records (default 0; 1 with "
         "--preset upstream, whose first 1%% of the records upstream holds out as validation and never trains on).")
-    template_name: Optional[str] = opt(
+    template_name: Optional[Literal[tuple(sorted(TEMPLATES))]] = opt(
         None, f"Prompt template: {', '.join(sorted(TEMPLATES))} (default vicuna; llama3 with --preset upstream).")
     system_prompt: Optional[str] = opt(None, "System prompt for records without one (default: the template's).")
     max_train_samples: Optional[int] = opt(None, "Use only the first N training records.")
@@ -63,8 +60,6 @@ class DataArguments:
     overwrite_cache: bool = opt(False, "Tokenize again instead of reusing the cache.")
 
     def __post_init__(self):
-        if self.template_name is not None:
-            get_template(self.template_name)  # fails early, listing the known templates
         if not self.train_file and not self.train_file_dir:
             raise UserError("no training data: give --train_file or --train_file_dir")
         if self.validation_split_percentage and (self.validation_file or self.validation_file_dir):
@@ -73,10 +68,10 @@ class DataArguments:
 
 @dataclass
 class MEAPArguments:
-    preset: str = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
+    preset: Literal[PRESETS] = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
                       "examples token for token (one example per turn without history, masked copies as examples of "
                       "their own, its llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + ".")
-    meap_mode: Optional[str] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
+    meap_mode: Optional[Literal[MEAP_MODES]] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
                                    "masked copy as its own sequence (the upstream code; the only MEAP mode of --preset "
                                    "upstream); ntp: plain next-token prediction.")
     mask_ratio: float = opt(0.1, "Fraction of answer tokens masked in the copy.")
@@ -91,8 +86,6 @@ class MEAPArguments:
     pad_to_multiple_of: Optional[int] = opt(None, "Pad batches to a multiple of this length.")
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise UserError(f"--preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         upstream = self.preset == "upstream"
         if self.meap_mode is None:
             self.meap_mode = "separate" if upstream else "concat"
@@ -100,8 +93,6 @@ class MEAPArguments:
             self.min_answer_tokens = UPSTREAM_MIN_ANSWER_TOKENS if upstream else 50
         if upstream and self.meap_mode == "concat":
             raise UserError("--preset upstream makes its masked copies separate examples: use --meap_mode separate or ntp")
-        if self.meap_mode not in MEAP_MODES:
-            raise UserError(f"--meap_mode {self.meap_mode!r}: choose one of {', '.join(MEAP_MODES)}")
         if self.make_room_for_copy and self.meap_mode != "concat":
             raise UserError(f"--make_room_for_copy applies to --meap_mode concat, not {self.meap_mode}")
 
@@ -193,8 +184,6 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
         raise UserError(f"unknown arguments: {' '.join(remaining)}")
     model_args, data_args, meap_args, lora_args, training_args = parsed
     _check_numbers(data=data_args, meap=meap_args, lora=lora_args, training=training_args)
-    if model_args.model_name_or_path is None:
-        raise UserError("--model_name_or_path is required")
     if meap_args.preset == "upstream":
         data_args.template_name = data_args.template_name or "llama3"
         if data_args.template_name not in UPSTREAM_TEMPLATES:
@@ -245,10 +234,10 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
     if resume is not None:
         check_checkpoint_files(resume)
     model_dir = _local_model_dir(model_args.model_name_or_path)
+    tokenizer_dir = Path(model_args.tokenizer_name_or_path or model_dir).expanduser()
     check_remote_code(model_dir, "--model_name_or_path", model_args.trust_remote_code)
-    if model_args.tokenizer_name_or_path:
-        check_remote_code(Path(model_args.tokenizer_name_or_path).expanduser(), "--tokenizer_name_or_path",
-                          model_args.trust_remote_code)
+    if tokenizer_dir != model_dir:
+        check_remote_code(tokenizer_dir, "--tokenizer_name_or_path", model_args.trust_remote_code)
     train_files = find_data_files(data_args.train_file, data_args.train_file_dir, "train")
     eval_files = find_data_files(data_args.validation_file, data_args.validation_file_dir, "validation")
     template = get_template(data_args.template_name)
@@ -257,10 +246,10 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
         raise UserError(f"--eval_strategy {eval_strategy} needs --validation_file, --validation_file_dir "
                         "or --validation_split_percentage")
 
-    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_dir, trust_remote_code=model_args.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=model_args.trust_remote_code)
     if tokenizer.pad_token is None:  # padding is never attended to nor labeled; EOS is a safe filler
         tokenizer.pad_token = tokenizer.eos_token
-    info = tokenizer_info(tokenizer, model_args.tokenizer_name_or_path or model_dir)
+    info = tokenizer_info(tokenizer, tokenizer_dir)
     main_process = training_args.process_index == 0
     missing = [t for t in template.special_tokens if t not in tokenizer.get_vocab()]
     if missing and main_process:
@@ -269,8 +258,7 @@ def run(model_args, data_args, meap_args, lora_args, training_args) -> SFTResult
 
     with training_args.main_process_first(desc="tokenizing the SFT data"):
         train_data, train_summary, eval_data, eval_summary = _prepare_data(
-            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed,
-            model_args.tokenizer_name_or_path or model_dir,
+            data_args, meap_args, tokenizer, template, train_files, eval_files, training_args.seed, tokenizer_dir
         )
     if eval_strategy != "no" and eval_data is None:
         raise UserError(f"--eval_strategy {eval_strategy}: --validation_split_percentage "
@@ -360,7 +348,7 @@ def _prepare_data(data_args, meap_args, tokenizer, template, train_files, eval_f
     elif data_args.validation_split_percentage and upstream:
         # rows are upstream's examples (turns, copies): hold out upstream's first records, whole, and
         # their copies not at all (upstream's `train[:1%]` / `train[1%:]` of the records)
-        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage, seed, first=True)
+        train_rows, eval_rows = split_records(tokenized, data_args.validation_split_percentage)
         eval_tokenized = tokenized.select(eval_rows) if eval_rows else None
         tokenized = tokenized.select(train_rows)
     elif data_args.validation_split_percentage:

@@ -31,7 +31,6 @@ UPSTREAM_MIN_ANSWER_TOKENS = 51
 class UpstreamTemplate:
     """Upstream's `Conversation`: the prompt of turn 0 is system + sep + prompt, of turn k>0 sep + prompt."""
 
-    name: str
     system_prompt: str  # the default; a record's or --system_prompt replaces it verbatim
     prompt: str  # "{query}"
     sep: str
@@ -50,7 +49,6 @@ class UpstreamTemplate:
 # system prompt is written without one, as upstream does; answers end with EOS, not <|eot_id|>.
 UPSTREAM_TEMPLATES = {
     "llama3": UpstreamTemplate(
-        name="llama3",
         system_prompt="<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful, excellent and smart assistant.",
         prompt="<|start_header_id|>user<|end_header_id|>\n\n{query}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
         sep="<|eot_id|>",
@@ -132,11 +130,8 @@ class SlowLlamaEncoding:
         model, config_file = folder / "tokenizer.model", folder / "tokenizer_config.json"
         if not model.is_file() or not config_file.is_file():
             return None
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None  # load_tokenizer has said what is wrong with it
-        if not isinstance(config, dict) or config.get("tokenizer_class") not in ("LlamaTokenizer", "LlamaTokenizerFast"):
+        config = json.loads(config_file.read_text(encoding="utf-8"))  # an object: load_tokenizer has checked it
+        if config.get("tokenizer_class") not in ("LlamaTokenizer", "LlamaTokenizerFast"):
             return None
         legacy = config.get("legacy")
         return cls(model.read_bytes(), tokenizer.get_added_vocab(), legacy=True if legacy is None else bool(legacy),
@@ -172,8 +167,6 @@ class SlowLlamaEncoding:
         return tokens
 
     def _split(self, text: str) -> list[str]:
-        if not self.added:
-            return self._pieces(text)
         # with its group, re.split puts each added token at an odd index, between the texts
         parts = self._pattern.split(text)
         return [token for i, part in enumerate(parts) for token in ([part] if i % 2 else self._pieces(part))]

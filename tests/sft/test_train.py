@@ -172,8 +172,9 @@ def test_bad_input_is_one_clear_error(model_dir, train_file, tmp_path):
     out = tmp_path / "out"
     cases = [
         (["--train_file", str(tmp_path / "nope.jsonl")], r"--train_file: file not found: .*nope.jsonl"),
-        (["--template_name", "vicunaa"], r"unknown template 'vicunaa'; known templates: alpaca, chatml, llama3, vicuna"),
-        (["--meap_mode", "mlm"], r"--meap_mode 'mlm': choose one of concat, separate, ntp"),
+        (["--template_name", "vicunaa"], r"--template_name.*: invalid choice: 'vicunaa' \(choose from 'alpaca', 'chatml', "
+                                         r"'llama3', 'vicuna'\)"),
+        (["--meap_mode", "mlm"], r"--meap_mode.*: invalid choice: 'mlm' \(choose from 'concat', 'separate', 'ntp'\)"),
         (["--model_name_or_path", str(tmp_path / "no_model")], r"no such local folder"),
         (["--no_such_option", "1"], r"unknown arguments: --no_such_option 1"),
         (["--mask_ratio", "x"], r"argument --mask_ratio.*: invalid float value: .x."),

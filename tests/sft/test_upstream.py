@@ -160,7 +160,7 @@ def our_examples(tmp_path, tokenizer, records, max_length, mask_ratio, rng, mode
     collator = MEAPCollator(mode=mode, mask_ratio=mask_ratio, mask_token_id=tokenizer.convert_tokens_to_ids("[MASK]"),
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
                             max_length=max_length, preset="upstream")
-    collator.rng = lambda: rng
+    collator._seeded = (-1, None, rng)  # the main process's generators: upstream's masks from the reference's rng
     dataset = kept
     examples = []
     for index in range(len(dataset)):  # one at a time, in the dataset's order: no padding
@@ -241,7 +241,7 @@ def test_preset_arguments():
         parse_arguments(base + ["--meap_mode", "concat"])
     with pytest.raises(UserError, match="--preset upstream: template 'vicuna' is not one of upstream's: llama3"):
         parse_arguments(base + ["--template_name", "vicuna"])
-    with pytest.raises(UserError, match="--preset 'paper': choose one of default, upstream"):
+    with pytest.raises(UserError, match=r"--preset: invalid choice: 'paper' \(choose from 'default', 'upstream'\)"):
         parse_arguments(base[:-1] + ["paper"])
 
 
@@ -252,7 +252,7 @@ def test_validation_split_holds_out_whole_records(tmp_path, tokenizer):
     path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
                                upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
-    train, validation = split_records(tokenized, 40, seed=3)
+    train, validation = split_records(tokenized, 40)
     # records, rebuilt independently: a record's ntp rows then its copies, the next starts at turn 0
     rows = list(zip(tokenized["turn"], tokenized["masked_copy"]))
     starts = [i for i, (turn, copy) in enumerate(rows) if turn == 0 and not copy] + [len(rows)]
@@ -345,7 +345,7 @@ def test_the_first_percent_of_records_is_held_out(tmp_path, tokenizer):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     tokenized = tokenize_files([path], tokenizer, get_template("llama3"), cache_dir=str(tmp_path / "cache"),
                                upstream=UpstreamSettings(UPSTREAM_TEMPLATES["llama3"], max_length=4096))
-    train, validation = split_records(tokenized, 1, seed=3, first=True)
+    train, validation = split_records(tokenized, 1)
     held = [tokenizer.decode(tokenized[i]["input_ids"]) for i in validation]
     # round(250 * 1 / 100) = 2 (datasets rounds percent boundaries to the closest record): records 0 and 1
     assert len(held) == 2 and "Question 0?" in held[0] and "Question 1?" in held[1]
@@ -443,7 +443,7 @@ def test_whitespace_answer_with_a_llama_folder_matches_upstream(tmp_path, llama_
     collator = MEAPCollator(mode="separate", mask_ratio=0.1, mask_token_id=32000, eos_token_id=2, pad_token_id=2,
                             max_length=4096, preset="upstream")
     rng = random.Random(2)
-    collator.rng = lambda: rng
+    collator._seeded = (-1, None, rng)  # the main process's generators: upstream's masks from the reference's rng
     dataset = kept
     ours = []
     for index in range(len(dataset)):
