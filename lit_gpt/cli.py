@@ -46,10 +46,8 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
 
 def run_subcommand(command: str, noun: str, table: Mapping[str, tuple[Callable[[list[str], str], None], str]],
                    argv: Optional[Sequence[str]] = None) -> int:
-    """`COMMAND NAME [options]`: runs table[NAME][0](options, prog) (table values: (entry, summary)).
-
-    No name or --help lists the names with their one-line summaries (exit 2 without a name).
-    """
+    """`COMMAND NAME [options]`: runs table[NAME][0](options, prog); no name or --help lists table's
+    (entry, summary) summaries (exit 2 without a name)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         lines = [f"usage: {command} {{{','.join(table)}}} [options]", "", f"{noun}s:"]

@@ -3,19 +3,11 @@
     python -m lit_gpt.eval.attention --model_dir DIR --task passkey|niah|kv \\
         --context_lengths 1024 --depths 0,0.25,0.5,0.75,1 --samples 4 --out_dir OUT
 
-Each retrieval prompt (`lit_gpt.eval.prompts`) is followed by its answer (teacher-forced, one
-forward pass). At the positions that predict the answer's tokens (the last prompt token and the
-answer tokens before the last), the attention probabilities of every layer and head are computed
-explicitly from the model's queries and keys, and summed over three regions of the visible keys:
-the needle span, the question, and the rest (instruction, filler, earlier answer tokens); their
-entropy is reported too. Shares are averaged over heads, answer positions and prompts, per layer.
-The paper reports 34.5 % (MEAP) against 9.4 % (NTP) of the attention on the answer span.
-
-The model is loaded as for retrieval (a lit checkpoint is converted to its Hugging Face model in
-memory); forward pre-hooks on each LLaMA-family `self_attn` (or on each attention module of a lit
-`GPT` passed to `answer_attention`) recompute the queries and keys while the model keeps its fused
-SDPA path. Only the answer positions' rows are formed, so memory stays
-O(layers x heads x answer tokens x context). Writes OUT/results.json and OUT/attention.png.
+Each prompt is followed by its answer (teacher-forced, one forward pass); the method and the
+outputs (OUT/results.json, OUT/attention.png) are described in docs/EVALUATION.md. Forward pre-hooks
+on each LLaMA-family `self_attn` (or each attention module of a lit `GPT`) recompute the queries and
+keys, so the model keeps its fused SDPA path; only the answer positions' rows are formed, so memory
+stays O(layers x heads x answer tokens x context).
 """
 
 from __future__ import annotations
@@ -176,8 +168,7 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- figure
 def plot_attention(summary: dict, path, title: str = "") -> Path:
-    """Left: per layer, the stacked shares (needle, question, rest) with the uniform needle share
-    marked; right: the attention entropy per layer."""
+    """Per layer: the stacked shares with the uniform needle share marked (left), the entropy (right)."""
     from lit_gpt.eval.plots import new_figure, save_figure
 
     per_layer = summary["per_layer"]

@@ -38,7 +38,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
                     desc: str = "decoding") -> list[str]:
     """Greedy continuations of `prompts` (lists of token ids), decoded to text, in input order."""
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id  # set by models.prepare_tokenizer_for_batching
     outputs: list[str] = [""] * len(prompts)
     for batch in _batches(prompts, batch_size, desc):
         input_ids, attention_mask = _left_padded([prompts[i] for i in batch], pad_id)
@@ -57,27 +57,20 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
     return outputs
 
 
-def answer_token_ids(tokenizer, prompt_text: str, prompt_ids: Sequence[int], answer: str) -> list[int]:
-    """The ids of `answer` as the model would continue `prompt_ids` with it (after one space).
+def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
+    """The ids of each prompt's answer as the model would continue the prompt with it (after one space).
 
     The prompt plus the answer is tokenized as one text, so the answer's first token is the one a
-    tokenizer produces mid-text. ValueError when that changes the prompt's ids.
+    tokenizer produces mid-text; UserError when that changes the prompt's ids.
     """
-    joined = tokenizer(prompt_text + " " + answer)["input_ids"]
-    prompt_ids = list(prompt_ids)
-    if joined[: len(prompt_ids)] != prompt_ids or len(joined) == len(prompt_ids):
-        raise ValueError(f"the tokenization of the answer {answer!r} merges with the end of the prompt")
-    return joined[len(prompt_ids) :]
-
-
-def prompt_answer_ids(tokenizer, prompts: Sequence[RetrievalPrompt]) -> list[list[int]]:
-    """The answer's token ids after each prompt; UserError when the tokenizer cannot split them off."""
     ids = []
     for p in prompts:
-        try:
-            ids.append(answer_token_ids(tokenizer, p.text, p.input_ids, p.answer))
-        except ValueError as err:
-            raise UserError(f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index}): {err}") from None
+        joined = tokenizer(p.text + " " + p.answer)["input_ids"]
+        n = len(p.input_ids)
+        if joined[:n] != list(p.input_ids) or len(joined) == n:
+            where = f"{p.task} prompt (length {p.context_length}, depth {p.depth:g}, sample {p.sample_index})"
+            raise UserError(f"{where}: the tokenization of the answer {p.answer!r} merges with the end of the prompt")
+        ids.append(joined[n:])
     return ids
 
 

@@ -44,11 +44,10 @@ class ModelSettings:
     allow_beyond_context: bool = setting(False, help=BEYOND_CONTEXT_HELP)
 
     def load_model(self, output_files: Iterable[str]):
-        """The model, once its path is checked and --out_dir holds none of `output_files` (unless --overwrite);
-        --out_dir is created later (`make_out_dir`), so a bad model leaves no empty folder behind."""
-        from lit_gpt.eval.models import check_model_path, load_model
+        """The model, once --out_dir holds none of `output_files` (unless --overwrite); --out_dir is
+        created later (`make_out_dir`), so a bad model leaves no empty folder behind."""
+        from lit_gpt.eval.models import load_model
 
-        check_model_path(self.model_dir, self.tokenizer_dir)
         out = Path(self.out_dir).expanduser()
         if out.exists() and not out.is_dir():
             raise UserError(f"--out_dir {out} exists and is not a folder")
@@ -96,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Fie
     """One flag per field: booleans are switches; a field without a default is a required flag."""
     for f in settings_fields:
         meta = f.metadata
-        if f.type in (bool, "bool"):
+        if f.type == "bool":  # annotations are strings here
             parser.add_argument(f"--{f.name}", action="store_true", help=meta.get("help"))
             continue
         kwargs = {key: meta[key] for key in ("help", "type", "choices") if meta.get(key) is not None}

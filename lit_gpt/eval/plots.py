@@ -91,12 +91,7 @@ def plot_heatmap(
     return save_figure(fig, path)
 
 
-def plot_accuracy_by_position(
-    accuracy: Mapping[int, float],
-    path: Union[str, Path],
-    title: str = "",
-    label: Optional[str] = None,
-) -> Path:
+def plot_accuracy_by_position(accuracy: Mapping[int, float], path: Union[str, Path], title: str, label: str) -> Path:
     """`accuracy[position]` (0-based gold document position) -> the lost-in-the-middle line plot."""
     positions = sorted(accuracy)
     fig, ax = new_figure(6.0, 4.0)
@@ -107,6 +102,5 @@ def plot_accuracy_by_position(
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    if label:
-        ax.legend()
+    ax.legend()
     return save_figure(fig, path)

@@ -152,13 +152,10 @@ class _KeyValueFiller:
         self.tokenizer = tokenizer
         self.rng = rng
         self._pairs: list[tuple[tuple[str, str], int]] = []  # (key, value), its tokens
-
-    @staticmethod
-    def item(key: str, value: str) -> str:
-        return f'"{key}": "{value}"'
+        self.item = TEMPLATES["kv"].needle.format  # distractors are written as the gold pair is
 
     def _cost(self, key: str, value: str) -> int:
-        return len(self.tokenizer(self.item(key, value) + ",\n ", add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(self.item(key=key, value=value) + ",\n ", add_special_tokens=False)["input_ids"])
 
     def _pair(self, i: int) -> tuple[tuple[str, str], int]:
         while len(self._pairs) <= i:
@@ -195,9 +192,8 @@ class _KeyValueFiller:
         return head_short + head, tail + tail_short
 
     def join(self, before: list, needle: str, after: list) -> tuple[str, int]:
-        items = [self.item(k, v) for k, v in before]
-        opening = "{" + "".join(item + ",\n " for item in items)
-        closing = "".join(",\n " + self.item(k, v) for k, v in after) + "}"
+        opening = "{" + "".join(self.item(key=k, value=v) + ",\n " for k, v in before)
+        closing = "".join(",\n " + self.item(key=k, value=v) for k, v in after) + "}"
         return opening + needle + closing, len(opening)
 
 

@@ -3,12 +3,10 @@
     python -m lit_gpt.eval.retrieval --model_dir DIR --task niah \\
         --context_lengths 1024,2048,4096 --depths 0,0.25,0.5,0.75,1 --samples 20 --out_dir OUT
 
-Prompts are generated offline (`lit_gpt.eval.prompts`), decoded greedily in batches, and scored
-against the needle's value. Beside that match, each prompt gets a continuous score: the mean
-log-probability of the answer's tokens given the prompt (teacher-forced), which moves with training
-long before greedy decoding gets an answer right. Writes OUT/results.json (accuracy and mean
-log-probability per length and depth, per length, per depth, overall, every setting, and one
-record per prompt), OUT/heatmap.png (accuracy) and OUT/logprob_heatmap.png.
+Prompts are generated offline (`lit_gpt.eval.prompts`), decoded greedily in batches and scored
+against the needle's value; each also gets the mean log-probability of its answer's tokens, which
+moves with training long before greedy decoding gets an answer right. The outputs are described in
+docs/EVALUATION.md.
 """
 
 from __future__ import annotations

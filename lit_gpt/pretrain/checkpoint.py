@@ -100,7 +100,7 @@ def check_same_model(meta: dict[str, Any], config, path: Path) -> None:
         return
     run = config.to_dict()
     differ = [f"{key} {recorded[key]} (checkpoint) vs {run[key]} (this run)" for key in _SHAPE_SETTINGS
-              if key in recorded and key in run and recorded[key] != run[key]]
+              if key in recorded and recorded[key] != run[key]]
     if differ:
         raise UserError(f"{path}: its model was saved as {recorded.get('name', '?')!r} with other "
                         f"settings: {', '.join(differ)}; set --model_name / --model_overrides (or the tokenizer, for "
@@ -113,29 +113,25 @@ def _unwrap(model, optimizer):
     return _unwrap_objects(model), _unwrap_objects(optimizer)
 
 
-def _innermost(err: BaseException) -> BaseException:
+def _describe_error(err: BaseException) -> tuple[str, bool]:
+    """-> (one line for the innermost error, whether it is an OSError: the user's disk, not a bug)."""
     # torch.distributed.checkpoint wraps each process's exception in a CheckpointException.
     for failure in getattr(err, "failures", {}).values():
         inner = failure[0] if isinstance(failure, tuple) else failure  # (exception, traceback summary)
         if isinstance(inner, BaseException):
-            return _innermost(inner)
-    return err
-
-
-def _first_line(err: BaseException) -> str:
+            return _describe_error(inner)
+    if isinstance(err, OSError):
+        return err.strerror or str(err), True
     text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
-
-
-def _describe_error(err: BaseException) -> str:
-    err = _innermost(err)
-    return (err.strerror or str(err)) if isinstance(err, OSError) else _first_line(err)
+    return (f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__), False
 
 
 _FAILURES = (Exception, dcp.CheckpointException)  # CheckpointException is no Exception subclass
 
 
 def _write_file(path: Path, obj: Any) -> None:
+    # Through a Python file: a full disk is an OSError here, where torch.save(obj, path) raises
+    # a RuntimeError from its C++ writer that could not be told from a bug.
     with open(path, "wb") as f:
         torch.save(obj, f)
 
@@ -210,7 +206,7 @@ class Checkpointer:
     def _finish(self, path: Path, tmp: Path, error: Optional[BaseException]) -> Path:
         """Every process's outcome agreed on; rank 0 renames the whole checkpoint into place or removes it."""
         fabric = self.fabric
-        failure = None if error is None else (_describe_error(error), isinstance(_innermost(error), OSError))
+        failure = None if error is None else _describe_error(error)
         if fabric.world_size > 1:  # the first process's error, on every process, so all stop together
             failures: list[Any] = [None] * fabric.world_size
             torch.distributed.all_gather_object(failures, failure)
@@ -272,7 +268,7 @@ def load_checkpoint(fabric, path: Path, model, optimizer) -> dict[str, Any]:
     except UserError as err:
         raise UserError(f"cannot resume from {err}") from None
     except (KeyError, RuntimeError, ValueError, OSError, dcp.CheckpointException) as err:
-        raise UserError(f"cannot resume from {path}: {_describe_error(err)}") from None
+        raise UserError(f"cannot resume from {path}: {_describe_error(err)[0]}") from None
 
 
 # ----------------------------------------------------------------------------- RNG state

@@ -4,10 +4,10 @@ and a progress bar on an interactive terminal (plain lines otherwise)."""
 from __future__ import annotations
 
 import csv
-import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,16 +56,12 @@ def check_logger_available(logger: str) -> None:
 
 
 class MetricsLog:
-    """metrics.csv in out_dir plus the optional logger. Use on rank 0 only.
-
-    A fresh run moves an existing metrics.csv aside (metrics.N.csv); a resumed run keeps the rows
-    up to the checkpoint's step and appends, so the file reads as one uninterrupted run.
-    """
+    """metrics.csv in out_dir plus the optional logger, on rank 0. A fresh run moves an existing metrics.csv aside
+    (metrics.N.csv); a resumed run keeps its rows up to the checkpoint's step, so it reads as one run."""
 
     def __init__(self, out_dir: Path, logger: str = "csv", resume_step: Optional[int] = None,
                  run_name: Optional[str] = None, config: Optional[dict] = None):
-        self.path = Path(out_dir) / "metrics.csv"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(out_dir) / "metrics.csv"  # out_dir was created by plan_run
         rows: list[dict[str, str]] = []
         if self.path.exists():
             if resume_step is None:
@@ -119,14 +115,13 @@ class MetricsLog:
             self._external.finish()
 
 
+@dataclass
 class Throughput:
-    """Tokens/s and MFU between two log points (wall clock, so data time counts too)."""
+    """Tokens/s and MFU between two log points (wall clock, so data time counts too); `reset` starts it."""
 
-    def __init__(self, flops_per_token: float, world_size: int, peak: Optional[float]):
-        self.flops_per_token = flops_per_token
-        self.world_size = world_size
-        self.peak = peak
-        self.reset(0, 0)
+    flops_per_token: float
+    world_size: int
+    peak: Optional[float]
 
     def reset(self, step: int, tokens: int) -> None:
         self._t, self._step, self._tokens = time.perf_counter(), step, tokens
@@ -143,8 +138,6 @@ class Throughput:
 
 
 def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
     h, rest = divmod(int(seconds), 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"

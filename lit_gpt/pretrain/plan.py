@@ -1,26 +1,5 @@
-"""`--dry_run`: the memory and time plan of a run, printed before anything is launched.
-
-Bytes per rank (AdamW, `s` = bytes of a stored parameter, `c` = of the compute dtype; bf16-mixed
-keeps fp32 parameters and computes in bf16). Sharded over S processes, every tensor padded to
-ceil(rows / S) rows as FSDP2 does; S = world size (FULL_SHARD, SHARD_GRAD_OP), processes per node
-(HYBRID_SHARD), 1 without FSDP:
-  weights s·N/S, gradients s·N/S (DDP: twice, its buckets copy them), optimizer 2·s·N/S + the
-  step counters; gathered compute copies: FULL_SHARD/HYBRID_SHARD c·(root + 2 blocks: the one
-  running and the one prefetched) + their unsharded gradients c·(root + 1 block); SHARD_GRAD_OP
-  keeps every block gathered from forward to backward, c·N; DDP/one process, bf16-mixed: c·N
-  (autocast's bf16 weights, kept for the backward).
-Activations of one micro batch (B sequences of T tokens), saved for the backward, per layer and
-token, in elements of the compute dtype (d = n_embd, h heads, g query groups of head size k,
-I = intermediate size):
-  fused kernels (Liger + flash-attn, GPU): 4d (block input, two norm outputs, residual)
-      + (h+2g)k (q, k, v; RoPE in place) + hk (attention output) + 3I (gate, up, their product)
-  PyTorch kernels (CPU):  6d + (h+2g)k + 2(h+g)k (rotated q, k and their halves) + 2hk + 4I
-  + 4h bytes of fp32 log-sum-exp. The head, at the end of the forward: the final norm (2d, 3d
-  with PyTorch kernels), the chunked cross-entropy's input gradient (d per token), its fp32 weight
-  gradient (4·V·d bytes) and one chunk of logits, min(4096, B·T) rows × V × (4 + c) bytes.
-  Without checkpointing: every layer + the head. With activation checkpointing a layer keeps
-  only its input (d); then add the larger of one layer recomputed in full (the backward) and the head.
-Measured against torch's MemTracker on CPU for tiny models in tests/pretrain/test_plan.py.
+"""`--dry_run`: the memory and time plan of a run, printed before anything is launched. The formulas, and how
+they were measured against torch's MemTracker (tests/pretrain/test_plan.py), are in docs/SCALING.md.
 """
 
 from __future__ import annotations

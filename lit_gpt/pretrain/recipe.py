@@ -1,9 +1,6 @@
-"""Run recipes (`pretrained/*.py`), a run's hyperparameters.yaml, and the command line over them.
-
-A recipe is data (docs/PRETRAINING.md): `name = literal` settings, optionally `base = "other.py"`
-(relative to the recipe's folder) whose values it starts from, parsed with `ast` and never run.
-Dict values (`model_overrides`) are merged with the base's; everything else replaces it.
-Precedence: defaults < base recipe(s) < recipe < command line.
+"""Run recipes (`pretrained/*.py`, docs/PRETRAINING.md), a run's hyperparameters.yaml, and the command line over them.
+A recipe is data, parsed with `ast` and never run; `base = "other.py"` (relative to its folder) is the recipe it
+starts from, whose dict values (`model_overrides`) it merges with. Precedence: defaults < bases < recipe < command line.
 """
 
 from __future__ import annotations
@@ -30,11 +27,10 @@ def _merge(into: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_recipe(path: str | Path, _seen: Optional[tuple[Path, ...]] = None) -> dict[str, Any]:
+def load_recipe(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The flat settings a recipe (or hyperparameters.yaml) makes, its bases' included, each checked
     against its type."""
     path = Path(path).expanduser()
-    seen = _seen or ()
     if not path.is_file():
         raise UserError(f"recipe not found: {path}")
     resolved = path.resolve()

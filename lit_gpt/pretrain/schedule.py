@@ -6,11 +6,8 @@ import math
 
 
 def get_lr(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
-    """Learning rate of optimizer step `step` (0-based) out of `total_steps`.
-
-    Warmup rises linearly to max_lr over the first warmup_steps steps (the first step already has
-    max_lr / warmup_steps, not 0); the cosine then reaches min_lr at the last step.
-    """
+    """Learning rate of 0-based optimizer step `step`: the first warmup step already has max_lr / warmup_steps,
+    not 0; the cosine reaches min_lr at the last step."""
     if step < warmup_steps:
         return max_lr * (step + 1) / warmup_steps
     decay_steps = total_steps - warmup_steps

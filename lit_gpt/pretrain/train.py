@@ -95,14 +95,12 @@ def _check_out_dir(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"--out_dir {out_dir}: cannot create it: {err.strerror or err}") from None
-    if not out_dir.is_dir():
-        raise UserError(f"--out_dir {out_dir} is not a directory")
 
 
-def check_launcher(num_nodes: int, world_size: int, env=None) -> None:
+def check_launcher(num_nodes: int, world_size: int) -> None:
     """Refuses --num_nodes N > 1 when nothing starts the other nodes' processes (it would wait at the
     rendezvous for ever): a SLURM job step, torchrun, or MASTER_ADDR and NODE_RANK set on each node."""
-    env = os.environ if env is None else env
+    env = os.environ
     if "TORCHELASTIC_RUN_ID" in env and int(env.get("WORLD_SIZE", world_size)) != world_size:
         raise UserError(f"--num_nodes {num_nodes} x --devices: {world_size} processes, but the launcher started "
                         f"{env['WORLD_SIZE']} (WORLD_SIZE)")
@@ -223,11 +221,8 @@ def build_fabric(plan: RunPlan):
 
 
 def pretrain(args: PretrainArgs) -> int:
-    """Runs (or resumes) a pretraining run; returns the process exit code (0 when done).
-
-    The launching process holds out_dir's run lock for the whole run (the rank processes a
-    launcher starts do not take it), and writes the settings to out_dir/hyperparameters.yaml.
-    """
+    """Runs (or resumes) a pretraining run; -> the exit code. The launching process (not the ranks a launcher
+    starts) holds out_dir's run lock for the whole run and writes out_dir/hyperparameters.yaml."""
     if args.dry_run:  # before the run lock and the hardware check: a plan writes and needs nothing
         from lit_gpt.pretrain.plan import print_plan
 

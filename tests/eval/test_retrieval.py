@@ -203,14 +203,14 @@ def test_answer_logprob_equals_a_naive_token_by_token_computation(model_dir):
     """Batched, left-padded, one forward pass == each answer token scored alone by LlamaForCausalLM."""
     from transformers import LlamaForCausalLM
 
-    from lit_gpt.eval.generation import answer_logprobs, answer_token_ids
+    from lit_gpt.eval.generation import answer_logprobs, prompt_answer_ids
     from lit_gpt.eval.models import prepare_tokenizer_for_batching
 
     tokenizer = load_tokenizer(model_dir, add_mask_token=False)
     prepare_tokenizer_for_batching(tokenizer)
     model = LlamaForCausalLM.from_pretrained(model_dir).eval()
     prompts = build_prompts(tokenizer, "passkey", [128, 160], [0.0, 1.0], 1, seed=3)
-    answers = [answer_token_ids(tokenizer, p.text, p.input_ids, p.answer) for p in prompts]
+    answers = prompt_answer_ids(tokenizer, prompts)
     for p, a in zip(prompts, answers):
         assert tokenizer.decode(a).strip() == p.answer
     ids = [p.input_ids for p in prompts]
