@@ -31,11 +31,8 @@ Stream = Union[PackedStream, MixedStream]
 
 def open_stream(data_dir: str | Path, prefix: str, block_size: int, seed: int, shuffle: bool, wrap: bool,
                 setting: str) -> Stream:
-    """The chunk files `{prefix}*.bin` in data_dir as one stream; errors name the setting.
-
-    `prefix` may be a weighted mix, `c4:0.7,wiki:0.3` (see `parse_data_mix`): then a
-    `MixedStream` over one `PackedStream` per prefix, all with the same seed.
-    """
+    """The chunk files `{prefix}*.bin` in data_dir as one stream, `prefix` maybe a weighted mix
+    (`c4:0.7,wiki:0.3`); errors name the setting."""
     mix = parse_data_mix(prefix)
     files = [_chunk_files(data_dir, name, block_size, setting) for name, _ in mix]
     owner: dict[Path, str] = {}
@@ -76,11 +73,10 @@ def check_data_tokenizer(data_dir: str | Path, tokenizer, setting: str) -> None:
     path = Path(data_dir).expanduser() / MANIFEST
     try:
         recorded = json.loads(path.read_text())["tokenizer"]
+        fingerprint = recorded["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    if not isinstance(recorded, dict) or "fingerprint" not in recorded:
-        return
-    if recorded["fingerprint"] != tokenizer_fingerprint(tokenizer):
+    if fingerprint != tokenizer_fingerprint(tokenizer):
         raise UserError(
             f"--{setting} {data_dir} was prepared with the tokenizer in {recorded.get('path', '?')} "
             f"({recorded.get('vocab_size', '?')} tokens), which differs from --tokenizer_dir's "
@@ -212,9 +208,8 @@ def check_token_ids(data_dir: str | Path, prefix: str, vocab_size: int, setting:
 
     todo = [path for name, _ in parse_data_mix(prefix) for path in find_chunk_files(data_dir, name)]
     total = sum(path.stat().st_size for path in todo)
-    desc = f"checking token ids in {data_dir}"
-    quiet = total <= _PROGRESS_BYTES
-    with tqdm(total=total, desc=desc, unit="B", unit_scale=True, dynamic_ncols=True, disable=quiet) as progress:
+    with tqdm(total=total, desc=f"checking token ids in {data_dir}", unit="B", unit_scale=True, dynamic_ncols=True,
+              disable=total <= _PROGRESS_BYTES) as progress:
         for path in todo:
             low, high = scan_token_range(path)
             progress.update(path.stat().st_size)

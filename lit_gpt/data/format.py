@@ -37,11 +37,10 @@ class PackedDatasetError(UserError):
 
 
 def dtype_code(dtype) -> int:
-    np_dtype = np.dtype(dtype)
-    for code, candidate in DTYPES.items():
-        if np.dtype(candidate) == np_dtype:
-            return code
-    raise ValueError(f"dtype {np_dtype} has no code in the packed format")
+    codes = {np.dtype(candidate): code for code, candidate in DTYPES.items()}
+    if np.dtype(dtype) not in codes:
+        raise ValueError(f"dtype {np.dtype(dtype)} has no code in the packed format")
+    return codes[np.dtype(dtype)]
 
 
 def token_dtype(vocab_size: int) -> type:

@@ -33,9 +33,8 @@ class MixedStream(ResumableStream):
       position apportion(k * WINDOW)[i] + (the positions of window k before o that go to i).
 
     So the choices and the sub-positions are a pure function of (seed, rank, weights, p): the mix
-    resumes exactly, and iterating yields sample_at(consumed), sample_at(consumed + 1), ... Without
-    `wrap`, a pass ends at the first position whose dataset has no block left (sample_at returns
-    None from there on).
+    resumes exactly. Without `wrap`, a pass ends at the first position whose dataset has no block
+    left (sample_at returns None from there on).
 
     The datasets may be given new weights on resume: each continues from the position it had
     reached, and the positions after the resume point follow the new weights.

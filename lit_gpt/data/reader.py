@@ -1,10 +1,5 @@
-"""Reading packed chunk files as one stream of blocks per rank, addressed by position.
-
-Where each block sits in the stream is a pure function of (seed, epoch, rank): nothing depends on
-what was read before. So a resumed reader needs only the count of samples its rank has consumed,
-and jumps there without touching the blocks before it. Iterate it, or read it by position with
-`sample_at` (as the trainer's `lit_gpt.data.batches` does).
-"""
+"""Reading packed chunk files as one stream of blocks per rank, addressed by position: where each block
+sits is a pure function of (seed, epoch, rank), so a resumed reader jumps straight to its position."""
 
 from __future__ import annotations
 

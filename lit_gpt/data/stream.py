@@ -47,11 +47,7 @@ class ResumableStream:
         if not isinstance(state, dict) or state.get("kind") != kind:
             found = state.get("kind") if isinstance(state, dict) else type(state).__name__
             raise UserError(f"cannot resume the data stream: the saved state is for {found!r}, this run reads a {kind}")
-        if state.get("version") != STATE_VERSION:
-            raise UserError(
-                f"cannot resume the data stream: saved state version {state.get('version')}, expected {STATE_VERSION}"
-            )
-        for key, value in self._identity().items():
+        for key, value in {"version": STATE_VERSION, **self._identity()}.items():
             if state.get(key) != value:
                 raise UserError(
                     f"cannot resume the data stream: it was saved with {key}={state.get(key)!r}, "

@@ -24,8 +24,8 @@ from lit_gpt.prepare.gunzip import gunzip_files  # noqa: F401  (data_process/gz_
 from lit_gpt.prepare.manifest import check_manifest, load_manifest, tokenizer_fingerprint  # noqa: F401
 from lit_gpt.prepare.token_encoding import make_encoder
 from lit_gpt.prepare.pool import Monitor, emit, run_tasks, worker_encoder
-from lit_gpt.prepare.sources import (DEFAULT_PATTERNS, MANIFEST, SOURCE_SUFFIXES, SPLITS, PrepareError,  # noqa: F401
-                                     Skipped, Source, find_sources, iter_records, shard_of)  # (for scripts)
+from lit_gpt.prepare.sources import (DEFAULT_PATTERNS, MANIFEST, PrepareError, Skipped, Source,  # noqa: F401
+                                     find_sources, iter_records, shard_of)  # (for scripts)
 from lit_gpt.tokenizer import load_tokenizer, tokenizer_info
 
 DEFAULT_CHUNK_SIZE = 4097 * 1024  # (block_size 4096 + 1) * 1024, as upstream

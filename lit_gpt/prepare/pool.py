@@ -16,15 +16,15 @@ from typing import Callable, Iterable, Optional
 
 from lit_gpt.prepare.sources import PrepareError
 
-_worker: dict = {}  # this process's encoder and event queue
+_worker: dict = {}  # this process's encoder and event queue (in-process: the Monitor), set by init_worker
 
 
-def init_worker(encoder, events, single_thread: bool, parent_pid: Optional[int] = None) -> None:
-    if single_thread:  # the processes are the parallelism; tokenizer threads on top only contend
+def init_worker(encoder, events, parent_pid: Optional[int] = None) -> None:
+    """Readies this process for tasks; `parent_pid` is given in the pool's worker processes."""
+    if parent_pid is not None:  # the processes are the parallelism; tokenizer threads on top only contend
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    encoder.set_threads(1 if single_thread else (os.cpu_count() or 1))
-    if parent_pid is not None:
         _exit_with_parent(parent_pid)
+    encoder.set_threads(1 if parent_pid is not None else (os.cpu_count() or 1))
     _worker.update(encoder=encoder, events=events)
 
 
@@ -54,9 +54,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def emit(kind: str, *payload) -> None:
-    events = _worker.get("events")
-    if events is not None:
-        events.put((kind, *payload))
+    _worker["events"].put((kind, *payload))
 
 
 def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, workers: int, monitor) -> list[str]:
@@ -72,14 +70,14 @@ def run_tasks(tasks: Iterable, work: Callable, on_result: Callable, encoder, wor
     try:
         if workers == 1:
             # In-process: one source at a time, the tokenizer's own threads are the parallelism.
-            init_worker(encoder, monitor, single_thread=False)
+            init_worker(encoder, monitor)
             for task in tasks:
                 settle(work, task)
             return failures
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         events = context.Queue()
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                 initargs=(encoder, events, True, os.getpid())) as pool:
+                                 initargs=(encoder, events, os.getpid())) as pool:
             pending = {pool.submit(work, task) for task in tasks}
             try:
                 while pending:
