@@ -62,7 +62,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         raise UserError(f"{path}: {err}") from None
     except Exception as err:  # a damaged index: torch and pickle raise several types
-        raise UserError(f"{path}: not a readable sharded checkpoint ({type(err).__name__}: {first_line(err)})") from None
+        reason = f"{type(err).__name__}: {first_line(err)}"
+        raise UserError(f"{path}: not a readable sharded checkpoint ({reason})") from None
     meta_file = Path(path) / META_FILE
     return load_torch_file(meta_file) if meta_file.is_file() else {}
 

@@ -31,12 +31,14 @@ PRESETS = ("default", "upstream")
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."})
+    model_name_or_path: str = field(
+        metadata={"help": "Local folder of the Hugging Face causal LM to fine-tune (required)."})
     tokenizer_name_or_path: Optional[str] = opt(None, "Local tokenizer folder; defaults to the model folder.")
     trust_remote_code: bool = opt(False, "Run Python code shipped inside the model folder (off unless asked).")
-    torch_dtype: Literal[DTYPES] = opt("float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 "
-                           "autocast; bfloat16 halves memory (DeepSpeed keeps its own fp32 copy); auto = the "
-                           f"checkpoint's dtype. One of {', '.join(DTYPES)}.")
+    torch_dtype: Literal[DTYPES] = opt(
+        "float32", "dtype of the loaded weights: float32 keeps fp32 master weights under --bf16 autocast; bfloat16 "
+        "halves memory (DeepSpeed keeps its own fp32 copy); auto = the checkpoint's dtype. One of "
+        f"{', '.join(DTYPES)}.")
     attn_implementation: Optional[str] = opt(None, "Attention kernel: sdpa, eager, flash_attention_2, ... "
                                              "(default: transformers' choice).")
 
@@ -68,12 +70,13 @@ class DataArguments:
 
 @dataclass
 class MEAPArguments:
-    preset: Literal[PRESETS] = opt("default", "default: this project's examples; upstream: the upstream MEAP-SFT code's "
-                      "examples token for token (one example per turn without history, masked copies as examples of "
-                      "their own, its llama3 template; see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + ".")
-    meap_mode: Optional[Literal[MEAP_MODES]] = opt(None, "concat: masked copy appended to each sample (the paper, default); separate: "
-                                   "masked copy as its own sequence (the upstream code; the only MEAP mode of --preset "
-                                   "upstream); ntp: plain next-token prediction.")
+    preset: Literal[PRESETS] = opt(
+        "default", "default: this project's examples; upstream: the upstream MEAP-SFT code's examples token for "
+        "token (one example per turn without history, masked copies as examples of their own, its llama3 template; "
+        "see lit_gpt/sft/upstream.py). One of " + ", ".join(PRESETS) + ".")
+    meap_mode: Optional[Literal[MEAP_MODES]] = opt(
+        None, "concat: masked copy appended to each sample (the paper, default); separate: masked copy as its own "
+        "sequence (the upstream code; the only MEAP mode of --preset upstream); ntp: plain next-token prediction.")
     mask_ratio: float = opt(0.1, "Fraction of answer tokens masked in the copy.")
     min_answer_tokens: Optional[int] = opt(None, "Answers shorter than this get no masked copy (default 50; "
                                            f"{UPSTREAM_MIN_ANSWER_TOKENS}, i.e. more than 50, with --preset upstream).")
