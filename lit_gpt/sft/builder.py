@@ -43,6 +43,31 @@ def build_meap_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], **o
     return build_meap_example_from_segments([(prompt_ids, False), (answer_ids, True)], **options)
 
 
+def layout(length: int, answer_positions: Sequence[int], *, mode: str, max_length: int,
+           make_room: bool = False) -> Tuple[int, int]:
+    """(tokens kept of the original, tokens of it the masked copy may use) for a sample of `length`
+    tokens (EOS included): in "concat" mode the copy gets what the original leaves of `max_length`."""
+    ntp_length = min(length, max_length)
+    if mode != "concat":
+        return ntp_length, max_length
+    half = max_length // 2
+    if make_room and length > half and answer_positions and answer_positions[0] < half:
+        return half, half
+    return ntp_length, max_length - ntp_length
+
+
+def planned_masked_tokens(answer_positions: Sequence[int], length: int, *, mode: str, mask_ratio: float,
+                          max_length: int, min_answer_tokens: int, make_room: bool = False) -> int:
+    """Answer tokens the masked copy of a sample of `length` tokens (EOS included) will hold, 0 for no
+    copy: the builder decides with the same `layout`, so this counts copies over a split before training."""
+    if mode == "ntp" or len(answer_positions) < min_answer_tokens:
+        return 0
+    ntp_length, room = layout(length, answer_positions, mode=mode, max_length=max_length, make_room=make_room)
+    if not any(p < ntp_length for p in answer_positions):
+        return 0  # the original has no labeled token: the sample is dropped
+    return num_masked(mask_ratio, sum(1 for p in answer_positions if p < min(length, room)))
+
+
 def build_meap_example_from_segments(
     segments: Sequence[TokenSegment],
     *,
@@ -75,14 +100,8 @@ def build_meap_example_from_segments(
         tokens.extend(int(t) for t in ids)
     tokens.append(int(eos_token_id))
 
-    # (tokens kept of the original, tokens of it the masked copy may use)
-    ntp_length, copy_room = min(len(tokens), max_length), max_length
-    if mode == "concat":
-        half = max_length // 2
-        if make_room and len(tokens) > half and answer_positions and answer_positions[0] < half:
-            ntp_length, copy_room = half, half
-        else:
-            copy_room = max_length - ntp_length
+    ntp_length, copy_room = layout(len(tokens), answer_positions, mode=mode, max_length=max_length,
+                                   make_room=make_room)
     ntp_ids = tokens[:ntp_length]
     ntp_labels = [IGNORE_INDEX] * ntp_length
     for p in answer_positions:

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 
 from lit_gpt.errors import UserError, first_line
-from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments
+from lit_gpt.sft.builder import IGNORE_INDEX, build_meap_example_from_segments, planned_masked_tokens
 from lit_gpt.sft.templates import Template
 from lit_gpt.sft.upstream import UpstreamSettings, can_mask, masked_copy, ntp_example, upstream_turns
 
@@ -327,16 +327,11 @@ def select_trainable(tokenized, *, max_length: int, min_answer_tokens: int, mode
     if upstream:
         summary.with_copy = summary.masked_copies
     elif mode != "ntp":
-        # The collator's builder decides; token values do not matter to it, so the flags stand in for them.
         flags = list(tokenized["is_answer"])
-        options = dict(mode=mode, mask_ratio=mask_ratio, mask_token_id=-1, eos_token_id=0, max_length=max_length,
-                       min_answer_tokens=min_answer_tokens, generator=torch.Generator(), make_room=make_room)
-
-        def has_copy(i: int) -> bool:
-            examples = build_meap_example_from_segments(answer_segments(flags[i], flags[i]), **options)
-            return any(-1 in e["input_ids"] for e in examples)
-
-        summary.with_copy = sum(1 for i in originals if n_answer[i] >= min_answer_tokens and has_copy(i))
+        summary.with_copy = sum(
+            1 for i in originals if planned_masked_tokens(
+                [p for p, f in enumerate(flags[i]) if f], lengths[i], mode=mode, mask_ratio=mask_ratio,
+                max_length=max_length, min_answer_tokens=min_answer_tokens, make_room=make_room) > 0)
     return tokenized.select(keep).select_columns(["input_ids", "is_answer", "masked_copy"]), summary
 
 

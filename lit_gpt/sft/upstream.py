@@ -120,7 +120,7 @@ class SlowLlamaEncoding:
         self.legacy, self.add_prefix_space, self.unk_token = legacy, add_prefix_space, unk_token
         self.prefix = [bos_id] if add_bos and bos_id is not None else []
         self.suffix = [eos_id] if add_eos and eos_id is not None else []
-        self._pattern = special_token_pattern(self.added)
+        self._pattern = special_token_pattern(self.added) if self.added else None  # no group to split at otherwise
 
     @classmethod
     def for_folder(cls, folder, tokenizer) -> Optional["SlowLlamaEncoding"]:
@@ -168,7 +168,7 @@ class SlowLlamaEncoding:
 
     def _split(self, text: str) -> list[str]:
         # with its group, re.split puts each added token at an odd index, between the texts
-        parts = self._pattern.split(text)
+        parts = self._pattern.split(text) if self._pattern is not None else [text]
         return [token for i, part in enumerate(parts) for token in ([part] if i % 2 else self._pieces(part))]
 
     def _pieces(self, text: str) -> list[str]:

@@ -199,3 +199,23 @@ def test_bad_arguments():
         build([1], [2], "concat", mask_ratio=1.5)
     with pytest.raises(ValueError, match="mask token"):
         build_meap_example([1], [2], mode="concat", mask_ratio=0.1, mask_token_id=None, eos_token_id=EOS, max_length=8)
+
+
+@pytest.mark.parametrize("mode", ["concat", "separate", "ntp"])
+@pytest.mark.parametrize("make_room", [False, True])
+def test_planned_masked_tokens_predicts_the_built_copy(mode, make_room):
+    """The count `select_trainable` uses before training equals the [MASK]s the builder then puts in."""
+    from lit_gpt.sft.builder import planned_masked_tokens
+
+    rng = torch.Generator().manual_seed(3)
+    for _ in range(300):
+        n_prompt, n_answer = (int(n) for n in torch.randint(0, 90, (2,), generator=rng))
+        max_length = int(torch.randint(4, 160, (1,), generator=rng))
+        prompt, answer = [5] * n_prompt, [7] * n_answer
+        options = dict(mode=mode, mask_ratio=0.2, max_length=max_length, min_answer_tokens=10,
+                       make_room=make_room and mode == "concat")
+        built = build_meap_example(prompt, answer, mask_token_id=MASK, eos_token_id=EOS, generator=rng, **options)
+        masks = sum(e["input_ids"].count(MASK) for e in built)
+        positions = list(range(n_prompt, n_prompt + n_answer))
+        assert planned_masked_tokens(positions, n_prompt + n_answer + 1, **options) == masks, (n_prompt, n_answer,
+                                                                                               max_length)
