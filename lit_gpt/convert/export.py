@@ -56,7 +56,11 @@ class ExportResult:
 
 
 def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
-    return DTYPES[dtype] if isinstance(dtype, str) else dtype  # the command line's choices are DTYPES
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
 
 
 def dtype_name(dtype: torch.dtype) -> str:

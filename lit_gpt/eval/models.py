@@ -146,7 +146,9 @@ def load_model(
     path = check_model_path(model_path, tokenizer_dir)
     torch_device = resolve_device(device)
     if dtype != "auto":
-        torch_dtype = getattr(torch, dtype)
+        from lit_gpt.convert.export import parse_dtype
+
+        torch_dtype = parse_dtype(dtype)
     elif torch_device.type == "cuda":
         torch_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     else:

@@ -20,7 +20,7 @@ from typing import IO, Any, Union
 
 import torch
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 
 
 class UnsafeCheckpointError(UserError):
@@ -132,5 +132,5 @@ def load_torch_file(path: Union[str, Path, IO[bytes]]) -> Any:
             "tensors and plain containers, and nothing in this one was run"
         ) from None
     except Exception as err:  # truncated or foreign files: torch and pickle raise many types
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"could not read {path} as a PyTorch checkpoint: {type(err).__name__}: {detail}") from None
+        reason = f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
+        raise UserError(f"could not read {path} as a PyTorch checkpoint: {reason}") from None
