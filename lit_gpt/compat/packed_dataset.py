@@ -69,8 +69,9 @@ class PackedDataset(IterableDataset):
 
     def __post_init__(self):
         for name in ("n_chunks", "block_size", "num_processes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PackedDataset: {name} must be an integer >= 1, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"PackedDataset: {name} must be an integer >= 1, got {value!r}")
         if not 0 <= self.process_rank < self.num_processes:
             raise ValueError(f"PackedDataset: process_rank {self.process_rank} is not in [0, {self.num_processes})")
         if len(self.filenames) == 0:
