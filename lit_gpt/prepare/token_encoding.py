@@ -28,6 +28,8 @@ ENCODINGS = ("default", "upstream")
 
 def make_encoder(tokenizer, tokenizer_dir, dtype, parse_special_tokens: bool = False, encoding: str = "default"):
     """`encoding="upstream"`: upstream's `AutoTokenizer.from_pretrained(dir, legacy=False).encode(text) + [eos]`."""
+    if encoding not in ENCODINGS:  # the command line's choices; `prepare()` callers get the same refusal
+        raise TokenizerError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if encoding == "upstream":
         return UpstreamEncoder(tokenizer_dir, tokenizer, dtype, parse_special_tokens)
     model_file = sentencepiece_model_file(tokenizer_dir)
@@ -123,7 +125,8 @@ class BatchEncoder:
             return
         self.method = "rust batch"
         try:
-            word_cache = WordCacheBPE.build(backend, self.dtype, self.eos if self.append_eos else None)
+            word_cache = WordCacheBPE.build(backend, self.dtype, self.eos if self.append_eos else None,
+                                            (self._prefix, self._suffix))
         except NotExact as err:
             self.why_not_word_cache = str(err)
             return
@@ -425,9 +428,10 @@ class WordCacheBPE:
         self._reset_cache()
 
     @classmethod
-    def build(cls, backend, dtype, eos: Optional[int]) -> "WordCacheBPE":
+    def build(cls, backend, dtype, eos: Optional[int], around: tuple[list[int], list[int]]) -> "WordCacheBPE":
         """The word-cache encoder for the Rust tokenizer `backend` (appending `eos` to each document
-        unless None); raises NotExact when its exactness does not follow from the tokenizer's structure."""
+        unless None; `around`: the ids its post-processor puts before and after every text, `_around_body`);
+        raises NotExact when its exactness does not follow from the tokenizer's structure."""
         spec = json.loads(backend.to_str())  # once per encoder: the stdlib is fast enough
         model = spec.get("model") or {}
         if model.get("type") != "BPE":
@@ -438,7 +442,7 @@ class WordCacheBPE:
             raise NotExact("BPE marks word continuations")
         _check_plain(spec, "BPE")
         normalize = _sentencepiece_normalizer(spec)
-        prefix, suffix = _around_body(backend)  # every post-processor adds the same ids to every text
+        prefix, suffix = around  # every post-processor adds the same ids to every text
         vocab = model.get("vocab")
         if not isinstance(vocab, dict) or SPACE_MARK not in vocab:
             raise NotExact(f"no vocabulary dict with {SPACE_MARK!r} in it")

@@ -457,7 +457,10 @@ def test_word_cache_structure_checks_on_the_real_vocabulary(llama_tokenizer):
     assert all(SPACE_MARK not in token.lstrip(SPACE_MARK) for token in merged)
     assert any(token.startswith(SPACE_MARK * 2) for token in merged)  # runs like "▁▁▁▁" exist: no cut inside them
     assert not any(ch in token for token in merged for ch in "0123456789\n\t")
-    words = WordCacheBPE.build(llama_tokenizer.backend_tokenizer, np.uint16, 2).word_pattern.findall(
+    from lit_gpt.prepare.token_encoding import _around_body
+
+    backend = llama_tokenizer.backend_tokenizer
+    words = WordCacheBPE.build(backend, np.uint16, 2, _around_body(backend)).word_pattern.findall(
         "\u2581Hello\u2581\u2581world.\n2024\u2581\u2581")
     assert words == ["\u2581Hello", "\u2581\u2581world.", "\n", "2", "0", "2", "4", "\u2581\u2581"]
 
