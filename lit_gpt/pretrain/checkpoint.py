@@ -16,7 +16,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.io import atomic
 from lit_gpt.io import sharded_checkpoint as sharded
 from lit_gpt.io.safe_load import load_torch_file
@@ -122,8 +122,7 @@ def _describe_error(err: BaseException) -> tuple[str, bool]:
             return _describe_error(inner)
     if isinstance(err, OSError):
         return err.strerror or str(err), True
-    text = str(err).strip()
-    return (f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__), False
+    return (f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__), False
 
 
 _FAILURES = (Exception, dcp.CheckpointException)  # CheckpointException is no Exception subclass

@@ -60,7 +60,7 @@ class MetricsLog:
     (metrics.N.csv); a resumed run keeps its rows up to the checkpoint's step, so it reads as one run."""
 
     def __init__(self, out_dir: Path, logger: str = "csv", resume_step: Optional[int] = None,
-                 run_name: Optional[str] = None, config: Optional[dict] = None):
+                 run_name: Optional[str] = None, config: Optional[dict] = None, project: str = "meap"):
         self.path = Path(out_dir) / "metrics.csv"  # out_dir was created by plan_run
         rows: list[dict[str, str]] = []
         if self.path.exists():
@@ -92,7 +92,7 @@ class MetricsLog:
             id_file.write_text(run_id)
             # config: the settings tree (PretrainArgs.to_dict()), recorded with the run
             self._external = wandb.init(
-                project=config["logging"]["wandb_project"] if config else "meap",
+                project=project,
                 name=run_name, id=run_id, resume="allow", config=config, dir=str(out_dir),
             )
 

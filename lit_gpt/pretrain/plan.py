@@ -41,7 +41,7 @@ def state_bytes(config: Config, precision: str, fsdp: str | None, shard_over: in
 
 
 def layer_elements(config: Config, fused: bool) -> int:
-    """Elements saved for the backward per token by one Block (see the module docstring)."""
+    """Elements saved for the backward per token by one Block (docs/SCALING.md)."""
     d, h, g, k, inter = config.n_embd, config.n_head, config.n_query_groups, config.head_size, config.intermediate_size
     if fused:
         return 4 * d + (h + 2 * g) * k + h * k + 3 * inter

@@ -466,7 +466,8 @@ def fit(fabric, plan: RunPlan, model, optimizer, train: TrainBatches, val: Optio
     state = LoopState(start_step, start_step, start_tokens, end_step, plan.tokens_per_step, plan.resume_path,
                       torch.zeros((), device=fabric.device))
     log = MetricsLog(out_dir, args.logger, resume_step=start_step if plan.resume_path else None,
-                     run_name=args.run_name or out_dir.name, config=args.to_dict()) if fabric.is_global_zero else None
+                     run_name=args.run_name or out_dir.name, config=args.to_dict(),
+                     project=args.wandb_project) if fabric.is_global_zero else None
     device_name = torch.cuda.get_device_name(fabric.device) if fabric.device.type == "cuda" else "cpu"
     throughput = Throughput(flops_per_token(plan.config, plan.config.block_size), fabric.world_size,
                             peak_tflops(device_name, plan.precision, args.peak_tflops))
