@@ -10,16 +10,17 @@ them again every time a copy is drawn.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
 from lit_gpt.errors import UserError
 from lit_gpt.loss import IGNORE_INDEX
-from lit_gpt.prepare.token_encoding import SPACE_MARK, special_token_pattern
+from lit_gpt.prepare.token_encoding import SPACE_MARK
 
 UPSTREAM_ROLES = ("human", "gpt")
 
@@ -102,25 +103,13 @@ def upstream_turns(record: dict, source: str, index: int) -> Optional[tuple[Opti
     return system, list(zip(texts[0::2], texts[1::2]))
 
 
-class SlowLlamaEncoding:
+class SlowLlamaEncoding(SentencePieceBackend):
     """`encode` of upstream's tokenizer for a LLaMA sentencepiece folder: upstream's SFT loads it
     with `use_fast=False`, i.e. transformers 4's sentencepiece `LlamaTokenizer` (`legacy` as the
     folder's tokenizer_config.json says, True when it says nothing), whose ids differ from the fast
     tokenizer's for text that starts with whitespace: "   " is ▁▁▁▁ there, ▁▁▁ in the fast one.
-
-    As that class does, the text is split at the added tokens; legacy=True encodes each piece as it
-    is (dummy prefix included); legacy=False writes "▁" back as spaces, puts one "▁" before the text
-    (add_prefix_space), dropped again before a leading added token, and encodes each piece without
-    the dummy prefix (a piece starting with a space behind an "<unk>" whose pieces are then removed).
+    transformers' sentencepiece backend under that class's `tokenize` and `encode`.
     """
-
-    def __init__(self, model_proto: bytes, added: dict, *, legacy: bool, add_prefix_space: bool, bos_id: Optional[int],
-                 eos_id: Optional[int], add_bos: bool, add_eos: bool, unk_token: str):
-        self.model_proto, self.added = model_proto, added
-        self.legacy, self.add_prefix_space, self.unk_token = legacy, add_prefix_space, unk_token
-        self.prefix = [bos_id] if add_bos and bos_id is not None else []
-        self.suffix = [eos_id] if add_eos and eos_id is not None else []
-        self._pattern = special_token_pattern(self.added) if self.added else None  # no group to split at otherwise
 
     @classmethod
     def for_folder(cls, folder, tokenizer) -> Optional["SlowLlamaEncoding"]:
@@ -134,54 +123,27 @@ class SlowLlamaEncoding:
         if config.get("tokenizer_class") not in ("LlamaTokenizer", "LlamaTokenizerFast"):
             return None
         legacy = config.get("legacy")
-        return cls(model.read_bytes(), tokenizer.get_added_vocab(), legacy=True if legacy is None else bool(legacy),
-                   add_prefix_space=bool(config.get("add_prefix_space", True)), bos_id=tokenizer.bos_token_id,
-                   eos_id=tokenizer.eos_token_id, add_bos=bool(config.get("add_bos_token", True)),
-                   add_eos=bool(config.get("add_eos_token", False)), unk_token=tokenizer.unk_token or "<unk>")
+        encoding = cls(vocab_file=str(model), legacy=True if legacy is None else bool(legacy),
+                       add_prefix_space=bool(config.get("add_prefix_space", True)),
+                       added_tokens_decoder=tokenizer.added_tokens_decoder, unk_token=tokenizer.unk_token or "<unk>")
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        encoding.prefix = [bos] if config.get("add_bos_token", True) and bos is not None else []
+        encoding.suffix = [eos] if config.get("add_eos_token", False) and eos is not None else []
+        return encoding
 
-    def __getstate__(self) -> dict:  # the processor is rebuilt from the model bytes
-        return {k: v for k, v in vars(self).items() if k != "sp"}
-
-    @functools.cached_property
-    def sp(self):
-        import sentencepiece
-        from sentencepiece import sentencepiece_model_pb2
-
-        proto = self.model_proto
-        if not self.legacy:  # as transformers loads the model for legacy=False
-            model = sentencepiece_model_pb2.ModelProto()
-            model.ParseFromString(proto)
-            model.normalizer_spec.add_dummy_prefix = False
-            proto = model.SerializeToString()
-        return sentencepiece.SentencePieceProcessor(model_proto=proto)
-
-    def tokenize(self, text: str) -> list[str]:
+    def tokenize(self, text: str, **kwargs) -> list[str]:  # LlamaTokenizer's: legacy=False adds one "▁" itself
         if self.legacy or not text:
-            return self._split(text)
+            return super().tokenize(text, **kwargs)
         text = text.replace(SPACE_MARK, " ")
-        if self.add_prefix_space:
+        if self.init_kwargs["add_prefix_space"]:
             text = SPACE_MARK + text
-        tokens = self._split(text)
-        if len(tokens) > 1 and tokens[0] == SPACE_MARK and tokens[1] in self.added:
+        tokens = super().tokenize(text, **kwargs)
+        if len(tokens) > 1 and tokens[0] == SPACE_MARK and tokens[1] in self.added_tokens_encoder:
             tokens = tokens[1:]
         return tokens
 
-    def _split(self, text: str) -> list[str]:
-        # with its group, re.split puts each added token at an odd index, between the texts
-        parts = self._pattern.split(text) if self._pattern is not None else [text]
-        return [token for i, part in enumerate(parts) for token in ([part] if i % 2 else self._pieces(part))]
-
-    def _pieces(self, text: str) -> list[str]:
-        if not text:
-            return []
-        if self.legacy or not text.startswith((SPACE_MARK, " ")):
-            return self.sp.encode(text, out_type=str)
-        pieces = self.sp.encode(self.unk_token + text, out_type=str)
-        n = len(self.sp.encode(self.unk_token, out_type=str))
-        return pieces[n:] if len(pieces) >= n else pieces
-
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [self.added[t] if t in self.added else self.sp.piece_to_id(t) for t in self.tokenize(text)]
+        ids = self.convert_tokens_to_ids(self.tokenize(text))
         return self.prefix + ids + self.suffix if add_special_tokens else ids
 
 
