@@ -444,7 +444,6 @@ class MEAPCollator:
 
 
 def pad_batch(examples: Sequence[dict], pad_token_id: int, pad_to_multiple_of: Optional[int] = None) -> dict:
-    """Right-pads `input_ids` with `pad_token_id` and `labels` with -100; builds `attention_mask`."""
     length = max(len(e["input_ids"]) for e in examples)
     if pad_to_multiple_of:
         length = -(-length // pad_to_multiple_of) * pad_to_multiple_of

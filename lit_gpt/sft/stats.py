@@ -15,7 +15,6 @@ from lit_gpt.sft.data import COUNT_NAMES, COUNTS_KEY
 
 
 def summarize(counts: torch.Tensor) -> dict:
-    """The named counts and the masked share of the loss tokens."""
     values = dict(zip(COUNT_NAMES, (int(v) for v in counts.tolist())))
     values["masked_share"] = values["masked_tokens"] / values["loss_tokens"] if values["loss_tokens"] else 0.0
     return values
