@@ -108,7 +108,7 @@ class SlowLlamaEncoding(SentencePieceBackend):
     with `use_fast=False`, i.e. transformers 4's sentencepiece `LlamaTokenizer` (`legacy` as the
     folder's tokenizer_config.json says, True when it says nothing), whose ids differ from the fast
     tokenizer's for text that starts with whitespace: "   " is ▁▁▁▁ there, ▁▁▁ in the fast one.
-    transformers' sentencepiece backend under that class's `tokenize` and `encode`.
+    That class is transformers' sentencepiece backend with the `tokenize` and `encode` below.
     """
 
     @classmethod
