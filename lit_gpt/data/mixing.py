@@ -73,7 +73,7 @@ class MixedStream(ResumableStream):
         # from `_base` on, dataset i's position is shifted by `_shift[i]`.
         self._base = 0
         self._shift = np.zeros(len(self.datasets), dtype=np.int64)
-        self._windows: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._windows: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     # --- where a position's block comes from
     def apportion(self, n: int) -> np.ndarray:
@@ -86,9 +86,8 @@ class MixedStream(ResumableStream):
         counts[-1] = rest
         return counts
 
-    def _window(self, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(dataset of each offset, its rank among the window's positions of that dataset, each
-        dataset's position at the window's start)."""
+    def _window(self, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dataset of each offset, each dataset's position at the window's start)."""
         cached = self._windows.get(window)
         if cached is not None:
             self._windows.move_to_end(window)
@@ -97,11 +96,7 @@ class MixedStream(ResumableStream):
         counts = self.apportion((window + 1) * self.WINDOW) - start
         choices = np.repeat(np.arange(len(self.datasets)), counts)
         rng = np.random.default_rng([self.seed, self.process_rank, window, self._SEED_DOMAIN])
-        choices = rng.permutation(choices)
-        rank = np.empty(self.WINDOW, dtype=np.int64)
-        for dataset, count in enumerate(counts):
-            rank[choices == dataset] = np.arange(count)
-        self._windows[window] = cached = (choices, rank, start)
+        self._windows[window] = cached = (rng.permutation(choices), start)
         if len(self._windows) > 4:  # a micro batch may straddle two windows
             self._windows.popitem(last=False)
         return cached
@@ -109,19 +104,15 @@ class MixedStream(ResumableStream):
     def positions_at(self, position: int) -> np.ndarray:
         """Each dataset's position (blocks taken from it) when the mix is at `position`."""
         window, offset = divmod(position, self.WINDOW)
-        choices, _, start = self._window(window)
+        choices, start = self._window(window)
         counts = start + np.bincount(choices[:offset], minlength=len(self.datasets))
         return counts + self._shift if position >= self._base else counts
 
     def locate(self, position: int) -> tuple[int, int]:
         """(dataset index, position in that dataset) of the mix's sample at `position`."""
         window, offset = divmod(position, self.WINDOW)
-        choices, rank, start = self._window(window)
-        choice = int(choices[offset])
-        sub = int(start[choice] + rank[offset])
-        if position >= self._base:
-            sub += int(self._shift[choice])
-        return choice, sub
+        choice = int(self._window(window)[0][offset])
+        return choice, int(self.positions_at(position)[choice])
 
     def sample_at(self, position: int) -> Optional[torch.Tensor]:
         """The mix's sample at `position`, or None past the end of a finite mix."""
