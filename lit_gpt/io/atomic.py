@@ -76,7 +76,7 @@ def disk_errors(label: str) -> Iterator[None]:
 
 def fsync_tree(path: Path, files: bool = True) -> None:
     """Flushes `path` (a file, or a folder and, with `files`, everything in it) to the disk."""
-    paths = [path] if not path.is_dir() else [*(p for p in path.rglob("*") if files and p.is_file()), path]
+    paths = [*(p for p in path.rglob("*") if p.is_file()), path] if files and path.is_dir() else [path]
     for p in paths:
         try:
             fd = os.open(p, os.O_RDONLY)
