@@ -148,11 +148,5 @@ class PackedStream(ResumableStream):
 
     # --- resume
     def _identity(self) -> dict:
-        return {
-            "seed": self.seed,
-            "block_size": self.block_size,
-            "shuffle": self.shuffle,
-            "num_processes": self.num_processes,
-            "blocks_per_epoch": self.blocks_per_epoch,
-            "n_chunks": self.n_chunks,
-        }
+        names = ("seed", "block_size", "shuffle", "num_processes", "blocks_per_epoch", "n_chunks")
+        return {name: getattr(self, name) for name in names}
