@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.config import Config
 from lit_gpt.convert.hf import check_keys_and_shapes, lit_shapes
 from lit_gpt.io.safe_load import load_torch_file
@@ -98,13 +98,16 @@ def read_lit_state_dict(path: Union[str, Path]) -> tuple[dict[str, torch.Tensor]
 
 def read_sharded_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """-> (full model state dict, metadata) of a sharded training checkpoint folder; the optimizer is not read."""
+    from torch.distributed.checkpoint import CheckpointException
+
     from lit_gpt.io import sharded_checkpoint
 
     meta = sharded_checkpoint.read_meta(path)
     try:  # read_meta checked the index; torch reads the tensors with weights_only=True
         sd = sharded_checkpoint.read_full_state_dict(path, "model")
-    except Exception as err:  # a damaged folder: torch raises several types
-        raise UserError(f"could not read {path} as a sharded checkpoint: {type(err).__name__}: {err}") from None
+    except (Exception, CheckpointException) as err:  # a damaged folder: torch raises several types, not all Exceptions
+        reason = f"{type(err).__name__}: {first_line(err)}"
+        raise UserError(f"could not read {path} as a sharded checkpoint: {reason}") from None
     return sd, {k: v for k, v in meta.items() if k not in _NOT_META}
 
 

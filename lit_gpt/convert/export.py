@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from lit_gpt.errors import UserError
+from lit_gpt.errors import UserError, first_line
 from lit_gpt.io.hf_quiet import quiet_hf_loading
 from lit_gpt.config import Config, find_multiple
 from lit_gpt.convert.checkpoint import load_lit_checkpoint, strip_wrapper_prefixes
@@ -126,7 +126,7 @@ def write_safetensors(items, folder: Path, max_shard_bytes: int) -> tuple[int, i
                 # other tensor stays a view of the memory-mapped checkpoint (a copy of each would double the RAM).
                 storage = tensor.untyped_storage()
                 if not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes or storage.data_ptr() in storages:
-                    tensor = tensor.contiguous().clone()
+                    tensor = tensor.clone(memory_format=torch.contiguous_format)
                 storages.add(tensor.untyped_storage().data_ptr())
                 tensors[name] = tensor
                 weight_map[name] = file_name
@@ -223,8 +223,8 @@ def read_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
         if index.is_file():
             try:
                 files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (ValueError, KeyError) as err:
-                raise UserError(f"{index} is not a weight index: {err}") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                raise UserError(f"{index} is not a weight index: {first_line(err)}") from None
         elif (hf_dir / single).is_file():
             files = [single]
         else:
