@@ -13,24 +13,21 @@ if TYPE_CHECKING:
     from lit_gpt.eval.prompts import RetrievalPrompt
 
 
-def _batches(rows: Sequence[Sequence[int]], batch_size: int, desc: str):
-    """Row indices in batches of similar lengths (sorted by length), behind a progress bar on a terminal."""
+def _padded_batches(rows: Sequence[Sequence[int]], batch_size: int, pad_id: int, desc: str):
+    """(row indices, input_ids, attention_mask) of `rows` in batches of similar lengths (sorted by length),
+    left-padded so every row ends in the last column, behind a progress bar on a terminal."""
     from tqdm.auto import tqdm
 
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return tqdm(batches, desc=desc, unit="batch", disable=not sys.stderr.isatty())
-
-
-def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) of `rows` left-padded to the longest: every row ends in the last column."""
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, row in enumerate(rows):
-        input_ids[r, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
-        attention_mask[r, width - len(row) :] = 1
-    return input_ids, attention_mask
+    for batch in tqdm(batches, desc=desc, unit="batch", disable=not sys.stderr.isatty()):
+        width = max(len(rows[i]) for i in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            input_ids[r, width - len(rows[i]) :] = torch.as_tensor(list(rows[i]), dtype=torch.long)
+            attention_mask[r, width - len(rows[i]) :] = 1
+        yield batch, input_ids, attention_mask
 
 
 @torch.inference_mode()
@@ -40,8 +37,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id  # set by models.prepare_tokenizer_for_batching
     outputs: list[str] = [""] * len(prompts)
-    for batch in _batches(prompts, batch_size, desc):
-        input_ids, attention_mask = _left_padded([prompts[i] for i in batch], pad_id)
+    for batch, input_ids, attention_mask in _padded_batches(prompts, batch_size, pad_id, desc):
         width = input_ids.size(1)
         generated = model.generate(
             input_ids=input_ids.to(device),
@@ -84,8 +80,7 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]], answers: Sequence[S
     device = next(model.parameters()).device
     rows = [list(p) + list(a) for p, a in zip(prompts, answers)]
     out: list[float] = [float("nan")] * len(rows)
-    for batch in _batches(rows, batch_size, desc):
-        input_ids, attention_mask = _left_padded([rows[i] for i in batch], pad_id)
+    for batch, input_ids, attention_mask in _padded_batches(rows, batch_size, pad_id, desc):
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         # Answers end every row (left padding), so only the last `keep` positions' logits are needed:
         # at 4096 tokens x 32k vocabulary the full logits of a batch would take gigabytes.

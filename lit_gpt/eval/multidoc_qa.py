@@ -17,15 +17,15 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 from typing import Optional, Sequence
 
 from lit_gpt.errors import UserError
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
-from lit_gpt.eval.scoring import METRICS, first_line, score
+from lit_gpt.eval.scoring import METRICS, scored
 
 QA_INSTRUCTION = (
     "Write a high-quality answer for the given question using only the provided search results "
@@ -158,25 +158,19 @@ def run_multidoc_qa(settings: MultiDocSettings, command: Optional[str] = None) -
     out_dir = settings.make_out_dir()
     generations = greedy_generate(loaded.model, loaded.tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
                                   desc="multidoc QA")
-    records, by_position = [], defaultdict(list)
-    for (ex, pos, docs), ids, generation in zip(jobs, prompts, generations):
-        scores = score(generation, ex.answers)
-        by_position[pos].append(scores[settings.metric])
-        records.append(
-            {
-                "line": ex.line,
-                "gold_position": pos,
-                "num_documents": len(docs),
-                "prompt_tokens": len(ids),
-                "question": ex.question,
-                "answers": ex.answers,
-                "predicted": first_line(generation),
-                "generation": generation,
-                "correct": scores[settings.metric],
-                "scores": scores,
-            }
-        )
-    accuracy = {str(pos): sum(v) / len(v) for pos, v in sorted(by_position.items())}
+    records = [
+        {
+            "line": ex.line,
+            "gold_position": pos,
+            "num_documents": len(docs),
+            "prompt_tokens": len(ids),
+            "question": ex.question,
+            "answers": ex.answers,
+            **scored(generation, ex.answers, settings.metric),
+        }
+        for (ex, pos, docs), ids, generation in zip(jobs, prompts, generations)
+    ]
+    accuracy = {str(pos): fmean(r["correct"] for r in records if r["gold_position"] == pos) for pos in positions}
     results = {
         **settings.results_head(
             "multidoc_qa", loaded, gold_positions=positions, num_documents=num_documents, examples=len(examples),

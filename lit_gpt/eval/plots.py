@@ -12,7 +12,6 @@ NIAH_COLORS = ("#F0496E", "#EBB839", "#0CD79F")
 
 
 def new_figure(width: float, height: float, ncols: int = 1):
-    """(figure, axes) on the Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 from lit_gpt.eval import options
 from lit_gpt.eval.options import setting
 from lit_gpt.eval.prompts import RetrievalPrompt
-from lit_gpt.eval.scoring import METRICS, first_line, score
+from lit_gpt.eval.scoring import METRICS, scored
 
 DEFAULT_MAX_NEW_TOKENS = {"passkey": 16, "niah": 24, "kv": 64}
 # Numbers are matched as substrings (RULER); UUIDs with lost in the middle's best-subspan EM.
@@ -51,31 +51,25 @@ def score_prompts(
     answer_tokens: Sequence[int],
 ) -> list[dict]:
     """One record per prompt: where the needle was, what was expected and generated, and the scores."""
-    records = []
-    for i, (prompt, generation) in enumerate(zip(prompts, generations)):
-        scores = score(generation, prompt.answer)
-        records.append(
-            {
-                "context_length": prompt.context_length,
-                "depth": prompt.depth,
-                "sample": prompt.sample_index,
-                "prompt_tokens": len(prompt.input_ids),
-                "needle_position": prompt.needle_start,
-                "needle_end": prompt.needle_end,
-                "context_start": prompt.context_start,
-                "context_end": prompt.context_end,
-                "needle_depth": round(prompt.needle_depth, 4),
-                "key": prompt.key,
-                "expected": prompt.answer,
-                "predicted": first_line(generation),
-                "generation": generation,
-                "correct": scores[metric],
-                "scores": scores,
-                "answer_tokens": answer_tokens[i],
-                "answer_logprob": logprobs[i],
-            }
-        )
-    return records
+    return [
+        {
+            "context_length": prompt.context_length,
+            "depth": prompt.depth,
+            "sample": prompt.sample_index,
+            "prompt_tokens": len(prompt.input_ids),
+            "needle_position": prompt.needle_start,
+            "needle_end": prompt.needle_end,
+            "context_start": prompt.context_start,
+            "context_end": prompt.context_end,
+            "needle_depth": round(prompt.needle_depth, 4),
+            "key": prompt.key,
+            "expected": prompt.answer,
+            **scored(generation, prompt.answer, metric),
+            "answer_tokens": n_answer,
+            "answer_logprob": logprob,
+        }
+        for prompt, generation, logprob, n_answer in zip(prompts, generations, logprobs, answer_tokens)
+    ]
 
 
 def summarize(records: Sequence[dict], value) -> dict:

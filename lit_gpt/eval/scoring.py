@@ -24,12 +24,10 @@ def normalize_answer(text: str) -> str:
 
 
 def first_line(generation: str) -> str:
-    """The first non-empty line of a generation, stripped."""
     return next((line.strip() for line in generation.splitlines() if line.strip()), "")
 
 
 def exact_match(prediction: str, answers: Answers) -> bool:
-    """The normalized prediction equals a normalized answer."""
     normalized = normalize_answer(prediction)
     return any(normalized == normalize_answer(answer) for answer in _as_list(answers))
 
@@ -54,6 +52,11 @@ METRICS: dict[str, Callable[[str, Answers], bool]] = {
 
 
 def score(generation: str, answers: Answers) -> dict[str, bool]:
-    """Every metric on the first line of `generation`."""
     prediction = first_line(generation)
     return {name: metric(prediction, answers) for name, metric in METRICS.items()}
+
+
+def scored(generation: str, answers: Answers, metric: str) -> dict:
+    """A generation's fields in the evaluations' records; `correct` is by `metric`."""
+    scores = score(generation, answers)
+    return {"predicted": first_line(generation), "generation": generation, "correct": scores[metric], "scores": scores}
