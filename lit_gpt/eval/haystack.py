@@ -95,7 +95,6 @@ def take_documents(texts: Iterator[str], max_chars: int) -> list[str]:
 
 
 def load_corpus(path: Union[str, Path], max_chars: int = 4_000_000) -> Corpus:
-    """Reads documents from a file or folder until `max_chars` characters are collected."""
     path = Path(path).expanduser()
     documents = take_documents(chain.from_iterable(map(_read_documents, _corpus_files(path))), max_chars)
     if not documents:

@@ -61,7 +61,6 @@ def check_model_path(model_path: Union[str, Path], tokenizer_dir: Union[str, Pat
     if path.is_file():
         if path.suffix != ".pth":
             raise UserError(f"{path} is neither a Hugging Face folder nor a lit checkpoint (.pth)")
-        # Without --tokenizer_dir the tokenizer the checkpoint records is used.
         if tokenizer_dir and not any((Path(tokenizer_dir).expanduser() / name).is_file() for name in TOKENIZER_FILES):
             raise UserError(f"no tokenizer in {tokenizer_dir} for lit checkpoint {path.name}")
     elif not (path / "config.json").is_file():

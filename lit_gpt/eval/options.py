@@ -92,7 +92,6 @@ class ModelSettings:
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Field]) -> None:
-    """One flag per field: booleans are switches; a field without a default is a required flag."""
     for f in settings_fields:
         meta = f.metadata
         if f.type == "bool":  # annotations are strings here
@@ -112,7 +111,6 @@ def command(settings_type: type, run: Callable, report: Callable, module: str, d
     @exit_on_user_error
     def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> dict:
         argv = list(sys.argv[1:] if argv is None else argv)
-        # The description is the module docstring's first paragraph.
         parser = ArgumentParser(prog=prog or f"python -m {module}", description=doc.split("\n\n")[0])
         add_arguments(parser, fields(settings_type))
         settings = settings_type(**vars(parser.parse_args(argv)))

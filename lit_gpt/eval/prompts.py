@@ -207,7 +207,6 @@ def sample_rng(seed: int, task: str, context_length: int, sample_index: int) -> 
 
 
 def _needle(task: str, rng: random.Random) -> tuple[str, str]:
-    """(key, value) of the sample's needle."""
     if task == "passkey":
         return "", str(rng.randint(10_000, 99_999))
     if task == "niah":
