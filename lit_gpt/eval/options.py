@@ -18,11 +18,17 @@ from lit_gpt.io.atomic import write_text
 
 def setting(default: Any = MISSING, *, help: Optional[str] = None, type: Optional[Callable] = None,
             choices: Optional[Sequence] = None):
-    """A settings field with its flag's argparse options."""
-    meta = {"help": help, "type": type, "choices": choices}
+    """A settings field; its metadata are its flag's argparse options (False: a switch; no default: a required flag)."""
+    flag = {key: value for key, value in (("help", help), ("type", type), ("choices", choices)) if value is not None}
+    if default is False:
+        flag["action"] = "store_true"
+    elif default is MISSING:
+        flag["required"] = True
+    else:
+        flag["default"] = default
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=lambda: list(default), metadata=flag)
+    return field(default=default, metadata=flag)
 
 
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
@@ -93,16 +99,7 @@ class ModelSettings:
 
 def add_arguments(parser: argparse.ArgumentParser, settings_fields: Iterable[Field]) -> None:
     for f in settings_fields:
-        meta = f.metadata
-        if f.type == "bool":  # annotations are strings here
-            parser.add_argument(f"--{f.name}", action="store_true", help=meta.get("help"))
-            continue
-        kwargs = {key: meta[key] for key in ("help", "type", "choices") if meta.get(key) is not None}
-        if f.default is MISSING and f.default_factory is MISSING:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default_factory() if f.default is MISSING else f.default
-        parser.add_argument(f"--{f.name}", **kwargs)
+        parser.add_argument(f"--{f.name}", **f.metadata)
 
 
 def command(settings_type: type, run: Callable, report: Callable, module: str, doc: Optional[str]):
