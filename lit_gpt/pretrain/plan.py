@@ -65,19 +65,15 @@ def _gib(n: int) -> str:
 
 def print_plan(args) -> int:
     """Prints the plan for `args` (PretrainArgs) and the layout they resolve to; launches nothing, writes nothing."""
-    from lit_gpt.pretrain.args import check_batch_layout, total_steps
-    from lit_gpt.pretrain.parallel import check_process_layout
-    from lit_gpt.pretrain.train import _check_fsdp_settings, _uses_fsdp, model_config
+    from lit_gpt.pretrain.args import total_steps
+    from lit_gpt.pretrain.train import _uses_fsdp, check_layout, model_config
 
     if args.vocab_from_tokenizer:
         raise UserError("--dry_run with vocab_from_tokenizer: set the vocabulary in model_overrides to plan without the tokenizer")
     accelerator = "cpu" if args.accelerator == "cpu" else "cuda"  # plans for GPUs unless told otherwise
     devices = args.devices if args.devices != -1 else max(torch.cuda.device_count(), 1)
     precision = args.precision or ("bf16-mixed" if accelerator == "cuda" else "32-true")
-    world = devices * args.num_nodes
-    check_process_layout(devices, args.num_nodes, args.fsdp_sharding)
-    grad_accum = check_batch_layout(args, world)
-    _check_fsdp_settings(args, accelerator, world, precision)
+    world, grad_accum = check_layout(args, accelerator, devices, precision)
     config = model_config(args, 0)
     fsdp = args.fsdp_sharding if _uses_fsdp(args, accelerator, world) else None
     shard_over = (devices if fsdp == "HYBRID_SHARD" and args.num_nodes > 1 else world) if fsdp else 1

@@ -118,11 +118,8 @@ def plan_run(args: PretrainArgs) -> RunPlan:
     built) and resolves the run, before any process is launched: bad input stops it with one line."""
     check_logger_available(args.logger)
     accelerator, devices, precision = _resolve_hardware(args)
-    world_size = devices * args.num_nodes
-    check_launcher(args.num_nodes, world_size)
-    check_process_layout(devices, args.num_nodes, args.fsdp_sharding)
-    grad_accum = check_batch_layout(args, world_size)
-    _check_fsdp_settings(args, accelerator, world_size, precision)
+    check_launcher(args.num_nodes, devices * args.num_nodes)
+    world_size, grad_accum = check_layout(args, accelerator, devices, precision)
 
     tokenizer = load_tokenizer(args.tokenizer_dir)
     info = tokenizer_info(tokenizer, args.tokenizer_dir)
@@ -179,7 +176,11 @@ def checkpoint_format(args: PretrainArgs, accelerator: str, world_size: int) -> 
     return fmt, fmt == "sharded" if args.async_checkpoint is None else args.async_checkpoint
 
 
-def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, precision: str) -> None:
+def check_layout(args: PretrainArgs, accelerator: str, devices: int, precision: str) -> tuple[int, int]:
+    """-> (world size, accumulation steps) once processes, batch and FSDP settings fit (a run's and a plan's)."""
+    world_size = devices * args.num_nodes
+    check_process_layout(devices, args.num_nodes, args.fsdp_sharding)
+    grad_accum = check_batch_layout(args, world_size)
     fmt, asynchronous = checkpoint_format(args, accelerator, world_size)
     if asynchronous and fmt != "sharded":
         raise UserError(f"--async_checkpoint: {fmt} checkpoints are gathered and written by one process; "
@@ -187,7 +188,7 @@ def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, 
     if not _uses_fsdp(args, accelerator, world_size):
         if fmt == "sharded":
             raise UserError("--checkpoint_format sharded needs FSDP (--strategy fsdp, or several GPUs)")
-        return
+        return world_size, grad_accum
     if args.fsdp_sharding == "NO_SHARD":
         raise UserError("--fsdp_sharding NO_SHARD: FSDP2 has no unsharded mode; use --strategy ddp to replicate")
     if precision == "16-mixed":
@@ -196,6 +197,7 @@ def _check_fsdp_settings(args: PretrainArgs, accelerator: str, world_size: int, 
         # Not refused: the same code path and checkpoint formats as a sharded run, on one process.
         print(f"--strategy fsdp with one process: FSDP2 over a single process (nothing is sharded; "
               f"{fmt} checkpoints as with several)")
+    return world_size, grad_accum
 
 
 def build_fabric(plan: RunPlan):
