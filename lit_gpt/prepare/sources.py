@@ -201,6 +201,8 @@ def iter_records(
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise PrepareError(f"{path}: corrupt gzip ({err or type(err).__name__})") from None
     except OSError as err:
+        if path.suffix == ".zst" and err.errno is None:  # pyarrow's decompression errors carry no errno
+            raise PrepareError(f"{path}: corrupt zstd ({err})") from None
         raise PrepareError(f"cannot read {path}: {err.strerror or err}") from None
 
 
@@ -208,8 +210,12 @@ def _json_texts(path: Path, text_key: str, on_bytes) -> Iterator[tuple[int, Unio
     with open(path, "rb") as raw:
         if path.suffix == ".gz":
             stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif path.suffix == ".zst":  # any number of frames; a file ending inside one is an error
+            import pyarrow as pa
+
+            stream = io.BufferedReader(pa.CompressedInputStream(raw, "zstd"), buffer_size=1 << 20)
         else:
-            stream = io.BufferedReader(_ZstdReader(raw, path), buffer_size=1 << 20) if path.suffix == ".zst" else raw
+            stream = raw
         position = 0
         for number, line in enumerate(stream, start=1):
             if number % 4096 == 0:
@@ -244,41 +250,6 @@ def _text_of(record, text_key: str, check_unicode: bool) -> Union[str, Skipped]:
     if check_unicode and _SURROGATE.search(text):
         return Skipped(f"{text_key!r} holds an unpaired surrogate escape, not Unicode text")
     return text
-
-
-class _ZstdReader(io.RawIOBase):
-    """The decompressed bytes of a .zst file of one or more frames; a file that ends inside a
-    frame is an error (zstandard's stream reader would end there without a word)."""
-
-    def __init__(self, raw, path: Path):
-        import zstandard
-
-        self._raw, self._path, self._zstd = raw, path, zstandard
-        self._decoder = zstandard.ZstdDecompressor().decompressobj()
-        self._pending, self._in_frame = b"", False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            data = self._raw.read(1 << 20)
-            if not data:
-                if self._in_frame:
-                    raise PrepareError(f"{self._path}: corrupt zstd (the file ends inside a frame: truncated)")
-                return 0
-            while data:
-                try:
-                    self._pending += self._decoder.decompress(data)
-                except self._zstd.ZstdError as err:
-                    raise PrepareError(f"{self._path}: corrupt zstd ({err})") from None
-                data, self._in_frame = b"", not self._decoder.eof
-                if self._decoder.eof:  # a frame ended: what follows starts the next one
-                    data, self._decoder = self._decoder.unused_data, self._zstd.ZstdDecompressor().decompressobj()
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 def _table_texts(path: Path, text_key: str, on_bytes):
