@@ -11,8 +11,8 @@ import numpy as np
 import sentencepiece
 from sentencepiece import sentencepiece_model_pb2
 
-from lit_gpt.prepare.token_encoding import (SPACE_MARK, BatchEncoder, NotExact, WordCacheBPE, cut_long_text, fill_in,
-                                            mark_spaces_and_prepend, special_token_pattern, split_at_special_tokens)
+from lit_gpt.prepare.token_encoding import (SPACE_MARK, BatchEncoder, NotExact, WordCacheBPE, cut_long_text,
+                                            encode_plans, mark_spaces_and_prepend, plan_document, special_token_pattern)
 from lit_gpt.tokenizer import MASK_TOKEN, TokenizerError
 
 
@@ -35,11 +35,12 @@ class SentencePieceEncoder:
         self.eos = sp.eos_id()
         self.bos = sp.bos_id() if sp.bos_id() >= 0 else None
         self.adds_bos = self.bos is not None
+        self.prefix = [self.bos] if self.adds_bos else []
         self.split_exact, self.why_not_split = split_is_exact(model_proto)
         # What upstream's Hugging Face LLaMA tokenizer parses in text: its control and unknown pieces.
         self.special_ids = specials = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())
                                        if (sp.is_control(i) or sp.is_unknown(i)) and sp.id_to_piece(i) != MASK_TOKEN}
-        self.special_pattern = special_token_pattern(specials) if specials else None
+        self.special_pattern = special_token_pattern(specials) if specials and parse_special_tokens else None
         self._cut = re.compile(f"(?<=[^ {SPACE_MARK}]) (?=[^ {SPACE_MARK}])")
         self.method, self.word_cache = "sentencepiece batch", None
         try:
@@ -80,39 +81,16 @@ class SentencePieceEncoder:
         # The space itself is dropped: the next piece's dummy prefix "▁" stands for it.
         return cut_long_text(text, self._cut, self.PIECE_CHARS, drop_cut=True) if self.split_exact else [text]
 
-    def _plan(self, text: str) -> list:
-        """One document as special ids (int) and texts to encode (str)."""
-        parts: list = [self.bos] if self.bos is not None else []
-        if self.parse_special_tokens and self.special_pattern is not None:
-            segments = split_at_special_tokens(text, self.special_pattern, self.special_ids)
-        else:
-            segments = [text] if text else []
-        for segment in segments:
-            parts += [segment] if isinstance(segment, int) else self.pieces(segment)
-        parts.append(self.eos)
-        return parts
-
     def __call__(self, texts: list[str]) -> np.ndarray:
         if self.word_cache is not None:
             return self.word_cache(texts)
         return self._plain(texts)
 
     def _plain(self, texts: list[str]) -> np.ndarray:
-        arrays, group, chars = [], [], 0
-        for text in texts:
-            for part in self._plan(text):
-                group.append(part)
-                if isinstance(part, str):
-                    chars += len(part)
-                    if chars >= self.BATCH_CHARS:
-                        arrays.append(self._encode(group))
-                        group, chars = [], 0
-        arrays.append(self._encode(group))
-        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-
-    def _encode(self, parts: list) -> np.ndarray:
-        encoded = iter(self.processor.encode([p for p in parts if isinstance(p, str)], num_threads=self.threads))
-        return np.array(fill_in(parts, encoded), dtype=self.dtype)
+        plans = ([*self.prefix, *plan_document(text, self.special_pattern, self.special_ids, self.pieces), self.eos]
+                 for text in texts)
+        encode = partial(self.processor.encode, num_threads=self.threads)
+        return encode_plans(plans, encode, self.dtype, self.BATCH_CHARS)
 
 
 def split_is_exact(model_proto: bytes) -> tuple[bool, Optional[str]]:

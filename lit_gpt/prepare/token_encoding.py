@@ -45,15 +45,40 @@ def special_token_pattern(tokens) -> "re.Pattern":
     return re.compile("(" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
 
 
-def split_at_special_tokens(text: str, pattern: "re.Pattern", ids: dict) -> list:
-    """`text` as a list of text pieces (str) and special-token ids (int), in order; no empty pieces."""
+def plan_document(text: str, pattern: Optional["re.Pattern"], ids: dict, pieces=None) -> list:
+    """`text` as special-token ids (int: where `pattern`, if given, matches one of `ids`) and the
+    texts between them (str, none empty, each cut by `pieces` if given), in order."""
     # With a group, re.split puts each match at an odd index, between the (maybe empty) texts.
-    return [ids[part] if i % 2 else part for i, part in enumerate(pattern.split(text)) if i % 2 or part]
+    plan: list = []
+    for i, part in enumerate(pattern.split(text) if pattern is not None else [text]):
+        if i % 2:
+            plan.append(ids[part])
+        elif part:
+            plan += pieces(part) if pieces is not None else [part]
+    return plan
 
 
-def fill_in(plan: list, encoded) -> list[int]:
-    """`plan` (ids as int, texts as str) with each text replaced by the next ids from `encoded`."""
-    return list(chain.from_iterable(next(encoded) if isinstance(part, str) else (part,) for part in plan))
+def encode_plans(plans, encode: Callable[[list[str]], list], dtype, batch_chars: int) -> np.ndarray:
+    """The ids of `plans` (one per document: ids as int, texts as str) as one array, each text
+    replaced by its ids; `encode` (texts -> their ids) gets at most `batch_chars` characters at a
+    time (or one longer text), so the ids and encodings held at once stay bounded."""
+    arrays, group, chars = [], [], 0
+    for plan in plans:
+        for part in plan:
+            if isinstance(part, str):
+                if chars and chars + len(part) > batch_chars:
+                    arrays.append(_fill_in(group, encode, dtype))
+                    group, chars = [], 0
+                chars += len(part)
+            group.append(part)
+    arrays.append(_fill_in(group, encode, dtype))
+    return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+
+
+def _fill_in(parts: list, encode, dtype) -> np.ndarray:
+    texts = [part for part in parts if isinstance(part, str)]
+    encoded = iter(encode(texts) if texts else [])  # the transformers call refuses an empty list
+    return np.fromiter(chain.from_iterable(next(encoded) if isinstance(p, str) else (p,) for p in parts), dtype=dtype)
 
 
 def cut_long_text(text: str, cut: "re.Pattern", size: int, drop_cut: bool = False) -> list[str]:
@@ -95,14 +120,16 @@ class BatchEncoder:
         reference = self._read_probe(encode_as_text(tokenizer, self.PROBE))
         specials = [t for t in tokenizer.all_special_tokens if t != MASK_TOKEN]
         self.special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
-        self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
+        self.special_pattern = None  # where the text is split: only when special tokens are parsed
         if parse_special_tokens:
+            self.special_pattern = special_token_pattern(self.special_ids) if self.special_ids else None
             # The reference: the tokenizer call parsing special tokens, on probes without "[MASK]".
             probes = [text for text in self.PROBE if MASK_TOKEN not in text]
             reference = [list(ids) for ids in tokenizer(probes, return_attention_mask=False)["input_ids"]]
             self.PROBE = probes
         expected = self._flatten(reference)
         self.method, self.backend, self.word_cache = "transformers", None, None
+        self._prefix, self._suffix = ([tokenizer.bos_token_id] if self.adds_bos else []), []
         self.long_text_cut, self.why_not_split = None, "not a fast (Rust) tokenizer"
         backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
         if backend is None:
@@ -120,7 +147,7 @@ class BatchEncoder:
             self.method, self.why_not_word_cache = "rust batch", "--parse_special_tokens"
             self._check(expected)
             return
-        if not np.array_equal(self._rust_batch(self.PROBE), expected):
+        if not np.array_equal(self._planned(self.PROBE), expected):
             self.backend, self.why_not_word_cache = None, "the Rust tokenizer differs from the tokenizer call"
             return
         self.method = "rust batch"
@@ -155,46 +182,31 @@ class BatchEncoder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         if self.word_cache is not None:
             return self.word_cache(texts)
-        if self.parse_special_tokens:
-            return self._with_special_tokens(texts)
-        if self.backend is not None:
-            return self._rust_batch(texts)
+        if self.parse_special_tokens or self.backend is not None:
+            return self._planned(texts)
         return self._flatten(encode_as_text(self.tokenizer, texts))
 
     # A document longer than this is encoded in pieces where `long_text_cut` allows: the Rust
-    # tokenizer's encoding of a whole 33 MB document holds ~6 GB.
+    # tokenizer's encoding of a whole 33 MB document holds ~6 GB. It also bounds the characters
+    # of one call (`encode_plans`).
     LONG_TEXT_CHARS = 1 << 20
 
-    def _rust_batch(self, texts: list[str]) -> np.ndarray:
-        encode = self.backend.encode_batch_fast
-        if self.long_text_cut is None or max(map(len, texts), default=0) <= self.LONG_TEXT_CHARS:
-            return self._flatten(encoding.ids for encoding in encode(texts, add_special_tokens=True))
-        arrays = []
-        for text in texts:
-            if len(text) <= self.LONG_TEXT_CHARS:
-                arrays.append(self._rust_batch([text]))
-                continue
-            # Each piece's ids become an array at once: a list of all of them would hold ~36 bytes a token.
-            pieces = (encode([piece], add_special_tokens=False)[0].ids for piece in self.pieces(text))
-            parts = chain([self._prefix], pieces, [self._suffix + ([self.eos] if self.append_eos else [])])
-            arrays += (np.array(ids, dtype=self.dtype) for ids in parts)
-        return np.concatenate(arrays)
+    def _planned(self, texts: list[str]) -> np.ndarray:
+        """Per document its text's ids (split at the special tokens when they are parsed, a long text
+        in `pieces`, each encoded alone) between the ids the tokenizer puts around a text, then EOS."""
+        end = self._suffix + ([self.eos] if self.append_eos else [])
+        plans = ([*self._prefix, *plan_document(text, self.special_pattern, self.special_ids, self.pieces), *end]
+                 for text in texts)
+        return encode_plans(plans, self._encode_texts, self.dtype, self.LONG_TEXT_CHARS)
+
+    def _encode_texts(self, texts: list[str]) -> list[list[int]]:
+        if self.backend is not None:
+            return [encoding.ids for encoding in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
 
     def pieces(self, text: str) -> list[str]:
         """`text` in pieces of about LONG_TEXT_CHARS where `long_text_cut` proves the cut exact."""
         return [text] if self.long_text_cut is None else cut_long_text(text, self.long_text_cut, self.LONG_TEXT_CHARS)
-
-    def _with_special_tokens(self, texts: list[str]) -> np.ndarray:
-        plans = [split_at_special_tokens(text, self.special_pattern, self.special_ids) if self.special_pattern
-                 else ([text] if text else []) for text in texts]
-        pieces = [part for plan in plans for part in plan if isinstance(part, str)]
-        if self.backend is not None:
-            encoded = iter(e.ids for e in self.backend.encode_batch_fast(pieces, add_special_tokens=False))
-            prefix, suffix = self._prefix, self._suffix
-        else:
-            encoded = iter(self.tokenizer(pieces, add_special_tokens=False, return_attention_mask=False)["input_ids"])
-            prefix, suffix = ([self.tokenizer.bos_token_id] if self.adds_bos else []), []
-        return self._flatten(list(prefix) + fill_in(plan, encoded) + suffix for plan in plans)
 
     def _flatten(self, encoded) -> np.ndarray:
         flat: list[int] = []
@@ -228,11 +240,13 @@ class UpstreamEncoder(BatchEncoder):
         self.eos = tokenizer_info(upstream).eos_id
         self.word_cache, self.why_not_word_cache = None, "legacy=False puts no '▁' after a special token in text"
         self.long_text_cut, self.why_not_split = None, "special tokens in text are parsed"
+        self.special_ids, self.special_pattern = {}, None  # the tokenizer itself parses them
         expected = self._flatten(self._read_probe(upstream(self.PROBE, return_attention_mask=False)["input_ids"]))
         self.backend = upstream.backend_tokenizer if getattr(upstream, "is_fast", False) else None
         if self.backend is not None:
             self.backend.encode_special_tokens = False
-            if not np.array_equal(self._rust_batch(self.PROBE), expected):
+            self._prefix, self._suffix = _around_body(self.backend)
+            if not np.array_equal(self._planned(self.PROBE), expected):
                 self.backend = None
         self.method = "transformers" if self.backend is None else "rust batch"
 
@@ -240,7 +254,7 @@ class UpstreamEncoder(BatchEncoder):
         if not self.parse_special_tokens:
             return super().__call__(texts)
         if self.backend is not None:
-            return self._rust_batch(texts)
+            return self._planned(texts)
         return self._flatten(self.tokenizer(texts, return_attention_mask=False)["input_ids"])
 
 
@@ -503,20 +517,16 @@ class WordCacheBPE:
         for text in texts:
             if self.prefix:
                 words.append(_DOC_START)
-            if self.special_pattern is None:
-                segments = (text,)
-            else:
-                segments = [("special", part) if isinstance(part, int) else part
-                            for part in split_at_special_tokens(text, self.special_pattern, self.special_ids)]
-            for segment in segments:
-                if isinstance(segment, tuple):
-                    words.append(segment)
+            # An empty text is no segment at all, not a lone "▁".
+            for segment in plan_document(text, self.special_pattern, self.special_ids):
+                if isinstance(segment, int):
+                    words.append(("special", segment))
                 elif len(segment) > self.LONG_TEXT_CHARS:
                     for piece in self._slices(normalize(segment)):
                         words += findall(piece)
                         parts.append(self._lookup(words))
                         words = []
-                elif segment:  # an empty text is no piece at all, not a lone "▁"
+                else:
                     words += findall(normalize(segment))
             words.append(_DOC_END)
         parts.append(self._lookup(words))
