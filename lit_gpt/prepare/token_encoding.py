@@ -251,11 +251,9 @@ class UpstreamEncoder(BatchEncoder):
         self.method = "transformers" if self.backend is None else "rust batch"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        if not self.parse_special_tokens:
-            return super().__call__(texts)
-        if self.backend is not None:
-            return self._planned(texts)
-        return self._flatten(self.tokenizer(texts, return_attention_mask=False)["input_ids"])
+        if self.parse_special_tokens and self.backend is None:  # the tokenizer call parses them
+            return self._flatten(self.tokenizer(texts, return_attention_mask=False)["input_ids"])
+        return super().__call__(texts)
 
 
 def load_legacy_false_tokenizer(tokenizer_dir):
