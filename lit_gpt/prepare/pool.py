@@ -98,11 +98,11 @@ class Monitor:
     """Turns the workers' events into progress-bar updates and warning lines."""
 
     def __init__(self, total_bytes: int, progress: Optional[bool], log):
-        self.bar, self.log = None, log
-        if progress if progress is not None else sys.stderr.isatty():
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="source read", dynamic_ncols=True)
+        self.log = log  # `progress` None: a bar on a terminal only (tqdm's disable=None)
+        self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="source read", dynamic_ncols=True,
+                        disable=None if progress is None else not progress)
         self.documents = self.tokens = 0
         self.started = time.perf_counter()
 
@@ -116,17 +116,15 @@ class Monitor:
     def put(self, event: tuple) -> None:  # the in-process run hands events over directly
         kind, *payload = event
         if kind == "warning":
-            (self.bar.write if self.bar is not None else self.log)(f"warning: {payload[0]}")
+            (self.log if self.bar.disable else self.bar.write)(f"warning: {payload[0]}")
             return
         nbytes, documents, tokens = payload
         self.documents += documents
         self.tokens += tokens
-        if self.bar is not None:
-            elapsed = max(time.perf_counter() - self.started, 1e-9)
-            self.bar.set_postfix_str(f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tokens/s",
-                                     refresh=False)
-            self.bar.update(nbytes)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.documents / elapsed:,.0f} docs/s, {self.tokens / elapsed:,.0f} tokens/s",
+                                 refresh=False)
+        self.bar.update(nbytes)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
