@@ -202,7 +202,9 @@ class BatchEncoder:
     def _encode_texts(self, texts: list[str]) -> list[list[int]]:
         if self.backend is not None:
             return [encoding.ids for encoding in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
-        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        # The special tokens were split out by the plan: what is left is text, "[MASK]" included.
+        return self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True,
+                              return_attention_mask=False)["input_ids"]
 
     def pieces(self, text: str) -> list[str]:
         """`text` in pieces of about LONG_TEXT_CHARS where `long_text_cut` proves the cut exact."""
