@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,30 +16,6 @@ from lit_gpt.eval.prompts import build_prompts
 from lit_gpt.tokenizer import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, llama_tokenizer_dir):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny_llama")
-    shutil.copy(llama_tokenizer_dir / "tokenizer.model", folder / "tokenizer.model")
-    tokenizer = load_tokenizer(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def run_cli(*args, cwd):
@@ -176,57 +151,6 @@ def test_earlier_results_are_not_overwritten(model_dir, tmp_path, capsys):
     assert (out / "results.json").read_text() == "earlier"
 
 
-def test_lit_checkpoint_loads_as_the_same_model(model_dir, tmp_path):
-    convert = pytest.importorskip("lit_gpt.convert.hf")
-    if not all(hasattr(convert, n) for n in ("hf_to_lit_state_dict", "config_from_hf", "lit_to_hf_state_dict")):
-        pytest.skip("lit_gpt.convert.hf lacks the conversion functions")
-    from safetensors.torch import load_file
-    from transformers import LlamaForCausalLM
-
-    from lit_gpt.eval.models import load_model
-
-    hf_config = json.loads((model_dir / "config.json").read_text())
-    config = convert.config_from_hf(hf_config, name="tiny")
-    lit_sd = convert.hf_to_lit_state_dict(load_file(model_dir / "model.safetensors"), config)
-    ckpt = tmp_path / "iter-000010-ckpt.pth"
-    torch.save({"model": lit_sd, "config": config.to_dict()}, ckpt)
-
-    loaded = load_model(ckpt, tokenizer_dir=model_dir, device="cpu", dtype="float32")
-    assert loaded.source == "lit"
-    reference = LlamaForCausalLM.from_pretrained(model_dir).eval()
-    ids = torch.randint(0, hf_config["vocab_size"], (2, 17), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(ids).logits, reference(ids).logits, rtol=1e-5, atol=1e-5)
-
-
-def test_answer_logprob_equals_a_naive_token_by_token_computation(model_dir):
-    """Batched, left-padded, one forward pass == each answer token scored alone by LlamaForCausalLM."""
-    from transformers import LlamaForCausalLM
-
-    from lit_gpt.eval.generation import answer_logprobs, prompt_answer_ids
-    from lit_gpt.eval.models import prepare_tokenizer_for_batching
-
-    tokenizer = load_tokenizer(model_dir, add_mask_token=False)
-    prepare_tokenizer_for_batching(tokenizer)
-    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
-    prompts = build_prompts(tokenizer, "passkey", [128, 160], [0.0, 1.0], 1, seed=3)
-    answers = prompt_answer_ids(tokenizer, prompts)
-    for p, a in zip(prompts, answers):
-        assert tokenizer.decode(a).strip() == p.answer
-    ids = [p.input_ids for p in prompts]
-    batched = answer_logprobs(model, ids, answers, pad_id=tokenizer.pad_token_id, batch_size=4)
-    alone = answer_logprobs(model, ids, answers, pad_id=tokenizer.pad_token_id, batch_size=1)
-    assert len({len(p.input_ids) + len(a) for p, a in zip(prompts, answers)}) > 1  # the batch really pads
-    for prompt, answer, got, got_alone in zip(ids, answers, batched, alone):
-        total = 0.0
-        with torch.no_grad():
-            for j, token in enumerate(answer):
-                context = torch.tensor([list(prompt) + list(answer[:j])])
-                total += torch.log_softmax(model(context).logits[0, -1].double(), -1)[token].item()
-        assert got == pytest.approx(total / len(answer), abs=1e-4)
-        assert got_alone == pytest.approx(got, abs=1e-4)
-
-
 @pytest.mark.parametrize("code", [28, 30])  # ENOSPC, EROFS
 def test_a_full_or_read_only_output_folder_is_one_line(model_dir, tmp_path, monkeypatch, capsys, code):
     """results.json and the heatmaps go through the atomic helper: a failing disk is one line naming
@@ -257,14 +181,3 @@ def test_a_full_or_read_only_output_folder_is_one_line(model_dir, tmp_path, monk
     assert (out / "results.json").read_text() == "earlier" and sorted(p.name for p in out.iterdir()) == ["results.json"]
 
 
-def test_loading_a_model_prints_no_progress_bar(model_dir, capfd):
-    """transformers' "Loading weights" bar is off for our loads, and the user's setting is restored."""
-    from transformers.utils import logging as hf_logging
-
-    from lit_gpt.eval.models import load_hf_folder
-
-    hf_logging.enable_progress_bar()  # the user's setting; another test may have turned it off
-    capfd.readouterr()
-    load_hf_folder(model_dir, torch.float32)
-    assert "Loading weights" not in capfd.readouterr().err
-    assert hf_logging.is_progress_bar_enabled()
