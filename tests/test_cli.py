@@ -88,13 +88,3 @@ def test_help_names_the_command_typed_and_lists_break_where_written(capsys):
             assert "convert_lit_checkpoint.py" not in out and "    meap-convert lit-to-hf --checkpoint_name" in out
         if call is prepare_main:
             assert "--destination_path data/c4_bin \\\n" in out
-
-
-def test_an_empty_item_in_a_list_option_is_refused_naming_it(capsys):
-    from lit_gpt.eval.cli import main as eval_main
-
-    with pytest.raises(SystemExit) as exit_:
-        eval_main(["retrieval", "--model_dir", "m", "--out_dir", "o", "--context_lengths", "128,,256"])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.count("\n") == 1
-    assert "--context_lengths: '128,,256' has an empty item" in err
