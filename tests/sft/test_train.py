@@ -556,3 +556,29 @@ def test_no_special_token_notice_nor_deprecated_flag_warning(model_dir, train_fi
     assert "PAD/BOS/EOS" not in err and "FutureWarning" not in err, err
     saved = json.loads((out / "config.json").read_text())
     assert (saved["pad_token_id"], saved["bos_token_id"], saved["eos_token_id"]) == (3, 1, 2)
+
+
+def test_preset_arguments():
+    from lit_gpt.sft.train import parse_arguments
+
+    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o", "--preset", "upstream"]
+    _, data_args, meap_args, _, _ = parse_arguments(base)
+    assert (meap_args.meap_mode, meap_args.min_answer_tokens, data_args.template_name) == ("separate", 51, "llama3")
+    _, data_args, meap_args, _, _ = parse_arguments(base[:-2])
+    assert (meap_args.meap_mode, meap_args.min_answer_tokens, data_args.template_name) == ("concat", 50, "vicuna")
+    with pytest.raises(UserError, match="--preset upstream makes its masked copies separate examples"):
+        parse_arguments(base + ["--meap_mode", "concat"])
+    with pytest.raises(UserError, match="--preset upstream: template 'vicuna' is not one of upstream's: llama3"):
+        parse_arguments(base + ["--template_name", "vicuna"])
+    with pytest.raises(UserError, match=r"--preset: invalid choice: 'paper' \(choose from 'default', 'upstream'\)"):
+        parse_arguments(base[:-1] + ["paper"])
+
+
+def test_preset_upstream_holds_out_one_percent_by_default():
+    from lit_gpt.sft.train import parse_arguments
+
+    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o"]
+    assert parse_arguments(base + ["--preset", "upstream"])[1].validation_split_percentage == 1.0
+    assert parse_arguments(base)[1].validation_split_percentage == 0.0
+    assert parse_arguments(base + ["--preset", "upstream", "--validation_split_percentage", "0"]
+                           )[1].validation_split_percentage == 0.0

@@ -12,7 +12,6 @@ import random
 
 import pytest
 
-from lit_gpt.errors import UserError
 from lit_gpt.sft.data import MEAPCollator, select_trainable, tokenize_files
 from lit_gpt.sft.templates import get_template
 from lit_gpt.sft.upstream import UPSTREAM_TEMPLATES, UpstreamSettings
@@ -229,22 +228,6 @@ def test_a_prompt_that_fills_max_length_gets_no_copy(tmp_path, tokenizer):
     assert ours == [] and summary.dropped == 1 and summary.masked_copies == 0
 
 
-def test_preset_arguments():
-    from lit_gpt.sft.train import parse_arguments
-
-    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o", "--preset", "upstream"]
-    _, data_args, meap_args, _, _ = parse_arguments(base)
-    assert (meap_args.meap_mode, meap_args.min_answer_tokens, data_args.template_name) == ("separate", 51, "llama3")
-    _, data_args, meap_args, _, _ = parse_arguments(base[:-2])
-    assert (meap_args.meap_mode, meap_args.min_answer_tokens, data_args.template_name) == ("concat", 50, "vicuna")
-    with pytest.raises(UserError, match="--preset upstream makes its masked copies separate examples"):
-        parse_arguments(base + ["--meap_mode", "concat"])
-    with pytest.raises(UserError, match="--preset upstream: template 'vicuna' is not one of upstream's: llama3"):
-        parse_arguments(base + ["--template_name", "vicuna"])
-    with pytest.raises(UserError, match=r"--preset: invalid choice: 'paper' \(choose from 'default', 'upstream'\)"):
-        parse_arguments(base[:-1] + ["paper"])
-
-
 def test_validation_split_holds_out_whole_records(tmp_path, tokenizer):
     from lit_gpt.sft.data import split_records
 
@@ -354,16 +337,6 @@ def test_the_first_percent_of_records_is_held_out(tmp_path, tokenizer):
 
     ds = datasets.load_dataset("json", data_files=str(path), split="train[:1%]", cache_dir=str(tmp_path / "c2"))
     assert [r["instruction"] for r in ds] == ["Question 0?", "Question 1?"]  # what upstream's call holds out
-
-
-def test_preset_upstream_holds_out_one_percent_by_default():
-    from lit_gpt.sft.train import parse_arguments
-
-    base = ["--model_name_or_path", "m", "--train_file", "t.json", "--output_dir", "o"]
-    assert parse_arguments(base + ["--preset", "upstream"])[1].validation_split_percentage == 1.0
-    assert parse_arguments(base)[1].validation_split_percentage == 0.0
-    assert parse_arguments(base + ["--preset", "upstream", "--validation_split_percentage", "0"]
-                           )[1].validation_split_percentage == 0.0
 
 
 # ---- LLaMA sentencepiece folders: upstream's slow tokenizer ---------------------------------------
