@@ -3,7 +3,6 @@
 import gzip
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,43 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_gpt.prepare.pipeline import PrepareError, gunzip_files, prepare
-from tools.sample_corpus import train_bpe_tokenizer
+from lit_gpt.prepare.pipeline import PrepareError, prepare
+from tests.prepare.helpers import (DOCS, TRICKY, c4_lines, quiet, read_chunk, reference, run_in_process, snapshot,
+                                   write_lines)
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "data_process" / "prepare_c4.py"
-
-DOCS = [
-    "The capital of Veldoria is Marnet. Marnet was founded in 1432.",
-    "",
-    "  Leading spaces, tabs\tand\nnew lines.\n\n",
-    "naïve café — ünïcödé ✓ 日本語",
-    "A longer document. " * 40,
-    "Short.",
-    "A web page about BERT: the [MASK] token, and </s> or <s> written out, stay text.",
-]
-
-
-# Texts where tokenizers differ: whitespace runs, marks, digits, scripts, emoji, special-token strings.
-TRICKY = [
-    "", " ", "  ", "\n", "\t", "Hello world!", "  two leading spaces", "trailing spaces   ", "a  b   c    d     e",
-    " " * 40 + "x" + " " * 41, "tabs\t\tand\t\t\tmore\t", "new\nlines\n\n\nand\r\nCRLF\r", " \n \t \u3000 \u00a0 ",
-    "naïve café — ünïcödé, Ångström, ﬁ ligature, e\u0301 combining", "emoji 🦙🤖, ZWJ 👩‍👩‍👧, flags 🇩🇪, skin 👍🏽",
-    "日本語のテキスト、中文字符 and 한국어; עברית and العربية", "Zalgo: Z̵̡̢a̷͎l̸g̶o̵", "\x00\x01\x0b\x0c\x7f\u2028\u2029\ufeff",
-    "digits 3.14159 and 2,000,000 and 0x1F 007 1st 2nd", "12345678901234567890", "literal </s> and <s> and <unk>",
-    "[MASK]", "a[MASK]b [MASK] [MASK][MASK] </s></s>", "<0x0A> <0xFF>", "▁", "▁▁▁", "▁already ▁marked▁▁ words ▁",
-    " ▁ ▁▁ ▁", "supercalifragilisticexpialidocious" * 20, "x" * 5000, "ab" * 3000, "https://example.com/a?b=c&d=e#f",
-    "def f(x):\n    return x ** 2  # comment\n", "{\"json\": [1, 2, 3]}", "C'est l'été. Don't, can't, won't.",
-    "Mr. O'Neil paid $1,234.56 (approx. €1.100) on 2019-04-25T12:57:54Z.",
-]
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tokenizer")
-    texts = DOCS * 20 + ["The grass is green. The sky is blue. The pass key is 12345."] * 20
-    train_bpe_tokenizer(texts, out, vocab_size=400)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -55,31 +23,6 @@ def hf_tokenizer(tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tokenizer_dir))
-
-
-def write_lines(path: Path, lines, gz=None):
-    data = "".join(line + "\n" for line in lines).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz if gz is not None else path.name.endswith(".gz"):
-        path.write_bytes(gzip.compress(data))
-    else:
-        path.write_bytes(data)
-    return path
-
-
-def c4_lines(texts):
-    return [json.dumps({"text": t, "timestamp": "2019-04-25T12:57:54Z", "url": f"https://x.invalid/{i}"})
-            for i, t in enumerate(texts)]
-
-
-def read_chunk(path: Path):
-    """Parses a chunk file by hand: (dtype code, tokens)."""
-    raw = path.read_bytes()
-    assert raw[:7] == b"LITPKDS" and struct.unpack("<Q", raw[7:15])[0] == 1
-    code, size = raw[15], struct.unpack("<Q", raw[16:24])[0]
-    tokens = np.frombuffer(raw[24:], dtype={8: "<u2", 4: "<i4"}[code])
-    assert tokens.size == size
-    return code, tokens
 
 
 def stream_of(dst: Path, chunk_prefix: str):
@@ -98,20 +41,6 @@ def run_cli(*args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, str(SCRIPT), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-
-
-def run_in_process(args, capsys) -> tuple[int, str]:
-    """(exit code, stderr) of `meap-prepare args` run in this process."""
-    from lit_gpt.prepare.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a) for a in args])
-    return exit_.value.code, capsys.readouterr().err
-
-
-def quiet(*_):
-    pass
 
 
 # ----------------------------------------------------------------------------- round trip
@@ -249,10 +178,6 @@ def test_split_and_prefixes(tmp_path, tokenizer_dir):
 # ----------------------------------------------------------------------------- resume and safety
 
 
-def snapshot(dst: Path):
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in dst.iterdir()}
-
-
 def test_rerun_skips_completed_sources_and_overwrites_nothing(tmp_path, tokenizer_dir):
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_lines(src / "c4-train.00000-of-00003.json.gz", c4_lines(DOCS))
@@ -291,20 +216,6 @@ def test_corrupt_gzip_fails_after_the_good_files_and_keeps_what_was_there(tmp_pa
     assert not any(n.startswith("c4_c4-train.00001") for n in after)  # the failed source leaves no chunks
     sources = json.loads((dst / "manifest.json").read_text())["sources"]
     assert sorted(sources) == ["c4-train.00000-of-00003.json.gz", "c4-train.00002-of-00003.json.gz"]
-
-
-def test_refuses_to_mix_settings_in_one_destination(tmp_path, tokenizer_dir):
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
-    prepare(src, dst, tokenizer_dir, chunk_size=32, num_workers=1, log=quiet)
-    before = snapshot(dst)
-    with pytest.raises(PrepareError, match="chunk_size=32"):
-        prepare(src, dst, tokenizer_dir, chunk_size=64, num_workers=1, log=quiet)
-    other_tok = tmp_path / "other_tok"
-    train_bpe_tokenizer(["completely different text"] * 50, other_tok, vocab_size=300)
-    with pytest.raises(PrepareError, match="tokenizer"):
-        prepare(src, dst, other_tok, chunk_size=32, num_workers=1, log=quiet)
-    assert snapshot(dst) == before
 
 
 def test_refuses_foreign_chunks_without_manifest(tmp_path, tokenizer_dir):
@@ -376,14 +287,6 @@ def test_command_line_success_and_checkpoint_dir_alias(tmp_path, tokenizer_dir):
     assert list((tmp_path / "dst").glob("c4_c4-train.00000-of-00001_*.bin"))
 
 
-def test_gunzip(tmp_path):
-    write_lines(tmp_path / "in" / "c4-train.00000-of-00001.json.gz", ["a", "b"])
-    out = gunzip_files(tmp_path / "in", tmp_path / "out")
-    assert out == [tmp_path / "out" / "c4-train.00000-of-00001.json"]
-    assert out[0].read_text() == "a\nb\n"
-    assert gunzip_files(tmp_path / "in", tmp_path / "out") == []  # existing outputs are left alone
-
-
 def test_chunks_left_by_a_killed_run_are_replaced(tmp_path, tokenizer_dir, hf_tokenizer):
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(DOCS))
@@ -398,139 +301,50 @@ def test_chunks_left_by_a_killed_run_are_replaced(tmp_path, tokenizer_dir, hf_to
     assert {p.name: p.read_bytes() for p in dst.glob("*.bin")} == good
 
 
-# ----------------------------------------------------------------------------- the word-cache fast path
+# ----------------------------------------------------------------------------- encodings
 
 
-def fuzz_texts(count: int, seed: int = 0) -> list[str]:
-    """Random texts built from the pieces where tokenizers differ: spaces, marks, digits, scripts, specials."""
-    import random
+def test_prepare_records_the_backend_and_parses_special_tokens_on_request(tmp_path, llama_tokenizer_dir, sp):
+    """(Without --parse_special_tokens: test_prepare_c4.test_llama_style_sentencepiece_tokenizer.)"""
+    from lit_gpt.prepare.pipeline import prepare
 
-    pieces = [" ", "  ", "   ", "\n", "\t", "\r\n", "▁", "▁▁", "a", "e", "t", "th", "the", "The", "ing", "er", ".", ",",
-              "'", "-", "0", "7", "42", "é", "ü", "ß", "日", "本", "🦙", "👩‍👩‍👧", "\u0301", "\u200b", "\x00", "</s>",
-              "<s>", "[MASK]", "<unk>", "<0x0A>", "http://", "world", "hello", "Hello", "xyzzy", "\u3000"]
-    rng = random.Random(seed)
-    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(count)]
-
-
-def reference_stream(tokenizer, texts, eos):
-    """What the encoder must return: the plain tokenizer call on each text, then EOS, concatenated."""
-    ids = []
-    for text in texts:
-        ids += tokenizer(text, split_special_tokens=True)["input_ids"] + [eos]
-    return ids
-
-
-@pytest.fixture(scope="module")
-def llama_tokenizer(llama_tokenizer_dir):
-    from lit_gpt.tokenizer import load_tokenizer
-
-    return load_tokenizer(llama_tokenizer_dir)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    texts = ["A page with </s> and <s> written out.", "plain", "  spaced  out  "]
+    write_lines(src / "c4-train.00000-of-00001.json.gz", c4_lines(texts))
+    prepare(src, dst, llama_tokenizer_dir, chunk_size=128, num_workers=1, parse_special_tokens=True,
+            log=lambda line: None)
+    (chunk,) = sorted(dst.glob("*.bin"))
+    want = reference(sp, texts, parse_special_tokens=True)
+    assert read_chunk(chunk)[1].tolist() == want + [2] * (128 - len(want))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    assert manifest["encoding"] == {"name": "default", "backend": "sentencepiece", "method": "word cache", "bos_added": True,
+                                    "parse_special_tokens": True}
+    # A destination written one way refuses a run the other way.
+    (src / "c4-train.00000-of-00001.json.gz").rename(src / "c4-train.00000-of-00002.json.gz")
+    with pytest.raises(PrepareError, match="encoding.parse_special_tokens"):
+        prepare(src, dst, llama_tokenizer_dir, chunk_size=128, num_workers=1, log=lambda line: None)
 
 
-def test_word_cache_gives_the_tokenizer_ids_on_tricky_texts(llama_tokenizer):
-    """The LLaMA-style tokenizer takes the word-cache path, and it gives exactly the tokenizer's ids."""
-    from lit_gpt.prepare.token_encoding import BatchEncoder
+def test_prepare_with_the_upstream_encoding(tmp_path, upstream_dir, upstream_call, capsys):
+    from lit_gpt.prepare.cli import main
 
-    encoder = BatchEncoder(llama_tokenizer, np.uint16)
-    assert encoder.method == "word cache", encoder.why_not_word_cache
-    eos = llama_tokenizer.eos_token_id
-    fuzz = fuzz_texts(400)
-    for batch in (TRICKY, fuzz[:200], TRICKY[::-1] + fuzz[200:], [TRICKY[5]], [""], []):
-        # Later batches hit words cached by earlier ones.
-        assert encoder(batch).tolist() == reference_stream(llama_tokenizer, batch, eos)
-    # Emptying the cache (its memory bound) changes nothing.
-    encoder.word_cache.MAX_CACHE_BYTES = 1000
-    for _ in range(2):
-        assert encoder(fuzz[:50]).tolist() == reference_stream(llama_tokenizer, fuzz[:50], eos)
-    assert len(encoder.word_cache._cache) == 2  # reset to the two document-boundary entries
-    wide = BatchEncoder(llama_tokenizer, np.int32)  # the chunk dtype of vocabularies beyond uint16
-    assert wide(TRICKY).dtype == np.int32 and wide(TRICKY).tolist() == reference_stream(llama_tokenizer, TRICKY, eos)
-
-
-def test_word_cache_structure_checks_on_the_real_vocabulary(llama_tokenizer):
-    """The facts the exactness rests on, read independently off the vocabulary: "▁" only starts
-    merged tokens or forms runs, and digits, newline and tab are never merged."""
-    from lit_gpt.prepare.token_encoding import SPACE_MARK, WordCacheBPE
-
-    spec = json.loads(llama_tokenizer.backend_tokenizer.to_str())
-    merged = [a + b for a, b in spec["model"]["merges"]]
-    assert all(SPACE_MARK not in token.lstrip(SPACE_MARK) for token in merged)
-    assert any(token.startswith(SPACE_MARK * 2) for token in merged)  # runs like "▁▁▁▁" exist: no cut inside them
-    assert not any(ch in token for token in merged for ch in "0123456789\n\t")
-    from lit_gpt.prepare.token_encoding import _around_body
-
-    backend = llama_tokenizer.backend_tokenizer
-    words = WordCacheBPE.build(backend, np.uint16, 2, _around_body(backend)).word_pattern.findall(
-        "\u2581Hello\u2581\u2581world.\n2024\u2581\u2581")
-    assert words == ["\u2581Hello", "\u2581\u2581world.", "\n", "2", "0", "2", "4", "\u2581\u2581"]
-
-
-SENTENCEPIECE_PIPELINES = ["metaspace", "metaspace first", "classic llama tokenizer.json",
-                           "transformers 5 from tokenizer.model"]
-
-
-def sentencepiece_pipeline(name: str):
-    """(normalizer, pre-tokenizer) of each form that sentencepiece conversions produce."""
-    from tokenizers import Regex, normalizers, pre_tokenizers
-
-    mark = "\u2581"
-    metaspace = pre_tokenizers.Metaspace(prepend_scheme="first" if name == "metaspace first" else "always", split=False)
-    if name.startswith("metaspace"):
-        return None, metaspace
-    if name == "classic llama tokenizer.json":
-        return normalizers.Sequence([normalizers.Prepend(mark), normalizers.Replace(" ", mark)]), None
-    double_leading_mark = normalizers.Replace(Regex("\\A" + mark), mark * 2)
-    return normalizers.Sequence([normalizers.Replace(" ", mark), double_leading_mark]), metaspace
-
-
-def sentencepiece_style_tokenizer(out_dir: Path, split_while_training: bool, pipeline: str = "metaspace"):
-    """A tiny LLaMA-like BPE without byte fallback (unknown characters become <unk> and fuse), with BOS.
-
-    Trained with words split at "▁" (as sentencepiece does) its merges never cross a "▁"; trained on
-    whole texts they do, and the word cache must then refuse.
-    """
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from lit_gpt.tokenizer import load_tokenizer
-
-    trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    trainer_tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=split_while_training)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
-    trainer_tok.train_from_iterator(DOCS * 5 + ["the cat sat on the mat, then the dog"] * 5, trainer=trainer)
-    trained = json.loads(trainer_tok.to_str())["model"]
-    tokenizer = Tokenizer(models.BPE(trained["vocab"], [tuple(m) for m in trained["merges"]], unk_token="<unk>",
-                                     fuse_unk=True, byte_fallback=False))
-    normalizer, pre_tokenizer = sentencepiece_pipeline(pipeline)
-    if normalizer is not None:
-        tokenizer.normalizer = normalizer
-    if pre_tokenizer is not None:
-        tokenizer.pre_tokenizer = pre_tokenizer
-    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(str(out_dir))
-    return load_tokenizer(out_dir)
-
-
-@pytest.mark.parametrize("pipeline", SENTENCEPIECE_PIPELINES)
-def test_word_cache_on_each_sentencepiece_pipeline_without_byte_fallback(tmp_path, pipeline):
-    """Unknown characters become <unk> and fuse with unknown neighbours: the word cache keeps them together."""
-    from lit_gpt.prepare.token_encoding import BatchEncoder
-
-    tokenizer = sentencepiece_style_tokenizer(tmp_path / "tok", split_while_training=True, pipeline=pipeline)
-    encoder = BatchEncoder(tokenizer, np.uint16)
-    assert encoder.method == "word cache", encoder.why_not_word_cache
-    texts = TRICKY + fuzz_texts(300, seed=1) + ["日本 語\n本🦙x", "zq 日\t本 🦙🦙"]
-    want = reference_stream(tokenizer, texts, tokenizer.eos_token_id)
-    assert want[0] == tokenizer.bos_token_id and tokenizer.unk_token_id in want
-    assert encoder(texts).tolist() == want
-
-
-def test_word_cache_refuses_merges_across_the_space_mark(tmp_path):
-    from lit_gpt.prepare.token_encoding import BatchEncoder
-
-    tokenizer = sentencepiece_style_tokenizer(tmp_path / "tok", split_while_training=False)
-    encoder = BatchEncoder(tokenizer, np.uint16)
-    assert encoder.method == "rust batch" and "joins across" in encoder.why_not_word_cache
-    texts = TRICKY + fuzz_texts(100, seed=2)
-    assert encoder(texts).tolist() == reference_stream(tokenizer, texts, tokenizer.eos_token_id)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    texts = ["   This starts with spaces.", "<s>start and </s> end", "plain text", "Ünïcödé  日本語"]
+    write_lines(src / "c4-train.00000-of-00002.json.gz", c4_lines(texts))
+    common = ["--source_path", str(src), "--destination_path", str(dst), "--tokenizer_dir", str(upstream_dir),
+              "--chunk_size", "128", "--num_workers", "1"]
+    main([*common, "--encoding", "upstream"])
+    (chunk,) = sorted(dst.glob("*.bin"))
+    want = upstream_call(texts)  # special tokens parsed: upstream's default
+    assert read_chunk(chunk)[1].tolist() == want + [2] * (128 - len(want))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    assert manifest["encoding"] == {"name": "upstream", "backend": "transformers legacy=False", "method": "rust batch",
+                                    "bos_added": True, "parse_special_tokens": True}
+    # Chunks of one encoding are never mixed with another's.
+    write_lines(src / "c4-train.00001-of-00002.json.gz", c4_lines(texts))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        main(common)
+    message = capsys.readouterr().err
+    assert caught.value.code == 2 and len(message.strip().splitlines()) == 1
+    assert "encoding.backend='transformers legacy=False', this run has 'sentencepiece'" in message, message

@@ -1,7 +1,6 @@
 """Every source format gives the chunk bytes of the same texts in .json.gz; bad files are named;
 named sources share a destination; a run split over shards equals a one-machine run."""
 
-import gzip
 import json
 import os
 import subprocess
@@ -10,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lit_gpt.prepare.pipeline import PrepareError, prepare
-from tests.prepare.test_pipeline import DOCS, TRICKY, c4_lines, quiet, run_in_process, write_lines
+from lit_gpt.prepare.pipeline import PrepareError, find_sources, prepare
+from tests.prepare.helpers import DOCS, TRICKY, c4_lines, quiet, run_in_process, write_lines
 from tools.sample_corpus import train_bpe_tokenizer
 
 pa = pytest.importorskip("pyarrow")
@@ -227,7 +226,7 @@ def test_named_sources_share_a_destination_and_the_manifest(tmp_path, tokenizer_
         "validation/chunk1/example_holdout_0.jsonl.zst": ("validation", "validation"),
         "train-00000-of-00001.parquet": ("star", "train"),
     }
-    from lit_gpt.data.batches import TrainBatches  # noqa: F401  (the trainer reads each prefix's files)
+    # (lit_gpt.data.batches.TrainBatches: the trainer reads each prefix's files)
     names = {p.name.rsplit("_", 1)[0] for p in dst.glob("*.bin")}
     assert names == {"slim_train_chunk1_example_train_0", "slim_train_chunk2_example_train_0",
                      "validation_validation_chunk1_example_holdout_0", "star_train-00000-of-00001"}
@@ -276,3 +275,21 @@ def test_merge_step_completes_the_manifest(tmp_path, tokenizer_dir, monkeypatch)
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert proc.returncode == 0 and "merged 4 source files" in proc.stdout, proc.stderr
     assert snapshot(many) == snapshot(one)
+
+
+def test_source_search_is_recursive(tmp_path):
+    src = tmp_path / "c4"
+    write_lines(src / "c4-train.00000-of-00003.json.gz", ["{}"])
+    write_lines(src / "a" / "c4-train.00001-of-00003.json.gz", ["{}"])
+    write_lines(src / "a" / "b" / "c4-validation.00000-of-00001.json", ["{}"])
+    write_lines(src / "a" / "b" / "c4-validation.00000-of-00001.json.gz", ["{}"])  # the gzip file wins
+    write_lines(src / ".cache" / "c4-train.00002-of-00003.json.gz", ["{}"])  # hidden: left out
+    write_lines(src / "out" / "manifest.json", ["{}"], gz=False)  # the destination: left out
+    write_lines(src / "out" / "c4-train.00002-of-00003.json", ["{}"], gz=False)
+    found = find_sources(src, src / "out")
+    assert [(s.path.relative_to(src).as_posix(), s.split) for s in found] == [
+        ("c4-train.00000-of-00003.json.gz", "train"), ("a/c4-train.00001-of-00003.json.gz", "train"),
+        ("a/b/c4-validation.00000-of-00001.json.gz", "validation")]
+    write_lines(src / "other" / "c4-train.00001-of-00003.json.gz", ["{}"])
+    with pytest.raises(PrepareError, match=r"c4-train.00001-of-00003.json.gz is in a/ and other/"):
+        find_sources(src, src / "out")
