@@ -16,19 +16,13 @@ from lit_gpt.convert.checkpoint import load_lit_checkpoint
 from lit_gpt.convert.export import export_hf, import_hf, lit_to_hf
 from lit_gpt.generate import generate
 from lit_gpt.model import GPT
+from tests.convert.helpers import OFFLINE_ENV, random_lit_model, randomize_, tokens
 
 transformers = pytest.importorskip("transformers")
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 GROUPS = {"mha": 4, "gqa": 2, "mqa": 1}
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    for key, value in OFFLINE_ENV.items():
-        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="module")
@@ -51,21 +45,6 @@ def tiny_config(n_query_groups: int, vocab_size: int = 100, name: str = "test_ti
                   n_head=4, n_query_groups=n_query_groups, intermediate_size=96)
 
 
-def randomize_(module: torch.nn.Module, seed: int) -> None:
-    """Weights large enough that every mapping mistake shows in the logits; norms away from 1."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            p.copy_(1 + 0.2 * noise if p.dim() == 1 else 0.2 * noise)
-
-
-def random_lit_model(config: Config, seed: int = 0) -> GPT:
-    model = GPT(config, fused=False)
-    randomize_(model, seed)
-    return model.eval()
-
-
 def save_trainer_checkpoint(path: Path, model: GPT, tokenizer_dir=None, dtype=torch.float32) -> Path:
     state = {k: v.to(dtype) for k, v in model.state_dict().items()}
     checkpoint = {"model": state, "optimizer": {"state": {}, "param_groups": []}, "config": model.config.to_dict(),
@@ -74,10 +53,6 @@ def save_trainer_checkpoint(path: Path, model: GPT, tokenizer_dir=None, dtype=to
         checkpoint["tokenizer_dir"] = str(tokenizer_dir)
     torch.save(checkpoint, path)
     return path
-
-
-def tokens(seed: int, vocab: int = 99, shape=(2, 17)) -> torch.Tensor:
-    return torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
 
 
 def no_partial_leftovers(parent: Path) -> bool:
@@ -157,21 +132,6 @@ def test_export_shards_above_max_shard_size_and_the_index_loads(tmp_path, tiny_t
     idx = tokens(seed=2)
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, model(idx), atol=1e-5, rtol=0)
-
-
-def test_upstream_checkpoint_with_wrapper_prefixes_and_hparams_converts(tmp_path):
-    # TinyLlama/upstream MEAP checkpoints: Fabric-wrapped keys, no config, the model name in hparams.
-    model = random_lit_model(Config.from_name("micro_LLaMA"), seed=9)
-    upstream = {"model": {"_forward_module._orig_mod." + k: v for k, v in model.state_dict().items()},
-                "optimizer": {}, "hparams": {"model_name": "micro_LLaMA", "learning_rate": 4e-4}, "iter_num": 5, "step_count": 1}
-    torch.save(upstream, tmp_path / "iter-000005-ckpt.pth")
-    hf, tokenizer = lit_to_hf(tmp_path / "iter-000005-ckpt.pth")
-    assert tokenizer is None and hf.dtype == torch.float32 and hf.config.vocab_size == 4096
-    idx = tokens(seed=3, vocab=4096)
-    with torch.no_grad():
-        torch.testing.assert_close(hf(idx).logits, model(idx), atol=1e-5, rtol=0)
-    with pytest.raises(Exception, match="trained as 'micro_LLaMA', not --model_name 'pico_LLaMA'"):
-        lit_to_hf(tmp_path / "iter-000005-ckpt.pth", model_name="pico_LLaMA")
 
 
 # ----------------------------------------------------------------------------- HF -> lit
