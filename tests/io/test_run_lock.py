@@ -1,4 +1,4 @@
-"""One writer per run directory (lit_gpt/io/run_lock.py), in pretraining and SFT; hyperparameters.yaml."""
+"""One writer per run directory (lit_gpt/io/run_lock.py), in pretraining and SFT."""
 
 import json
 import os
@@ -10,38 +10,19 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from lit_gpt.pretrain import PretrainArgs, pretrain
 from lit_gpt.pretrain.cli import main as pretrain_main
-from lit_gpt.pretrain.recipe import parse_args
-from lit_gpt.io.run_lock import HOLDER, RUN_LOCK, RunDirLock, RunDirLocked, is_launching_process
-from tests.pretrain_helpers import REPO, make_corpus, make_tokenizer, read_metrics, tiny_settings, to_argv
+from lit_gpt.io.run_lock import HOLDER, RunDirLock, RunDirLocked, is_launching_process
+from tests.io.helpers import dead_pid, write_lock
+from tests.pretrain_helpers import REPO, read_metrics, tiny_settings, to_argv
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lock")
-    return make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
-
-
 def snapshot(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def write_lock(folder: Path, **body) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / HOLDER).write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "command": "pretrain.py", **body}))
 
 
 # ----------------------------------------------------------------------------- the lock itself
@@ -67,7 +48,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
     pid = dead_pid()
     write_lock(tmp_path, host=socket.gethostname(), pid=pid)
     warnings = []
-    with RunDirLock(tmp_path, warn=warnings.append, command="mine") as lock:
+    with RunDirLock(tmp_path, warn=warnings.append, command="mine"):
         body = json.loads((tmp_path / HOLDER).read_text())
         assert body["pid"] == os.getpid() and body["host"] == socket.gethostname() and body["command"] == "mine"
         with pytest.raises(RunDirLocked):  # held now: a second taker is refused
@@ -116,23 +97,6 @@ def test_a_process_the_holder_started_does_not_take_the_lock(tmp_path):
 
 
 # ----------------------------------------------------------------------------- pretraining
-def test_stale_lock_run_and_hyperparameters_yaml_round_trip(data, tmp_path, capsys):
-    out = tmp_path / "run"
-    write_lock(out, host=socket.gethostname(), pid=dead_pid())
-    args = PretrainArgs(**tiny_settings(*data, out, max_steps=1, eval_iters=0, save_interval=1))
-    assert pretrain(args) == 0
-    assert "taking over the lock" in capsys.readouterr().err
-    assert not (out / HOLDER).exists()
-
-    saved = yaml.safe_load((out / "hyperparameters.yaml").read_text())
-    assert PretrainArgs(**saved) == args
-    # The file is a recipe too: rerunning from it gives the same settings.
-    assert parse_args(["--config", str(out / "hyperparameters.yaml")]) == args
-    # A resume rewrites it with the settings of that invocation.
-    assert pretrain(args.replace(resume="auto", max_steps=2)) == 0
-    assert yaml.safe_load((out / "hyperparameters.yaml").read_text())["budget"]["max_steps"] == 2
-
-
 @pytest.mark.slow
 # Each stray variable alone is checked in test_only_the_launching_process_takes_the_lock; here all at once.
 @pytest.mark.parametrize("stray", [{}, {"SLURM_PROCID": "1", "RANK": "1", "LOCAL_RANK": "1"}])
@@ -191,38 +155,3 @@ def test_sft_into_a_locked_output_dir_refuses_before_reading_anything(tmp_path):
                       "--output_dir", str(out), "--report_to", "none"])
         assert snapshot(out) == before
     assert "--output_dir" in str(err.value) and f"pid {os.getpid()}" in str(err.value)
-
-
-def test_sft_writes_its_settings_to_hyperparameters_yaml(tmp_path):
-    from dataclasses import asdict
-
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from lit_gpt.sft.train import main as sft_main, parse_arguments
-
-    model_dir = tmp_path / "model"
-    words = "tell me about the fox it jumps over a dog and sleeps".split()
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                            pad_token="</s>").save_pretrained(model_dir)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                                 bos_token_id=1, eos_token_id=2)).save_pretrained(model_dir)
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"instruction": "tell me about the fox", "input": "",
-                                "output": "it jumps over a dog and sleeps " * 3}) + "\n")
-    out = tmp_path / "out"
-    argv = ["--model_name_or_path", str(model_dir), "--train_file", str(data), "--output_dir", str(out),
-            "--template_name", "alpaca", "--mask_ratio", "0.2", "--min_answer_tokens", "5", "--max_steps", "1",
-            "--per_device_train_batch_size", "1", "--save_strategy", "no", "--report_to", "none",
-            "--cache_dir", str(tmp_path / "cache"), "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
-    sft_main(argv)
-    saved = yaml.safe_load((out / "hyperparameters.yaml").read_text())
-    model_args, data_args, meap_args, lora_args, training_args = parse_arguments(argv)
-    assert saved["model"] == asdict(model_args) and saved["data"] == asdict(data_args)
-    assert saved["meap"] == asdict(meap_args) and saved["lora"] == asdict(lora_args)
-    assert saved["training"]["max_steps"] == 1 and saved["training"]["output_dir"] == str(out)
-    assert not (out / HOLDER).exists()
