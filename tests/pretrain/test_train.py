@@ -18,13 +18,10 @@ from lit_gpt.config import Config
 from lit_gpt.model import GPT
 from lit_gpt.data import PackedStream
 from lit_gpt.pretrain import PretrainArgs, pretrain
-from lit_gpt.pretrain.args import SETTINGS, check_batch_layout
-from lit_gpt.pretrain.recipe import build_parser, load_recipe, parse_args
 from tests.pretrain_helpers import (
     BLOCK,
     REPO,
     TINY_MODEL,
-    make_corpus,
     make_tokenizer,
     read_metrics,
     tiny_settings,
@@ -34,35 +31,10 @@ from tests.pretrain_helpers import (
     write_chunk,
 )
 
-RECIPES = sorted((REPO / "pretrained").glob("*.py"))
+from tests.pretrain.helpers import _entry, run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from lit_gpt.prepare.pipeline import tokenizer_fingerprint
-    from lit_gpt.tokenizer import load_tokenizer
-
-    root = tmp_path_factory.mktemp("pretrain")
-    corpus, tokenizer = make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
-    # The manifest prepare_c4.py writes, with the right tokenizer: the run must accept it.
-    fingerprint = tokenizer_fingerprint(load_tokenizer(tokenizer))
-    (corpus / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": fingerprint, "vocab_size": 49}}))
-    return corpus, tokenizer
-
-
-def run(data, out_dir, **changes) -> int:
-    corpus, tokenizer = data
-    return pretrain(PretrainArgs(**tiny_settings(corpus, tokenizer, out_dir, **changes)))
-
-
-def _entry():
-    spec = importlib.util.spec_from_file_location("pretrain_entry", REPO / "MEAP-Pretrain" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----------------------------------------------------------------------------- a tiny run
@@ -199,19 +171,6 @@ def test_compile_setting_compiles_the_blocks(data, tmp_path, monkeypatch):
     assert [float(v) for v in got.values()] == pytest.approx([float(v) for v in expected.values()], rel=1e-5)
 
 
-def test_lr_schedule_warms_up_linearly_then_cosine_decays_to_min_lr():
-    from lit_gpt.pretrain.schedule import get_lr, warmup_steps_for
-
-    total, warmup = 1000, warmup_steps_for(1000, 0.1)
-    assert warmup == 100
-    lrs = [get_lr(s, max_lr=4e-4, min_lr=4e-5, warmup_steps=warmup, total_steps=total) for s in range(total)]
-    assert lrs[0] == pytest.approx(4e-6) and lrs[49] == pytest.approx(2e-4) and lrs[99] == pytest.approx(4e-4)
-    assert lrs[-1] == pytest.approx(4e-5)
-    middle = warmup + (total - warmup - 1) / 2  # half way through the cosine: half way between max and min
-    assert get_lr(int(middle), max_lr=4e-4, min_lr=4e-5, warmup_steps=warmup, total_steps=total) == pytest.approx(2.2e-4, rel=1e-2)
-    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :]))
-
-
 # ----------------------------------------------------------------------------- resume
 def test_resume_reproduces_the_uninterrupted_run_bitwise(data, tmp_path, monkeypatch):
     full, split = tmp_path / "full", tmp_path / "split"
@@ -262,106 +221,6 @@ def test_signal_saves_a_checkpoint_and_stops(data, tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "train_step", real_step)
     assert run(data, out, max_steps=10, save_interval=100, resume="auto") == 0
     assert max(train_losses(out)) == 10
-
-
-def _fail_with_full_disk_at(step: int, monkeypatch):
-    """torch.save that writes part of the checkpoint of `step`, then fails as a full disk does."""
-    import errno
-
-    real_save = torch.save
-
-    def save(obj, f, *args, **kwargs):
-        if isinstance(obj, dict) and obj.get("step") == step:
-            f.write(b"half a checkpoint" * 64)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_save(obj, f, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", save)
-
-
-def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch, capsys):
-    import tempfile
-
-    # Checkpoints are written beside their destination: a $TMPDIR that does not exist is never used.
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "no_such_tmp"))
-    monkeypatch.setattr(tempfile, "tempdir", None)
-    out = tmp_path / "run"
-    settings = tiny_settings(*data, out, max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
-    _fail_with_full_disk_at(8, monkeypatch)
-    with pytest.raises(SystemExit) as exit_info:
-        _entry().main(to_argv(settings))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "No space left on device" in err and "step-00000008.pth" in err, err
-    assert sorted(p.name for p in out.iterdir() if "step" in p.name) == ["step-00000004.pth"]  # no .tmp left
-
-    monkeypatch.undo()
-    reference = tmp_path / "reference"
-    assert run(data, reference, **{k: v for k, v in settings.items() if k in ("max_steps", "save_interval",
-                                                                            "keep_last", "eval_iters")}) == 0
-    assert run(data, out, resume="auto", max_steps=8, save_interval=4, keep_last=0, eval_iters=0) == 0
-    assert train_losses(out) == train_losses(reference)  # the kept checkpoint was whole: bitwise
-
-
-class _RunsCode:
-    """A pickle whose loading would run a shell command (creating the marker file)."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def _unreadable(kind: str, where: Path, marker: Path) -> Path:
-    path = where / "step-00000008.pth"
-    if kind == "random_bytes":
-        path.write_bytes(random.Random(0).randbytes(4096))
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "not_a_checkpoint_dir":
-        path.mkdir()
-        (path / "notes.txt").write_text("not a checkpoint")
-    elif kind == "code_in_zip":  # torch.save's zip format with a code-running object inside
-        torch.save({"model": {}, "optimizer": _RunsCode(marker), "format_version": 1}, path)
-    elif kind == "code_in_pickle":  # a plain pickle file
-        import pickle
-
-        path.write_bytes(pickle.dumps({"model": _RunsCode(marker)}))
-    return path
-
-
-UNREADABLE = ("random_bytes", "empty", "not_a_checkpoint_dir", "code_in_zip", "code_in_pickle")
-
-
-@pytest.mark.parametrize("kind", UNREADABLE)
-def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, data, tmp_path, capsys):
-    marker = tmp_path / "code_ran"
-    (tmp_path / "ckpts").mkdir()
-    path = _unreadable(kind, tmp_path / "ckpts", marker)
-    with pytest.raises(SystemExit) as exit_info:
-        _entry().main(to_argv(tiny_settings(*data, tmp_path / "out", resume=str(path))))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err and "Traceback" not in err, err
-    assert not marker.exists()
-    assert not (tmp_path / "out" / "metrics.csv").exists()
-
-
-def test_resume_auto_skips_an_unreadable_newest_checkpoint(data, tmp_path, capsys):
-    out = tmp_path / "run"
-    settings = dict(max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
-    assert run(data, out, **settings) == 0
-    uninterrupted = train_losses(out)
-    marker = tmp_path / "code_ran"
-    (out / "step-00000008.pth").unlink()
-    _unreadable("code_in_zip", out, marker)
-    capsys.readouterr()
-    assert run(data, out, resume="auto", **settings) == 0
-    captured = capsys.readouterr()
-    assert "skipping" in captured.err and "step-00000008.pth" in captured.err and "for safety" in captured.err
-    assert "resumed from" in captured.out and "step-00000004.pth" in captured.out
-    assert train_losses(out) == uninterrupted and not marker.exists()
 
 
 # ----------------------------------------------------------------------------- mixing prefixes
@@ -442,68 +301,6 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, capsys):
     assert kept == ["step-00000001.pth"]
 
 
-# ----------------------------------------------------------------------------- recipes and CLI
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
-def test_every_recipe_loads_and_validates(path):
-    values = load_recipe(path)
-    if path.name.startswith("_"):  # a base shared by recipes, not a run: it sets no budget
-        assert "max_steps" not in values and "max_tokens" not in values
-        return
-    args = PretrainArgs(**values)
-    config = Config.from_name(args.model_name, **args.model_overrides)
-    if not args.vocab_from_tokenizer:
-        assert config.padded_vocab_size == 32064  # LLaMA-2's 32000 tokens + [MASK], padded
-    if path.name.startswith(("meap_", "ntp_")):
-        assert values["out_dir"].startswith("out/") and args.out_dir == os.path.abspath(values["out_dir"])
-        check_batch_layout(args, 1 if "tiny" in path.name else 8)
-
-
-def test_recipes_are_distinct_and_ntp_twins_differ_only_in_the_mask():
-    loaded = {p.stem: PretrainArgs(**load_recipe(p)).flat() for p in RECIPES if not p.stem.startswith("_")}
-    assert loaded["meap_1b_mask0.15"] == loaded["meap_1b"]  # the default ratio: one run, two names
-    out_dirs = [r["out_dir"] for name, r in loaded.items() if name != "meap_1b_mask0.15"]
-    assert len(set(out_dirs)) == len(out_dirs)
-    for name, recipe in loaded.items():
-        if name.startswith("ntp_"):
-            twin = loaded["meap_" + name[4:]]
-            assert recipe["mask_ratio"] == 0.0 and twin["mask_ratio"] > 0
-            differ = {k for k in recipe if recipe[k] != twin[k]}
-            assert differ == {"mask_ratio", "out_dir"}, (name, differ)
-    assert loaded["meap_1b_mask0.2"]["mask_ratio"] == 0.2
-    assert loaded["meap_1b_span50"]["mask_span"] == 50
-    assert loaded["meap_0.1b_2b"]["max_steps"] == 1907 and loaded["meap_0.1b_2b"]["mask_ratio"] == 0.1
-    assert loaded["meap_1b_60b"]["model_name"] == "tiny_LLaMA_1b_mask"
-    base = loaded["meap_1b"]
-    assert (base["global_batch_size"], base["micro_batch_size"], base["learning_rate"], base["min_lr"]) == (256, 8, 4e-4, 4e-5)
-
-
-def test_cli_overrides_every_setting_named_in_the_issue(tmp_path):
-    names = ["train_data_dir", "val_data_dir", "tokenizer_dir", "out_dir", "devices", "num_nodes", "precision",
-             "micro_batch_size", "global_batch_size", "max_steps", "max_tokens", "learning_rate", "mask_ratio",
-             "mask_span", "seed", "log_interval", "eval_interval", "eval_iters", "save_interval", "resume", "logger"]
-    assert set(names) <= set(SETTINGS)
-    args = parse_args([
-        "--config", str(REPO / "pretrained" / "meap_1b_mask0.05.py"), "--mask_ratio", "0.2", "--max_tokens", "2e9",
-        "--devices", "4", "--resume", "auto", "--model_overrides", '{"n_layer": 3}', "--val_data_dir", "none",
-        "--mask_scheme", "upstream",
-    ])
-    assert (args.mask_ratio, args.max_tokens, args.devices, args.resume) == (0.2, 2_000_000_000, 4, "auto")
-    assert args.model_overrides == {"n_layer": 3} and args.val_data_dir is None and args.mask_scheme == "upstream"
-    assert args.model_name == "tiny_LLaMA_1b_mask" and args.out_dir == os.path.abspath("out/meap_1b_mask0.05")
-
-    help_text = build_parser().format_help()
-    for name in SETTINGS:
-        assert f"--{name}" in help_text
-
-
-def test_recipe_base_chain_and_dict_merge(tmp_path):
-    (tmp_path / "a.py").write_text('model_name = "micro_LLaMA"\nmodel_overrides = {"n_layer": 2, "n_embd": 32}\nmax_steps = 5\n')
-    (tmp_path / "b.py").write_text('base = "a.py"\nmodel_overrides = {"n_layer": 3}\nmask_ratio = 0\n')
-    assert load_recipe(tmp_path / "b.py") == {
-        "model_name": "micro_LLaMA", "model_overrides": {"n_layer": 3, "n_embd": 32}, "max_steps": 5, "mask_ratio": 0.0,
-    }
-
-
 # ----------------------------------------------------------------------------- bad input
 BAD_INPUTS = {
     "no_data": (dict(train_data_dir="{empty}"), "no chunk files"),
@@ -563,16 +360,6 @@ def test_bad_input_is_one_line_and_exit_code_2(case, data, tmp_path, capsys):
     assert not (tmp_path / "out" / "metrics.csv").exists()
 
 
-def test_existing_checkpoints_are_not_overwritten_without_resume(data, tmp_path, capsys):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "step-00000004.pth").write_bytes(b"precious")
-    with pytest.raises(SystemExit):
-        _entry().main(to_argv(tiny_settings(*data, out)))
-    assert "--resume auto" in capsys.readouterr().err
-    assert (out / "step-00000004.pth").read_bytes() == b"precious"
-
-
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
@@ -585,71 +372,7 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     ), result.stderr
 
 
-# ----------------------------------------------------------------------------- --init_from
-def test_init_from_starts_from_the_given_weights_and_refuses_another_shape(data, tmp_path, capsys):
-    corpus, tokenizer = data
-    first = tmp_path / "first"
-    assert run(data, first, max_steps=8, save_interval=8) == 0
-    source = first / "step-00000008.pth"
-    trained = torch.load(source, weights_only=True)
-
-    # Logging every step with lr 0: the first logged loss is the source model's own loss on the
-    # step's blocks, computed here independently with GPT + F.cross_entropy.
-    second = tmp_path / "second"
-    assert run(data, second, max_steps=1, learning_rate=1e-12, min_lr=0.0, log_interval=1, mask_ratio=0.0,
-               init_from=str(source)) == 0
-    model = GPT(Config.from_dict(trained["config"]))
-    model.load_state_dict(trained["model"])
-    settings = tiny_settings(corpus, tokenizer, second)
-    stream = PackedStream(sorted(corpus.glob("c4_*.bin")), BLOCK, seed=settings["seed"], shuffle=True, wrap=True)
-    blocks = torch.stack([stream.sample_at(i) for i in range(settings["global_batch_size"])]).long()
-    with torch.no_grad():
-        logits = model(blocks[:, :-1])
-    expected = F.cross_entropy(logits.flatten(0, 1), blocks[:, 1:].flatten()).item()
-    assert math.isclose(float(train_losses(second)[1]), expected, rel_tol=1e-5)
-
-    # A checkpoint of another shape stops the run before it starts, naming both models.
-    with pytest.raises(SystemExit) as exit_info:
-        _entry().main(to_argv(tiny_settings(corpus, tokenizer, tmp_path / "third", init_from=str(source),
-                                            model_overrides={**TINY_MODEL, "n_layer": 3})))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --init_from") and "missing keys" in err and err.count("\n") == 1
-
-
-def test_tensorboard_logger_writes_the_same_values_as_metrics_csv(data, tmp_path):
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out = tmp_path / "run"
-    assert run(data, out, max_steps=6, log_interval=2, eval_interval=3, logger="tensorboard") == 0
-    events = EventAccumulator(str(out / "tensorboard"))
-    events.Reload()
-    logged = {(e.step, e.value) for e in events.Scalars("loss")}
-    expected = {(step, float(loss)) for step, loss in train_losses(out).items()}
-    assert len(expected) == 3 and {s for s, _ in logged} == {s for s, _ in expected}
-    for (step, value), (_, want) in zip(sorted(logged), sorted(expected)):
-        assert math.isclose(value, want, rel_tol=1e-5), (step, value, want)
-    assert sorted(e.step for e in events.Scalars("val_loss")) == [3, 6]
-
-
-# ----------------------------------------------------------------------------- another model shape, full disks
-def test_resuming_with_another_model_shape_names_the_setting(data, tmp_path, capsys):
-    """Not torch's "Error(s) in loading state_dict": the setting that differs, with both values, before launch."""
-    from tests.pretrain_helpers import TINY_MODEL
-
-    out = tmp_path / "run"
-    assert run(data, out, max_steps=4, eval_iters=0) == 0
-    wider = {**TINY_MODEL, "n_embd": TINY_MODEL["n_embd"] * 2}
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        _entry().main(to_argv(tiny_settings(*data, out, max_steps=8, eval_iters=0, resume="auto", model_overrides=wider)))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err and "state_dict" not in err, err
-    assert f"n_embd {TINY_MODEL['n_embd']} (checkpoint) vs {wider['n_embd']} (this run)" in err and "step-00000004.pth" in err
-
-
+# ----------------------------------------------------------------------------- full disks, async checkpoints
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_a_full_or_read_only_disk_at_the_start_is_one_line(data, tmp_path, monkeypatch, capsys, code):
     """The first files a run writes (the lock's holder, hyperparameters.yaml) go through the atomic helper:
@@ -685,47 +408,7 @@ def test_async_checkpoints_with_a_full_format_are_refused_before_launch(data, tm
         assert not out.exists()
 
 
-# ----------------------------------------------------------------------------- host syncs, signals
-_HOST_SYNCS = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy"}
-
-
-@pytest.mark.parametrize("strategy", ["auto", "fsdp"])
-def test_only_log_validation_and_save_steps_wait_for_the_device(strategy, data, tmp_path, monkeypatch):
-    """Every read of a tensor's value on the host (what would wait for a GPU) is counted per step:
-    steps that neither log, validate nor save have none; a log step has one (the packed reduction)."""
-    from torch.overrides import TorchFunctionMode
-
-    import lit_gpt.pretrain.train as train_module
-
-    events: list[tuple[int, str]] = []
-    steps_started = [0]
-    real_step = train_module.train_step
-
-    def counting_step(*args, **kwargs):
-        steps_started[0] += 1
-        return real_step(*args, **kwargs)
-
-    class CountHostSyncs(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            name = getattr(func, "__name__", "")
-            # AdamW's CPU path reads its step counter, a host tensor (on a GPU the trainer uses fused
-            # AdamW, whose counter stays on the device): not a wait for the device.
-            caller = sys._getframe(1).f_code.co_filename
-            if name in _HOST_SYNCS and steps_started[0] and "torch/optim" not in caller.replace("\\", "/"):
-                events.append((steps_started[0], name))
-            return func(*args, **(kwargs or {}))
-
-    monkeypatch.setattr(train_module, "train_step", counting_step)
-    with CountHostSyncs():
-        assert run(data, tmp_path / "run", strategy=strategy, max_steps=8, log_interval=4, eval_interval=8,
-                   save_interval=8) == 0
-    per_step = {step: [name for s, name in events if s == step] for step in range(1, 9)}
-    for step in (2, 3, 5, 6, 7):
-        assert per_step[step] == [], (step, per_step[step])
-    assert per_step[1] == ["tolist"] and per_step[4] == ["tolist"]  # the first step is reported at once
-    assert per_step[8]  # log, validation and save
-
-
+# ----------------------------------------------------------------------------- signals
 def _start_training(data, out: Path, **changes) -> subprocess.Popen:
     settings = tiny_settings(*data, out, **{"max_steps": 100000, "save_interval": 100000, "eval_iters": 0,
                                             "log_interval": 1, **changes})
