@@ -15,7 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lit_gpt.errors import UserError
 from lit_gpt.pretrain import PretrainArgs, pretrain
+from lit_gpt.pretrain.parallel import check_process_layout
 from tests.pretrain_helpers import REPO, make_corpus, make_tokenizer, tiny_settings, to_argv, train_losses, val_losses
 
 # 8 steps of a global batch of 8 = 2 processes x micro batch 2 x 2 accumulation (1 process: x 4).
@@ -445,3 +447,22 @@ def test_hybrid_shard_on_two_simulated_nodes_matches_one_process_and_resumes_on_
     assert_close(floats(train_losses(out)), expected, range(1, 5), rel=1e-5)
     assert run_here(data, out, resume="auto") == 0  # 4 -> 1 process
     assert_close(floats(train_losses(out)), expected, range(1, 9), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- launcher layout
+@pytest.mark.parametrize("env,message", [
+    ({"TORCHELASTIC_RUN_ID": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "2"},
+     "--devices 4: torchrun's LOCAL_WORLD_SIZE starts 2 processes per node; set --devices 2 (HYBRID_SHARD"),
+    ({"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4", "SLURM_NNODES": "4", "SLURM_JOB_NAME": "meap"},
+     "--num_nodes 2: the SLURM job step has 4 nodes; set --num_nodes 4"),
+    ({"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "8", "SLURM_NNODES": "1", "SLURM_JOB_NAME": "meap"},
+     "--devices 4: SLURM starts 8 processes per node; set --devices 8"),
+])
+def test_a_mesh_the_launched_processes_do_not_form_is_refused(env, message):
+    with pytest.raises(UserError) as err:
+        check_process_layout(4, 2, "HYBRID_SHARD", env)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    matching = {**env, "LOCAL_WORLD_SIZE": "4", "SLURM_NTASKS_PER_NODE": "4", "SLURM_NNODES": "2"}
+    check_process_layout(4, 2, "HYBRID_SHARD", matching)
+    if "SLURM_NTASKS" in env:  # an interactive allocation (salloc, srun --job-name interactive) launches nothing
+        check_process_layout(4, 2, "HYBRID_SHARD", {**env, "SLURM_JOB_NAME": "interactive"})
