@@ -10,11 +10,13 @@ import pytest
 
 from lit_gpt.errors import UserError
 from lit_gpt.pretrain import PretrainArgs
+from lit_gpt.data import MixedStream, PackedStream
 from lit_gpt.data import batches as pretrain_data
 from lit_gpt.pretrain.cli import main as pretrain_main
-from lit_gpt.data.batches import check_token_ids, scan_token_range
+from lit_gpt.data.batches import check_token_ids, open_stream, scan_token_range
 from lit_gpt.pretrain.train import plan_run
 from tests.pretrain_helpers import BLOCK, make_tokenizer, tiny_settings, to_argv
+
 
 MODEL_VOCAB = 64  # the 49-token test tokenizer with [MASK], padded to a multiple of 64
 
@@ -116,3 +118,11 @@ def test_prepare_records_each_sources_maximum_token_id(tmp_path, tokenizer):
                       for raw in (f.read_bytes() for f in files))
         assert entry["max_token_id"] == largest, key
     assert manifest["sources"]["c4-validation.00000-of-00008.json"]["max_token_id"] == 47  # w44
+
+
+def test_open_stream_by_prefix(two_sources, tmp_path):
+    options = dict(seed=0, shuffle=True, wrap=True, setting="--train_prefix")
+    ds = open_stream(tmp_path, "a", 7, **options)
+    assert isinstance(ds, PackedStream) and ds.blocks_per_epoch == 100
+    mixed = open_stream(tmp_path, "a:3,b:1", 7, **options)
+    assert isinstance(mixed, MixedStream) and mixed.weights.tolist() == [0.75, 0.25]
