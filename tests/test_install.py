@@ -14,7 +14,6 @@ import pytest
 
 from lit_gpt.eval import retrieval
 from lit_gpt.eval.haystack import default_corpus
-from tests.eval.test_retrieval import model_dir  # noqa: F401 (a fixture: a tiny random LlamaForCausalLM)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +76,7 @@ def test_meap_vs_ntp_prints_its_help(venv, tmp_path):
     assert "--seeds" in proc.stdout
 
 
-def test_niah_evaluation_uses_the_same_haystack(venv, tmp_path, model_dir):  # noqa: F811
+def test_niah_evaluation_uses_the_same_haystack(venv, tmp_path, model_dir):
     proc = run(venv, venv / "bin" / "python", "-c", HAYSTACK_DIGEST, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     corpus = default_corpus()
