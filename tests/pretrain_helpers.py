@@ -62,6 +62,18 @@ def make_corpus(folder: Path, train_files: int = 4, blocks_per_file: int = 16, v
     return folder
 
 
+def prepared_data(root: Path) -> tuple[Path, Path]:
+    """(corpus, tokenizer) under `root`, the corpus with the manifest prepare_c4.py writes for that
+    tokenizer (the run must accept it)."""
+    from lit_gpt.prepare.pipeline import tokenizer_fingerprint
+    from lit_gpt.tokenizer import load_tokenizer
+
+    corpus, tokenizer = make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
+    fingerprint = tokenizer_fingerprint(load_tokenizer(tokenizer))
+    (corpus / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": fingerprint, "vocab_size": 49}}))
+    return corpus, tokenizer
+
+
 def tiny_settings(corpus: Path, tokenizer: Path, out_dir: Path, **changes) -> dict:
     settings = dict(
         model_name="micro_LLaMA",

@@ -7,7 +7,6 @@ compiler), as `--compile true` does on a CPU machine.
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 import torch
@@ -58,16 +57,9 @@ def test_rejects_a_model_without_blocks():
 # ----------------------------------------------------------------------------- Inductor, end to end
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from tests.pretrain_helpers import make_corpus, make_tokenizer
+    from tests.pretrain_helpers import prepared_data
 
-    from lit_gpt.prepare.pipeline import tokenizer_fingerprint
-    from lit_gpt.tokenizer import load_tokenizer
-
-    root = tmp_path_factory.mktemp("compile_data")
-    corpus, tokenizer = make_corpus(root / "corpus"), make_tokenizer(root / "tokenizer")
-    fingerprint = tokenizer_fingerprint(load_tokenizer(tokenizer))
-    (corpus / "manifest.json").write_text(json.dumps({"tokenizer": {"fingerprint": fingerprint, "vocab_size": 49}}))
-    return corpus, tokenizer
+    return prepared_data(tmp_path_factory.mktemp("compile_data"))
 
 
 def pretrain_cli(data, out_dir, *extra: str) -> dict[int, float]:
