@@ -31,7 +31,9 @@ from lit_gpt.tokenizer import MASK_TOKEN, TOKENIZER_FILES, ensure_mask_token, lo
 
 PathLike = Union[str, Path]
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# The command lines offer the full names; library callers may also use the short ones.
+DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "float32": torch.float32, "fp32": torch.float32}
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 # Files a Hugging Face model folder may hold besides the weights; copied along by convert_safetensors.
 HF_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
@@ -59,7 +61,7 @@ def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype {dtype!r}; choose bfloat16, float16 or float32")
     return DTYPES[dtype]
 
 

@@ -13,7 +13,8 @@ import torch
 
 from lit_gpt.config import Config
 from lit_gpt.convert.checkpoint import load_lit_checkpoint
-from lit_gpt.convert.export import export_hf, import_hf, lit_to_hf
+from lit_gpt.convert.export import export_hf, import_hf, lit_to_hf, parse_dtype
+from lit_gpt.errors import UserError
 from lit_gpt.generate import generate
 from lit_gpt.model import GPT
 from tests.convert.helpers import OFFLINE_ENV, random_lit_model, randomize_, tokens
@@ -483,3 +484,12 @@ def test_import_with_a_mismatched_model_name_writes_nothing(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "n_query_groups 1 (checkpoint) vs 2" in err[0] and "intermediate_size 96 (checkpoint) vs 176" in err[0]
     assert not out.exists() and no_partial_leftovers(tmp_path)
+
+
+def test_parse_dtype_takes_full_and_short_names_and_refuses_others():
+    for names, expected in ((("bfloat16", "bf16"), torch.bfloat16), (("float16", "fp16", "half"), torch.float16),
+                            (("float32", "fp32"), torch.float32)):
+        assert [parse_dtype(name) for name in names] == [expected] * len(names)
+    assert parse_dtype(torch.float64) is torch.float64
+    with pytest.raises(UserError, match="unknown dtype 'int8'"):
+        parse_dtype("int8")
