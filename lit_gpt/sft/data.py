@@ -426,6 +426,8 @@ class MEAPCollator:
             counts["samples"] += not (self.preset == "upstream" and feature.get("masked_copy"))
             counts["dropped"] += not built
             examples.extend(built)
+        if not examples:  # select_trainable keeps only buildable rows; a custom dataset may not
+            raise ValueError("every sample of this batch was dropped: no labeled token within max_length")
         batch = pad_batch(examples, self.pad_token_id, self.pad_to_multiple_of)
         if features[0].get("ntp_only"):  # validation is plain NTP: nothing masked to report
             return batch

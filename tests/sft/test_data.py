@@ -171,6 +171,14 @@ def test_collator_modes():
     assert ntp_only["input_ids"].shape == (1, 66) and 7 not in ntp_only["input_ids"]
 
 
+def test_collator_refuses_a_batch_with_nothing_to_learn():
+    """A batch whose every answer starts past max_length builds no example: one clear error, not an empty batch."""
+    collator = MEAPCollator(mode="concat", mask_ratio=0.1, mask_token_id=7, eos_token_id=2, pad_token_id=0,
+                            max_length=8)
+    with pytest.raises(ValueError, match="every sample of this batch was dropped"):
+        collator([features(n_prompt=20), features(n_prompt=30)])
+
+
 def test_fresh_masks_every_epoch_with_dataloader_workers():
     import datasets
 
