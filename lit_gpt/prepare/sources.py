@@ -83,6 +83,8 @@ def find_sources(
 ) -> list[Source]:
     """The source files of `split` under `source_path` (or that one file), but hidden ones, the
     destination and manifest.json; files in no split are passed to `report` in one line."""
+    if split not in ("all", *SPLITS):  # the command line's choices; `prepare()` callers get the same refusal
+        raise PrepareError(f"--split must be one of all, train, validation; got {split!r}")
     source_path = Path(source_path).expanduser()
     if not source_path.exists():
         raise PrepareError(f"source path not found: {source_path}")

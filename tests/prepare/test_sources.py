@@ -293,3 +293,10 @@ def test_source_search_is_recursive(tmp_path):
     write_lines(src / "other" / "c4-train.00001-of-00003.json.gz", ["{}"])
     with pytest.raises(PrepareError, match=r"c4-train.00001-of-00003.json.gz is in a/ and other/"):
         find_sources(src, src / "out")
+
+
+def test_an_unknown_split_is_refused_naming_it(tmp_path):
+    """From Python as on the command line: not a misleading "no files match" later."""
+    write_lines(tmp_path / "c4-train.00000-of-01024.json", c4_lines(DOCS))
+    with pytest.raises(PrepareError, match="--split must be one of all, train, validation; got 'bogus'"):
+        find_sources(tmp_path, tmp_path / "out", split="bogus")
