@@ -80,13 +80,6 @@ def parallelize(
     return model
 
 
-def _units(model: GPT) -> list[tuple[str, nn.Module]]:
-    """The model's top-level pieces in the order `GPT.__init__` builds them and `apply` visits them."""
-    t = model.transformer
-    return [("lm_head", model.lm_head), ("transformer.wte", t.wte),
-            *[(f"transformer.h.{i}", block) for i, block in enumerate(t.h)], ("transformer.ln_f", t.ln_f)]
-
-
 @torch.no_grad()
 def initial_weights(config: Config, dtype: torch.dtype = torch.float32) -> Iterator[dict[str, torch.Tensor]]:
     """The initial weights of `GPT(config)` built on the CPU now (from the current RNG state), one unit at a time.
