@@ -170,6 +170,20 @@ def test_builder_dtype_rules_and_bad_input(tmp_path):
         builder.add_array(np.array([1, 70000]))  # TinyLlama would store 70000 as 4464
 
 
+@pytest.mark.parametrize("chunk_size", [0, -3, True, 2.5, "10", None])
+def test_builder_refuses_a_chunk_size_that_is_not_a_positive_integer(tmp_path, chunk_size):
+    with pytest.raises(ValueError, match=f"chunk_size must be a positive integer, got {chunk_size!r}"):
+        PackedDatasetBuilder(tmp_path, "a", chunk_size, 2, vocab_size=100)
+    assert not list(tmp_path.iterdir())
+
+
+def test_builder_takes_a_numpy_integer_chunk_size(tmp_path):
+    builder = PackedDatasetBuilder(tmp_path, "a", np.int64(4), 2, vocab_size=100)
+    builder.add_array(np.arange(6))
+    builder.write_reminder()
+    assert [file_tokens(f).tolist() for f in builder.filenames] == [[0, 1, 2, 3], [4, 5, 2, 2]]
+
+
 def test_builder_files_read_in_the_trainer_and_back(tmp_path):
     builder = PackedDatasetBuilder(tmp_path, "c4", 16, 0, vocab_size=1000)
     builder.add_array(np.arange(1, 40))

@@ -348,3 +348,22 @@ def test_prepare_with_the_upstream_encoding(tmp_path, upstream_dir, upstream_cal
     message = capsys.readouterr().err
     assert caught.value.code == 2 and len(message.strip().splitlines()) == 1
     assert "encoding.backend='transformers legacy=False', this run has 'sentencepiece'" in message, message
+
+
+def test_the_package_import_path_of_the_library_api_still_works(tmp_path):
+    # `from lit_gpt.prepare import prepare, ...` was the import path before prepare became a package.
+    import lit_gpt.prepare.pipeline as pipeline
+    from lit_gpt.prepare import (DEFAULT_CHUNK_SIZE, MANIFEST, PrepareError as Error, Summary, find_sources,
+                                 gunzip_files, iter_records, load_manifest, prepare as package_prepare)
+
+    assert package_prepare is prepare and Error is PrepareError and Summary is pipeline.Summary
+    assert (DEFAULT_CHUNK_SIZE, MANIFEST) == (4097 * 1024, "manifest.json")
+    assert (find_sources, gunzip_files, iter_records, load_manifest) == (
+        pipeline.find_sources, pipeline.gunzip_files, pipeline.iter_records, pipeline.load_manifest)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        getattr(sys.modules["lit_gpt.prepare"], "no_such_name")
+    # The command line still starts without the pipeline's imports (numpy, torch).
+    probe = "import sys, lit_gpt.prepare.cli; print(sorted({'numpy', 'torch', 'lit_gpt.prepare.pipeline'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}).stdout
+    assert out.strip() == "[]"
