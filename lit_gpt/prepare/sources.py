@@ -31,6 +31,7 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
 DEFAULT_PATTERNS = {"train": "c4-train.*", "validation": "c4-validation.*"}
 DATASET_DICT = "dataset_dict.json"  # marks a `DatasetDict.save_to_disk` folder: its subfolders are the splits
+SAVED_METADATA = ("state.json", "dataset_info.json")  # what `save_to_disk` writes beside its .arrow files
 BATCH_ROWS = 1024  # rows per Parquet / Arrow batch read
 MANY_BRACKETS = 256  # above this many brackets in one line, JSON is parsed by the standard library
 # Lone surrogates, which json (unlike orjson) lets through from "\\ud800": not Unicode text.
@@ -173,9 +174,12 @@ def _walk(folder: Path, destination: Path) -> list[Path]:
         here = Path(dirpath)
         # Pruned in place, so os.walk never enters them.
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() != destination)
+        saved_dataset = any(name.endswith(".arrow") for name in filenames)
         for name in sorted(filenames):
             path = here / name
             if not name.endswith(SOURCE_SUFFIXES) or name.startswith(".") or name == MANIFEST:
+                continue
+            if saved_dataset and name in SAVED_METADATA:  # no texts in them
                 continue
             if path.is_symlink() and not path.exists():  # a shard gone missing must not pass unnoticed
                 raise PrepareError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist")

@@ -83,7 +83,9 @@ def test_every_format_gives_the_chunks_of_the_same_texts_in_json_gz(tmp_path, to
         datasets.disable_progress_bars()
         datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": TEXTS}),
                               "validation": datasets.Dataset.from_dict({"text": TEXTS[:3]})}).save_to_disk(str(src))
-        prepare(src, dst, tokenizer_dir, chunk_size=64, num_workers=1, log=quiet)
+        summary = prepare(src, dst, tokenizer_dir, chunk_size=64, num_workers=1, log=quiet)
+        # datasets' own state.json and dataset_info.json beside the .arrow files are no sources
+        assert summary.sources_done == 2 and summary.skipped_lines == 0
         got = chunks(dst)
         train = {k.replace("c4_train_data-00000-of-00001", "c4_corpus"): v for k, v in got.items() if k.startswith("c4_")}
         assert train == want
