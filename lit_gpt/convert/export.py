@@ -301,8 +301,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
     grown = config.padded_vocab_size - source.padded_vocab_size
     for key in ("transformer.wte.weight", "lm_head.weight"):
         sd[key] = _grow_rows(sd[key], config.padded_vocab_size)
-    checkpoint = {"model": sd, "config": config.to_dict(), "source": str(hf_dir.resolve()),
-                  "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None}
+    checkpoint = {"model": sd, "config": config.to_dict(),  # this order: the file's bytes
+                  "tokenizer_dir": str(hf_dir.resolve()) if has_tokenizer else None, "source": str(hf_dir.resolve())}
     n_bytes = sum(t.numel() * t.element_size() for t in sd.values())
     with staged(out, "--out", needed_bytes=n_bytes, also=(RuntimeError,)) as staging:
         torch.save(checkpoint, staging)

@@ -112,16 +112,17 @@ _PICKLE_MODULE = SimpleNamespace(__name__="lit_gpt.io.safe_load", Unpickler=Allo
                                  load=lambda file, **kwargs: AllowListUnpickler(file, **kwargs).load())
 
 
-def load_torch_file(path: Union[str, Path, IO[bytes]]) -> Any:
+def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any:
     """The object a `torch.save` file (or an open binary file) holds, read through the allow-list onto the
-    CPU, memory-mapped when it can be; `UnsafeCheckpointError` naming the refused global, or UserError when
-    missing, truncated or foreign."""
-    mmap = False
-    if not hasattr(path, "read"):
+    CPU, memory-mapped when it can be unless `mmap` is False; `UnsafeCheckpointError` naming the refused
+    global, or UserError when missing, truncated or foreign."""
+    if hasattr(path, "read"):
+        mmap = False
+    else:
         path = Path(path).expanduser()
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
-        mmap = zipfile.is_zipfile(path)  # the legacy (pre-zip) format and raw pickles cannot be mapped
+        mmap = mmap and zipfile.is_zipfile(path)  # the legacy (pre-zip) format and raw pickles cannot be mapped
     try:
         # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list is what keeps this
         # safe (torch's own weights_only unpickler stops at protocol 3).

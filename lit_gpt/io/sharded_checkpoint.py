@@ -65,7 +65,10 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         reason = f"{type(err).__name__}: {first_line(err)}"
         raise UserError(f"{path}: not a readable sharded checkpoint ({reason})") from None
     meta_file = Path(path) / META_FILE
-    return load_torch_file(meta_file) if meta_file.is_file() else {}
+    meta = load_torch_file(meta_file) if meta_file.is_file() else {}
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_file}: holds a {type(meta).__name__}, not a dict")
+    return meta
 
 
 def load_sharded(state_dict: dict[str, Any], path: str | Path, no_dist: bool = False) -> None:

@@ -164,6 +164,13 @@ def test_import_of_a_random_hf_llama_gives_its_logits(weights_format, tmp_path):
         torch.testing.assert_close(lit.eval()(idx), hf(idx).logits, atol=1e-5, rtol=0)
 
 
+def test_import_writes_its_entries_in_the_order_of_earlier_releases(tmp_path):
+    # The order of the entries is part of the file's bytes: the same folder gives the same file as before.
+    random_hf_llama(vocab_size=128, n_kv=2).save_pretrained(tmp_path / "hf")
+    import_hf(tmp_path / "hf", tmp_path / "lit.pth")
+    assert list(torch.load(tmp_path / "lit.pth", weights_only=True)) == ["model", "config", "tokenizer_dir", "source"]
+
+
 def test_import_grows_the_vocabulary_with_mean_rows(tmp_path):
     # micro_LLaMA: 2 layers, 64 wide, 4 heads, 2 query groups, intermediate 176, 4096 padded rows.
     hf = random_hf_llama(vocab_size=4000, n_kv=2, intermediate=176, seed=1)

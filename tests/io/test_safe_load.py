@@ -69,6 +69,18 @@ def test_every_pickle_protocol_loads_the_same_tensors(tmp_path, protocol, zip_fo
     assert_same(load_torch_file(path), saved)
 
 
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_mmap_false_reads_the_file_into_memory(tmp_path, zip_format):
+    saved = weights()
+    path = tmp_path / "in_memory.pth"
+    torch.save(saved, path, _use_new_zipfile_serialization=zip_format)
+    loaded = load_torch_file(path, mmap=False)
+    assert_same(loaded, saved)
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        assert str(path) not in maps.read_text()
+
+
 def test_zip_files_are_memory_mapped_and_agree_with_weights_only(tmp_path):
     saved = weights()
     path = tmp_path / "plain.pth"
