@@ -289,6 +289,8 @@ def import_hf(hf_dir: PathLike, out_path: PathLike, model_name: Optional[str] = 
         raise UserError(f"--out {out} exists; pass --overwrite to replace it")
     try:
         hf_cfg = json.loads((hf_dir / "config.json").read_text())
+        if not isinstance(hf_cfg, dict):
+            raise ValueError(f"holds a JSON {type(hf_cfg).__name__}, not an object of settings")
         source = config_from_hf(hf_cfg, name=model_name or hf_dir.name)
     except ValueError as err:
         raise UserError(f"{hf_dir / 'config.json'}: {err}") from None

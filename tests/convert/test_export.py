@@ -493,6 +493,18 @@ def test_import_with_a_mismatched_model_name_writes_nothing(tmp_path, capsys):
     assert not out.exists() and no_partial_leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", '"llama"', "not json"])
+def test_import_of_a_config_json_that_is_no_object_is_one_line(tmp_path, capsys, text):
+    random_hf_llama(vocab_size=128, n_kv=1).save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "config.json").write_text(text)
+    capsys.readouterr()
+    out = tmp_path / "lit.pth"
+    code = main_of("convert_hf_checkpoint.py", ["--checkpoint_dir", str(tmp_path / "hf"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "config.json" in err[0]
+    assert not out.exists()
+
+
 def test_parse_dtype_takes_full_and_short_names_and_refuses_others():
     for names, expected in ((("bfloat16", "bf16"), torch.bfloat16), (("float16", "fp16", "half"), torch.float16),
                             (("float32", "fp32"), torch.float32)):
