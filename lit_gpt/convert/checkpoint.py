@@ -58,7 +58,8 @@ def resolve_config(meta: dict[str, Any], model_name: Optional[str], path: Path) 
     upstream_name = hparams.get("model_name") if isinstance(hparams.get("model_name"), str) else None
     model_name = upstream_name if model_name is None else model_name
     if model_name is None:
-        raise UserError(f"{path} records no model config: pass --model_name (e.g. tiny_LLaMA_1b_mask)")
+        raise UserError(f"{path} records no model config: pass --model_name (e.g. tiny_LLaMA_1b_mask) to "
+                        "convert/convert_lit_checkpoint.py")
     if upstream_name is not None and upstream_name != model_name:
         raise UserError(f"{path} was trained as {upstream_name!r}, not --model_name {model_name!r}")
     try:

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
+from lit_gpt.errors import UserError
+
 
 # Red -> yellow -> green, the needle-in-a-haystack colours.
 NIAH_COLORS = ("#F0496E", "#EBB839", "#0CD79F")
@@ -24,9 +26,12 @@ def save_figure(fig, path: Union[str, Path]) -> Path:
     from lit_gpt.io.atomic import open_atomic
 
     path = Path(path)
+    kind = path.suffix.lstrip(".").lower() or "png"
+    if kind not in fig.canvas.get_supported_filetypes():
+        raise UserError(f"{path}: cannot draw a .{kind} figure; use .png, .pdf or .svg")
     fig.tight_layout()
     with open_atomic(path, "wb", "figure") as f:
-        fig.savefig(f, dpi=150, format=path.suffix.lstrip(".") or "png")
+        fig.savefig(f, dpi=150, format=kind)
     return path
 
 

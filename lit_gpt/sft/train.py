@@ -114,8 +114,10 @@ class LoraArguments:
 # Every number's range, checked by the settings layer's one rule (`check_value`: one line naming the
 # option, NaN refused) before anything loads; transformers takes its own without a check and fails
 # later (a division by zero, a rank-0 adapter, a NaN loss scale). LoRA's only count with --use_lora.
-_NUMBERS = {"data": {"validation_split_percentage": {"ge": 0, "lt": 100}},
-            "meap": {"mask_ratio": {"ge": 0, "le": 1}, "min_answer_tokens": {"ge": 0}, "model_max_length": {"ge": 2}},
+_NUMBERS = {"data": {"validation_split_percentage": {"ge": 0, "lt": 100}, "max_train_samples": {"ge": 1},
+                     "max_eval_samples": {"ge": 1}, "preprocessing_num_workers": {"ge": 1}},
+            "meap": {"mask_ratio": {"ge": 0, "le": 1}, "min_answer_tokens": {"ge": 0}, "model_max_length": {"ge": 2},
+                     "pad_to_multiple_of": {"ge": 1}},
             "lora": {"lora_r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1}},
             "training": {"per_device_train_batch_size": {"ge": 1}, "per_device_eval_batch_size": {"ge": 1},
                          "gradient_accumulation_steps": {"ge": 1}, "learning_rate": {"ge": 0}, "weight_decay": {"ge": 0},

@@ -302,7 +302,7 @@ def test_bad_checkpoints_are_listed_and_nothing_is_written(tmp_path, capsys):
 
     torch.save(sd, ckpt)
     line = _bad_export(tmp_path, capsys, ["--checkpoint_name", str(ckpt)])
-    assert "records no model config: pass --model_name" in line
+    assert "records no model config: pass --model_name (e.g. tiny_LLaMA_1b_mask) to convert/convert_lit_checkpoint.py" in line
     line = _bad_export(tmp_path, capsys, ["--checkpoint_name", str(ckpt), "--model_name", "tiny_LLaMA_1x"])
     assert "unknown model name 'tiny_LLaMA_1x'" in line
     line = _bad_export(tmp_path, capsys, ["--checkpoint_name", str(tmp_path / "missing.pth"), "--model_name", "micro_LLaMA"])

@@ -399,6 +399,10 @@ def test_a_full_or_read_only_output_folder_is_one_line(model_dir, train_file, tm
     (["--learning_rate", "nan"], "--learning_rate nan: must be a finite number"),
     (["--mask_ratio", "1.5"], "--mask_ratio 1.5: must be in [0, 1]"),
     (["--validation_split_percentage", "100"], "--validation_split_percentage 100.0: must be in [0, 100)"),
+    (["--max_train_samples", "0"], "--max_train_samples 0: must be >= 1"),
+    (["--max_eval_samples", "0"], "--max_eval_samples 0: must be >= 1"),
+    (["--preprocessing_num_workers", "0"], "--preprocessing_num_workers 0: must be >= 1"),
+    (["--pad_to_multiple_of", "0"], "--pad_to_multiple_of 0: must be >= 1"),
 ])
 def test_sft_numbers_are_checked_before_anything_loads(flags, message, tmp_path):
     from lit_gpt.errors import UserError

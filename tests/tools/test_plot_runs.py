@@ -96,3 +96,12 @@ def test_label_count_must_match(tmp_path):
     with pytest.raises(UserError, match="2 runs"):
         plot_runs(runs, tmp_path / "c.png", labels=["only one"])
     assert plot_runs(runs, tmp_path / "c.svg", smooth=1).read_text().lstrip().startswith("<?xml")
+
+
+def test_a_figure_type_matplotlib_cannot_write_is_one_line_and_writes_nothing(tmp_path):
+    run = val_column_run(tmp_path / "a")
+    proc = run_script(run, "--out", tmp_path / "c.xyz", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "c.xyz" in lines[0] and ".png" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
