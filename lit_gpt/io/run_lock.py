@@ -139,7 +139,7 @@ class RunDirLock:
 
     def _remove_created(self) -> None:
         """A run refused on bad input leaves no empty output folder behind."""
-        if self._created and not any(p.name != RUN_LOCK for p in self.folder.iterdir()):
+        if self._created and self.folder.is_dir() and not any(p.name != RUN_LOCK for p in self.folder.iterdir()):
             self.path.unlink(missing_ok=True)
             remove_empty(self._created)
         self._created = []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lit_gpt.errors import UserError
 from lit_gpt.pretrain.cli import main as pretrain_main
 from lit_gpt.io.run_lock import HOLDER, RunDirLock, RunDirLocked, is_launching_process
 from tests.io.helpers import dead_pid, write_lock
@@ -72,6 +73,15 @@ def test_lock_is_released_when_the_run_fails(tmp_path):
             raise ValueError("the run failed")
     with RunDirLock(tmp_path, warn=pytest.fail):  # free again, and no stale body left to warn about
         pass
+
+
+def test_a_folder_under_a_file_is_one_line_naming_it(tmp_path):
+    (tmp_path / "a_file").write_text("kept\n")
+    folder = tmp_path / "a_file" / "run"
+    with pytest.raises(UserError) as err:  # not os.listdir's NotADirectoryError from the clean-up
+        RunDirLock(folder).acquire()
+    assert str(folder) in str(err.value) and "Not a directory" in str(err.value) and "\n" not in str(err.value)
+    assert (tmp_path / "a_file").read_text() == "kept\n"
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,9 @@ def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, data, tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err and "Traceback" not in err, err
+    assert err.startswith(f"error: cannot resume from {path}: ") and err.count(str(path)) == 1, err  # one sentence
+    assert kind != "empty" or "the file is empty" in err, err
+    assert kind != "not_a_checkpoint_dir" or f"{path}: a directory that is not a sharded checkpoint" in err, err
     assert not marker.exists()
     assert not (tmp_path / "out" / "metrics.csv").exists()
 
