@@ -275,7 +275,8 @@ class PretrainArgs:
         if self.global_batch_size * T > MAX_STEP_TOKENS:
             raise UserError(f"--global_batch_size {self.global_batch_size}: {self.global_batch_size} x {T} tokens "
                             f"per optimizer step is beyond any run (at most {MAX_STEP_TOKENS:,} tokens)")
-        check_batch_layout(self, 1)  # if one process cannot split the batch, more cannot either
+        # The processes asked for (-1, every visible GPU, is at least one: what one cannot split, more cannot).
+        check_batch_layout(self, self.devices * self.num_nodes if self.devices > 0 else 1)
 
     def flat(self) -> dict[str, Any]:
         """{setting: value} over every slice."""

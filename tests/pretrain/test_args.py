@@ -71,6 +71,8 @@ BAD_NUMBERS = {
     "--micro_batch_size 10000000": "--micro_batch_size 10000000: 10000000 x 256 tokens per micro batch cannot fit",
     "--global_batch_size 10000000 --micro_batch_size 16": "--global_batch_size 10000000: 10000000 x 256 tokens",
     "--global_batch_size 40 --micro_batch_size 16": "--micro_batch_size 16 does not divide the per-device batch of 40",
+    "--devices 4 --global_batch_size 40 --micro_batch_size 16":
+        "--micro_batch_size 16 does not divide the per-device batch of 10 sequences (global_batch_size 40 / 4 processes)",
     "--mask_span 0": "--mask_span 0: must be >= 1",
     "--devices 0": "--devices 0: must be >= 1, or -1",
     "--eval_iters -1": "--eval_iters -1: must be >= 0",
