@@ -176,11 +176,12 @@ def settings_parser(prog: Optional[str], description: str, *classes: type):
 
 def _one_line_error(message: str, hints: Mapping[str, Any]) -> UserError:
     key = re.search(r'[Kk]ey "([^"]+)"', message)
-    got = re.findall(r"Got value: (.*)", message)
+    got = re.findall(r"(?:Got|Given) value: (.*)", message)  # "Given": a Union's wording (Optional settings)
     if key and key.group(1) in hints:
         name = key.group(1)
         shown = f" {got[-1].strip()!r}" if got else ""
-        if got and got[-1].strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        finite_text = got and got[-1].strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
+        if finite_text and _optional(hints[name])[0] is float:
             return UserError(f"--{name}{shown}: must be a finite number")
         verb = "must be" if typing.get_origin(_optional(hints[name])[0]) is typing.Literal else "expected"
         return UserError(f"--{name}{shown}: {verb} {describe(hints[name])}")

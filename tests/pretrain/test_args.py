@@ -78,7 +78,10 @@ BAD_NUMBERS = {
     "--eval_iters -1": "--eval_iters -1: must be >= 0",
     "--max_steps 0": "--max_steps 0: must be >= 1",
     "--logger bogus": "--logger 'bogus': must be one of csv, tensorboard, wandb",
-    "--block_size nan": "--block_size: expected an integer or null",
+    "--block_size nan": "--block_size 'nan': expected an integer or null",
+    "--max_steps 2.5": "--max_steps '2.5': expected an integer or null",
+    "--precision fp8": "--precision 'fp8': must be one of bf16-mixed, bf16-true, 16-mixed, 32-true or null",
+    "--peak_tflops inf": "--peak_tflops 'inf': must be a finite number",
     "--mask_rati 0.1": "unrecognized arguments: --mask_rati 0.1 (did you mean --mask_ratio?)",
 }
 
