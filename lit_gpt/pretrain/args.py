@@ -104,7 +104,7 @@ class MeapSettings(_Slice):
 class ParallelSettings(_Slice):
     """hardware and parallelism"""
 
-    devices: int = setting(-1, ge=-1)
+    devices: int = -1
     """processes (GPUs) per node; -1 = every visible GPU (1 on CPU)"""
     num_nodes: int = setting(1, ge=1)
     """number of nodes"""
@@ -119,8 +119,8 @@ class ParallelSettings(_Slice):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.devices == 0:
-            raise UserError("--devices 0: must be >= 1, or -1 for every visible GPU")
+        if self.devices < 1 and self.devices != -1:
+            raise UserError(f"--devices {self.devices}: must be >= 1, or -1 for every visible GPU")
 
 
 @dataclass

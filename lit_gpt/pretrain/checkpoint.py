@@ -85,7 +85,13 @@ def check_readable(path: Path) -> dict[str, Any]:
     checkpoint of this trainer."""
     path = Path(path)
     if path.is_dir():
-        meta = sharded.read_meta(path)
+        try:
+            meta = sharded.read_meta(path)
+        except UserError as err:  # a damaged meta.pt: the loader's line names that file, not the folder
+            named = path / sharded.META_FILE
+            if str(named) not in str(err) or str(err).startswith(f"{named}:"):
+                raise
+            raise UserError(f"{named}: {str(err).replace(str(named), 'it')}") from None
     elif path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty, not a checkpoint")
     else:

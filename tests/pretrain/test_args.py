@@ -75,6 +75,7 @@ BAD_NUMBERS = {
         "--micro_batch_size 16 does not divide the per-device batch of 10 sequences (global_batch_size 40 / 4 processes)",
     "--mask_span 0": "--mask_span 0: must be >= 1",
     "--devices 0": "--devices 0: must be >= 1, or -1",
+    "--devices -2": "--devices -2: must be >= 1, or -1 for every visible GPU",
     "--eval_iters -1": "--eval_iters -1: must be >= 0",
     "--max_steps 0": "--max_steps 0: must be >= 1",
     "--logger bogus": "--logger 'bogus': must be one of csv, tensorboard, wandb",

@@ -106,6 +106,25 @@ def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, data, tmp_path, 
     assert not (tmp_path / "out" / "metrics.csv").exists()
 
 
+@pytest.mark.parametrize("resume", ["path", "auto"])
+def test_a_sharded_checkpoint_with_a_damaged_meta_file_is_named_in_one_sentence(resume, data, tmp_path, capsys):
+    from torch.distributed.checkpoint import FileSystemWriter, save
+
+    out = tmp_path / "out"
+    path = out / "step-00000008.pth"
+    save({"model.w": torch.zeros(2)}, storage_writer=FileSystemWriter(str(path)), no_dist=True)  # a readable index
+    (path / "meta.pt").write_bytes(b"garbage\n")
+    with pytest.raises(SystemExit) as exit_info:
+        _entry().main(to_argv(tiny_settings(*data, out, resume=str(path) if resume == "path" else "auto")))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    named = path / "meta.pt"
+    line = (f"--resume auto: skipping {named}: could not read it as a PyTorch checkpoint" if resume == "auto"
+            else f"error: cannot resume from {named}: could not read it as a PyTorch checkpoint")
+    assert err.startswith(line) and err.count(str(named)) == 1 and "Traceback" not in err, err
+    assert not (out / "metrics.csv").exists()
+
+
 def test_resume_auto_skips_an_unreadable_newest_checkpoint(data, tmp_path, capsys):
     out = tmp_path / "run"
     settings = dict(max_steps=8, save_interval=4, keep_last=0, eval_iters=0)
