@@ -129,9 +129,9 @@ def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any
         return torch.load(path, map_location="cpu", pickle_module=_PICKLE_MODULE, weights_only=False, mmap=mmap)
     except _RefusedGlobal as err:
         raise UnsafeCheckpointError(
-            f"{path} was not loaded for safety: it calls for {err.name}, which {err.why}; weight files may hold only "
+            f"{path}: not loaded for safety: it calls for {err.name}, which {err.why}; weight files may hold only "
             "tensors and plain containers, and nothing in this one was run"
         ) from None
     except Exception as err:  # truncated or foreign files: torch and pickle raise many types
         reason = f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
-        raise UserError(f"could not read {path} as a PyTorch checkpoint: {reason}") from None
+        raise UserError(f"{path}: could not read it as a PyTorch checkpoint: {reason}") from None

@@ -84,21 +84,9 @@ def check_readable(path: Path) -> dict[str, Any]:
     loader, without restoring it; -> its metadata. UserError naming the path when it is not a
     checkpoint of this trainer."""
     path = Path(path)
-    if path.is_dir():
-        try:
-            meta = sharded.read_meta(path)
-        except UserError as err:  # a damaged meta.pt: the loader's line names that file, not the folder
-            named = path / sharded.META_FILE
-            if str(named) not in str(err) or str(err).startswith(f"{named}:"):
-                raise
-            raise UserError(f"{named}: {str(err).replace(str(named), 'it')}") from None
-    elif path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty, not a checkpoint")
-    else:
-        try:
-            meta = load_torch_file(path)
-        except UserError as err:  # the loader's line names the file itself: "{path}: could not read it as ..."
-            raise UserError(f"{path}: {str(err).replace(str(path), 'it')}") from None
+    meta = sharded.read_meta(path) if path.is_dir() else load_torch_file(path)
     if not isinstance(meta, dict) or not path.is_dir() and (not isinstance(meta.get("model"), dict) or "optimizer" not in meta):
         raise UserError(f"{path}: not a training checkpoint (no model and optimizer state)")
     if meta.get("format_version") != FORMAT_VERSION:

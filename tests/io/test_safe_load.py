@@ -303,7 +303,7 @@ def test_a_truncated_checkpoint_is_one_line_naming_it(tmp_path):
     path = tmp_path / "step.pth"
     torch.save(weights(), path, pickle_protocol=5)
     path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(UserError, match=f"could not read {path} as a PyTorch checkpoint"):
+    with pytest.raises(UserError, match=f"{path}: could not read it as a PyTorch checkpoint"):
         load_torch_file(path)
 
 

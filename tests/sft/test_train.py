@@ -530,7 +530,7 @@ def test_bad_model_and_data_files_are_one_line(model_dir, train_file, tmp_path):
     (pickled / "model.safetensors").unlink()
     marker = tmp_path / "payload_ran"
     torch.save(malicious_pickle(marker), pickled / "pytorch_model.bin")
-    with pytest.raises(UserError, match=r"^--model_name_or_path: .*pickled/pytorch_model.bin was not loaded for safety: it calls for"):
+    with pytest.raises(UserError, match=r"^--model_name_or_path: .*pickled/pytorch_model.bin: not loaded for safety: it calls for"):
         main(args(pickled, train_file, out))
     assert not marker.exists()
 
