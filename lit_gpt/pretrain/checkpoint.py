@@ -229,9 +229,12 @@ class Checkpointer:
         return path
 
 
-def prune_checkpoints(out_dir: str | Path, keep_last: int) -> None:
-    """Deletes all but the newest keep_last checkpoints (keep_last 0 keeps all). Rank 0 only."""
-    for _, path in list_checkpoints(out_dir)[:-keep_last] if keep_last > 0 else []:
+def prune_checkpoints(out_dir: str | Path, keep_last: int, saved: Path) -> None:
+    """Deletes all but the newest keep_last checkpoints up to `saved`, the one just written (keep_last 0
+    keeps all). Later ones, left by a run that went further (perhaps unreadable, which is why this run
+    resumed before them), are not counted: they must not push out the checkpoints this run can use. Rank 0 only."""
+    upto = [path for _, path in list_checkpoints(out_dir) if path.name <= Path(saved).name]
+    for path in upto[:-keep_last] if keep_last > 0 else []:
         atomic.remove(path)
 
 

@@ -453,7 +453,7 @@ def save(fabric, plan: RunPlan, state: LoopState, model, optimizer, train: Train
     }
     done = checkpointer.save(path, contents, wait=final)
     if done and fabric.is_global_zero:
-        ckpt.prune_checkpoints(out_dir, args.keep_last)
+        ckpt.prune_checkpoints(out_dir, args.keep_last, done[-1])
     state.last_saved = done[-1] if done else state.last_saved
     return done
 

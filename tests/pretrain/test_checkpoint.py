@@ -196,3 +196,16 @@ def test_resuming_with_another_model_shape_names_the_setting(data, tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "state_dict" not in err, err
     assert f"n_embd {TINY_MODEL['n_embd']} (checkpoint) vs {wider['n_embd']} (this run)" in err and "step-00000004.pth" in err
+
+
+def test_keep_last_counts_only_checkpoints_up_to_the_one_just_saved(tmp_path):
+    from lit_gpt.pretrain.checkpoint import prune_checkpoints
+
+    # A run resumed from step 4 (step 8 unreadable) has just saved step 6: keeping "the newest one"
+    # must keep step 6, not the unreadable step 8 while deleting everything usable.
+    for step in (2, 4, 6, 8):
+        (tmp_path / f"step-{step:08d}.pth").write_bytes(b"x")
+    prune_checkpoints(tmp_path, 1, tmp_path / "step-00000006.pth")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000006.pth", "step-00000008.pth"]
+    prune_checkpoints(tmp_path, 0, tmp_path / "step-00000006.pth")  # 0 keeps all
+    assert len(list(tmp_path.iterdir())) == 2
