@@ -54,16 +54,24 @@ def read_index(path: str | Path, file_name: str = INDEX_FILE):
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The folder's non-tensor entries, once its index has been read through the allow-list; UserError
-    naming the folder when it is not a sharded checkpoint or its index cannot be read."""
+    naming the folder when it is not a sharded checkpoint, its index cannot be read, or a shard file the
+    index points into is missing or shorter than the index says."""
     if not (Path(path) / INDEX_FILE).is_file():
         raise UserError(f"{path}: a directory that is not a sharded checkpoint (no {INDEX_FILE} in it)")
     try:
-        read_index(path)
+        index = read_index(path)
     except pickle.UnpicklingError as err:
         raise UserError(f"{path}: {err}") from None
     except Exception as err:  # a damaged index: torch and pickle raise several types
         reason = f"{type(err).__name__}: {first_line(err)}"
         raise UserError(f"{path}: not a readable sharded checkpoint ({reason})") from None
+    ends: dict[str, int] = {}  # shard file -> the end of its last byte range
+    for item in (getattr(index, "storage_data", None) or {}).values():
+        ends[item.relative_path] = max(ends.get(item.relative_path, 0), item.offset + item.length)
+    for name, end in sorted(ends.items()):
+        shard = Path(path) / name
+        if not shard.is_file() or shard.stat().st_size < end:
+            raise UserError(f"{shard}: {'truncated' if shard.is_file() else 'missing'}, a shard of the checkpoint {path}")
     meta_file = Path(path) / META_FILE
     meta = load_torch_file(meta_file) if meta_file.is_file() else {}
     if not isinstance(meta, dict):

@@ -209,3 +209,24 @@ def test_keep_last_counts_only_checkpoints_up_to_the_one_just_saved(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000006.pth", "step-00000008.pth"]
     prune_checkpoints(tmp_path, 0, tmp_path / "step-00000006.pth")  # 0 keeps all
     assert len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # dcp.save in one process, as meant
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_resume_auto_skips_a_sharded_checkpoint_with_a_damaged_shard_file(tmp_path, capsys, damage):
+    from torch.distributed.checkpoint import FileSystemWriter, save
+
+    from lit_gpt.pretrain.checkpoint import FORMAT_VERSION, resolve_resume
+
+    for step in (4, 8):
+        folder = tmp_path / f"step-{step:08d}.pth"
+        save({"model.w": torch.arange(1000.0)}, storage_writer=FileSystemWriter(str(folder)), no_dist=True)
+        torch.save({"format_version": FORMAT_VERSION, "step": step}, folder / "meta.pt")
+    shard = tmp_path / "step-00000008.pth" / "__0_0.distcp"
+    if damage == "truncated":  # as a disk that filled up or failed after the rename leaves it
+        shard.write_bytes(shard.read_bytes()[:100])
+    else:
+        shard.unlink()
+    assert resolve_resume("auto", tmp_path) == tmp_path / "step-00000004.pth"
+    err = capsys.readouterr().err
+    assert err.startswith(f"--resume auto: skipping {shard}: {damage}") and err.count("\n") == 1, err
