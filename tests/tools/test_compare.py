@@ -260,3 +260,31 @@ def test_verdict_rate_without_a_true_difference_stays_near_nominal():
         old_verdicts += low > 0 or high < 0
     assert verdicts / n_designs <= 0.10
     assert old_verdicts / n_designs > 0.2
+
+
+def test_a_record_written_before_the_settings_moved_is_continued(tmp_path, monkeypatch):
+    """comparison.json as the earlier layout wrote it (train_prefix a mixture string, checkpoint_format
+    'full', tokenizer_dir as given, no plan_days/dry_run/async_checkpoint) matches the same command; a
+    setting that changes results still does not."""
+    from lit_gpt.errors import UserError
+    from tools.compare.settings import check_or_write_record, parse_args, record_of
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "cmp"
+    argv = ["--config", "pretrained/meap_tiny.py", "--out_dir", str(out), "--max_steps", "4"]
+    record = json.loads(json.dumps(record_of(*parse_args(argv), "cmd")))
+    earlier = json.loads(json.dumps(record))
+    pretrain = earlier["pretrain"]
+    pretrain.update(train_prefix="c4", checkpoint_format="full", tokenizer_dir="data/tokenizer")
+    for key in ("plan_days", "dry_run", "async_checkpoint"):
+        del pretrain[key]
+    out.mkdir()
+    (out / "comparison.json").write_text(json.dumps(earlier))
+    assert check_or_write_record(out, record) is True
+    other = json.loads(json.dumps(record_of(*parse_args([*argv[:-1], "5"]), "cmd")))
+    with pytest.raises(UserError, match=r"max_steps: 4 -> 5"):
+        check_or_write_record(out, other)
+    other = json.loads(json.dumps(record_of(*parse_args([*argv, "--train_prefix", "c4:0.5,wiki:0.5"]), "cmd")))
+    with pytest.raises(UserError, match=r"train_prefix"):
+        check_or_write_record(out, other)
+    assert json.loads((out / "comparison.json").read_text()) == earlier

@@ -148,14 +148,29 @@ def record_of(settings: ComparisonSettings, args: PretrainArgs, command: str) ->
     }
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _as_recorded_now(key: str, value: Any) -> Any:
+    """A setting as this version records it, so that a record written before the settings moved
+    matches: a mixture string of train_prefix, a tokenizer folder as given, and 'full', which is
+    what 'auto' gives here (sharded checkpoints are refused)."""
+    from lit_gpt.pretrain.args import DataSource, parse_data_mix
+
+    if key == "train_prefix" and isinstance(value, str):
+        return [str(DataSource(name, weight)) for name, weight in parse_data_mix(value)]
+    if key == "tokenizer_dir" and isinstance(value, str):
+        return str(Path(value).expanduser().resolve())
+    return "auto" if key == "checkpoint_format" and value == "full" else value
+
+
+def _differences(old: dict, new: dict, prefix: str = "", nested: bool = False) -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
-        if key in NOT_COMPARED:
+        if key in NOT_COMPARED or (nested and key not in old):  # a setting added since the record was written
             continue
         a, b = old.get(key), new.get(key)
+        if nested:
+            a, b = _as_recorded_now(key, a), _as_recorded_now(key, b)
         if isinstance(a, dict) and isinstance(b, dict) and key in ("comparison", "pretrain"):
-            out += _differences(a, b, prefix="")
+            out += _differences(a, b, prefix="", nested=True)
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
