@@ -288,3 +288,22 @@ def test_a_record_written_before_the_settings_moved_is_continued(tmp_path, monke
     with pytest.raises(UserError, match=r"train_prefix"):
         check_or_write_record(out, other)
     assert json.loads((out / "comparison.json").read_text()) == earlier
+
+
+def test_explicit_lengths_beyond_the_model_are_evaluated_not_refused_after_training(tmp_path, monkeypatch):
+    # The evaluations refuse such prompts unless allowed; the harness has trained every run by then,
+    # so it allows them (each prints a warning), for both arms alike.
+    import lit_gpt.eval.attention as attention_module
+    import lit_gpt.eval.retrieval as retrieval_module
+    from tools.compare import evaluate
+    from tools.compare.runs import Run
+    from tools.compare.settings import ComparisonSettings
+
+    seen = []
+    monkeypatch.setattr(retrieval_module, "run_retrieval", lambda config: seen.append(config) or {})
+    monkeypatch.setattr(attention_module, "run_attention", lambda config: seen.append(config) or {})
+    run = Run("meap", 0, 3407, 0.15, tmp_path / "meap_seed0")
+    settings = ComparisonSettings(config="recipe.py", out_dir=str(tmp_path), context_lengths=[4096])
+    evaluate.retrieval(run, tmp_path / "step.pth", "passkey", [4096], settings)
+    evaluate.attention(run, tmp_path / "step.pth", "passkey", [4096], settings)
+    assert len(seen) == 2 and all(config.allow_beyond_context for config in seen)

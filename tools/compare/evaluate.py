@@ -57,6 +57,8 @@ def task_lengths(tokenizer, task: str, lengths: list[int], explicit: bool) -> tu
     return fits, dropped
 
 
+# Lengths beyond the model's positions (only ever given explicitly: the defaults fit the block size) are
+# evaluated with a warning, as in every arm alike: refusing them would end the comparison after its training.
 def retrieval(run: Run, checkpoint: Path, task: str, lengths: list[int], settings: ComparisonSettings) -> dict:
     from lit_gpt.eval.retrieval import RetrievalSettings, run_retrieval
 
@@ -64,7 +66,7 @@ def retrieval(run: Run, checkpoint: Path, task: str, lengths: list[int], setting
     config = RetrievalSettings(
         model_dir=str(checkpoint), task=task, context_lengths=lengths, depths=settings.depths, samples=settings.samples,
         out_dir=str(out), seed=settings.prompt_seed, batch_size=settings.eval_batch_size,
-        haystack_file=settings.haystack_file, device=settings.eval_device,
+        haystack_file=settings.haystack_file, device=settings.eval_device, allow_beyond_context=True,
     )
     return _read_or_run(out / "results.json", lambda: run_retrieval(config), f"== {run.name}: {task} retrieval")
 
@@ -76,7 +78,7 @@ def attention(run: Run, checkpoint: Path, task: str, lengths: list[int], setting
     config = AttentionSettings(
         model_dir=str(checkpoint), task=task, context_lengths=lengths, depths=settings.depths,
         samples=settings.attention_samples, out_dir=str(out), seed=settings.prompt_seed,
-        haystack_file=settings.haystack_file, device=settings.eval_device,
+        haystack_file=settings.haystack_file, device=settings.eval_device, allow_beyond_context=True,
     )
     return _read_or_run(out / "results.json", lambda: run_attention(config), f"== {run.name}: {task} attention")
 
