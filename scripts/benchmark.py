@@ -80,6 +80,10 @@ def main(argv=None) -> int:
         raise UserError(f"--warmup {args.warmup}: must be >= 0")
     if not 0 < args.mask_ratio < 1:
         raise UserError(f"--mask_ratio {args.mask_ratio}: must be in (0, 1)")
+    if args.device is not None:
+        from lit_gpt.eval.models import resolve_device
+
+        resolve_device(args.device)  # one line for a device that does not exist or this machine lacks
     if micro_batch_size is None:
         import torch
 

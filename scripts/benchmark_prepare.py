@@ -468,6 +468,9 @@ def main(argv=None) -> None:
     parser.add_argument("--parquet_rss", type=float, default=None, metavar="MB",
                         help="measure peak RSS of prepare on one Parquet file of about MB megabytes")
     args = parser.parse_args(argv)
+    for name in ("megabytes", "files", "chunk_size", "repeats", "num_workers"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise UserError(f"--{name} {getattr(args, name)}: must be > 0")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - {"reference", "prepare", "datasets", "litdata"}
     if unknown or "prepare" not in methods:

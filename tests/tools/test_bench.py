@@ -92,6 +92,7 @@ def run_main(argv, capsys):
         (["--micro_batch_size", "2", "--steps", "0"], "--steps 0"),
         (["--micro_batch_size", "2", "--mask_ratio", "1.5"], "--mask_ratio 1.5"),
         (["--micro_batch_size", "2", "--variants", "hf", "eager", "hf"], "--variants: hf given more than once"),
+        (["--micro_batch_size", "2", "--device", "tpu"], "unknown --device 'tpu'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, extra, message):
@@ -269,3 +270,15 @@ def test_attention_probe_reports_each_backend():
     assert set(result) == {"auto", "cudnn", "flash", "efficient", "cudnn_repeated_kv"}
     assert isinstance(result["auto"], float) and result["auto"] > 0
     assert all(isinstance(v, float) or v.startswith("n/a: ") for v in result.values())
+
+
+@pytest.mark.parametrize("flag", ["--megabytes", "--files", "--chunk_size", "--repeats", "--num_workers"])
+def test_benchmark_prepare_refuses_sizes_below_one_in_one_line(flag, capsys):
+    spec = importlib.util.spec_from_file_location("benchmark_prepare_script", SCRIPT.parent / "benchmark_prepare.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([flag, "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(f"error: {flag} 0") and err.endswith(": must be > 0\n")
+    assert err.count("\n") == 1
