@@ -143,9 +143,7 @@ class PackedDatasetBuilder(ChunkWriter):
             if vocab_size is None:
                 raise ValueError("vocab_size cannot be None when dtype='auto'")
             dtype = token_dtype(vocab_size)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        super().__init__(outdir, prefix, int(chunk_size), sep_token, dtype)
+        super().__init__(outdir, prefix, chunk_size, sep_token, dtype)
         self._outdir = outdir
 
     @property

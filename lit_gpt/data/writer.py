@@ -18,11 +18,11 @@ class ChunkWriter:
     """
 
     def __init__(self, out_dir: PathLike, prefix: str, chunk_size: int, sep_token: int, dtype=np.uint16):
-        if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.out_dir = Path(out_dir)
         self.prefix = prefix
-        self.chunk_size = chunk_size
+        self.chunk_size = int(chunk_size)
         self.sep_token = sep_token
         self.dtype = np.dtype(dtype)
         dtype_code(self.dtype)  # fail early on a dtype the format cannot name
