@@ -122,6 +122,8 @@ def load_torch_file(path: Union[str, Path, IO[bytes]], mmap: bool = True) -> Any
         path = Path(path).expanduser()
         if not path.is_file():
             raise UserError(f"checkpoint not found: {path}")
+        if path.stat().st_size == 0:  # torch would say only "EOFError: Ran out of input"
+            raise UserError(f"{path}: the file is empty, not a checkpoint")
         mmap = mmap and zipfile.is_zipfile(path)  # the legacy (pre-zip) format and raw pickles cannot be mapped
     try:
         # weights_only=False is how torch.load accepts a `pickle_module`; the allow-list is what keeps this

@@ -84,8 +84,6 @@ def check_readable(path: Path) -> dict[str, Any]:
     loader, without restoring it; -> its metadata. UserError naming the path when it is not a
     checkpoint of this trainer."""
     path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise UserError(f"{path}: the file is empty, not a checkpoint")
     meta = sharded.read_meta(path) if path.is_dir() else load_torch_file(path)
     if not isinstance(meta, dict) or not path.is_dir() and (not isinstance(meta.get("model"), dict) or "optimizer" not in meta):
         raise UserError(f"{path}: not a training checkpoint (no model and optimizer state)")

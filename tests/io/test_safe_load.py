@@ -321,3 +321,11 @@ def test_pickle_build_cannot_tamper_with_torch_functions(tmp_path):
     with pytest.raises(UserError, match=str(path)):  # not a torch file: the object is not even returned
         load_torch_file(path)
     assert torch.serialization._get_layout("torch.strided") is torch.strided
+
+
+def test_an_empty_file_is_named_as_empty(tmp_path):
+    path = tmp_path / "empty.pth"
+    path.write_bytes(b"")
+    with pytest.raises(UserError) as err:
+        load_torch_file(path)
+    assert str(err.value) == f"{path}: the file is empty, not a checkpoint"
